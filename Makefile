@@ -1,0 +1,63 @@
+# The two commands: `make run` (demo on SQLite with the dev identity provider) and
+# `make test` (the whole suite; PostgreSQL when DATABASE_URL says so).
+PYTHON ?= python3
+VENV := .venv
+PY := $(VENV)/bin/python
+PORTAL_PORT ?= 8000
+IDP_PORT ?= 9000
+# Development defaults; production sets its own environment and never uses this file.
+DEV_ENV := DEBUG=true PJD_ALLOW_SYNTHETIC_IDS=true PJD_TEST_IDENTITIES=true \
+	OIDC_ISSUER=http://127.0.0.1:$(IDP_PORT)
+
+.PHONY: run test setup lint typecheck messages clean-demo
+
+setup: $(VENV)/.installed node_modules/.installed devidp/node_modules/.installed static/vendor/.copied var/oidc_client_key.pem
+
+$(VENV)/.installed: requirements.txt requirements-dev.txt
+	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
+	$(PYTHON) -m venv $(VENV)
+	$(VENV)/bin/pip install --quiet --disable-pip-version-check -r requirements-dev.txt
+	@touch $@
+
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+devidp/node_modules/.installed: devidp/package.json devidp/package-lock.json
+	cd devidp && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# Designsystemet CSS, its theme and the Inter font, copied from npm packages.
+static/vendor/.copied: node_modules/.installed
+	mkdir -p static/vendor/inter
+	cp node_modules/@digdir/designsystemet-css/dist/src/index.css static/vendor/designsystemet.css
+	cp node_modules/@digdir/designsystemet-theme/brand/digdir.css static/vendor/designsystemet-theme.css
+	cp node_modules/@fontsource/inter/files/inter-latin-*-normal.woff2 static/vendor/inter/
+	@touch $@
+
+var/oidc_client_key.pem: $(VENV)/.installed
+	$(DEV_ENV) $(PY) manage.py create_client_key
+
+run: setup
+	$(DEV_ENV) $(PY) manage.py migrate --noinput
+	$(DEV_ENV) $(PY) manage.py seed_demo
+	@echo "Portal: http://127.0.0.1:$(PORTAL_PORT)/  (log in as fastlege / test)"
+	@cd devidp && IDP_PORT=$(IDP_PORT) RP_BASES=http://127.0.0.1:$(PORTAL_PORT) \
+		IDP_CLIENT_JWKS=../var/oidc_client_jwks.json node server.mjs & \
+	idp=$$!; trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
+	$(DEV_ENV) $(PY) manage.py runserver --noreload 127.0.0.1:$(PORTAL_PORT)
+
+test: setup
+	$(DEV_ENV) $(PY) -m pytest
+
+lint:
+	$(VENV)/bin/ruff check .
+	$(VENV)/bin/ruff format --check .
+
+typecheck:
+	$(DEV_ENV) $(VENV)/bin/mypy pjd_portal
+
+# Regenerate translations (needs GNU gettext); the compiled .mo files are committed.
+messages:
+	$(DEV_ENV) $(PY) manage.py makemessages -l nb -l en --ignore=.venv --ignore=node_modules --ignore=devidp
+	$(DEV_ENV) $(PY) manage.py compilemessages --ignore=.venv

@@ -1,0 +1,273 @@
+"""THE access policy: the one place that decides who may see which patient and document.
+
+Everything here is pure: it takes already-loaded facts (see `selectors.py`) and returns a
+`Decision` with a reason code for the audit trail and a message for the user. Views call
+these functions and act on the answer; they never decide by themselves.
+
+The rules follow kjernejournalforskriften and NHN's PJD (see DOMAIN.md):
+- a user needs an active clinician role in the organisation they act for, an HPR number
+  and a health-personnel authorization;
+- UNNTAK only for a fastlege on own list patients, and for doctors and nurses at a
+  legevakt or in specialist care; others state SAMTYKKE or AKUTT;
+- AKUTT and FORHØYET need a written reason and are flagged for review;
+- a blocked clinician sees nothing, even in an emergency; a reservation hides everything;
+  a restriction needs a FORHØYET basis;
+- NORS documents are hidden (the list only counts them); each category has a window.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass, field
+
+from django.db.models import Q
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from pjd_portal.access.models import Basis, PurposeOfUse
+from pjd_portal.accounts.models import OrganisationKind
+from pjd_portal.documents.models import ConfidentialityCode, DocumentCategory
+
+# Authorizations (Volven 9060) that make someone health personnel who may use the portal.
+HEALTH_PERSONNEL_AUTHORIZATIONS = frozenset({"LE", "SP", "JM", "PS", "FA1", "HE"})
+DOCTORS_AND_NURSES = frozenset({"LE", "SP"})
+
+REASON_REQUIRED = frozenset({Basis.AKUTT, Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT})
+ELEVATED = frozenset({Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT})
+FLAGGED_FOR_REVIEW = REASON_REQUIRED
+MIN_REASON_LENGTH = 15
+
+# Kjernejournalforskriften windows by service date; None = no limit.
+CATEGORY_WINDOW_DAYS: dict[str, int | None] = {
+    DocumentCategory.EPIKRISE: None,
+    DocumentCategory.PROVESVAR: 365,
+    DocumentCategory.ORGANFUNKSJON: 5 * 365,
+    DocumentCategory.BILDEDIAGNOSTIKK: 5 * 365,
+    DocumentCategory.KORRESPONDANSE: 365,
+}
+
+HIDDEN_CONFIDENTIALITY = frozenset({ConfidentialityCode.NORS})
+
+
+@dataclass(frozen=True)
+class ClinicianFacts:
+    user_id: int
+    hpr_number: str
+    authorizations: frozenset[str]
+    organisation_id: int | None
+    organisation_kind: str | None
+    has_clinician_role: bool
+
+
+@dataclass(frozen=True)
+class PatientFacts:
+    patient_id: int
+    fastlege_hpr_number: str
+    reserved: bool
+    restricted: bool
+    blocked_hpr_numbers: frozenset[str] = field(default_factory=frozenset)
+
+
+@dataclass(frozen=True)
+class AttestFacts:
+    basis: str
+    user_id: int
+    organisation_id: int
+    patient_id: int
+    expires_at: datetime.datetime
+
+
+@dataclass(frozen=True)
+class DocumentFacts:
+    category: str
+    service_date: datetime.date
+    confidentiality_code: str
+    patient_id: int
+
+
+@dataclass(frozen=True)
+class Decision:
+    allowed: bool
+    reason_code: str
+    message: str = ""
+
+    def __bool__(self) -> bool:
+        return self.allowed
+
+
+ALLOW = Decision(True, "ok")
+
+
+def _deny(code: str, message: str) -> Decision:
+    return Decision(False, code, message)
+
+
+def may_use_clinical_portal(clinician: ClinicianFacts) -> Decision:
+    """May this user look up patients at all (in the organisation they act for)?"""
+
+    if not clinician.has_clinician_role or clinician.organisation_id is None:
+        return _deny("no_clinician_role", str(_("You do not have a clinician role in this organisation.")))
+    if not clinician.hpr_number:
+        return _deny("no_hpr_number", str(_("You are not registered as health personnel (HPR).")))
+    if not clinician.authorizations & HEALTH_PERSONNEL_AUTHORIZATIONS:
+        return _deny("no_authorization", str(_("You have no health personnel authorization in HPR.")))
+    return ALLOW
+
+
+def may_state_basis(clinician: ClinicianFacts, patient: PatientFacts, basis: str, reason: str) -> Decision:
+    """May this clinician state this basis for this patient?"""
+
+    portal = may_use_clinical_portal(clinician)
+    if not portal:
+        return portal
+    if basis not in Basis.values:
+        return _deny("invalid_basis", str(_("Choose a basis for access.")))
+    if basis in REASON_REQUIRED and len(reason.strip()) < MIN_REASON_LENGTH:
+        return _deny(
+            "reason_required",
+            str(
+                _("Write a reason of at least one sentence (at least %(n)d characters).")
+                % {"n": MIN_REASON_LENGTH}
+            ),
+        )
+    if basis == Basis.UNNTAK:
+        kind = clinician.organisation_kind
+        if kind == OrganisationKind.FASTLEGEKONTOR:
+            if patient.fastlege_hpr_number and patient.fastlege_hpr_number == clinician.hpr_number:
+                return ALLOW
+            return _deny(
+                "unntak_not_list_patient",
+                str(
+                    _(
+                        "The exception from consent applies only to your own list patients. Choose consent or emergency."
+                    )
+                ),
+            )
+        if kind in (OrganisationKind.LEGEVAKT, OrganisationKind.HELSEFORETAK):
+            if clinician.authorizations & DOCTORS_AND_NURSES:
+                return ALLOW
+        return _deny(
+            "unntak_not_applicable",
+            str(_("The exception from consent does not apply to you here. Choose consent or emergency.")),
+        )
+    return ALLOW
+
+
+def purpose_of_use(clinician: ClinicianFacts, basis: str) -> str:
+    """The HL7 purpose of use sent with the attest."""
+
+    if basis in ELEVATED or basis == Basis.AKUTT:
+        return PurposeOfUse.BTG
+    if clinician.organisation_kind == OrganisationKind.LEGEVAKT:
+        return PurposeOfUse.ETREAT
+    return PurposeOfUse.TREAT
+
+
+def attest_is_valid(
+    clinician: ClinicianFacts, patient: PatientFacts, attest: AttestFacts | None, now: datetime.datetime
+) -> bool:
+    return (
+        attest is not None
+        and attest.user_id == clinician.user_id
+        and attest.organisation_id == clinician.organisation_id
+        and attest.patient_id == patient.patient_id
+        and attest.expires_at > now
+    )
+
+
+def may_see_patient_documents(
+    clinician: ClinicianFacts,
+    patient: PatientFacts,
+    attest: AttestFacts | None,
+    now: datetime.datetime,
+) -> Decision:
+    """The status pre-check: may the document list be shown at all?
+
+    Order matters: a blocked clinician sees nothing even in an emergency; a reservation
+    beats every basis; a restriction needs a FORHØYET basis.
+    """
+
+    portal = may_use_clinical_portal(clinician)
+    if not portal:
+        return portal
+    if not attest_is_valid(clinician, patient, attest, now):
+        return _deny("no_valid_attest", str(_("State the basis for access first.")))
+    assert attest is not None
+    if clinician.hpr_number in patient.blocked_hpr_numbers:
+        return _deny(
+            "clinician_blocked",
+            str(
+                _("The patient has blocked your access. No documents can be shown, also not in an emergency.")
+            ),
+        )
+    if patient.reserved:
+        return _deny(
+            "patient_reserved",
+            str(_("The patient has reserved against document sharing. No documents are shown.")),
+        )
+    if patient.restricted and attest.basis not in ELEVATED:
+        return _deny(
+            "patient_restricted",
+            str(
+                _(
+                    "The patient has restricted document sharing. Documents are shown only with an elevated basis (forhøyet samtykke or forhøyet akutt)."
+                )
+            ),
+        )
+    return ALLOW
+
+
+def window_start(category: str, today: datetime.date) -> datetime.date | None:
+    days = CATEGORY_WINDOW_DAYS.get(category, 0)
+    if days is None:
+        return None
+    return today - datetime.timedelta(days=days)
+
+
+def may_open_document(
+    clinician: ClinicianFacts,
+    patient: PatientFacts,
+    attest: AttestFacts | None,
+    document: DocumentFacts,
+    now: datetime.datetime,
+) -> Decision:
+    listed = may_see_patient_documents(clinician, patient, attest, now)
+    if not listed:
+        return listed
+    if document.patient_id != patient.patient_id:
+        return _deny("document_other_patient", "")
+    if document.category not in CATEGORY_WINDOW_DAYS:
+        return _deny("category_not_allowed", "")
+    if document.confidentiality_code in HIDDEN_CONFIDENTIALITY:
+        return _deny("document_blocked", "")
+    start = window_start(document.category, timezone.localtime(now).date())
+    if start is not None and document.service_date < start:
+        return _deny("outside_window", "")
+    return ALLOW
+
+
+def _in_window_q(today: datetime.date) -> Q:
+    by_category = Q()
+    for category in CATEGORY_WINDOW_DAYS:
+        start = window_start(category, today)
+        cond = Q(category=category)
+        if start is not None:
+            cond &= Q(service_date__gte=start)
+        by_category |= cond
+    return by_category
+
+
+def listable_documents_q(today: datetime.date) -> Q:
+    """The same rules as `may_open_document` for a document, as a query filter.
+
+    Used for the list so that paging and counting happen in the database. The decision
+    table test checks both forms agree.
+    """
+
+    return _in_window_q(today) & ~Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))
+
+
+def hidden_documents_q(today: datetime.date) -> Q:
+    """Blocked (NORS) documents inside the windows: counted, never described."""
+
+    return _in_window_q(today) & Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))

@@ -1,0 +1,91 @@
+"""Loading the facts the policy decides on. Reads only; a bounded number of queries."""
+
+from __future__ import annotations
+
+import datetime
+from uuid import UUID
+
+from django.http import HttpRequest
+
+from pjd_portal.access import policy
+from pjd_portal.access.models import AccessAttest, PatientLookup
+from pjd_portal.accounts.context import (
+    active_roles,
+    authenticated_user,
+    authorizations_for,
+    current_organisation,
+)
+from pjd_portal.accounts.models import Role
+from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
+
+
+def clinician_facts(request: HttpRequest) -> policy.ClinicianFacts:
+    cached = getattr(request, "_pjd_clinician_facts", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    user = authenticated_user(request)
+    org = current_organisation(request)
+    hpr = getattr(user, "hpr_number", "") or ""
+    facts = policy.ClinicianFacts(
+        user_id=user.pk,
+        hpr_number=hpr,
+        authorizations=authorizations_for(hpr),
+        organisation_id=org.pk if org else None,
+        organisation_kind=org.kind if org else None,
+        has_clinician_role=Role.CLINICIAN in active_roles(request),
+    )
+    request._pjd_clinician_facts = facts  # type: ignore[attr-defined]
+    return facts
+
+
+def patient_facts(patient: Patient) -> policy.PatientFacts:
+    """Privacy choices in force now. Read on every request: a choice made a moment ago
+    applies to the very next request, so nothing here is cached across requests."""
+
+    reserved = restricted = False
+    blocked: set[str] = set()
+    for kind, hpr in PrivacyChoice.objects.filter(patient=patient, lifted_at__isnull=True).values_list(
+        "kind", "blocked_hpr_number"
+    ):
+        if kind == PrivacyChoiceKind.RESERVATION:
+            reserved = True
+        elif kind == PrivacyChoiceKind.RESTRICTION:
+            restricted = True
+        elif kind == PrivacyChoiceKind.BLOCKED_CLINICIAN and hpr:
+            blocked.add(hpr)
+    return policy.PatientFacts(
+        patient_id=patient.pk,
+        fastlege_hpr_number=patient.fastlege_hpr_number,
+        reserved=reserved,
+        restricted=restricted,
+        blocked_hpr_numbers=frozenset(blocked),
+    )
+
+
+def own_lookup(request: HttpRequest, handle: UUID, now: datetime.datetime) -> PatientLookup | None:
+    """The lookup behind a handle, if it is this user's, in this organisation, and live."""
+
+    org = current_organisation(request)
+    if org is None:
+        return None
+    return (
+        PatientLookup.objects.select_related("patient")
+        .filter(handle=handle, user=authenticated_user(request), organisation=org, expires_at__gt=now)
+        .first()
+    )
+
+
+def latest_attest(lookup: PatientLookup, now: datetime.datetime) -> AccessAttest | None:
+    return AccessAttest.objects.filter(lookup=lookup, expires_at__gt=now).order_by("-created_at").first()
+
+
+def attest_facts(attest: AccessAttest | None) -> policy.AttestFacts | None:
+    if attest is None:
+        return None
+    return policy.AttestFacts(
+        basis=attest.basis,
+        user_id=attest.user_id,
+        organisation_id=attest.organisation_id,
+        patient_id=attest.patient_id,
+        expires_at=attest.expires_at,
+    )

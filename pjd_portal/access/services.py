@@ -1,0 +1,187 @@
+"""Writes of the clinician path: lookups, attests, and the one funnel to a patient.
+
+Each service writes its rows and its audit event in one transaction; the policy module
+decides, these functions only act on its answer.
+"""
+
+from __future__ import annotations
+
+import datetime
+from uuid import UUID
+from dataclasses import dataclass
+
+from django.conf import settings
+from django.db import transaction
+from django.http import Http404, HttpRequest
+from django.utils import timezone
+
+from pjd_portal.access import policy, selectors
+from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
+from pjd_portal.accounts.context import authenticated_user, current_organisation
+from pjd_portal.audit.models import EventType, Outcome
+from pjd_portal.audit.services import record_event, record_event_committed
+from pjd_portal.patients.models import Patient
+from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
+
+
+class PatientNotFound(Http404):
+    """Raised for a handle that is unknown, expired or someone else's: one answer for all."""
+
+
+@dataclass(frozen=True)
+class LookupResult:
+    lookup: PatientLookup | None
+    error_code: str = ""
+
+
+def lookup_patient(*, request: HttpRequest, raw_national_id: str) -> LookupResult:
+    """Look up a patient by national id. Logs hits, misses and invalid input alike."""
+
+    clinician = selectors.clinician_facts(request)
+    portal = policy.may_use_clinical_portal(clinician)
+    if not portal:
+        record_event(
+            request=request,
+            event_type=EventType.PATIENT_LOOKUP,
+            outcome=Outcome.DENIED,
+            reason_code=portal.reason_code,
+        )
+        return LookupResult(None, portal.reason_code)
+    try:
+        national_id = parse_national_id(raw_national_id, allow_synthetic=settings.ALLOW_SYNTHETIC_IDS)
+    except InvalidNationalId as exc:
+        # The invalid input itself is not stored: it may be a mistyped real id.
+        record_event(
+            request=request,
+            event_type=EventType.PATIENT_LOOKUP,
+            outcome=Outcome.INVALID,
+            reason_code=f"invalid_{exc.code}",
+        )
+        return LookupResult(None, f"invalid_{exc.code}")
+
+    patient = Patient.objects.filter(national_id=national_id.value).first()
+    if patient is None:
+        record_event(
+            request=request,
+            event_type=EventType.PATIENT_LOOKUP,
+            outcome=Outcome.NOT_FOUND,
+            reason_code="no_such_patient",
+            patient_national_id=national_id.value,
+        )
+        return LookupResult(None, "no_such_patient")
+
+    now = timezone.now()
+    organisation = current_organisation(request)
+    assert organisation is not None  # may_use_clinical_portal checked it
+    with transaction.atomic():
+        lookup = PatientLookup.objects.create(
+            user=authenticated_user(request),
+            organisation=organisation,
+            patient=patient,
+            created_at=now,
+            expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
+        )
+        record_event(
+            request=request,
+            event_type=EventType.PATIENT_LOOKUP,
+            outcome=Outcome.GRANTED,
+            patient=patient,
+            details={"handle": str(lookup.handle)},
+        )
+    return LookupResult(lookup)
+
+
+@dataclass(frozen=True)
+class PatientAccess:
+    """What a view may work with after the funnel: the lookup and the loaded facts."""
+
+    lookup: PatientLookup
+    patient: Patient
+    clinician: policy.ClinicianFacts
+    patient_facts: policy.PatientFacts
+    attest: AccessAttest | None
+    now: datetime.datetime
+
+    @property
+    def attest_facts(self) -> policy.AttestFacts | None:
+        return selectors.attest_facts(self.attest)
+
+
+def access_patient_by_handle(*, request: HttpRequest, handle: UUID) -> PatientAccess:
+    """The one way from a URL handle to a patient.
+
+    Unknown, expired and other users' handles all raise the same PatientNotFound (a 404)
+    and are logged as denials, so guessing is both fruitless and visible.
+    """
+
+    now = timezone.now()
+    clinician = selectors.clinician_facts(request)
+    lookup = selectors.own_lookup(request, handle, now) if policy.may_use_clinical_portal(clinician) else None
+    if lookup is None:
+        record_event_committed(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.NOT_FOUND,
+            reason_code="unknown_handle",
+            details={"handle": str(handle)},
+        )
+        raise PatientNotFound()
+    return PatientAccess(
+        lookup=lookup,
+        patient=lookup.patient,
+        clinician=clinician,
+        patient_facts=selectors.patient_facts(lookup.patient),
+        attest=selectors.latest_attest(lookup, now),
+        now=now,
+    )
+
+
+@dataclass(frozen=True)
+class BasisResult:
+    attest: AccessAttest | None
+    decision: policy.Decision
+
+
+def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reason: str) -> BasisResult:
+    """Record the clinician's basis for access as an attest, if the policy allows it."""
+
+    reason = reason.strip()
+    decision = policy.may_state_basis(access.clinician, access.patient_facts, basis, reason)
+    if not decision:
+        record_event(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            reason_code=decision.reason_code,
+            patient=access.patient,
+            basis=basis if basis in Basis.values else "",
+            reason_text=reason,
+        )
+        return BasisResult(None, decision)
+
+    now = timezone.now()
+    flagged = basis in policy.FLAGGED_FOR_REVIEW
+    with transaction.atomic():
+        attest = AccessAttest.objects.create(
+            lookup=access.lookup,
+            user=authenticated_user(request),
+            organisation_id=access.lookup.organisation_id,
+            patient=access.patient,
+            basis=basis,
+            purpose_of_use=policy.purpose_of_use(access.clinician, basis),
+            care_relation="BEHANDLER",
+            reason=reason,
+            self_selected=True,
+            created_at=now,
+            expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
+        )
+        record_event(
+            request=request,
+            event_type=EventType.EMERGENCY_ACCESS if flagged else EventType.BASIS_STATED,
+            outcome=Outcome.GRANTED,
+            patient=access.patient,
+            attest=attest,
+            reason_text=reason,
+            flagged_for_review=flagged,
+        )
+    return BasisResult(attest, decision)

@@ -1,0 +1,69 @@
+"""The logged-in person's organisation context, kept in the session."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from pjd_portal.accounts.models import HprAuthorization, Membership, Organisation, Role, User
+
+SESSION_ORG_KEY = "pjd_org_id"
+
+
+def current_organisation(request: HttpRequest) -> Organisation | None:
+    """The organisation the user acts for in this session (cached on the request)."""
+
+    if hasattr(request, "_pjd_organisation"):
+        cached: Organisation | None = request._pjd_organisation
+        return cached
+    org: Organisation | None = None
+    org_id = request.session.get(SESSION_ORG_KEY) if hasattr(request, "session") else None
+    if org_id is not None and request.user.is_authenticated:
+        org = Organisation.objects.filter(pk=org_id).first()
+    request._pjd_organisation = org  # type: ignore[attr-defined]
+    return org
+
+
+def active_roles(request: HttpRequest) -> frozenset[str]:
+    """The user's active roles in the current organisation (cached on the request)."""
+
+    cached = getattr(request, "_pjd_roles", None)
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    roles: frozenset[str] = frozenset()
+    org = current_organisation(request)
+    if org is not None and request.user.is_authenticated:
+        roles = frozenset(
+            Membership.objects.filter(user=request.user, organisation=org, active=True).values_list(
+                "role", flat=True
+            )
+        )
+    request._pjd_roles = roles  # type: ignore[attr-defined]
+    return roles
+
+
+def authenticated_user(request: HttpRequest) -> User:
+    """The logged-in user; callers sit behind login_required."""
+
+    user = request.user
+    assert isinstance(user, User), "view must require login"
+    return user
+
+
+def authorizations_for(hpr_number: str) -> frozenset[str]:
+    if not hpr_number:
+        return frozenset()
+    return frozenset(HprAuthorization.objects.filter(hpr_number=hpr_number).values_list("code", flat=True))
+
+
+def portal_context(request: HttpRequest) -> dict[str, Any]:
+    """Template context: who is logged in and for which organisation."""
+
+    if not getattr(request, "user", None) or not request.user.is_authenticated:
+        return {}
+    roles = active_roles(request)
+    return {
+        "current_organisation": current_organisation(request),
+        "is_clinician": Role.CLINICIAN in roles,
+    }

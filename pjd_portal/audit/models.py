@@ -1,0 +1,110 @@
+"""Access events: the append-only log of every access and every refusal.
+
+Rows are written only by `audit.services.record_event`. The queryset refuses update and
+delete, and a database trigger (migration 0002) refuses UPDATE and DELETE for everyone,
+owner included.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any, NoReturn
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+
+class EventType(models.TextChoices):
+    LOGIN = "login", _("Login")
+    LOGIN_REFUSED = "login_refused", _("Login refused")
+    LOGOUT = "logout", _("Logout")
+    PATIENT_LOOKUP = "patient_lookup", _("Patient lookup")
+    BASIS_STATED = "basis_stated", _("Basis for access stated")
+    EMERGENCY_ACCESS = "emergency_access", _("Emergency access")
+    DOCUMENT_LIST = "document_list", _("Document list")
+    DOCUMENT_OPEN = "document_open", _("Document opened")
+    ACCESS_DENIED = "access_denied", _("Access denied")
+
+
+class Outcome(models.TextChoices):
+    GRANTED = "granted", _("Granted")
+    DENIED = "denied", _("Denied")
+    NOT_FOUND = "not_found", _("Not found")
+    INVALID = "invalid", _("Invalid input")
+
+
+class AppendOnlyError(Exception):
+    pass
+
+
+class AccessEventQuerySet(models.QuerySet["AccessEvent"]):
+    def update(self, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("access events cannot be updated")
+
+    def delete(self) -> NoReturn:
+        raise AppendOnlyError("access events cannot be deleted")
+
+
+class AccessEvent(models.Model):
+    event_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    occurred_at = models.DateTimeField(db_index=True)
+    event_type = models.CharField(max_length=30, choices=EventType.choices)
+    outcome = models.CharField(max_length=20, choices=Outcome.choices)
+    reason_code = models.CharField(max_length=50, blank=True)
+    flagged_for_review = models.BooleanField(default=False)
+
+    # who (copied, so the row stays exact whatever happens to the account later)
+    actor_user_id = models.BigIntegerField(null=True, blank=True)
+    actor_pid = models.CharField(max_length=11, blank=True)
+    actor_hpr_number = models.CharField(max_length=9, blank=True)
+    actor_name = models.CharField(max_length=200, blank=True)
+    actor_authorizations = models.CharField(max_length=100, blank=True)
+    # where
+    organisation_orgnr = models.CharField(max_length=9, blank=True)
+    organisation_name = models.CharField(max_length=200, blank=True)
+    # whom
+    patient = models.ForeignKey(
+        "patients.Patient", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    patient_national_id = models.CharField(max_length=11, blank=True)
+    # what
+    document = models.ForeignKey(
+        "documents.DocumentReference",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+    )
+    source_orgnr = models.CharField(max_length=9, blank=True)
+    # why
+    basis = models.CharField(max_length=20, blank=True)
+    purpose_of_use = models.CharField(max_length=10, blank=True)
+    reason_text = models.TextField(blank=True)
+    attest = models.ForeignKey(
+        "access.AccessAttest", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # how
+    request_id = models.CharField(max_length=64, blank=True)
+    client_ip = models.GenericIPAddressField(null=True, blank=True)
+    user_agent = models.CharField(max_length=300, blank=True)
+    details = models.JSONField(default=dict, blank=True)
+
+    objects = AccessEventQuerySet.as_manager()
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["patient", "-occurred_at"]),
+            models.Index(fields=["actor_user_id", "-occurred_at"]),
+            models.Index(fields=["organisation_orgnr", "-occurred_at"]),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.event_type} {self.event_id}"
+
+    def save(self, *args: Any, **kwargs: Any) -> None:
+        if self.pk is not None and not kwargs.get("force_insert"):
+            raise AppendOnlyError("access events cannot be updated")
+        super().save(*args, **kwargs)
+
+    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
+        raise AppendOnlyError("access events cannot be deleted")

@@ -1,0 +1,108 @@
+"""The one writer of access events.
+
+Every event the portal produces goes through `record_event`. It copies who, where and
+whom into the row, so the row stays exact whatever later happens to accounts and
+organisations. `record_event_committed` is for events that must be durable before the
+caller continues (a document's bytes are returned only after it returns).
+"""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from django.db import DatabaseError, transaction
+from django.http import HttpRequest
+from django.utils import timezone
+
+from pjd_portal.accounts.context import authorizations_for, current_organisation
+from pjd_portal.accounts.models import Organisation, User
+from pjd_portal.audit.models import AccessEvent
+
+logger = logging.getLogger(__name__)
+
+
+class AuditWriteFailed(Exception):
+    """The event could not be written. Callers must not show what it was about."""
+
+
+def _client_ip(request: HttpRequest) -> str | None:
+    return request.META.get("REMOTE_ADDR") or None
+
+
+def record_event(
+    *,
+    request: HttpRequest,
+    event_type: str,
+    outcome: str,
+    reason_code: str = "",
+    user: User | None = None,
+    organisation: Organisation | None = None,
+    patient: Any = None,
+    patient_national_id: str = "",
+    document: Any = None,
+    attest: Any = None,
+    basis: str = "",
+    purpose_of_use: str = "",
+    reason_text: str = "",
+    flagged_for_review: bool = False,
+    details: dict[str, Any] | None = None,
+    actor_pid: str = "",
+) -> AccessEvent:
+    """Write one access event in the caller's transaction. Raises AuditWriteFailed."""
+
+    if user is None and request.user.is_authenticated:
+        user = request.user
+    if organisation is None:
+        organisation = current_organisation(request)
+    event = AccessEvent(
+        occurred_at=timezone.now(),
+        event_type=event_type,
+        outcome=outcome,
+        reason_code=reason_code,
+        flagged_for_review=flagged_for_review,
+        actor_user_id=user.pk if user else None,
+        actor_pid=(user.pid or "") if user else actor_pid,
+        actor_hpr_number=user.hpr_number if user else "",
+        actor_name=user.display_name if user else "",
+        actor_authorizations=",".join(sorted(authorizations_for(user.hpr_number))) if user else "",
+        organisation_orgnr=organisation.orgnr if organisation else "",
+        organisation_name=organisation.name if organisation else "",
+        patient=patient,
+        patient_national_id=patient.national_id if patient is not None else patient_national_id,
+        document=document,
+        source_orgnr=document.source.organisation.orgnr if document is not None else "",
+        attest=attest,
+        basis=basis or (attest.basis if attest is not None else ""),
+        purpose_of_use=purpose_of_use or (attest.purpose_of_use if attest is not None else ""),
+        reason_text=reason_text,
+        request_id=getattr(request, "request_id", ""),
+        client_ip=_client_ip(request),
+        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+        details=details or {},
+    )
+    try:
+        event.save(force_insert=True)
+    except DatabaseError as exc:
+        # Log the fact, never the content (the row may carry a national id).
+        logger.error("audit write failed: %s (request %s)", type(exc).__name__, event.request_id)
+        raise AuditWriteFailed(str(type(exc).__name__)) from exc
+    return event
+
+
+def record_event_committed(**kwargs: Any) -> AccessEvent:
+    """Write one event in its own transaction and return only once it is committed.
+
+    `durable=True` makes Django refuse to run this inside an outer transaction, where
+    the commit would be deferred: the guarantee "committed before the first byte" is
+    then enforced, not hoped for.
+    """
+
+    try:
+        with transaction.atomic(durable=True):
+            return record_event(**kwargs)
+    except AuditWriteFailed:
+        raise
+    except DatabaseError as exc:  # the commit itself failed
+        logger.error("audit commit failed: %s", type(exc).__name__)
+        raise AuditWriteFailed(type(exc).__name__) from exc

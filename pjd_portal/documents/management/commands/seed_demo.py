@@ -1,0 +1,293 @@
+"""Load deterministic synthetic demo data: organisations, staff, patients, documents.
+
+Synthetic only: national ids are Tenor-style (month + 80) or NHN's published test
+patients; names are invented. Running it again on a seeded database changes nothing.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import random
+from pathlib import Path
+from typing import Any
+
+from django.conf import settings
+from django.core.management.base import BaseCommand
+from django.db import transaction
+from django.utils import timezone
+
+from pjd_portal.accounts.models import (
+    HprAuthorization,
+    Membership,
+    Organisation,
+    OrganisationKind,
+    Role,
+    User,
+)
+from pjd_portal.documents import demo_content
+from pjd_portal.documents.models import (
+    ConfidentialityCode,
+    DocumentCategory,
+    DocumentContent,
+    DocumentReference,
+    DocumentSource,
+)
+from pjd_portal.patients.models import AddressProtection, Gender, Patient, PrivacyChoice, PrivacyChoiceKind
+from pjd_portal.patients.national_id import NationalIdKind, has_valid_check_digits
+
+USERS_FILE = settings.BASE_DIR / "devidp" / "users.json"
+
+# (orgnr, name, kind, region, is_source, is_consumer)
+ORGANISATIONS = [
+    ("310000000", "Storgata legekontor", OrganisationKind.FASTLEGEKONTOR, "", False, True),
+    ("310100005", "Bergen legevakt", OrganisationKind.LEGEVAKT, "Helse Vest", True, True),
+    ("310200018", "Solheim sykehjem", OrganisationKind.SYKEHJEM, "", False, True),
+    ("310300004", "Oslo universitetssykehus HF", OrganisationKind.HELSEFORETAK, "Helse Sør-Øst", True, True),
+    ("310400009", "Helse Bergen HF", OrganisationKind.HELSEFORETAK, "Helse Vest", True, True),
+    (
+        "310500003",
+        "Universitetssykehuset Nord-Norge HF",
+        OrganisationKind.HELSEFORETAK,
+        "Helse Nord",
+        True,
+        True,
+    ),
+    ("310900001", "PJD forvaltning", OrganisationKind.FORVALTNING, "", False, False),
+]
+
+# username -> (HPR authorizations, role, orgnr of membership)
+STAFF = {
+    "fastlege": (["LE"], Role.CLINICIAN),
+    "legevakt": (["LE"], Role.CLINICIAN),
+    "sykepleier": (["SP"], Role.CLINICIAN),
+    "niva3": (["LE"], Role.CLINICIAN),
+    "revisor": ([], Role.AUDITOR),
+    "personvern": ([], Role.PRIVACY_OFFICER),
+    "tilgangsstyrer": ([], Role.ACCESS_ADMINISTRATOR),
+}
+
+NHN_TEST_PATIENTS = ["13116900216", "12119000465", "08077000292"]
+
+DEPARTMENTS = {
+    "310300004": [
+        ("Medisinsk klinikk", "4001"),
+        ("Kirurgisk klinikk", "4002"),
+        ("Radiologisk avdeling", "4003"),
+    ],
+    "310400009": [
+        ("Medisinsk avdeling", "5001"),
+        ("Laboratorieklinikken", "5002"),
+        ("Radiologisk avdeling", "5003"),
+    ],
+    "310500003": [("Indremedisinsk klinikk", "6001"), ("Diagnostisk klinikk", "6002")],
+    "310100005": [("Legevakten", "7001")],
+}
+GIVEN_F = ["Ingrid", "Sofie", "Nora", "Emma", "Kari", "Hanne", "Marit", "Astrid", "Liv", "Sigrid"]
+GIVEN_M = ["Ola", "Per", "Jonas", "Henrik", "Lars", "Knut", "Erik", "Magnus", "Arne", "Nils"]
+FAMILY = [
+    "Testesen",
+    "Prøvestad",
+    "Eksempelrud",
+    "Demoberg",
+    "Syntetisk",
+    "Fiktivik",
+    "Dummyvik",
+    "Modellund",
+]
+AUTHORS = [
+    "Overlege Anne Berg",
+    "Lege Jon Dahl",
+    "Overlege Mette Lie",
+    "LIS-lege Ali Khan",
+    "Bioingeniør Tove Ruud",
+]
+STREETS = ["Eksempelveien", "Testgata", "Prøvestien", "Demoalleen"]
+
+
+def synthetic_national_id(rng: random.Random, birth: datetime.date, *, d_number: bool = False) -> str:
+    """A Tenor-style synthetic number (month + 80) with valid mod-11 check digits."""
+
+    while True:
+        individual = rng.randint(0, 499) if birth.year < 2000 else rng.randint(500, 999)
+        day = birth.day + (40 if d_number else 0)
+        base = f"{day:02d}{birth.month + 80:02d}{birth.year % 100:02d}{individual:03d}"
+        for k1 in range(10):
+            for k2 in range(10):
+                candidate = f"{base}{k1}{k2}"
+                if has_valid_check_digits(candidate):
+                    return candidate
+
+
+def _load_users() -> dict[str, dict[str, Any]]:
+    users: dict[str, dict[str, Any]] = json.loads(Path(USERS_FILE).read_text(encoding="utf-8"))["users"]
+    return users
+
+
+class Command(BaseCommand):
+    help = "Load deterministic synthetic demo data (organisations, staff, patients, documents)."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument("--patients", type=int, default=30, help="synthetic patients besides NHN's three")
+        parser.add_argument("--max-documents", type=int, default=50, help="at most this many per patient")
+        parser.add_argument("--min-documents", type=int, default=10)
+
+    def handle(self, *args: Any, **options: Any) -> None:
+        if Patient.objects.filter(national_id=NHN_TEST_PATIENTS[0]).exists():
+            self.stdout.write("Demo data already present; nothing changed.")
+            return
+        with transaction.atomic():
+            orgs = self._organisations()
+            self._staff(orgs)
+            patients = self._patients(options["patients"])
+            count = self._documents(patients, orgs, options["min_documents"], options["max_documents"])
+        self.stdout.write(
+            f"Seeded {len(orgs)} organisations, {len(STAFF)} staff, {len(patients)} patients, {count} documents."
+        )
+
+    def _organisations(self) -> dict[str, Organisation]:
+        orgs = {}
+        for orgnr, name, kind, region, is_source, is_consumer in ORGANISATIONS:
+            org, _ = Organisation.objects.update_or_create(
+                orgnr=orgnr,
+                defaults={
+                    "name": name,
+                    "kind": kind,
+                    "region": region,
+                    "is_source": is_source,
+                    "is_consumer": is_consumer,
+                },
+            )
+            orgs[orgnr] = org
+            if is_source:
+                DocumentSource.objects.get_or_create(organisation=org, defaults={"name": name})
+        return orgs
+
+    def _staff(self, orgs: dict[str, Organisation]) -> None:
+        for username, claims in _load_users().items():
+            if username not in STAFF:
+                continue
+            authorizations, role = STAFF[username]
+            user, _ = User.objects.update_or_create(
+                pid=claims["pid"],
+                defaults={
+                    "username": f"demo-{username}",
+                    "hpr_number": claims.get("hpr") or "",
+                    "first_name": claims["given_name"],
+                    "last_name": claims["family_name"],
+                    "display_name": claims["name"],
+                },
+            )
+            user.set_unusable_password()
+            user.save()
+            for code in authorizations:
+                HprAuthorization.objects.get_or_create(hpr_number=claims["hpr"], code=code)
+            Membership.objects.get_or_create(user=user, organisation=orgs[claims["orgnr_parent"]], role=role)
+
+    def _patients(self, n_synthetic: int) -> list[Patient]:
+        rng = random.Random(20261122)
+        users = _load_users()
+        fastlege_hpr = users["fastlege"]["hpr"]
+        legevakt_hpr = users["legevakt"]["hpr"]
+        patients: list[Patient] = []
+        specs: list[tuple[str, str, datetime.date]] = []
+        for value in NHN_TEST_PATIENTS:
+            birth = datetime.date(1900 + int(value[4:6]), int(value[2:4]), int(value[0:2]))
+            specs.append((value, NationalIdKind.FODSELSNUMMER, birth))
+        for i in range(n_synthetic):
+            birth = datetime.date(rng.randint(1935, 2015), rng.randint(1, 12), rng.randint(1, 28))
+            d_number = i % 10 == 9
+            value = synthetic_national_id(rng, birth, d_number=d_number)
+            specs.append((value, NationalIdKind.SYNTHETIC, birth))
+        for index, (value, kind, birth) in enumerate(specs):
+            female = index % 2 == 0
+            patient = Patient.objects.create(
+                national_id=value,
+                national_id_kind=kind,
+                given_name=rng.choice(GIVEN_F if female else GIVEN_M),
+                family_name=rng.choice(FAMILY),
+                birth_date=birth,
+                gender=Gender.FEMALE if female else Gender.MALE,
+                address=f"{rng.choice(STREETS)} {rng.randint(1, 120)}, 0{rng.randint(100, 999)} Oslo",
+                # Two in three on the demo fastlege's list, NHN's first test patient included.
+                fastlege_hpr_number=fastlege_hpr if index % 3 != 2 else "",
+            )
+            patients.append(patient)
+        # Privacy choices and protected addresses on fixed patients, so the demo shows each.
+        now = timezone.now()
+        choices = [
+            (3, PrivacyChoiceKind.RESERVATION, ""),
+            (4, PrivacyChoiceKind.RESTRICTION, ""),
+            (5, PrivacyChoiceKind.BLOCKED_CLINICIAN, fastlege_hpr),
+            (6, PrivacyChoiceKind.BLOCKED_CLINICIAN, legevakt_hpr),
+        ]
+        for index, kind, hpr in choices:
+            PrivacyChoice.objects.create(
+                patient=patients[index],
+                kind=kind,
+                blocked_hpr_number=hpr,
+                reference=f"DEMO-{index:04d}",
+                reason="Pasientens ønske (syntetiske testdata)",
+                registered_at=now,
+            )
+        for index, protection in ((7, AddressProtection.FORTROLIG), (8, AddressProtection.STRENGT_FORTROLIG)):
+            patients[index].address_protection = protection
+            patients[index].save(update_fields=["address_protection"])
+        return patients
+
+    def _documents(self, patients: list[Patient], orgs: dict[str, Organisation], low: int, high: int) -> int:
+        rng = random.Random(8)
+        sources = list(DocumentSource.objects.select_related("organisation").order_by("organisation__orgnr"))
+        types = demo_content.document_types()
+        categories = list(DocumentCategory.values)
+        today = timezone.localdate()
+        count = 0
+        for p_index, patient in enumerate(patients):
+            n_docs = rng.randint(low, high)
+            for d_index in range(n_docs):
+                # Every category at least once per patient, the rest at random.
+                category = categories[d_index] if d_index < len(categories) else rng.choice(categories)
+                type_code, type_name = rng.choice(types[category])
+                source = rng.choice(sources)
+                department, resh = rng.choice(DEPARTMENTS[source.organisation.orgnr])
+                # Recent documents more often, so the windows leave something to show.
+                age_days = int(rng.triangular(0, 8 * 365, 200))
+                service_date = today - datetime.timedelta(days=age_days)
+                seed = p_index * 1000 + d_index
+                spec = demo_content.DemoDocumentSpec(
+                    category=category,
+                    type_code=type_code,
+                    type_name=type_name,
+                    title=demo_content.make_title(category, type_name, seed),
+                    service_date=service_date,
+                    author=rng.choice(AUTHORS),
+                    institution=source.organisation.name,
+                    department=department,
+                    patient_name=patient.name,
+                    patient_birth_date=patient.birth_date,
+                    seed=seed,
+                )
+                as_xml = d_index % 5 == 4
+                data = demo_content.render_xml(spec) if as_xml else demo_content.render_pdf(spec)
+                # A few blocked (NORS) documents for the "sperret" count.
+                blocked = p_index % 4 == 1 and d_index in (1, 2)
+                doc = DocumentReference.objects.create(
+                    source=source,
+                    patient=patient,
+                    category=category,
+                    type_code=type_code,
+                    type_name=type_name,
+                    title=spec.title,
+                    service_date=service_date,
+                    author=spec.author,
+                    institution_name=source.organisation.name,
+                    institution_orgnr=source.organisation.orgnr,
+                    department=department,
+                    department_resh_id=resh,
+                    confidentiality_code=ConfidentialityCode.NORS if blocked else ConfidentialityCode.NORMAL,
+                    content_type="application/xml" if as_xml else "application/pdf",
+                    size=len(data),
+                )
+                DocumentContent.objects.create(document=doc, data=data)
+                count += 1
+        return count

@@ -1,0 +1,87 @@
+"""Document sources, document references (metadata) and the local document store."""
+
+from __future__ import annotations
+
+import uuid
+
+from django.db import models
+from django.utils.translation import gettext_lazy as _
+
+from pjd_portal.accounts.models import Organisation
+from pjd_portal.patients.models import Patient
+
+
+class DocumentCategory(models.TextChoices):
+    """The classes kjernejournalforskriften § 4 nr 7 allows, coded in Volven 9602."""
+
+    EPIKRISE = "A00-1", _("Discharge summaries and summaries")
+    PROVESVAR = "C00-1", _("Test results, tissue and fluids")
+    ORGANFUNKSJON = "D00-1", _("Organ function")
+    BILDEDIAGNOSTIKK = "E00-1", _("Diagnostic imaging")
+    KORRESPONDANSE = "I00-1", _("Correspondence and referrals")
+
+
+class ConfidentialityCode(models.TextChoices):
+    """Volven 9603 and HL7 codes. NORS = blocked for health personnel."""
+
+    NORMAL = "N", _("Normal")
+    RESTRICTED = "R", _("Restricted")
+    VERY_RESTRICTED = "V", _("Very restricted")
+    NORS = "NORS", _("Blocked for health personnel (NORS)")
+    NORN_DUE = "NORN_DUE", _("Citizen denied access")
+    NORU = "NORU", _("Citizen access delayed")
+
+
+class DocumentSource(models.Model):
+    """A source organisation's document store. Only the local store exists so far."""
+
+    organisation = models.OneToOneField(
+        Organisation, on_delete=models.PROTECT, related_name="document_source"
+    )
+    name = models.CharField(max_length=200)
+    kind = models.CharField(max_length=20, default="local")
+
+    def __str__(self) -> str:
+        return self.name
+
+
+class DocumentReference(models.Model):
+    """Metadata of one shared document. Addressed by `document_id`, never by pk."""
+
+    document_id = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    source = models.ForeignKey(DocumentSource, on_delete=models.PROTECT, related_name="documents")
+    patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="documents")
+    category = models.CharField(max_length=10, choices=DocumentCategory.choices)
+    type_code = models.CharField(max_length=10)
+    type_name = models.CharField(max_length=100)
+    title = models.CharField(max_length=300)
+    service_date = models.DateField()
+    author = models.CharField(max_length=200)
+    institution_name = models.CharField(max_length=200)
+    institution_orgnr = models.CharField(max_length=9)
+    department = models.CharField(max_length=200, blank=True)
+    department_resh_id = models.CharField(max_length=12, blank=True)
+    confidentiality_code = models.CharField(
+        max_length=10, choices=ConfidentialityCode.choices, default=ConfidentialityCode.NORMAL
+    )
+    content_type = models.CharField(max_length=100)
+    size = models.PositiveIntegerField()
+    created_at = models.DateTimeField(auto_now_add=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["patient", "-service_date"])]
+
+    def __str__(self) -> str:
+        return f"Document {self.document_id}"
+
+
+class DocumentContent(models.Model):
+    """The bytes of a document in the local store."""
+
+    document = models.OneToOneField(
+        DocumentReference, on_delete=models.PROTECT, related_name="content", primary_key=True
+    )
+    data = models.BinaryField()
+
+    def __str__(self) -> str:
+        return f"Content of document {self.document_id}"

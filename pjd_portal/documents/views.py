@@ -1,0 +1,178 @@
+"""Clinician path, steps 3 to 5: the patient banner, the document list, opening a document."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.conf import settings
+from django.contrib.auth.decorators import login_required
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_GET
+
+from pjd_portal.access import policy
+from pjd_portal.access.services import PatientAccess, access_patient_by_handle
+from pjd_portal.accounts.decorators import clinician_required
+from pjd_portal.audit.models import EventType, Outcome
+from pjd_portal.audit.services import AuditWriteFailed, record_event, record_event_committed
+from pjd_portal.documents import rendering, selectors
+from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference
+from pjd_portal.lib.errors import service_unavailable
+
+SORT_COLUMNS = [
+    ("date", _("Date")),
+    ("category", _("Category")),
+    ("type", _("Type")),
+    ("title", _("Title")),
+    ("institution", _("Institution")),
+    ("author", _("Author")),
+]
+
+
+def _banner(access: PatientAccess) -> dict[str, object]:
+    patient = access.patient
+    return {
+        "name": patient.name,
+        "age": patient.age_on(timezone.localdate()),
+        "birth_date": patient.birth_date,
+        "gender": patient.get_gender_display(),
+        "protected_address": patient.has_protected_address,
+        # Never an address for a protected-address patient.
+        "address": "" if patient.has_protected_address else patient.address,
+    }
+
+
+@login_required
+@clinician_required
+@require_GET
+def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
+    access = access_patient_by_handle(request=request, handle=handle)
+    if not policy.attest_is_valid(access.clinician, access.patient_facts, access.attest_facts, access.now):
+        return redirect("patients:basis", handle=handle)
+    decision = policy.may_see_patient_documents(
+        access.clinician, access.patient_facts, access.attest_facts, access.now
+    )
+    context: dict[str, object] = {
+        "handle": handle,
+        "banner": _banner(access),
+        "attest": access.attest,
+        "decision": decision,
+    }
+    if not decision:
+        record_event(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            reason_code=decision.reason_code,
+            patient=access.patient,
+            attest=access.attest,
+        )
+        return render(request, "documents/list_page.html", context)
+
+    today = timezone.localdate()
+    params = selectors.parse_list_params(
+        request.GET.dict(),
+        page_sizes=settings.DOCUMENT_PAGE_SIZES,
+        default_size=settings.DOCUMENT_DEFAULT_PAGE_SIZE,
+    )
+    page = selectors.document_page(access.patient.pk, today, params)
+    context.update(
+        {
+            "page": page,
+            "params": params,
+            "hidden_count": selectors.hidden_document_count(access.patient.pk, today),
+            "categories": DocumentCategory.choices,
+            "page_sizes": settings.DOCUMENT_PAGE_SIZES,
+            "sort_columns": SORT_COLUMNS,
+        }
+    )
+    record_event(
+        request=request,
+        event_type=EventType.DOCUMENT_LIST,
+        outcome=Outcome.GRANTED,
+        patient=access.patient,
+        attest=access.attest,
+        details={
+            "page": page.number,
+            "sort": params.sort,
+            "category": params.category,
+            "shown": len(page.object_list),
+            "document_ids": [str(d.document_id) for d in page.object_list],
+        },
+    )
+    template = "documents/_list.html" if request.htmx else "documents/list_page.html"  # type: ignore[attr-defined]
+    return render(request, template, context)
+
+
+@login_required
+@clinician_required
+@require_GET
+def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> HttpResponse:
+    access = access_patient_by_handle(request=request, handle=handle)
+    document = (
+        DocumentReference.objects.select_related("source__organisation")
+        .filter(document_id=document_id)
+        .first()
+    )
+    if document is None:
+        decision = policy.Decision(False, "unknown_document")
+    else:
+        decision = policy.may_open_document(
+            access.clinician,
+            access.patient_facts,
+            access.attest_facts,
+            policy.DocumentFacts(
+                category=document.category,
+                service_date=document.service_date,
+                confidentiality_code=document.confidentiality_code,
+                patient_id=document.patient_id,
+            ),
+            access.now,
+        )
+    if not decision:
+        # Not allowed and not found look the same to the user; the log tells them apart.
+        record_event_committed(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED if document is not None else Outcome.NOT_FOUND,
+            reason_code=decision.reason_code,
+            patient=access.patient,
+            # Another patient's document is not linked: the event is about this patient.
+            document=document if document is not None and document.patient_id == access.patient.pk else None,
+            attest=access.attest,
+            details={"document_id": str(document_id)},
+        )
+        raise Http404()
+    assert document is not None
+    if document.content_type not in rendering.ALLOWED_CONTENT_TYPES:
+        raise Http404()
+
+    # The event is committed before a single byte of the document is read or returned.
+    try:
+        record_event_committed(
+            request=request,
+            event_type=EventType.DOCUMENT_OPEN,
+            outcome=Outcome.GRANTED,
+            patient=access.patient,
+            document=document,
+            attest=access.attest,
+        )
+    except AuditWriteFailed:
+        return service_unavailable(request, reason="audit")
+
+    data = bytes(DocumentContent.objects.values_list("data", flat=True).get(document=document))
+    if document.content_type in rendering.PDF_TYPES:
+        response = HttpResponse(data, content_type="application/pdf")
+        response["Content-Disposition"] = 'inline; filename="dokument.pdf"'
+        return response
+    try:
+        view = rendering.xml_view(data)
+    except rendering.UnsupportedDocument:
+        view = None
+    return render(
+        request,
+        "documents/xml_document.html",
+        {"document": document, "view": view, "handle": handle},
+    )

@@ -1,0 +1,73 @@
+"""Small cross-cutting middleware. None of it decides access or writes audit rows."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable
+
+from django.db import DatabaseError, InterfaceError, OperationalError
+from django.http import HttpRequest, HttpResponse
+
+from pjd_portal.lib.errors import service_unavailable
+
+logger = logging.getLogger(__name__)
+
+GetResponse = Callable[[HttpRequest], HttpResponse]
+
+
+class RequestIdMiddleware:
+    """Give every request an id that the audit trail and logs can both carry."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        request.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]
+        response = self.get_response(request)
+        response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+        return response
+
+
+class DatabaseUnavailableMiddleware:
+    """A database outage is an operational fault, not a bug: answer 503, never 500."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        return self.get_response(request)
+
+    def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
+        from pjd_portal.audit.services import AuditWriteFailed  # noqa: PLC0415 - app import
+
+        if isinstance(exception, AuditWriteFailed):
+            return service_unavailable(request, reason="audit")
+        if isinstance(exception, (OperationalError, InterfaceError)):
+            logger.error("database unavailable: %s", type(exception).__name__)
+            return service_unavailable(request, reason="database")
+        if isinstance(exception, DatabaseError):
+            logger.exception("database error")
+            return service_unavailable(request, reason="database")
+        return None
+
+
+class NoStoreMiddleware:
+    """Pages about patients must not be kept by the browser or any proxy.
+
+    Applied to every dynamic response: the portal has almost no page without patient
+    data or session state worth caching, and a forgotten view is worse than a lost
+    cache hit. Static files are served elsewhere and keep their own headers.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        response["Cache-Control"] = "no-store"
+        response["Pragma"] = "no-cache"
+        vary = response.get("Vary", "")
+        if "HX-Request" not in vary:
+            response["Vary"] = f"{vary}, HX-Request" if vary else "HX-Request"
+        return response

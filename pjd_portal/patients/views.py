@@ -1,0 +1,73 @@
+"""Clinician path, steps 1 and 2: look up a patient, state the basis for access."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from pjd_portal.access import policy
+from pjd_portal.access.services import access_patient_by_handle, lookup_patient, state_basis
+from pjd_portal.accounts.decorators import clinician_required
+from pjd_portal.patients.forms import BasisForm, PatientLookupForm
+
+LOOKUP_MESSAGES = {
+    "invalid_format": _("A national identity number has 11 digits. Check the number and try again."),
+    "invalid_checksum": _("The number is not a valid national identity number (check digits do not match)."),
+    "invalid_date": _("The number does not contain a valid date of birth."),
+    "invalid_synthetic_not_allowed": _("Synthetic test numbers are not accepted here."),
+    "no_such_patient": _("No patient with this national identity number was found."),
+}
+
+
+@login_required
+@clinician_required
+@require_POST
+def patient_lookup(request: HttpRequest) -> HttpResponse:
+    form = PatientLookupForm(request.POST)
+    if not form.is_valid():
+        return render(request, "patients/lookup.html", {"form": form}, status=400)
+    result = lookup_patient(request=request, raw_national_id=form.cleaned_data["national_id"])
+    if result.lookup is None:
+        form.add_error("national_id", LOOKUP_MESSAGES.get(result.error_code, _("No patient found.")))
+        status = 404 if result.error_code == "no_such_patient" else 400
+        return render(request, "patients/lookup.html", {"form": form}, status=status)
+    return redirect("patients:basis", handle=result.lookup.handle)
+
+
+@login_required
+@clinician_required
+@require_http_methods(["GET", "POST"])
+def patient_basis(request: HttpRequest, handle: UUID) -> HttpResponse:
+    access = access_patient_by_handle(request=request, handle=handle)
+    if request.method == "POST":
+        form = BasisForm(request.POST)
+        if form.is_valid():
+            result = state_basis(
+                request=request,
+                access=access,
+                basis=form.cleaned_data["basis"],
+                reason=form.cleaned_data["reason"],
+            )
+            if result.attest is not None:
+                return redirect("documents:list", handle=handle)
+            field = "reason" if result.decision.reason_code == "reason_required" else "basis"
+            form.add_error(field, result.decision.message)
+        status = 400
+    else:
+        form = BasisForm()
+        status = 200
+    return render(
+        request,
+        "patients/basis.html",
+        {
+            "form": form,
+            "handle": handle,
+            "reason_required": sorted(policy.REASON_REQUIRED),
+        },
+        status=status,
+    )

@@ -1,0 +1,265 @@
+"""The portal's one settings file: everything that varies comes from the environment.
+
+The helpers below fail loudly on malformed values rather than guessing, and the checks
+at the bottom refuse a production start (DEBUG off) on development defaults.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+
+import dj_database_url
+from django.core.exceptions import ImproperlyConfigured
+from django.utils.translation import gettext_lazy as _
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+VAR_DIR = Path(os.environ.get("PJD_VAR_DIR", BASE_DIR / "var"))
+
+_TRUE = {"1", "true", "yes", "on"}
+_FALSE = {"0", "false", "no", "off", ""}
+
+
+def envbool(name: str, default: bool) -> bool:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    value = raw.strip().lower()
+    if value in _TRUE:
+        return True
+    if value in _FALSE:
+        return False
+    raise ImproperlyConfigured(f"{name} must be a boolean (true/false), got {raw!r}")
+
+
+def envint(name: str, default: int) -> int:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return int(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be an integer, got {raw!r}") from exc
+
+
+def envfloat(name: str, default: float) -> float:
+    raw = os.environ.get(name)
+    if raw is None or raw.strip() == "":
+        return default
+    try:
+        return float(raw)
+    except ValueError as exc:
+        raise ImproperlyConfigured(f"{name} must be a number, got {raw!r}") from exc
+
+
+def envlist(name: str, default: list[str]) -> list[str]:
+    raw = os.environ.get(name)
+    if raw is None:
+        return default
+    return [item.strip() for item in raw.split(",") if item.strip()]
+
+
+DEBUG = envbool("DEBUG", False)
+
+_DEV_SECRET = "dev-only-insecure-secret-key-change-me-0123456789abcdef"  # noqa: S105 - refused below when DEBUG is off
+SECRET_KEY = os.environ.get("SECRET_KEY", _DEV_SECRET)
+
+# Synthetic national ids (Tenor style, month + 80) and the dev identity provider's
+# test users: on for the demo and tests, refused in production (see the checks below).
+ALLOW_SYNTHETIC_IDS = envbool("PJD_ALLOW_SYNTHETIC_IDS", DEBUG)
+TEST_IDENTITIES_ENABLED = envbool("PJD_TEST_IDENTITIES", DEBUG)
+
+ALLOWED_HOSTS = envlist("ALLOWED_HOSTS", ["127.0.0.1", "localhost"] if DEBUG else [])
+
+INSTALLED_APPS = [
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "django_htmx",
+    "mozilla_django_oidc",
+    "guardian",
+    "pjd_portal.accounts",
+    "pjd_portal.patients",
+    "pjd_portal.documents",
+    "pjd_portal.access",
+    "pjd_portal.audit",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "pjd_portal.lib.middleware.RequestIdMiddleware",
+    "pjd_portal.lib.middleware.DatabaseUnavailableMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.locale.LocaleMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+    "csp.middleware.CSPMiddleware",
+    "django_htmx.middleware.HtmxMiddleware",
+    "pjd_portal.lib.middleware.NoStoreMiddleware",
+]
+
+ROOT_URLCONF = "pjd_portal.urls"
+WSGI_APPLICATION = "pjd_portal.wsgi.application"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [BASE_DIR / "templates"],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+                "django.template.context_processors.i18n",
+                "pjd_portal.accounts.context.portal_context",
+            ],
+        },
+    },
+]
+
+# DATABASE_URL: a SQLite file in the project folder by default (the one-command demo);
+# postgres://… for production and CI.
+DATABASE_URL = os.environ.get("DATABASE_URL", f"sqlite:///{BASE_DIR / 'db.sqlite3'}")
+DATABASES = {
+    "default": dj_database_url.parse(
+        DATABASE_URL,
+        conn_max_age=envint("DB_CONN_MAX_AGE", 60),
+        conn_health_checks=True,
+    )
+}
+if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+    # Fail fast when the database is down: a 503 page quickly rather than a hung worker.
+    DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = envint("DB_CONNECT_TIMEOUT", 2)
+    # The audit row must survive a crash: never let a role default turn this off.
+    DATABASES["default"]["OPTIONS"]["options"] = "-c synchronous_commit=on"
+elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
+
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+AUTH_USER_MODEL = "accounts.User"
+
+AUTHENTICATION_BACKENDS = [
+    "pjd_portal.accounts.oidc.PortalOIDCBackend",
+    "guardian.backends.ObjectPermissionBackend",
+]
+GUARDIAN_ACCEPT_GLOBAL_PERMS = False
+ANONYMOUS_USER_NAME = None
+
+LANGUAGE_CODE = "nb"
+LANGUAGES = [("nb", _("Norwegian Bokmål")), ("en", _("English"))]
+LOCALE_PATHS = [BASE_DIR / "locale"]
+TIME_ZONE = "Europe/Oslo"
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "/static/"
+STATICFILES_DIRS = [BASE_DIR / "static"]
+STATIC_ROOT = VAR_DIR / "staticfiles"
+
+LOGIN_URL = "/"
+LOGIN_REDIRECT_URL = "/"
+LOGOUT_REDIRECT_URL = "/logget-ut/"
+
+# --- Sessions and cookies ---------------------------------------------------------
+SECURE_COOKIES = envbool("SECURE_COOKIES", not DEBUG)
+SESSION_COOKIE_AGE = envint("SESSION_IDLE_TIMEOUT_SECONDS", 20 * 60)
+SESSION_SAVE_EVERY_REQUEST = True  # idle timeout: each request pushes expiry forward
+SESSION_EXPIRE_AT_BROWSER_CLOSE = True
+SESSION_COOKIE_HTTPONLY = True
+SESSION_COOKIE_SAMESITE = "Lax"  # Lax: the OIDC callback is a top-level cross-site GET
+SESSION_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_SECURE = SECURE_COOKIES
+CSRF_COOKIE_HTTPONLY = True
+CSRF_COOKIE_SAMESITE = "Strict"
+if SECURE_COOKIES:
+    SESSION_COOKIE_NAME = "__Host-pjd_session"
+    CSRF_COOKIE_NAME = "__Host-pjd_csrf"
+CSRF_FAILURE_VIEW = "pjd_portal.lib.errors.csrf_failure"
+
+# --- Security headers -------------------------------------------------------------
+SECURE_CONTENT_TYPE_NOSNIFF = True
+SECURE_REFERRER_POLICY = "same-origin"
+SECURE_CROSS_ORIGIN_OPENER_POLICY = "same-origin"
+X_FRAME_OPTIONS = "DENY"
+SECURE_HSTS_SECONDS = envint("SECURE_HSTS_SECONDS", 0 if DEBUG else 31536000)
+SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
+SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
+SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_TLS_PROXY", False) else None
+
+CONTENT_SECURITY_POLICY = {
+    "DIRECTIVES": {
+        "default-src": ["'self'"],
+        "script-src": ["'self'"],
+        "style-src": ["'self'"],
+        "img-src": ["'self'", "data:"],
+        "font-src": ["'self'"],
+        "object-src": ["'none'"],
+        "base-uri": ["'none'"],
+        "frame-ancestors": ["'none'"],
+        "form-action": ["'self'"],
+    }
+}
+
+# --- HelseID (OIDC) ---------------------------------------------------------------
+OIDC_ISSUER = os.environ.get("OIDC_ISSUER", "http://127.0.0.1:9000").rstrip("/")
+OIDC_OP_AUTHORIZATION_ENDPOINT = os.environ.get("OIDC_AUTH_ENDPOINT", f"{OIDC_ISSUER}/auth")
+OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_TOKEN_ENDPOINT", f"{OIDC_ISSUER}/token")
+OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_JWKS_ENDPOINT", f"{OIDC_ISSUER}/jwks")
+OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_USERINFO_ENDPOINT", f"{OIDC_ISSUER}/me")
+OIDC_OP_LOGOUT_ENDPOINT = os.environ.get("OIDC_END_SESSION_ENDPOINT", f"{OIDC_ISSUER}/session/end")
+OIDC_RP_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "pjd-portal")
+# mozilla-django-oidc insists the setting exists; the portal never sends a client
+# secret (it authenticates with private_key_jwt, see accounts/oidc.py).
+OIDC_RP_CLIENT_SECRET = None
+OIDC_RP_CLIENT_PRIVATE_KEY_FILE = Path(
+    os.environ.get("OIDC_CLIENT_PRIVATE_KEY_FILE", VAR_DIR / "oidc_client_key.pem")
+)
+OIDC_RP_SIGN_ALGO = "RS256"
+OIDC_RP_SCOPES = (
+    "openid profile helseid://scopes/identity/pid helseid://scopes/identity/security_level "
+    "helseid://scopes/identity/assurance_level helseid://scopes/hpr/hpr_number"
+)
+OIDC_USE_PKCE = True
+OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
+OIDC_USE_NONCE = True
+OIDC_STORE_ID_TOKEN = True  # id_token_hint for RP-initiated logout
+OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT_SECONDS", 5.0)
+OIDC_CLOCK_LEEWAY_SECONDS = envint("OIDC_CLOCK_LEEWAY_SECONDS", 30)
+OIDC_CALLBACK_CLASS = "pjd_portal.accounts.oidc.PortalCallbackView"
+OIDC_AUTHENTICATE_CLASS = "pjd_portal.accounts.oidc.PortalAuthenticateView"
+OIDC_CREATE_USER = True
+LOGIN_REDIRECT_URL_FAILURE = "/"
+
+# --- Domain settings --------------------------------------------------------------
+ACCESS_ATTEST_MINUTES = envint("PJD_ACCESS_ATTEST_MINUTES", 60)
+DOCUMENT_PAGE_SIZES = [10, 20, 25, 50]
+DOCUMENT_DEFAULT_PAGE_SIZE = 20
+
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    # The development server logs every request line; URLs carry no national ids, so
+    # these are safe, but keep them at WARNING to keep logs short.
+    "loggers": {"django.server": {"level": "WARNING"}},
+}
+
+# --- Refuse to start on development defaults in production ----------------------
+if not DEBUG:
+    if SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50:
+        raise ImproperlyConfigured("SECRET_KEY must be set (50+ characters) when DEBUG is off.")
+    if TEST_IDENTITIES_ENABLED or ALLOW_SYNTHETIC_IDS:
+        if not envbool("PJD_TEST_ENVIRONMENT", False):
+            raise ImproperlyConfigured(
+                "Test identities or synthetic national ids are enabled with DEBUG off; "
+                "set PJD_TEST_ENVIRONMENT=true only in a test environment."
+            )

@@ -1,0 +1,45 @@
+from django.urls import include, path
+
+from pjd_portal.accounts import views as account_views
+from pjd_portal.accounts.oidc import PortalAuthenticateView, PortalCallbackView
+from pjd_portal.documents import views as document_views
+from pjd_portal.patients import views as patient_views
+
+accounts_patterns = (
+    [
+        path("", account_views.home, name="home"),
+        path("logg-ut/", account_views.logout, name="logout"),
+        path("logget-ut/", account_views.logged_out, name="logged_out"),
+    ],
+    "accounts",
+)
+patients_patterns = (
+    [
+        path("sok/", patient_views.patient_lookup, name="lookup"),
+        path("<uuid:handle>/grunnlag/", patient_views.patient_basis, name="basis"),
+    ],
+    "patients",
+)
+documents_patterns = (
+    [
+        path("<uuid:handle>/", document_views.document_list, name="list"),
+        path("<uuid:handle>/dokument/<uuid:document_id>/", document_views.document_open, name="open"),
+    ],
+    "documents",
+)
+
+urlpatterns = [
+    path("", include(accounts_patterns)),
+    path("pasient/", include(patients_patterns)),
+    path("pasient/", include(documents_patterns)),
+    # Only the two OIDC views the portal uses: mozilla-django-oidc's own logout view
+    # would end sessions without an audit event.
+    path("oidc/authenticate/", PortalAuthenticateView.as_view(), name="oidc_authentication_init"),
+    path("oidc/callback/", PortalCallbackView.as_view(), name="oidc_authentication_callback"),
+    path("i18n/", include("django.conf.urls.i18n")),
+]
+
+handler400 = "pjd_portal.lib.errors.bad_request"
+handler403 = "pjd_portal.lib.errors.forbidden"
+handler404 = "pjd_portal.lib.errors.not_found"
+handler500 = "pjd_portal.lib.errors.server_error"

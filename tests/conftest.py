@@ -1,0 +1,287 @@
+"""Named personas and helpers shared by the test suite.
+
+Personas (every view test checks each of them):
+- `fastlege`: a GP (LE) with a clinician role at a GP office, the patient is on the list;
+- `other_clinician`: a legevakt doctor; may use the portal but not someone else's handles;
+- `auditor`: a loggkontrollør without HPR number;
+- `administrator`: an access administrator without HPR number;
+- anonymous: not logged in.
+All national ids are synthetic (Tenor style, month + 80).
+"""
+
+from __future__ import annotations
+
+import datetime
+import os
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.utils import timezone
+
+from pjd_portal.accounts.context import SESSION_ORG_KEY
+from pjd_portal.accounts.models import (
+    HprAuthorization,
+    Membership,
+    Organisation,
+    OrganisationKind,
+    Role,
+    User,
+)
+from pjd_portal.documents.models import (
+    ConfidentialityCode,
+    DocumentContent,
+    DocumentReference,
+    DocumentSource,
+)
+from pjd_portal.patients.models import Gender, Patient
+
+FAKE_PDF = b"%PDF-1.4\n1 0 obj<<>>endobj\ntrailer<<>>\n%%EOF\n"
+
+
+def synthetic_id(day: int, month: int, yy: int, individual: int) -> str:
+    from pjd_portal.patients.national_id import has_valid_check_digits
+
+    base = f"{day:02d}{month + 80:02d}{yy:02d}"
+    for ind in range(individual, individual + 200):
+        for k in range(100):
+            candidate = f"{base}{ind:03d}{k:02d}"
+            if has_valid_check_digits(candidate):
+                return candidate
+    raise AssertionError("no synthetic id found")
+
+
+LIST_PATIENT_ID = synthetic_id(3, 4, 71, 210)
+OTHER_PATIENT_ID = synthetic_id(17, 9, 83, 310)
+UNKNOWN_PATIENT_ID = synthetic_id(21, 2, 66, 410)
+
+
+def _database_is_postgres() -> bool:
+    return os.environ.get("DATABASE_URL", "").startswith(("postgres://", "postgresql://"))
+
+
+def pytest_sessionstart(session: Any) -> None:
+    # CI runs on PostgreSQL, always: a missing DATABASE_URL is a failure, never a skip.
+    if os.environ.get("CI") == "true" and not _database_is_postgres():
+        pytest.exit("CI=true but DATABASE_URL does not point at PostgreSQL", returncode=1)
+
+
+def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    if _database_is_postgres():
+        return
+    for item in items:
+        if "postgres" in item.keywords:
+            item.add_marker(pytest.mark.skip(reason="needs PostgreSQL (set DATABASE_URL=postgres://...)"))
+
+
+@dataclass
+class World:
+    gp_office: Organisation
+    legevakt: Organisation
+    hospital: Organisation
+    source: DocumentSource
+    fastlege: User
+    other_clinician: User
+    auditor: User
+    administrator: User
+    patient: Patient
+    other_patient: Patient
+
+
+def make_user(username: str, pid: str, hpr: str, name: str) -> User:
+    user = User.objects.create(username=username, pid=pid, hpr_number=hpr, display_name=name)
+    user.set_unusable_password()
+    user.save()
+    return user
+
+
+@pytest.fixture
+def world(db: Any) -> World:
+    gp_office = Organisation.objects.create(
+        orgnr="310000000", name="Storgata legekontor", kind=OrganisationKind.FASTLEGEKONTOR, is_consumer=True
+    )
+    legevakt = Organisation.objects.create(
+        orgnr="310100005",
+        name="Bergen legevakt",
+        kind=OrganisationKind.LEGEVAKT,
+        is_consumer=True,
+        is_source=True,
+    )
+    hospital = Organisation.objects.create(
+        orgnr="310300004",
+        name="Oslo universitetssykehus HF",
+        kind=OrganisationKind.HELSEFORETAK,
+        is_source=True,
+    )
+    source = DocumentSource.objects.create(organisation=hospital, name=hospital.name)
+
+    fastlege = make_user("t-fastlege", synthetic_id(12, 3, 75, 123), "910000011", "Kari Fastlege")
+    other = make_user("t-legevakt", synthetic_id(4, 9, 68, 456), "910000022", "Lars Legevakt")
+    auditor = make_user("t-revisor", synthetic_id(28, 2, 64, 198), "", "Rune Revisor")
+    admin = make_user("t-admin", synthetic_id(19, 5, 85, 287), "", "Tor Tilgangsstyrer")
+    HprAuthorization.objects.create(hpr_number="910000011", code="LE")
+    HprAuthorization.objects.create(hpr_number="910000022", code="LE")
+    Membership.objects.create(user=fastlege, organisation=gp_office, role=Role.CLINICIAN)
+    Membership.objects.create(user=other, organisation=legevakt, role=Role.CLINICIAN)
+    Membership.objects.create(user=auditor, organisation=hospital, role=Role.AUDITOR)
+    Membership.objects.create(user=admin, organisation=gp_office, role=Role.ACCESS_ADMINISTRATOR)
+
+    patient = Patient.objects.create(
+        national_id=LIST_PATIENT_ID,
+        national_id_kind="synthetic",
+        given_name="Ingrid",
+        family_name="Testesen",
+        birth_date=datetime.date(1971, 4, 3),
+        gender=Gender.FEMALE,
+        address="Eksempelveien 1, 0101 Oslo",
+        fastlege_hpr_number="910000011",
+    )
+    other_patient = Patient.objects.create(
+        national_id=OTHER_PATIENT_ID,
+        national_id_kind="synthetic",
+        given_name="Ola",
+        family_name="Prøvestad",
+        birth_date=datetime.date(1983, 9, 17),
+        gender=Gender.MALE,
+        address="Testgata 2, 5003 Bergen",
+        fastlege_hpr_number="",
+    )
+    return World(
+        gp_office, legevakt, hospital, source, fastlege, other, auditor, admin, patient, other_patient
+    )
+
+
+def add_document(
+    world: World,
+    patient: Patient | None = None,
+    *,
+    category: str = "A00-1",
+    days_ago: int = 10,
+    title: str = "Epikrise etter innleggelse",
+    content_type: str = "application/pdf",
+    data: bytes = FAKE_PDF,
+    confidentiality: str = ConfidentialityCode.NORMAL,
+) -> DocumentReference:
+    doc = DocumentReference.objects.create(
+        source=world.source,
+        patient=patient or world.patient,
+        category=category,
+        type_code="A03-2",
+        type_name="Epikrise",
+        title=title,
+        service_date=timezone.localdate() - datetime.timedelta(days=days_ago),
+        author="Overlege Anne Berg",
+        institution_name=world.hospital.name,
+        institution_orgnr=world.hospital.orgnr,
+        department="Medisinsk klinikk",
+        confidentiality_code=confidentiality,
+        content_type=content_type,
+        size=len(data),
+    )
+    DocumentContent.objects.create(document=doc, data=data)
+    return doc
+
+
+def login(client: Client, user: User, org: Organisation) -> Client:
+    client.force_login(user)
+    session = client.session
+    session[SESSION_ORG_KEY] = org.pk
+    session.save()
+    return client
+
+
+@pytest.fixture
+def as_fastlege(client: Client, world: World) -> Client:
+    return login(client, world.fastlege, world.gp_office)
+
+
+@pytest.fixture
+def persona_client(world: World) -> Callable[[str], Client]:
+    """A fresh client logged in as the named persona ('anonymous' = not logged in)."""
+
+    def make(name: str) -> Client:
+        client = Client()
+        if name == "anonymous":
+            return client
+        user, org = {
+            "fastlege": (world.fastlege, world.gp_office),
+            "other_clinician": (world.other_clinician, world.legevakt),
+            "auditor": (world.auditor, world.hospital),
+            "administrator": (world.administrator, world.gp_office),
+        }[name]
+        return login(client, user, org)
+
+    return make
+
+
+def lookup_and_attest(
+    client: Client, national_id: str = LIST_PATIENT_ID, basis: str = "UNNTAK", reason: str = ""
+) -> str:
+    """Run steps 1 and 2 of the clinician path; return the patient handle."""
+
+    response = client.post("/pasient/sok/", {"national_id": national_id})
+    assert response.status_code == 302, response.content[:500]
+    handle = response["Location"].split("/")[2]
+    response = client.post(f"/pasient/{handle}/grunnlag/", {"basis": basis, "reason": reason})
+    assert response.status_code == 302, response.content[:2000]
+    return handle
+
+
+def is_postgres() -> bool:
+    return connection.vendor == "postgresql"
+
+
+def comparable(response: Any) -> str:
+    """Response body without the per-response CSRF tokens, for same-answer checks."""
+
+    import re
+
+    body = response.content.decode()
+    body = re.sub(r'"X-CSRFToken": "[^"]+"', '"X-CSRFToken": ""', body)
+    return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', 'name="csrfmiddlewaretoken" value=""', body)
+
+
+def set_audit_triggers(enabled: bool) -> None:
+    """Switch the append-only triggers (tests only).
+
+    Django empties the database after a transactional test (TRUNCATE on PostgreSQL,
+    DELETE on SQLite), which the triggers rightly refuse. Around such tests the triggers
+    are off only for that clean-up; every test itself runs with them on.
+    """
+
+    import importlib
+
+    migration = importlib.import_module("pjd_portal.audit.migrations.0002_append_only")
+    with connection.cursor() as cursor:
+        if connection.vendor == "postgresql":
+            cursor.execute(f"ALTER TABLE audit_accessevent {'ENABLE' if enabled else 'DISABLE'} TRIGGER USER")
+        elif enabled:
+            for statement in migration.SQLITE_BACKWARD + migration.SQLITE_FORWARD:
+                cursor.execute(statement)
+        else:
+            for statement in migration.SQLITE_BACKWARD:
+                cursor.execute(statement)
+
+
+@pytest.fixture(autouse=True)
+def _append_only_triggers(request: Any) -> Any:
+    marker = request.node.get_closest_marker("django_db")
+    transactional = (
+        "transactional_db" in request.fixturenames
+        or "live_server" in request.fixturenames
+        or (marker is not None and marker.kwargs.get("transaction", False))
+    )
+    if transactional:
+        request.getfixturevalue("transactional_db")
+        set_audit_triggers(True)
+        yield
+        set_audit_triggers(False)
+    elif "db" in request.fixturenames or marker is not None:
+        request.getfixturevalue("db")
+        set_audit_triggers(True)  # inside the test's transaction; rolled back after
+        yield
+    else:
+        yield

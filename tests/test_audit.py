@@ -1,0 +1,102 @@
+"""The access-event table is append-only: in the ORM and in the database itself."""
+
+from __future__ import annotations
+
+import pytest
+from django.db import DatabaseError, connection, transaction
+from django.test import RequestFactory
+
+from pjd_portal.audit.models import AccessEvent, AppendOnlyError
+from pjd_portal.audit.services import AuditWriteFailed, record_event, record_event_committed
+
+
+@pytest.fixture
+def event(world):
+    request = RequestFactory().get("/")
+    request.user = world.fastlege
+    request.session = {}
+    return record_event(
+        request=request, event_type="patient_lookup", outcome="granted", patient=world.patient
+    )
+
+
+def test_event_copies_who_and_whom(event, world):
+    assert event.actor_pid == world.fastlege.pid
+    assert event.actor_hpr_number == "910000011"
+    assert event.actor_authorizations == "LE"
+    assert event.patient_national_id == world.patient.national_id
+
+
+def test_raw_sql_update_is_refused_by_the_database(event):
+    with pytest.raises(DatabaseError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("UPDATE audit_accessevent SET outcome = 'denied' WHERE id = %s", [event.pk])
+    event.refresh_from_db()
+    assert event.outcome == "granted"
+
+
+def test_raw_sql_delete_is_refused_by_the_database(event):
+    with pytest.raises(DatabaseError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("DELETE FROM audit_accessevent WHERE id = %s", [event.pk])
+    assert AccessEvent.objects.filter(pk=event.pk).exists()
+
+
+@pytest.mark.postgres
+def test_truncate_is_refused_on_postgresql(event):
+    with pytest.raises(DatabaseError), transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("TRUNCATE audit_accessevent CASCADE")
+    assert AccessEvent.objects.filter(pk=event.pk).exists()
+
+
+def test_orm_refuses_update_and_delete(event):
+    with pytest.raises(AppendOnlyError):
+        AccessEvent.objects.filter(pk=event.pk).update(outcome="denied")
+    with pytest.raises(AppendOnlyError):
+        AccessEvent.objects.filter(pk=event.pk).delete()
+    with pytest.raises(AppendOnlyError):
+        event.delete()
+    event.outcome = "denied"
+    with pytest.raises(AppendOnlyError):
+        event.save()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_write_is_visible_to_another_connection_before_returning(world):
+    """record_event_committed returns only after COMMIT: a second connection sees the row."""
+
+    from django.db import connections
+
+    request = RequestFactory().get("/")
+    request.user = world.fastlege
+    request.session = {}
+    event = record_event_committed(request=request, event_type="document_open", outcome="granted")
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute("SELECT COUNT(*) FROM audit_accessevent WHERE id = %s", [event.pk])
+            assert cursor.fetchone()[0] == 1
+    finally:
+        other.close()
+
+
+@pytest.mark.django_db(transaction=True)
+def test_committed_write_refuses_to_run_inside_an_open_transaction(world):
+    request = RequestFactory().get("/")
+    request.user = world.fastlege
+    request.session = {}
+    with pytest.raises(RuntimeError), transaction.atomic():
+        record_event_committed(request=request, event_type="document_open", outcome="granted")
+
+
+def test_database_failure_becomes_audit_write_failed(world, monkeypatch):
+    def broken(*args, **kwargs):
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(AccessEvent, "save", broken)
+    request = RequestFactory().get("/")
+    request.user = world.fastlege
+    request.session = {}
+    with pytest.raises(AuditWriteFailed):
+        record_event(request=request, event_type="document_open", outcome="granted")

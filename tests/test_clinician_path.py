@@ -1,0 +1,440 @@
+"""The clinician path through the test client: lookup, basis, list, open — and the
+audit rows each step writes."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.db import DatabaseError, connection
+from django.test.utils import CaptureQueriesContext
+from django.utils import timezone
+
+from pjd_portal.access.models import AccessAttest
+from pjd_portal.audit.models import AccessEvent
+from pjd_portal.documents.models import ConfidentialityCode
+from pjd_portal.patients.models import AddressProtection, PrivacyChoice, PrivacyChoiceKind
+from tests.conftest import (
+    LIST_PATIENT_ID,
+    OTHER_PATIENT_ID,
+    UNKNOWN_PATIENT_ID,
+    add_document,
+    comparable,
+    lookup_and_attest,
+)
+
+
+def events(event_type=None):
+    qs = AccessEvent.objects.order_by("id")
+    if event_type:
+        qs = qs.filter(event_type=event_type)
+    return list(qs)
+
+
+# --- Step 1: lookup -----------------------------------------------------------------
+
+
+def test_lookup_hit_redirects_to_basis_with_opaque_handle_and_is_logged(as_fastlege, world):
+    response = as_fastlege.post("/pasient/sok/", {"national_id": LIST_PATIENT_ID})
+    assert response.status_code == 302
+    location = response["Location"]
+    assert LIST_PATIENT_ID not in location
+    handle = uuid.UUID(location.split("/")[2])
+    assert location == f"/pasient/{handle}/grunnlag/"
+    [event] = events("patient_lookup")
+    assert event.outcome == "granted"
+    assert event.patient == world.patient
+    assert event.actor_hpr_number == "910000011"
+    assert event.actor_name == "Kari Fastlege"
+    assert event.organisation_orgnr == "310000000"
+    assert event.request_id
+
+
+def test_lookup_accepts_spaces_in_the_number(as_fastlege, world):
+    spaced = f"{LIST_PATIENT_ID[:6]} {LIST_PATIENT_ID[6:]}"
+    assert as_fastlege.post("/pasient/sok/", {"national_id": spaced}).status_code == 302
+
+
+@pytest.mark.parametrize(
+    ("value", "message", "reason"),
+    [
+        ("1234", "11 siffer", "invalid_format"),
+        ("abcdefghijk", "11 siffer", "invalid_format"),
+        (
+            LIST_PATIENT_ID[:-1] + str((int(LIST_PATIENT_ID[-1]) + 1) % 10),
+            "kontrollsiffer",
+            "invalid_checksum",
+        ),
+    ],
+)
+def test_invalid_national_id_gets_a_clear_message_and_is_logged_without_the_input(
+    as_fastlege, world, value, message, reason
+):
+    response = as_fastlege.post("/pasient/sok/", {"national_id": value})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    [event] = events("patient_lookup")
+    assert (event.outcome, event.reason_code) == ("invalid", reason)
+    assert event.patient_national_id == ""
+    assert not AccessAttest.objects.exists()
+
+
+def test_valid_id_without_patient_says_so_and_is_logged(as_fastlege, world):
+    response = as_fastlege.post("/pasient/sok/", {"national_id": UNKNOWN_PATIENT_ID})
+    assert response.status_code == 404
+    assert "Fant ingen pasient" in response.content.decode()
+    [event] = events("patient_lookup")
+    assert event.outcome == "not_found"
+    assert event.patient_national_id == UNKNOWN_PATIENT_ID
+
+
+def test_synthetic_ids_refused_when_setting_is_off(as_fastlege, world, settings):
+    settings.ALLOW_SYNTHETIC_IDS = False
+    response = as_fastlege.post("/pasient/sok/", {"national_id": LIST_PATIENT_ID})
+    assert response.status_code == 400
+    assert "Syntetiske testnumre" in response.content.decode()
+
+
+def test_lookup_is_post_only(as_fastlege, world):
+    assert as_fastlege.get("/pasient/sok/", {"national_id": LIST_PATIENT_ID}).status_code == 405
+
+
+# --- Step 2: basis for access ------------------------------------------------------------
+
+
+def test_unntak_for_own_list_patient_creates_attest_and_event(as_fastlege, world):
+    handle = lookup_and_attest(as_fastlege)
+    attest = AccessAttest.objects.get()
+    assert attest.basis == "UNNTAK"
+    assert attest.purpose_of_use == "TREAT"
+    assert attest.patient == world.patient
+    assert attest.user == world.fastlege
+    assert 59 <= (attest.expires_at - attest.created_at).total_seconds() / 60 <= 60
+    [event] = events("basis_stated")
+    assert event.attest == attest and event.basis == "UNNTAK" and not event.flagged_for_review
+    assert str(attest.lookup.handle) == handle
+
+
+def test_unntak_refused_for_patient_not_on_list(as_fastlege, world):
+    response = as_fastlege.post("/pasient/sok/", {"national_id": OTHER_PATIENT_ID})
+    handle = response["Location"].split("/")[2]
+    response = as_fastlege.post(f"/pasient/{handle}/grunnlag/", {"basis": "UNNTAK"})
+    assert response.status_code == 400
+    assert "egne listepasienter" in response.content.decode()
+    assert not AccessAttest.objects.exists()
+    [event] = events("access_denied")
+    assert event.reason_code == "unntak_not_list_patient"
+    # Consent works.
+    response = as_fastlege.post(f"/pasient/{handle}/grunnlag/", {"basis": "SAMTYKKE"})
+    assert response.status_code == 302
+
+
+def test_akutt_needs_a_reason_and_is_flagged(as_fastlege, world):
+    response = as_fastlege.post("/pasient/sok/", {"national_id": OTHER_PATIENT_ID})
+    handle = response["Location"].split("/")[2]
+    response = as_fastlege.post(f"/pasient/{handle}/grunnlag/", {"basis": "AKUTT", "reason": "kort"})
+    assert response.status_code == 400
+    assert "begrunnelse" in response.content.decode().lower()
+    assert not AccessAttest.objects.exists()
+    response = as_fastlege.post(
+        f"/pasient/{handle}/grunnlag/",
+        {"basis": "AKUTT", "reason": "Pasienten er bevisstløs og kan ikke samtykke."},
+    )
+    assert response.status_code == 302
+    [event] = events("emergency_access")
+    assert event.flagged_for_review
+    assert event.purpose_of_use == "BTG"
+    assert "bevisstløs" in event.reason_text
+
+
+def test_malformed_basis_form_changes_nothing(as_fastlege, world):
+    response = as_fastlege.post("/pasient/sok/", {"national_id": LIST_PATIENT_ID})
+    handle = response["Location"].split("/")[2]
+    response = as_fastlege.post(f"/pasient/{handle}/grunnlag/", {"basis": "ALT_ER_LOV"})
+    assert response.status_code == 400
+    assert not AccessAttest.objects.exists()
+
+
+def test_legevakt_doctor_may_use_unntak(persona_client, world):
+    client = persona_client("other_clinician")
+    handle = lookup_and_attest(client, OTHER_PATIENT_ID, "UNNTAK")
+    assert AccessAttest.objects.get().purpose_of_use == "ETREAT"
+    assert client.get(f"/pasient/{handle}/").status_code == 200
+
+
+# --- Steps 3 and 4: banner and list ----------------------------------------------------------
+
+
+def test_list_without_attest_redirects_to_basis(as_fastlege, world):
+    response = as_fastlege.post("/pasient/sok/", {"national_id": LIST_PATIENT_ID})
+    handle = response["Location"].split("/")[2]
+    response = as_fastlege.get(f"/pasient/{handle}/")
+    assert response.status_code == 302
+    assert response["Location"] == f"/pasient/{handle}/grunnlag/"
+
+
+def test_list_shows_documents_newest_first_within_windows_and_logs(as_fastlege, world):
+    add_document(world, title="Eldre epikrise", days_ago=3000)  # A00-1: no window
+    add_document(world, title="Ny epikrise", days_ago=5)
+    add_document(world, title="Gammelt prøvesvar", category="C00-1", days_ago=400)  # outside 1 year
+    add_document(world, title="Ferskt prøvesvar", category="C00-1", days_ago=30)
+    add_document(world, title="Røntgen thorax", category="E00-1", days_ago=4 * 365)
+    add_document(world, title="Gammel CT", category="E00-1", days_ago=6 * 365)  # outside 5 years
+    add_document(world, title="Henvisning", category="I00-1", days_ago=100)
+    add_document(world, title="Sperret notat", confidentiality=ConfidentialityCode.NORS)
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    for title in ("Eldre epikrise", "Ny epikrise", "Ferskt prøvesvar", "Røntgen thorax", "Henvisning"):
+        assert title in html
+    for title in ("Gammelt prøvesvar", "Gammel CT", "Sperret notat"):
+        assert title not in html
+    assert html.index("Ny epikrise") < html.index("Ferskt prøvesvar") < html.index("Eldre epikrise")
+    assert "1 dokument er sperret" in html
+    assert "Ingrid Testesen" in html
+    assert LIST_PATIENT_ID not in html
+    assert response["Cache-Control"] == "no-store"
+    assert "HX-Request" in response["Vary"]
+    [event] = events("document_list")
+    assert event.patient == world.patient and event.details["shown"] == 5
+
+
+def test_list_sort_filter_and_paging(as_fastlege, world):
+    for i in range(12):
+        add_document(world, title=f"Epikrise nr {i:02d}", days_ago=10 + i)
+    add_document(world, title="Et prøvesvar", category="C00-1", days_ago=1)
+    handle = lookup_and_attest(as_fastlege)
+    html = as_fastlege.get(f"/pasient/{handle}/", {"size": 10}).content.decode()
+    assert html.count('data-testid="document-row"') == 10
+    assert "Side 1 av 2" in html
+    html = as_fastlege.get(f"/pasient/{handle}/", {"size": 10, "page": 2}).content.decode()
+    assert html.count('data-testid="document-row"') == 3
+    html = as_fastlege.get(f"/pasient/{handle}/", {"category": "C00-1"}).content.decode()
+    assert html.count('data-testid="document-row"') == 1 and "Et prøvesvar" in html
+    html = as_fastlege.get(f"/pasient/{handle}/", {"sort": "title"}).content.decode()
+    assert html.index("Epikrise nr 00") < html.index("Et prøvesvar")
+    # Nonsense parameters fall back to defaults instead of failing.
+    response = as_fastlege.get(f"/pasient/{handle}/", {"sort": "drop table", "page": "x", "size": "9999"})
+    assert response.status_code == 200
+
+
+def test_htmx_request_gets_only_the_list_fragment(as_fastlege, world):
+    add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/", {"sort": "date"}, headers={"HX-Request": "true"})
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert html.lstrip().startswith('<div id="document-list"')
+    assert "<html" not in html
+    assert response["Cache-Control"] == "no-store"
+
+
+def test_pages_with_patient_data_turn_off_htmx_history(as_fastlege, world):
+    add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    html = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    assert 'hx-history="false"' in html
+    assert '"historyCacheSize": 0' in html
+
+
+def test_protected_address_is_never_shown(as_fastlege, world):
+    world.patient.address_protection = AddressProtection.STRENGT_FORTROLIG
+    world.patient.save()
+    handle = lookup_and_attest(as_fastlege)
+    html = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    assert "Eksempelveien" not in html
+    assert "Skjermet adresse" in html
+
+
+def test_address_shown_when_not_protected(as_fastlege, world):
+    handle = lookup_and_attest(as_fastlege)
+    assert "Eksempelveien 1" in as_fastlege.get(f"/pasient/{handle}/").content.decode()
+
+
+def test_reserved_patient_shows_no_documents_and_denial_is_logged(as_fastlege, world):
+    add_document(world, title="Skal ikke vises")
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESERVATION)
+    handle = lookup_and_attest(as_fastlege)
+    html = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    assert "Skal ikke vises" not in html
+    assert "reservert" in html
+    assert events("access_denied")[-1].reason_code == "patient_reserved"
+
+
+def test_reservation_between_two_requests_applies_to_the_second(as_fastlege, world):
+    doc = add_document(world, title="Synlig først")
+    handle = lookup_and_attest(as_fastlege)
+    assert "Synlig først" in as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESERVATION)
+    assert "Synlig først" not in as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    assert as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/").status_code == 404
+
+
+def test_blocked_clinician_sees_nothing_even_in_emergency(as_fastlege, world):
+    add_document(world, title="Blokkert for deg")
+    PrivacyChoice.objects.create(
+        patient=world.patient, kind=PrivacyChoiceKind.BLOCKED_CLINICIAN, blocked_hpr_number="910000011"
+    )
+    handle = lookup_and_attest(
+        as_fastlege, basis="AKUTT", reason="Pasienten er bevisstløs etter trafikkulykke."
+    )
+    html = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    assert "Blokkert for deg" not in html
+    assert events("access_denied")[-1].reason_code == "clinician_blocked"
+
+
+def test_restricted_patient_needs_elevated_basis(as_fastlege, world):
+    add_document(world, title="Begrenset dokument")
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
+    handle = lookup_and_attest(as_fastlege)
+    assert "Begrenset dokument" not in as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    as_fastlege.post(
+        f"/pasient/{handle}/grunnlag/",
+        {"basis": "FORHOYET_SAMTYKKE", "reason": "Pasienten har samtykket muntlig til innsyn i dag."},
+    )
+    assert "Begrenset dokument" in as_fastlege.get(f"/pasient/{handle}/").content.decode()
+
+
+def test_expired_attest_needs_a_new_basis(as_fastlege, world):
+    handle = lookup_and_attest(as_fastlege)
+    AccessAttest.objects.update(expires_at=timezone.now())
+    response = as_fastlege.get(f"/pasient/{handle}/")
+    assert response.status_code == 302 and response["Location"].endswith("/grunnlag/")
+
+
+# --- Step 5: open --------------------------------------------------------------------------------
+
+
+def test_open_pdf_commits_exactly_one_event_and_returns_bytes(as_fastlege, world):
+    doc = add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert response.status_code == 200
+    assert response.content.startswith(b"%PDF-")
+    assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Disposition"].startswith("inline")
+    assert response["Cache-Control"] == "no-store"
+    assert response["X-Content-Type-Options"] == "nosniff"
+    [event] = events("document_open")
+    assert event.document == doc and event.outcome == "granted"
+    assert event.source_orgnr == world.hospital.orgnr
+    assert event.attest is not None and event.basis == "UNNTAK"
+
+
+def test_open_xml_renders_untrusted_text_inert(as_fastlege, world):
+    xml = (
+        b'<?xml version="1.0" encoding="UTF-8"?><Dokument><Tittel>Svarrapport</Tittel>'
+        b"<Innhold><Avsnitt overskrift=\"Funn\">&lt;script&gt;alert('x')&lt;/script&gt; "
+        b"Normale funn.</Avsnitt></Innhold></Dokument>"
+    )
+    doc = add_document(world, content_type="application/xml", data=xml)
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    html = response.content.decode()
+    assert response.status_code == 200
+    assert "Normale funn." in html
+    assert "<script>alert" not in html
+    assert "&lt;script&gt;alert" in html
+
+
+def test_xml_with_external_entity_is_not_resolved(as_fastlege, world):
+    xml = (
+        b'<?xml version="1.0"?><!DOCTYPE d [<!ENTITY xxe SYSTEM "file:///etc/passwd">]>'
+        b"<Dokument><Tittel>&xxe;</Tittel></Dokument>"
+    )
+    doc = add_document(world, content_type="application/xml", data=xml)
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert response.status_code == 200
+    assert "root:" not in response.content.decode()
+
+
+def test_audit_failure_gives_503_and_no_document_bytes(as_fastlege, world, monkeypatch):
+    doc = add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    original_save = AccessEvent.save
+
+    def failing_save(self, *args, **kwargs):
+        if self.event_type == "document_open":
+            raise DatabaseError("disk full")
+        return original_save(self, *args, **kwargs)
+
+    monkeypatch.setattr(AccessEvent, "save", failing_save)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert response.status_code == 503
+    assert b"%PDF" not in response.content
+    assert "ikke logges" in response.content.decode()
+    assert not events("document_open")
+
+
+def test_document_outside_window_not_found_and_logged(as_fastlege, world):
+    old = add_document(world, category="C00-1", days_ago=500)
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{old.document_id}/")
+    assert response.status_code == 404
+    assert events("access_denied")[-1].reason_code == "outside_window"
+
+
+def test_other_patients_document_looks_exactly_like_a_missing_one(as_fastlege, world):
+    foreign = add_document(world, world.other_patient, title="Annen pasient")
+    blocked = add_document(world, confidentiality=ConfidentialityCode.NORS)
+    handle = lookup_and_attest(as_fastlege)
+    r_foreign = as_fastlege.get(f"/pasient/{handle}/dokument/{foreign.document_id}/")
+    r_blocked = as_fastlege.get(f"/pasient/{handle}/dokument/{blocked.document_id}/")
+    r_missing = as_fastlege.get(f"/pasient/{handle}/dokument/{uuid.uuid4()}/")
+    assert r_foreign.status_code == r_blocked.status_code == r_missing.status_code == 404
+    assert comparable(r_foreign) == comparable(r_blocked) == comparable(r_missing)
+    reasons = [e.reason_code for e in events("access_denied")]
+    assert reasons == ["document_other_patient", "document_blocked", "unknown_document"]
+
+
+def test_another_users_handle_looks_like_a_missing_one_and_is_logged(as_fastlege, persona_client, world):
+    add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    other = persona_client("other_clinician")
+    r_stolen = other.get(f"/pasient/{handle}/")
+    r_random = other.get(f"/pasient/{uuid.uuid4()}/")
+    assert r_stolen.status_code == r_random.status_code == 404
+    assert comparable(r_stolen) == comparable(r_random)
+    denied = events("access_denied")
+    assert [e.reason_code for e in denied][-2:] == ["unknown_handle", "unknown_handle"]
+    assert denied[-2].actor_user_id == world.other_clinician.pk
+
+
+# --- Query counts -------------------------------------------------------------------------------
+
+
+def _list_queries(client, handle):
+    with CaptureQueriesContext(connection) as ctx:
+        response = client.get(f"/pasient/{handle}/", {"size": 50})
+    assert response.status_code == 200
+    return len(ctx.captured_queries)
+
+
+def test_document_list_query_count_is_the_same_for_1_and_50_documents(as_fastlege, world):
+    add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    one = _list_queries(as_fastlege, handle)
+    for i in range(49):
+        add_document(world, title=f"Dokument {i}", days_ago=i + 1)
+    fifty = _list_queries(as_fastlege, handle)
+    assert one == fifty
+    assert fifty <= 16
+
+
+def test_database_outage_gives_a_503_page_not_a_500(as_fastlege, world, monkeypatch):
+    from django.db import OperationalError
+
+    from pjd_portal.access import selectors
+
+    handle = lookup_and_attest(as_fastlege)
+
+    def down(*args, **kwargs):
+        raise OperationalError("could not connect to server")
+
+    monkeypatch.setattr(selectors, "own_lookup", down)
+    response = as_fastlege.get(f"/pasient/{handle}/")
+    assert response.status_code == 503
+    assert "databasen" in response.content.decode()
+    assert response["Retry-After"] == "30"

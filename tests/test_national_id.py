@@ -1,0 +1,54 @@
+import datetime
+
+import pytest
+
+from pjd_portal.patients.national_id import InvalidNationalId, NationalIdKind, parse_national_id
+from tests.conftest import LIST_PATIENT_ID
+
+
+@pytest.mark.parametrize("value", ["13116900216", "12119000465", "08077000292"])
+def test_nhn_published_test_patients_are_valid_fodselsnummer(value):
+    parsed = parse_national_id(value, allow_synthetic=False)
+    assert parsed.kind is NationalIdKind.FODSELSNUMMER
+
+
+def test_synthetic_number_needs_the_setting():
+    parsed = parse_national_id(LIST_PATIENT_ID, allow_synthetic=True)
+    assert parsed.kind is NationalIdKind.SYNTHETIC
+    assert parsed.birth_date == datetime.date(1971, 4, 3)
+    with pytest.raises(InvalidNationalId) as exc:
+        parse_national_id(LIST_PATIENT_ID, allow_synthetic=False)
+    assert exc.value.code == "synthetic_not_allowed"
+
+
+def _with_check_digits(first9: str) -> str:
+    from pjd_portal.patients.national_id import has_valid_check_digits
+
+    for k in range(100):
+        if has_valid_check_digits(f"{first9}{k:02d}"):
+            return f"{first9}{k:02d}"
+    raise AssertionError
+
+
+def test_d_number_and_h_number():
+    d = _with_check_digits("530170" + "123")  # day 13 + 40
+    h = _with_check_digits("134170" + "123")  # month 1 + 40
+    assert parse_national_id(d, allow_synthetic=False).kind is NationalIdKind.D_NUMMER
+    assert parse_national_id(h, allow_synthetic=False).kind is NationalIdKind.H_NUMMER
+
+
+@pytest.mark.parametrize(
+    ("value", "code"),
+    [
+        ("", "format"),
+        ("1311690021", "format"),
+        ("131169002166", "format"),
+        ("1311690021x", "format"),
+        ("13116900217", "checksum"),
+        ("00000000000", "date"),
+    ],
+)
+def test_invalid_numbers(value, code):
+    with pytest.raises(InvalidNationalId) as exc:
+        parse_national_id(value, allow_synthetic=True)
+    assert exc.value.code == code

@@ -1,0 +1,93 @@
+"""Every URL pattern × every persona: the expected status, and no pattern left out."""
+
+from __future__ import annotations
+
+import uuid
+
+import pytest
+from django.urls import URLPattern, URLResolver, get_resolver
+
+from tests.conftest import add_document, login, lookup_and_attest
+
+PERSONAS = ["anonymous", "fastlege", "other_clinician", "auditor", "administrator"]
+LOGIN_REDIRECT = 302
+
+# route name -> (method, expected status per persona, in PERSONAS order).
+# The fastlege owns the handle and document used; the other clinician may use the
+# portal but gets 404 for someone else's handle; auditor and administrator have no
+# clinician role (403 with a clear page); anonymous users are sent to log in.
+MATRIX = {
+    "accounts:home": ("get", [200, 200, 200, 200, 200]),
+    "accounts:logout": ("post", [302, 302, 302, 302, 302]),
+    "accounts:logged_out": ("get", [200, 200, 200, 200, 200]),
+    "patients:lookup": ("post", [LOGIN_REDIRECT, 302, 302, 403, 403]),
+    "patients:basis": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
+    "documents:list": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
+    "documents:open": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
+    "oidc_authentication_init": ("get", [302, 302, 302, 302, 302]),
+    "oidc_authentication_callback": ("get", [403, 403, 403, 403, 403]),
+    "set_language": ("post", [302, 302, 302, 302, 302]),
+}
+
+
+def all_route_names(resolver=None, namespace=""):
+    resolver = resolver or get_resolver()
+    names = set()
+    for pattern in resolver.url_patterns:
+        if isinstance(pattern, URLResolver):
+            ns = f"{namespace}{pattern.namespace}:" if pattern.namespace else namespace
+            names |= all_route_names(pattern, ns)
+        elif isinstance(pattern, URLPattern):
+            assert pattern.name, f"unnamed URL pattern {pattern.pattern}"
+            names.add(f"{namespace}{pattern.name}")
+    return names
+
+
+def test_matrix_covers_every_url_pattern():
+    missing = all_route_names() - set(MATRIX)
+    assert not missing, f"URL patterns missing from the route × persona matrix: {sorted(missing)}"
+
+
+@pytest.mark.parametrize("route", sorted(MATRIX))
+@pytest.mark.parametrize("persona_index", range(len(PERSONAS)))
+def test_route_persona(route, persona_index, world, persona_client, client):
+    from django.urls import reverse
+
+    persona = PERSONAS[persona_index]
+    owner = login(client, world.fastlege, world.gp_office)
+    doc = add_document(world)
+    handle = lookup_and_attest(owner)
+    kwargs = {}
+    if route in ("patients:basis", "documents:list"):
+        kwargs = {"handle": handle}
+    elif route == "documents:open":
+        kwargs = {"handle": handle, "document_id": doc.document_id}
+    url = reverse(route, kwargs=kwargs)
+    method, expected = MATRIX[route]
+    c = owner if persona == "fastlege" else persona_client(persona)
+    data = {}
+    if route == "patients:lookup":
+        data = {"national_id": world.patient.national_id}
+    if route == "set_language":
+        data = {"language": "en", "next": "/"}
+    response = getattr(c, method)(url, data)
+    assert response.status_code == expected[persona_index], (route, persona, response.status_code)
+    if (
+        response.status_code == LOGIN_REDIRECT
+        and persona == "anonymous"
+        and route.startswith(("patients", "documents"))
+    ):
+        assert response["Location"].startswith("/?next=")
+    # Every response carries the security headers.
+    assert response["X-Content-Type-Options"] == "nosniff"
+    assert response["Cache-Control"] == "no-store"
+    if response["Content-Type"].startswith("text/html"):
+        csp = response["Content-Security-Policy"]
+        assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
+        assert "object-src 'none'" in csp and "base-uri 'none'" in csp and "frame-ancestors 'none'" in csp
+
+
+def test_unknown_handle_is_404_for_everyone_with_a_clinician_role(persona_client, world):
+    for persona in ("fastlege", "other_clinician"):
+        response = persona_client(persona).get(f"/pasient/{uuid.uuid4()}/")
+        assert response.status_code == 404

@@ -1,0 +1,49 @@
+"""The portal refuses to start in production on development defaults."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+STRONG_SECRET = "x" * 30 + "production-secret-for-tests-only-" + "y" * 10
+
+
+def run_check(env_overrides: dict[str, str], *args: str) -> subprocess.CompletedProcess[str]:
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PJD_", "DEBUG", "SECRET_KEY"))}
+    env.update({"DJANGO_SETTINGS_MODULE": "pjd_portal.settings", "ALLOWED_HOSTS": "portal.example.org"})
+    env.update(env_overrides)
+    return subprocess.run(
+        [sys.executable, "manage.py", "check", *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+
+
+def test_refuses_default_secret_with_debug_off():
+    result = run_check({"DEBUG": "false"})
+    assert result.returncode != 0
+    assert "SECRET_KEY must be set" in result.stderr
+
+
+def test_refuses_test_identities_with_debug_off():
+    result = run_check({"DEBUG": "false", "SECRET_KEY": STRONG_SECRET, "PJD_TEST_IDENTITIES": "true"})
+    assert result.returncode != 0
+    assert "Test identities" in result.stderr
+
+
+def test_refuses_malformed_boolean():
+    result = run_check({"DEBUG": "maybe"})
+    assert result.returncode != 0
+    assert "DEBUG must be a boolean" in result.stderr
+
+
+def test_production_settings_pass_check_deploy_without_warnings():
+    result = run_check({"DEBUG": "false", "SECRET_KEY": STRONG_SECRET}, "--deploy", "--fail-level", "WARNING")
+    assert result.returncode == 0, result.stderr
+    assert "no issues" in result.stdout
