@@ -42,6 +42,21 @@ if not Path(CHROMIUM).exists():
     )
 
 
+@pytest.fixture(scope="module", autouse=True)
+def _sync_orm_beside_playwright():
+    # Playwright's sync API keeps an event loop running in this thread, and Django then
+    # refuses ORM calls (the database set-up and flush around each test) as "async unsafe".
+    # They are not: nothing else runs on that loop. Module-scoped, so it brackets the
+    # function-scoped database fixtures and is undone after this module.
+    previous = os.environ.get("DJANGO_ALLOW_ASYNC_UNSAFE")
+    os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = "true"
+    yield
+    if previous is None:
+        del os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"]
+    else:
+        os.environ["DJANGO_ALLOW_ASYNC_UNSAFE"] = previous
+
+
 @pytest.fixture(scope="session")
 def browser_type_launch_args(browser_type_launch_args):
     return {
@@ -173,6 +188,11 @@ def test_fastlege_logs_in_looks_up_a_list_patient_and_opens_a_pdf(portal, world,
     assert response.headers["content-type"] == "application/pdf"
     assert response.body() == pdf
     assert popup.url.endswith(href)
+    assert response.headers["content-security-policy"].startswith("sandbox")
+    # Chromium's PDF viewer is an extension frame inside the tab: it is there only when the
+    # browser displays the PDF rather than downloading or blocking it.
+    popup.wait_for_timeout(1500)
+    assert any(f.url.startswith("chrome-extension://") for f in popup.frames), [f.url for f in popup.frames]
     popup.screenshot(path=str(ROOT / "test-results" / "pdf-open.png"))
 
     from pjd_portal.audit.models import AccessEvent

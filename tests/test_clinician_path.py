@@ -313,6 +313,8 @@ def test_open_pdf_commits_exactly_one_event_and_returns_bytes(as_fastlege, world
     assert response.status_code == 200
     assert response.content.startswith(b"%PDF-")
     assert response["Content-Type"] == "application/pdf"
+    assert response["Content-Security-Policy"].startswith("sandbox;")
+    assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Disposition"].startswith("inline")
     assert response["Cache-Control"] == "no-store"
     assert response["X-Content-Type-Options"] == "nosniff"
@@ -438,3 +440,18 @@ def test_database_outage_gives_a_503_page_not_a_500(as_fastlege, world, monkeypa
     assert response.status_code == 503
     assert "databasen" in response.content.decode()
     assert response["Retry-After"] == "30"
+
+
+def test_norwegian_by_default_even_for_an_english_browser(as_fastlege, world):
+    page = as_fastlege.get("/", HTTP_ACCEPT_LANGUAGE="en-US,en;q=0.9")
+    assert page["Content-Language"] == "nb"
+    assert "Slå opp pasient" in page.content.decode()
+
+
+def test_english_when_the_user_chooses_it(as_fastlege, world):
+    as_fastlege.post("/i18n/setlang/", {"language": "en", "next": "/"})
+    page = as_fastlege.get("/")
+    assert page["Content-Language"] == "en"
+    assert "Look up a patient" in page.content.decode()
+    as_fastlege.post("/i18n/setlang/", {"language": "nb", "next": "/"})
+    assert "Slå opp pasient" in as_fastlege.get("/").content.decode()

@@ -124,7 +124,11 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
             logger.warning("ID token refused: %s", type(exc).__name__)
             raise LoginRefused("token_invalid") from exc
         aud = payload.get("aud")
-        if isinstance(aud, list) and len(aud) > 1 and payload.get("azp") != settings.OIDC_RP_CLIENT_ID:
+        azp = payload.get("azp")
+        several_audiences = isinstance(aud, list) and len(aud) > 1
+        # OIDC Core 3.1.3.7: with several audiences azp must name us; when present it must
+        # always name us.
+        if (azp is not None or several_audiences) and azp != settings.OIDC_RP_CLIENT_ID:
             raise LoginRefused("token_azp")
         if payload.get("nonce") != kwargs.get("nonce"):
             raise LoginRefused("token_nonce")
@@ -198,7 +202,15 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
                 outcome=Outcome.DENIED,
                 reason_code=f"provider_{error}"[:50],
             )
-            super().get(request)  # clears the state entry
+            # Forget the state so it cannot be replayed; not through super().get(), whose
+            # failure path would write a second refusal event.
+            state = request.GET.get("state")
+            states = request.session.get("oidc_states", {})
+            if state in states:
+                del states[state]
+                request.session.save()
+            if request.user.is_authenticated:
+                auth.logout(request)
             return _refusal_page(request, "provider_error" if error != "access_denied" else "cancelled")
         try:
             return super().get(request)  # type: ignore[no-any-return]

@@ -166,6 +166,10 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
     if document.content_type in rendering.PDF_TYPES:
         response = HttpResponse(data, content_type="application/pdf")
         response["Content-Disposition"] = 'inline; filename="dokument.pdf"'
+        # A PDF from another organisation is untrusted content: no script, no same-origin
+        # access to the portal, never framed. Chromium's viewer still shows it.
+        response["Content-Security-Policy"] = "sandbox; default-src 'none'; frame-ancestors 'none'"
+        response["X-Content-Type-Options"] = "nosniff"
         return response
     try:
         view = rendering.xml_view(data)

@@ -6,8 +6,10 @@ import logging
 import uuid
 from collections.abc import Callable
 
+from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
+from django.utils import translation
 
 from pjd_portal.lib.errors import service_unavailable
 
@@ -70,4 +72,25 @@ class NoStoreMiddleware:
         vary = response.get("Vary", "")
         if "HX-Request" not in vary:
             response["Vary"] = f"{vary}, HX-Request" if vary else "HX-Request"
+        return response
+
+
+class LanguageMiddleware:
+    """Norwegian bokmål unless the user chose another language (the set_language cookie).
+
+    Django's LocaleMiddleware would follow the browser's Accept-Language, so a clinic PC
+    with an English browser would get English pages. The service speaks Norwegian by
+    default; English is an explicit choice in the footer.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        chosen = request.COOKIES.get(settings.LANGUAGE_COOKIE_NAME, "")
+        language = chosen if chosen in dict(settings.LANGUAGES) else settings.LANGUAGE_CODE
+        translation.activate(language)
+        request.LANGUAGE_CODE = language
+        response = self.get_response(request)
+        response.headers.setdefault("Content-Language", language)
         return response
