@@ -1,0 +1,96 @@
+"""The demo data `make run` loads: synthetic, consistent with the dev identity provider's
+users, usable through the clinician path, and safe to load twice."""
+
+from __future__ import annotations
+
+import json
+from io import StringIO
+
+import pytest
+from django.core.management import call_command
+from django.test import Client
+
+from pjd_portal.accounts.models import Membership, Organisation, Role, User
+from pjd_portal.audit.models import AccessEvent
+from pjd_portal.documents.models import DocumentContent, DocumentReference
+from pjd_portal.documents.management.commands.seed_demo import NHN_TEST_PATIENTS, USERS_FILE
+from pjd_portal.patients.models import AddressProtection, Patient, PrivacyChoice, PrivacyChoiceKind
+from pjd_portal.patients.national_id import has_valid_check_digits
+from tests.conftest import login, lookup_and_attest
+
+pytestmark = pytest.mark.django_db
+
+
+def seed(**options: int) -> str:
+    out = StringIO()
+    call_command("seed_demo", patients=9, min_documents=6, max_documents=8, stdout=out, **options)
+    return out.getvalue()
+
+
+def test_seed_loads_consistent_synthetic_data() -> None:
+    printed = seed()
+    assert "12 patients" in printed
+    patients = list(Patient.objects.all())
+    assert len(patients) == 12
+    for patient in patients:
+        value = patient.national_id
+        assert has_valid_check_digits(value), value
+        # Synthetic: NHN's published test patients, or Tenor style (month + 80).
+        assert value in NHN_TEST_PATIENTS or int(value[2:4]) > 80, value
+    per_patient = [DocumentReference.objects.filter(patient=p).count() for p in patients]
+    assert min(per_patient) >= 6 and max(per_patient) <= 8
+    assert DocumentContent.objects.count() == DocumentReference.objects.count()
+    kinds = set(PrivacyChoice.objects.values_list("kind", flat=True))
+    assert kinds == {
+        PrivacyChoiceKind.RESERVATION,
+        PrivacyChoiceKind.RESTRICTION,
+        PrivacyChoiceKind.BLOCKED_CLINICIAN,
+    }
+    assert Patient.objects.filter(address_protection=AddressProtection.STRENGT_FORTROLIG).count() == 1
+
+
+def test_staff_match_the_identity_providers_users() -> None:
+    seed()
+    users = json.loads(USERS_FILE.read_text(encoding="utf-8"))["users"]
+    for username, role in (
+        ("fastlege", Role.CLINICIAN),
+        ("revisor", Role.AUDITOR),
+        ("personvern", Role.PRIVACY_OFFICER),
+        ("tilgangsstyrer", Role.ACCESS_ADMINISTRATOR),
+    ):
+        claims = users[username]
+        user = User.objects.get(pid=claims["pid"])
+        assert user.hpr_number == (claims["hpr"] or "")
+        membership = Membership.objects.get(user=user)
+        assert membership.role == role
+        assert membership.organisation.orgnr == claims["orgnr_parent"]
+    # Those the provider lets through but the portal must refuse have no clinical role.
+    assert not User.objects.filter(pid=users["uten-hpr"]["pid"]).exists()
+
+
+def test_running_it_twice_changes_nothing() -> None:
+    seed()
+    counts = (Patient.objects.count(), DocumentReference.objects.count(), User.objects.count())
+    assert "nothing changed" in seed()
+    assert (Patient.objects.count(), DocumentReference.objects.count(), User.objects.count()) == counts
+
+
+def test_fastlege_sees_and_opens_seeded_documents_of_a_list_patient() -> None:
+    seed()
+    users = json.loads(USERS_FILE.read_text(encoding="utf-8"))["users"]
+    fastlege = User.objects.get(pid=users["fastlege"]["pid"])
+    client = login(Client(), fastlege, Organisation.objects.get(orgnr=users["fastlege"]["orgnr_parent"]))
+    handle = lookup_and_attest(client, national_id=NHN_TEST_PATIENTS[0])
+    listing = client.get(f"/pasient/{handle}/")
+    assert listing.status_code == 200
+    rows = listing.content.decode().count('data-testid="document-row"')
+    assert rows >= 1
+    doc = (
+        DocumentReference.objects.filter(patient__national_id=NHN_TEST_PATIENTS[0], content_type="application/pdf")
+        .order_by("-service_date")
+        .first()
+    )
+    assert doc is not None
+    opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert opened.status_code == 200 and opened.content.startswith(b"%PDF-")
+    assert AccessEvent.objects.filter(event_type="document_open", document=doc, outcome="granted").count() == 1
