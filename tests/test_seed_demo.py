@@ -4,6 +4,7 @@ users, usable through the clinician path, and safe to load twice."""
 from __future__ import annotations
 
 import json
+import re
 from io import StringIO
 
 import pytest
@@ -12,8 +13,8 @@ from django.test import Client
 
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
 from pjd_portal.audit.models import AccessEvent
-from pjd_portal.documents.models import DocumentContent, DocumentReference
 from pjd_portal.documents.management.commands.seed_demo import NHN_TEST_PATIENTS, USERS_FILE
+from pjd_portal.documents.models import DocumentContent, DocumentReference
 from pjd_portal.patients.models import AddressProtection, Patient, PrivacyChoice, PrivacyChoiceKind
 from pjd_portal.patients.national_id import has_valid_check_digits
 from tests.conftest import login, lookup_and_attest
@@ -86,11 +87,42 @@ def test_fastlege_sees_and_opens_seeded_documents_of_a_list_patient() -> None:
     rows = listing.content.decode().count('data-testid="document-row"')
     assert rows >= 1
     doc = (
-        DocumentReference.objects.filter(patient__national_id=NHN_TEST_PATIENTS[0], content_type="application/pdf")
+        DocumentReference.objects.filter(
+            patient__national_id=NHN_TEST_PATIENTS[0], content_type="application/pdf"
+        )
         .order_by("-service_date")
         .first()
     )
     assert doc is not None
     opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
     assert opened.status_code == 200 and opened.content.startswith(b"%PDF-")
-    assert AccessEvent.objects.filter(event_type="document_open", document=doc, outcome="granted").count() == 1
+    assert (
+        AccessEvent.objects.filter(event_type="document_open", document=doc, outcome="granted").count() == 1
+    )
+
+
+def test_readme_lists_the_seeded_test_patients_and_their_states() -> None:
+    """The README's patient table is what a new user tries first: keep it true."""
+    seed()
+    readme = (USERS_FILE.parent.parent / "README.md").read_text(encoding="utf-8")
+    rows = dict(re.findall(r"^\| `(\d{11})` \| (.+?) \|$", readme, flags=re.M))
+    assert len(rows) == 9
+    fastlege_hpr = json.loads(USERS_FILE.read_text(encoding="utf-8"))["users"]["fastlege"]["hpr"]
+    for national_id, text in rows.items():
+        patient = Patient.objects.get(national_id=national_id)
+        kinds = set(patient.privacy_choices.values_list("kind", flat=True))
+        if text.startswith("reservation"):
+            assert kinds == {PrivacyChoiceKind.RESERVATION}
+        elif text.startswith("restriction"):
+            assert kinds == {PrivacyChoiceKind.RESTRICTION}
+        elif text.startswith("has blocked"):
+            blocked = patient.privacy_choices.get(kind=PrivacyChoiceKind.BLOCKED_CLINICIAN).blocked_hpr_number
+            assert f"HPR {blocked}" in text
+        elif "strengt fortrolig" in text:
+            assert patient.address_protection == AddressProtection.STRENGT_FORTROLIG
+        elif "fortrolig" in text:
+            assert patient.address_protection == AddressProtection.FORTROLIG
+        elif text.startswith("not on the list"):
+            assert patient.fastlege_hpr_number != fastlege_hpr and not kinds
+        else:
+            assert patient.fastlege_hpr_number == fastlege_hpr and not kinds

@@ -7,8 +7,8 @@ decides, these functions only act on its answer.
 from __future__ import annotations
 
 import datetime
-from uuid import UUID
 from dataclasses import dataclass
+from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
