@@ -59,5 +59,6 @@ typecheck:
 
 # Regenerate translations (needs GNU gettext); the compiled .mo files are committed.
 messages:
-	$(DEV_ENV) $(PY) manage.py makemessages -l nb -l en --ignore=.venv --ignore=node_modules --ignore=devidp
+	$(DEV_ENV) $(PY) manage.py makemessages -l nb --ignore=.venv --ignore=node_modules --ignore=devidp
+	$(PY) scripts/translations_nb.py
 	$(DEV_ENV) $(PY) manage.py compilemessages --ignore=.venv
