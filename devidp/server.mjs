@@ -212,7 +212,7 @@ const configuration = {
     id_token_signed_response_alg: 'RS256',
     redirect_uris: RP_BASES.map((b) => `${b}/oidc/callback/`),
     post_logout_redirect_uris: RP_BASES.flatMap((b) => [`${b}/`, `${b}/logget-ut/`]),
-    require_pushed_authorization_requests: false,
+    require_pushed_authorization_requests: true, // as HelseID requires of new clients
   }],
   jwks: { keys: [signingKey] },
   responseTypes: ['code'],

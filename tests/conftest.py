@@ -12,17 +12,25 @@ All national ids are synthetic (Tenor style, month + 80).
 from __future__ import annotations
 
 import datetime
+import json
 import os
-from collections.abc import Callable
+import shutil
+import socket
+import subprocess
+import time
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
+from pathlib import Path
 from typing import Any
 
 import pytest
+import requests
 from django.db import connection
 from django.test import Client
 from django.utils import timezone
 
 from pjd_portal.accounts.context import SESSION_ORG_KEY
+from pjd_portal.accounts.keys import ensure_client_key
 from pjd_portal.accounts.models import (
     HprAuthorization,
     Membership,
@@ -70,6 +78,9 @@ def pytest_sessionstart(session: Any) -> None:
 
 
 def pytest_collection_modifyitems(config: Any, items: list[Any]) -> None:
+    # Browser tests last: Playwright's session-wide event loop, once started, makes Django
+    # refuse ORM calls in every later test as "async unsafe".
+    items.sort(key=lambda item: "browser" in item.keywords)
     if _database_is_postgres():
         return
     for item in items:
@@ -267,6 +278,17 @@ def set_audit_triggers(enabled: bool) -> None:
 
 
 @pytest.fixture(autouse=True)
+def _fresh_provider_cache() -> Any:
+    """The identity provider's metadata and keys are cached per process; tests that fake
+    the provider must not see another test's answers."""
+    from pjd_portal.accounts import provider  # noqa: PLC0415
+
+    provider.clear_cache()
+    yield
+    provider.clear_cache()
+
+
+@pytest.fixture(autouse=True)
 def _append_only_triggers(request: Any) -> Any:
     marker = request.node.get_closest_marker("django_db")
     transactional = (
@@ -285,3 +307,74 @@ def _append_only_triggers(request: Any) -> Any:
         yield
     else:
         yield
+
+
+# --- the real dev identity provider (devidp/, npm oidc-provider) ---------------------
+
+ROOT = Path(__file__).resolve().parent.parent
+DEVIDP_PORT = 9911
+LIVE_SERVER_ADDRESS = "127.0.0.1:8765"
+
+
+def _wait_for(url: str, seconds: float = 20) -> None:
+    deadline = time.monotonic() + seconds
+    while time.monotonic() < deadline:
+        try:
+            if requests.get(url, timeout=1).status_code == 200:
+                return
+        except requests.RequestException:
+            pass
+        time.sleep(0.2)
+    raise RuntimeError(f"{url} did not come up")
+
+
+@pytest.fixture(scope="session")
+def devidp(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
+    """The dev identity provider as a subprocess, configured as HelseID is for the portal:
+    private_key_jwt with a fresh client key, PAR required, PKCE S256. Redirect URIs are
+    registered for the test client (`testserver`) and for the live server."""
+
+    node = shutil.which("node")
+    assert node, "Node.js is needed for the dev identity provider"
+    assert (ROOT / "devidp" / "node_modules").is_dir(), "run `make setup` (npm ci in devidp/)"
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", DEVIDP_PORT)) != 0, f"port {DEVIDP_PORT} is taken"
+    folder = tmp_path_factory.mktemp("devidp")
+    ensure_client_key(folder / "client-key.pem", folder / "client-jwks.json")
+    env = {
+        **os.environ,
+        "IDP_PORT": str(DEVIDP_PORT),
+        "RP_BASES": f"http://testserver,http://{LIVE_SERVER_ADDRESS}",
+        "IDP_CLIENT_JWKS": str(folder / "client-jwks.json"),
+        "IDP_SIGNING_KEY_FILE": str(folder / "signing-key.json"),
+    }
+    log = (folder / "devidp.log").open("wb")
+    proc = subprocess.Popen(
+        [node, "server.mjs"], cwd=ROOT / "devidp", env=env, stdout=log, stderr=subprocess.STDOUT
+    )
+    issuer = f"http://127.0.0.1:{DEVIDP_PORT}"
+    try:
+        _wait_for(f"{issuer}/.well-known/openid-configuration")
+        config = json.loads(requests.get(f"{issuer}/.well-known/openid-configuration", timeout=5).text)
+        yield {"config": config, "client_key": folder / "client-key.pem", "log": folder / "devidp.log"}
+    finally:
+        proc.terminate()
+        try:
+            proc.wait(timeout=10)
+        except subprocess.TimeoutExpired:
+            proc.kill()
+        log.close()
+
+
+@pytest.fixture
+def use_devidp(settings: Any, devidp: dict[str, Any]) -> dict[str, Any]:
+    """Point the portal at the running dev identity provider (endpoints from discovery)."""
+
+    config = devidp["config"]
+    settings.OIDC_ISSUER = config["issuer"]
+    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = config["authorization_endpoint"]
+    settings.OIDC_OP_TOKEN_ENDPOINT = config["token_endpoint"]
+    settings.OIDC_OP_JWKS_ENDPOINT = config["jwks_uri"]
+    settings.OIDC_OP_LOGOUT_ENDPOINT = config["end_session_endpoint"]
+    settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE = devidp["client_key"]
+    return devidp

@@ -8,26 +8,18 @@ because redirect URIs are matched exactly.
 
 from __future__ import annotations
 
-import json
 import os
-import shutil
-import socket
-import subprocess
-import time
 from pathlib import Path
 
 import pytest
-import requests
 
-from pjd_portal.accounts.keys import ensure_client_key
-from tests.conftest import LIST_PATIENT_ID, add_document
+from tests.conftest import DEVIDP_PORT, LIST_PATIENT_ID, LIVE_SERVER_ADDRESS, add_document
 
 ROOT = Path(__file__).resolve().parent.parent
-PORTAL_ADDRESS = "127.0.0.1:8765"
-IDP_PORT = 9911
-IDP = f"http://127.0.0.1:{IDP_PORT}"
+IDP = f"http://127.0.0.1:{DEVIDP_PORT}"
 CHROMIUM = "/usr/bin/chromium"
 
+PORTAL_ADDRESS = LIVE_SERVER_ADDRESS
 # pytest-django's live server reads this when the fixture starts: a fixed port, because
 # the identity provider only redirects to registered URIs.
 os.environ.setdefault("DJANGO_LIVE_TEST_SERVER_ADDRESS", PORTAL_ADDRESS)
@@ -75,61 +67,9 @@ def browser_type_launch_args(browser_type_launch_args):
     }
 
 
-def _wait_for(url: str, seconds: float = 20) -> None:
-    deadline = time.monotonic() + seconds
-    while time.monotonic() < deadline:
-        try:
-            if requests.get(url, timeout=1).status_code == 200:
-                return
-        except requests.RequestException:
-            pass
-        time.sleep(0.2)
-    raise RuntimeError(f"{url} did not come up")
-
-
-@pytest.fixture(scope="module")
-def client_key(tmp_path_factory):
-    folder = tmp_path_factory.mktemp("client-key")
-    ensure_client_key(folder / "key.pem", folder / "jwks.json")
-    return folder
-
-
-@pytest.fixture(scope="module")
-def devidp(client_key, tmp_path_factory):
-    node = shutil.which("node")
-    assert node, "Node.js is needed for the dev identity provider"
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", IDP_PORT)) != 0, f"port {IDP_PORT} is taken"
-    env = {
-        **os.environ,
-        "IDP_PORT": str(IDP_PORT),
-        "RP_BASES": f"http://{PORTAL_ADDRESS}",
-        "IDP_CLIENT_JWKS": str(client_key / "jwks.json"),
-        "IDP_SIGNING_KEY_FILE": str(tmp_path_factory.mktemp("idp") / "signing-key.json"),
-    }
-    proc = subprocess.Popen(
-        [node, "server.mjs"], cwd=ROOT / "devidp", env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT
-    )
-    try:
-        _wait_for(f"{IDP}/.well-known/openid-configuration")
-        yield json.loads(requests.get(f"{IDP}/.well-known/openid-configuration", timeout=5).text)
-    finally:
-        proc.terminate()
-        try:
-            proc.wait(timeout=10)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-
-
 @pytest.fixture
-def portal(settings, live_server, devidp, client_key, world):
+def portal(live_server, use_devidp, world):
     assert live_server.url == f"http://{PORTAL_ADDRESS}", live_server.url
-    settings.OIDC_ISSUER = devidp["issuer"]
-    settings.OIDC_OP_AUTHORIZATION_ENDPOINT = devidp["authorization_endpoint"]
-    settings.OIDC_OP_TOKEN_ENDPOINT = devidp["token_endpoint"]
-    settings.OIDC_OP_JWKS_ENDPOINT = devidp["jwks_uri"]
-    settings.OIDC_OP_LOGOUT_ENDPOINT = devidp["end_session_endpoint"]
-    settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE = client_key / "key.pem"
     return live_server.url
 
 

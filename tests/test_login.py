@@ -106,6 +106,11 @@ class FakeProvider:
     jwks_error: Exception | None = None
     token_requests: list[dict[str, Any]] = field(default_factory=list)
     jwks_requests: int = 0
+    par: bool = True  # whether discovery advertises a PAR endpoint
+    par_status: int = 201
+    par_requests: list[dict[str, Any]] = field(default_factory=list)
+    pushed: dict[str, dict[str, Any]] = field(default_factory=dict)
+    jwks_override: dict[str, Any] | None = None
 
     # claims and tokens
 
@@ -145,7 +150,18 @@ class FakeProvider:
 
     # the endpoints
 
+    @property
+    def par_endpoint(self) -> str:
+        return f"{settings.OIDC_ISSUER}/request"
+
     def post(self, url: str, data: dict[str, Any] | None = None, **kwargs: Any) -> FakeResponse:
+        if url == self.par_endpoint:
+            self.par_requests.append({"url": url, "data": dict(data or {}), **kwargs})
+            if self.par_status not in (200, 201):
+                return FakeResponse(self.par_status, {"error": "invalid_request"})
+            request_uri = f"urn:ietf:params:oauth:request_uri:{len(self.pushed)}"
+            self.pushed[request_uri] = dict(data or {})
+            return FakeResponse(201, {"request_uri": request_uri, "expires_in": 60})
         self.token_requests.append({"url": url, "data": dict(data or {}), **kwargs})
         if self.token_error is not None:
             raise self.token_error
@@ -162,12 +178,23 @@ class FakeProvider:
         return FakeResponse(200, {"id_token": token, "access_token": "x", "token_type": "Bearer"})
 
     def get(self, url: str, **kwargs: Any) -> FakeResponse:
+        assert kwargs.get("timeout"), "every call to the provider needs a timeout"
+        if url == f"{settings.OIDC_ISSUER}/.well-known/openid-configuration":
+            document = {
+                "issuer": settings.OIDC_ISSUER,
+                "authorization_endpoint": settings.OIDC_OP_AUTHORIZATION_ENDPOINT,
+                "token_endpoint": settings.OIDC_OP_TOKEN_ENDPOINT,
+                "jwks_uri": settings.OIDC_OP_JWKS_ENDPOINT,
+            }
+            if self.par:
+                document["pushed_authorization_request_endpoint"] = self.par_endpoint
+            return FakeResponse(200, document)
         self.jwks_requests += 1
         if self.jwks_error is not None:
             raise self.jwks_error
         if url != settings.OIDC_OP_JWKS_ENDPOINT:
             return FakeResponse(404, {})
-        return FakeResponse(200, self.jwks())
+        return FakeResponse(200, self.jwks_override or self.jwks())
 
     # the browser side
 
@@ -181,6 +208,14 @@ class FakeProvider:
             f"{location.scheme}://{location.netloc}{location.path}" == settings.OIDC_OP_AUTHORIZATION_ENDPOINT
         )
         params = {k: v[0] for k, v in parse_qs(location.query).items()}
+        if "request_uri" in params:
+            # Pushed: the browser carries only the client id and the request_uri.
+            assert set(params) == {"client_id", "request_uri"}, params
+            params = {
+                k: v
+                for k, v in self.pushed[params["request_uri"]].items()
+                if not k.startswith("client_assertion")
+            }
         self.nonce = params["nonce"]
         return params
 
@@ -395,6 +430,7 @@ FORGED_TOKENS: dict[str, Callable[[FakeProvider], str]] = {
     "wrong_iss": lambda p: p.sign(p.claims(iss="https://evil.example.org")),
     "iss_trailing_slash": lambda p: p.sign(p.claims(iss=settings.OIDC_ISSUER + "/")),
     "expired": lambda p: p.sign(p.claims(iat=int(time.time()) - 600, exp=int(time.time()) - 31 - 30)),
+    "iat_in_future": lambda p: p.sign(p.claims(iat=int(time.time()) + 600)),
     "nbf_in_future": lambda p: p.sign(p.claims(nbf=int(time.time()) + 120)),
     "iat_missing": lambda p: p.sign(p.claims(iat=_Missing)),
     "exp_missing": lambda p: p.sign(p.claims(exp=_Missing)),
@@ -632,9 +668,11 @@ def test_missing_client_key_is_refused_not_500(
 ) -> None:
     settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE = tmp_path / "nope.pem"
     client = Client()
-    response = provider.login(client)
+    # With PAR the key is needed to start the login, so the refusal comes at once.
+    response = client.get("/oidc/authenticate/")
     assert_refused(response, "client_key_missing")
-    assert not provider.token_requests
+    assert not provider.token_requests and not provider.par_requests
+    assert [e.reason_code for e in events(EventType.LOGIN_REFUSED)] == ["client_key_missing"]
 
 
 # --- 6. replayed or foreign state -----------------------------------------------------
@@ -708,3 +746,154 @@ def test_logout_needs_post(provider: FakeProvider, world: World) -> None:
     assert client.get("/logg-ut/").status_code == 405
     assert session_user_id(client) == world.fastlege.pk  # still logged in
     assert not events(EventType.LOGOUT)
+
+
+# --- 8. pushed authorization requests, provider keys, the client key ------------------
+
+
+def test_login_starts_with_a_pushed_authorization_request(provider: FakeProvider, world: World) -> None:
+    client = Client()
+    response = client.get("/oidc/authenticate/")
+    location = urlsplit(response["Location"])
+    query = {k: v[0] for k, v in parse_qs(location.query).items()}
+    # The browser carries nothing but the client id and the request_uri.
+    assert set(query) == {"client_id", "request_uri"}
+    (pushed,) = provider.par_requests
+    assert pushed.get("timeout"), "the PAR request must have a timeout"
+    data = pushed["data"]
+    assert "client_secret" not in data
+    assert data["code_challenge_method"] == "S256" and data["code_challenge"]
+    assert data["state"] and data["nonce"] and data["response_type"] == "code"
+    assert data["client_assertion_type"] == JWT_BEARER
+    header = jwt.get_unverified_header(data["client_assertion"])
+    claims = jwt.decode(
+        data["client_assertion"],
+        _public_pem(CLIENT_KEY),
+        algorithms=["RS256"],
+        audience=settings.OIDC_ISSUER,
+        options={"require": ["iss", "sub", "aud", "exp", "iat", "jti"]},
+    )
+    assert 0 < claims["exp"] - claims["iat"] <= 60
+    # The kid names the key the portal publishes.
+    published = client.get("/.well-known/jwks.json").json()
+    assert header["kid"] == published["keys"][0]["kid"]
+    # ... and the whole login then completes.
+    params = provider.start(Client())
+    assert params["code_challenge_method"] == "S256"
+
+
+def test_without_par_advertised_the_plain_authorize_request_is_used(
+    provider: FakeProvider, world: World
+) -> None:
+    provider.par = False
+    client = Client()
+    params = provider.start(client)
+    assert params["code_challenge_method"] == "S256" and "request_uri" not in params
+    assert not provider.par_requests
+    assert provider.callback(client, params["state"]).status_code == 302
+    assert session_user_id(client) == world.fastlege.pk
+
+
+def test_par_refused_by_the_provider_gives_a_clear_page(provider: FakeProvider, world: World) -> None:
+    provider.par_status = 400
+    response = Client().get("/oidc/authenticate/")
+    body = assert_refused(response, "par_refused")
+    assert "/oidc/authenticate/" in body  # try again
+    assert [e.reason_code for e in events(EventType.LOGIN_REFUSED)] == ["par_refused"]
+
+
+@pytest.mark.parametrize("failing", ["discovery", "par"])
+def test_provider_unreachable_at_login_start_gives_503_with_try_again(
+    provider: FakeProvider, world: World, monkeypatch: pytest.MonkeyPatch, failing: str
+) -> None:
+    if failing == "discovery":
+        monkeypatch.setattr(provider, "get", _raiser(requests.ConnectTimeout("slow")))
+        monkeypatch.setattr("pjd_portal.accounts.oidc.requests.get", provider.get)
+    else:
+        monkeypatch.setattr("pjd_portal.accounts.oidc.requests.post", _raiser(requests.ReadTimeout("slow")))
+    response = Client().get("/oidc/authenticate/")
+    body = assert_refused(response, "provider_unreachable", status=503)
+    assert "/oidc/authenticate/" in body
+    assert [e.reason_code for e in events(EventType.LOGIN_REFUSED)] == ["provider_unreachable"]
+
+
+def test_discovery_document_for_another_issuer_is_not_trusted(
+    provider: FakeProvider, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    real_get = provider.get
+
+    def foreign_issuer(url: str, **kwargs: Any) -> FakeResponse:
+        answer = real_get(url, **kwargs)
+        if url.endswith("/.well-known/openid-configuration"):
+            answer._body = {**answer._body, "issuer": "https://evil.example"}
+        return answer
+
+    monkeypatch.setattr("pjd_portal.accounts.oidc.requests.get", foreign_issuer)
+    assert_refused(Client().get("/oidc/authenticate/"), "provider_unreachable", status=503)
+    assert not provider.par_requests
+
+
+def test_provider_keys_are_cached_between_logins(provider: FakeProvider, world: World) -> None:
+    for _ in range(2):
+        client = Client()
+        assert provider.login(client).status_code == 302
+        assert session_user_id(client) == world.fastlege.pk
+    assert provider.jwks_requests == 1
+
+
+def test_rotated_provider_key_is_fetched_once_and_accepted(provider: FakeProvider, world: World) -> None:
+    first = Client()
+    provider.login(first)  # caches the JWKS with the old key
+    new_key = _new_rsa_key()
+    jwk = json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(new_key.public_key()))
+    jwk.update({"kid": "helseid-test-key-2", "alg": "RS256", "use": "sig"})
+    provider.jwks_override = {"keys": [*provider.jwks()["keys"], jwk]}
+    provider.id_token = lambda p: p.sign(p.claims(), key=_pem(new_key), kid="helseid-test-key-2")
+    client = Client()
+    assert provider.login(client).status_code == 302
+    assert session_user_id(client) == world.fastlege.pk
+    assert provider.jwks_requests == 2  # the cached set, then one refetch
+
+
+def test_unknown_kid_is_refetched_only_once(provider: FakeProvider, world: World) -> None:
+    provider.id_token = lambda p: p.sign(p.claims(), key=_pem(_new_rsa_key()), kid="nobody-knows-me")
+    client = Client()
+    assert_refused(provider.login(client), "token_unknown_key")
+    assert provider.jwks_requests == 2
+    assert_logged_out(client)
+
+
+def test_client_key_can_come_from_the_environment(
+    provider: FakeProvider, world: World, monkeypatch: pytest.MonkeyPatch, settings: Any, tmp_path: Path
+) -> None:
+    env_key = _new_rsa_key()
+    settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE = tmp_path / "absent.pem"
+    monkeypatch.setenv("OIDC_CLIENT_PRIVATE_KEY", _pem(env_key).decode())
+    client = Client()
+    assert provider.login(client).status_code == 302
+    assertion = provider.token_requests[-1]["data"]["client_assertion"]
+    jwt.decode(
+        assertion, _public_pem(env_key), algorithms=["RS256"], audience=settings.OIDC_OP_TOKEN_ENDPOINT
+    )
+    published = client.get("/.well-known/jwks.json").json()["keys"]
+    assert published[0]["n"] == json.loads(jwt.algorithms.RSAAlgorithm.to_jwk(env_key.public_key()))["n"]
+
+
+def test_published_client_jwks_has_no_private_part(provider: FakeProvider, world: World) -> None:
+    response = Client().get("/.well-known/jwks.json")
+    assert response.status_code == 200 and response["Content-Type"] == "application/json"
+    (key,) = response.json()["keys"]
+    assert key["kty"] == "RSA" and key["alg"] == "RS256" and key["use"] == "sig"
+    assert not {"d", "p", "q", "dp", "dq", "qi"} & set(key)
+
+
+def test_published_client_jwks_without_a_key_is_503_not_500(settings: Any, tmp_path: Path, db: Any) -> None:
+    settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE = tmp_path / "absent.pem"
+    assert Client().get("/.well-known/jwks.json").status_code == 503
+
+
+def _raiser(exc: Exception) -> Callable[..., Any]:
+    def raise_it(*args: Any, **kwargs: Any) -> Any:
+        raise exc
+
+    return raise_it

@@ -17,17 +17,19 @@ import time
 import uuid
 from dataclasses import dataclass
 from typing import Any
+from urllib.parse import parse_qsl, urlencode, urlsplit
 
 import jwt
 import requests
 from django.conf import settings
 from django.contrib import auth
 from django.core.exceptions import SuspiciousOperation
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
+from pjd_portal.accounts import keys, provider
 from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
 from pjd_portal.audit.models import EventType, Outcome
@@ -41,6 +43,7 @@ CLAIM_HPR = "helseid://claims/hpr/hpr_number"
 CLAIM_ORGNR_PARENT = "helseid://claims/client/claims/orgnr_parent"
 CLAIM_ORGNR_CHILD = "helseid://claims/client/claims/orgnr_child"
 REQUIRED_SECURITY_LEVEL = "4"
+JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 ADMIN_ROLES = frozenset({Role.AUDITOR, Role.ACCESS_ADMINISTRATOR, Role.PRIVACY_OFFICER})
 
 
@@ -57,9 +60,8 @@ class LoginRefused(SuspiciousOperation):
 
 
 def _load_client_key() -> bytes:
-    path = settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE
     try:
-        return path.read_bytes()
+        return provider.client_private_key()
     except OSError as exc:
         raise LoginRefused("client_key_missing") from exc
 
@@ -67,6 +69,7 @@ def _load_client_key() -> bytes:
 def client_assertion(audience: str) -> str:
     """A `private_key_jwt` client assertion: lives 60 s, unique `jti` (RFC 7523)."""
 
+    key = _load_client_key()
     now = int(time.time())
     claims = {
         "iss": settings.OIDC_RP_CLIENT_ID,
@@ -77,13 +80,14 @@ def client_assertion(audience: str) -> str:
         "nbf": now,
         "exp": now + 60,
     }
-    return jwt.encode(claims, _load_client_key(), algorithm="RS256", headers={"typ": "JWT"})
+    headers = {"typ": "JWT", "kid": keys.key_id(key)}
+    return jwt.encode(claims, key, algorithm="RS256", headers=headers)
 
 
 class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
     def get_token(self, payload: dict[str, Any]) -> dict[str, Any]:
         payload = {k: v for k, v in payload.items() if k != "client_secret"}
-        payload["client_assertion_type"] = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+        payload["client_assertion_type"] = JWT_BEARER
         payload["client_assertion"] = client_assertion(settings.OIDC_OP_TOKEN_ENDPOINT)
         response = requests.post(self.OIDC_OP_TOKEN_ENDPOINT, data=payload, timeout=settings.OIDC_TIMEOUT)
         if response.status_code != 200:
@@ -97,13 +101,17 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
             header = jwt.get_unverified_header(token)
         except jwt.InvalidTokenError as exc:
             raise LoginRefused("token_malformed") from exc
+        # Only the one expected algorithm: this refuses `alg=none` and an HS256 token
+        # "signed" with the provider's public key before any key is looked at.
         if header.get("alg") != settings.OIDC_RP_SIGN_ALGO:
             raise LoginRefused("token_algorithm")
-        response = requests.get(self.OIDC_OP_JWKS_ENDPOINT, timeout=settings.OIDC_TIMEOUT)
-        response.raise_for_status()
-        for jwk in response.json().get("keys", []):
-            if jwk.get("kid") == header.get("kid") and jwk.get("alg", header["alg"]) == header["alg"]:
-                return jwt.PyJWK(jwk)
+        for refresh in (False, True):  # an unknown kid gets one refetch (key rotation)
+            for jwk in provider.signing_keys(refresh=refresh):
+                if jwk.get("kid") == header.get("kid") and jwk.get("alg", header["alg"]) == header["alg"]:
+                    try:
+                        return jwt.PyJWK(jwk)
+                    except jwt.PyJWTError as exc:
+                        raise LoginRefused("token_unknown_key") from exc
         raise LoginRefused("token_unknown_key")
 
     def verify_token(self, token: str, **kwargs: Any) -> dict[str, Any]:
@@ -185,7 +193,49 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
 
 
 class PortalAuthenticateView(OIDCAuthenticationRequestView):  # type: ignore[misc]
+    """Start a login. mozilla-django-oidc builds the request (state, nonce, PKCE S256) and
+    keeps them in the session; when the provider offers pushed authorization requests
+    (RFC 9126), the parameters go to it over the back channel, signed for with the
+    client assertion, and the browser carries only the `request_uri`."""
+
     http_method_names = ["get"]
+
+    def get(self, request: HttpRequest) -> HttpResponse:
+        response: HttpResponse = super().get(request)
+        try:
+            endpoint = provider.par_endpoint()
+            if endpoint is None:
+                return response
+            return self._pushed(response["Location"], endpoint)
+        except (provider.ProviderUnavailable, requests.RequestException, ValueError):
+            return self._refused(request, "provider_unreachable", status=503)
+        except LoginRefused as exc:
+            return self._refused(request, exc.reason_code)
+
+    def _pushed(self, authorize_url: str, endpoint: str) -> HttpResponse:
+        params = dict(parse_qsl(urlsplit(authorize_url).query))
+        params["client_assertion_type"] = JWT_BEARER
+        # RFC 9126 §2: the issuer identifier is a valid audience for the PAR endpoint.
+        params["client_assertion"] = client_assertion(settings.OIDC_ISSUER)
+        answer = requests.post(endpoint, data=params, timeout=settings.OIDC_TIMEOUT)
+        if answer.status_code not in (200, 201):
+            logger.warning("PAR endpoint answered %s", answer.status_code)
+            raise LoginRefused("par_refused")
+        request_uri = answer.json().get("request_uri")
+        if not isinstance(request_uri, str) or not request_uri:
+            raise LoginRefused("par_refused")
+        query = urlencode({"client_id": settings.OIDC_RP_CLIENT_ID, "request_uri": request_uri})
+        return HttpResponseRedirect(f"{self.OIDC_OP_AUTH_ENDPOINT}?{query}")
+
+    @staticmethod
+    def _refused(request: HttpRequest, reason_code: str, status: int = 403) -> HttpResponse:
+        record_event(
+            request=request,
+            event_type=EventType.LOGIN_REFUSED,
+            outcome=Outcome.DENIED,
+            reason_code=reason_code,
+        )
+        return _refusal_page(request, reason_code, status)
 
 
 def _refusal_page(request: HttpRequest, reason_code: str, status: int = 403) -> HttpResponse:
@@ -219,7 +269,7 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
         except SuspiciousOperation:
             # e.g. a replayed or foreign `state`
             return self._refused("state_invalid")
-        except requests.RequestException as exc:
+        except (requests.RequestException, provider.ProviderUnavailable) as exc:
             logger.warning("identity provider unreachable: %s", type(exc).__name__)
             return self._refused("provider_unreachable", status=503)
 

@@ -6,12 +6,13 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import auth
-from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
 from django.shortcuts import render
 from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 
 from pjd_portal.access import policy, selectors
+from pjd_portal.accounts import keys, provider
 from pjd_portal.accounts.context import active_roles
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import record_event
@@ -53,3 +54,15 @@ def logout(request: HttpRequest) -> HttpResponse:
 @require_GET
 def logged_out(request: HttpRequest) -> HttpResponse:
     return render(request, "accounts/logged_out.html")
+
+
+@require_GET
+def client_jwks(request: HttpRequest) -> HttpResponse:
+    """The portal's public client key (JWKS), for registering the client at HelseID and
+    for the provider to check `private_key_jwt` assertions. Never the private part."""
+
+    try:
+        body = keys.public_jwks(provider.client_private_key())
+    except (OSError, ValueError):
+        return JsonResponse({"error": "client key unavailable"}, status=503)
+    return JsonResponse(body)

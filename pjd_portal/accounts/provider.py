@@ -1,0 +1,121 @@
+"""What the portal knows about HelseID: its metadata, its signing keys, and the portal's
+own client key. Every call to the provider has a timeout; answers are cached briefly.
+
+Kept apart from oidc.py so the login views and the token checks share one cache and one
+place that talks to the provider.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import threading
+import time
+from typing import Any
+
+import requests
+from django.conf import settings
+
+logger = logging.getLogger(__name__)
+
+
+class ProviderUnavailable(Exception):
+    """The identity provider did not answer, or answered something unusable."""
+
+
+class _Cache:
+    """A tiny per-process cache; the metadata and JWKS are small and change rarely."""
+
+    def __init__(self) -> None:
+        self._lock = threading.Lock()
+        self._values: dict[str, tuple[float, Any]] = {}
+
+    def get(self, key: str) -> Any:
+        with self._lock:
+            entry = self._values.get(key)
+        if entry is None or entry[0] < time.monotonic():
+            return None
+        return entry[1]
+
+    def put(self, key: str, value: Any, seconds: float) -> None:
+        with self._lock:
+            self._values[key] = (time.monotonic() + seconds, value)
+
+    def clear(self) -> None:
+        with self._lock:
+            self._values.clear()
+
+
+_cache = _Cache()
+
+
+def clear_cache() -> None:
+    _cache.clear()
+
+
+def _get_json(url: str) -> dict[str, Any]:
+    try:
+        response = requests.get(url, timeout=settings.OIDC_TIMEOUT)
+        response.raise_for_status()
+        body = response.json()
+    except (requests.RequestException, ValueError) as exc:
+        logger.warning("identity provider: GET %s failed: %s", url, type(exc).__name__)
+        raise ProviderUnavailable(url) from exc
+    if not isinstance(body, dict):
+        raise ProviderUnavailable(url)
+    return body
+
+
+def metadata() -> dict[str, Any]:
+    """The provider's discovery document, checked to be for the configured issuer."""
+
+    cached = _cache.get("metadata")
+    if cached is not None:
+        return cached  # type: ignore[no-any-return]
+    url = f"{settings.OIDC_ISSUER}/.well-known/openid-configuration"
+    document = _get_json(url)
+    if str(document.get("issuer", "")).rstrip("/") != settings.OIDC_ISSUER:
+        # A discovery document for another issuer is a misconfiguration or an attack.
+        logger.error(
+            "identity provider: discovery issuer %r is not the configured one", document.get("issuer")
+        )
+        raise ProviderUnavailable(url)
+    _cache.put("metadata", document, settings.OIDC_METADATA_CACHE_SECONDS)
+    return document
+
+
+def par_endpoint() -> str | None:
+    """The pushed authorization request endpoint, when the provider advertises one."""
+
+    if settings.OIDC_OP_PAR_ENDPOINT:
+        return str(settings.OIDC_OP_PAR_ENDPOINT)
+    if not settings.OIDC_USE_PAR:
+        return None
+    value = metadata().get("pushed_authorization_request_endpoint")
+    return str(value) if value else None
+
+
+def signing_keys(*, refresh: bool = False) -> list[dict[str, Any]]:
+    """The provider's JWKS. `refresh` skips the cache: used once on an unknown `kid`,
+    which is how a key rotation at the provider shows up."""
+
+    if not refresh:
+        cached = _cache.get("jwks")
+        if cached is not None:
+            return cached  # type: ignore[no-any-return]
+    keys = _get_json(settings.OIDC_OP_JWKS_ENDPOINT).get("keys", [])
+    if not isinstance(keys, list):
+        raise ProviderUnavailable(settings.OIDC_OP_JWKS_ENDPOINT)
+    _cache.put("jwks", keys, settings.OIDC_JWKS_CACHE_SECONDS)
+    return keys
+
+
+def client_private_key() -> bytes:
+    """The portal's private_key_jwt key: from the environment in production (a secret
+    store injects it), else from the file the set-up generated."""
+
+    pem = os.environ.get("OIDC_CLIENT_PRIVATE_KEY", "")
+    if pem.strip():
+        return pem.encode()
+    path = settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE
+    return path.read_bytes()

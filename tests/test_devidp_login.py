@@ -1,0 +1,168 @@
+"""Login against the real dev identity provider (devidp/, npm oidc-provider), set up as
+HelseID sets up a new client: private_key_jwt, PAR required, PKCE S256.
+
+The portal's own code runs in the Django test client; the provider's login page is
+driven over HTTP as a browser would, without a browser (test_browser.py does that).
+"""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+import secrets
+from html import unescape
+from typing import Any
+from urllib.parse import parse_qs, urljoin, urlsplit
+
+import pytest
+import requests
+from django.conf import settings
+from django.test import Client
+
+from pjd_portal.accounts.context import SESSION_ORG_KEY
+from pjd_portal.audit.models import AccessEvent, EventType
+from tests.conftest import World
+
+pytestmark = pytest.mark.django_db(transaction=True)
+
+CALLBACK = "http://testserver/oidc/callback/"
+
+
+def _follow(session: requests.Session, response: requests.Response) -> tuple[requests.Response, str | None]:
+    """Follow redirects inside the provider; stop when it sends the browser back to us."""
+
+    for _ in range(10):
+        if response.status_code not in (302, 303):
+            return response, None
+        location = urljoin(response.url, response.headers["Location"])
+        if location.startswith("http://testserver/"):
+            return response, location
+        response = session.get(location, allow_redirects=False, timeout=5)
+    raise AssertionError("too many redirects")
+
+
+def _at_provider(
+    portal: Client, username: str, button: str = "login", browser: requests.Session | None = None
+) -> str:
+    """Start at the portal, log in on the provider's page; return where it sends us back."""
+
+    start = portal.get("/oidc/authenticate/")
+    assert start.status_code == 302, start.content[:300]
+    browser = browser or requests.Session()
+    page, back = _follow(browser, browser.get(start["Location"], allow_redirects=False, timeout=5))
+    assert back is None and page.status_code == 200, page.text[:300]
+    form = re.search(r'<form[^>]*method="post"[^>]*action="([^"]+)"', page.text)
+    assert form, page.text[:500]
+    action = urljoin(page.url, unescape(form.group(1)))
+    if button == "abort":
+        action = action.rsplit("/", 1)[0] + "/abort"
+    answer = browser.post(
+        action, data={"username": username, "password": "test"}, allow_redirects=False, timeout=5
+    )
+    _, back = _follow(browser, answer)
+    assert back is not None, "the provider did not send the browser back"
+    return back
+
+
+def _return_to_portal(portal: Client, back: str) -> Any:
+    url = urlsplit(back)
+    assert f"{url.scheme}://{url.netloc}{url.path}" == CALLBACK
+    return portal.get(f"{url.path}?{url.query}")
+
+
+def test_fastlege_logs_in_with_private_key_jwt_par_and_pkce(use_devidp: dict[str, Any], world: World) -> None:
+    portal = Client()
+    start = portal.get("/oidc/authenticate/")
+    # PAR: the browser is sent with only the client id and a request_uri.
+    query = parse_qs(urlsplit(start["Location"]).query)
+    assert set(query) == {"client_id", "request_uri"}
+    assert query["request_uri"][0].startswith("urn:ietf:params:oauth:request_uri:")
+
+    response = _return_to_portal(portal, _at_provider(portal, "fastlege"))
+    assert response.status_code == 302, response.content[:500]
+    assert portal.session["_auth_user_id"] == str(world.fastlege.pk)
+    assert portal.session[SESSION_ORG_KEY] == world.gp_office.pk
+    home = portal.get("/").content.decode()
+    assert 'data-testid="current-user">Kari Fastlege<' in home
+    [login] = AccessEvent.objects.filter(event_type=EventType.LOGIN)
+    assert login.actor_pid == world.fastlege.pid and login.organisation_orgnr == world.gp_office.orgnr
+
+
+@pytest.mark.parametrize(
+    ("username", "reason"), [("niva3", "security_level_too_low"), ("uten-hpr", "no_hpr_number")]
+)
+def test_provider_users_the_portal_must_refuse(
+    use_devidp: dict[str, Any], world: World, username: str, reason: str
+) -> None:
+    portal = Client()
+    response = _return_to_portal(portal, _at_provider(portal, username))
+    assert response.status_code == 403
+    assert f'data-reason="{reason}"' in response.content.decode()
+    assert "_auth_user_id" not in portal.session
+    assert [e.reason_code for e in AccessEvent.objects.filter(event_type=EventType.LOGIN_REFUSED)] == [reason]
+
+
+def test_cancelled_at_the_provider(use_devidp: dict[str, Any], world: World) -> None:
+    portal = Client()
+    response = _return_to_portal(portal, _at_provider(portal, "fastlege", button="abort"))
+    assert response.status_code == 403
+    assert 'data-reason="cancelled"' in response.content.decode()
+    assert [e.reason_code for e in AccessEvent.objects.filter(event_type=EventType.LOGIN_REFUSED)] == [
+        "provider_access_denied"
+    ]
+
+
+def test_the_provider_requires_par_for_the_portal(use_devidp: dict[str, Any]) -> None:
+    config = use_devidp["config"]
+    verifier = secrets.token_urlsafe(48)
+    challenge = hashlib.sha256(verifier.encode()).digest()
+
+    plain = requests.get(
+        config["authorization_endpoint"],
+        params={
+            "client_id": settings.OIDC_RP_CLIENT_ID,
+            "response_type": "code",
+            "redirect_uri": CALLBACK,
+            "scope": "openid",
+            "state": "s",
+            "nonce": "n",
+            "code_challenge": base64.urlsafe_b64encode(challenge).rstrip(b"=").decode(),
+            "code_challenge_method": "S256",
+        },
+        allow_redirects=False,
+        timeout=5,
+    )
+    # Refused at once, or sent back with an error: either way, no login page.
+    assert plain.status_code in (302, 303, 400), plain.status_code
+    where = plain.headers.get("Location", "") + plain.text
+    assert "error" in where and 'name="username"' not in where
+
+
+def test_the_provider_refuses_a_client_secret(use_devidp: dict[str, Any]) -> None:
+    answer = requests.post(
+        use_devidp["config"]["token_endpoint"],
+        data={
+            "grant_type": "authorization_code",
+            "code": "x",
+            "redirect_uri": CALLBACK,
+            "code_verifier": "v",
+        },
+        auth=(settings.OIDC_RP_CLIENT_ID, "a-guessed-secret"),
+        timeout=5,
+    )
+    assert answer.status_code in (400, 401) and answer.json()["error"] == "invalid_client"
+
+
+def test_logout_ends_the_session_at_the_provider(use_devidp: dict[str, Any], world: World) -> None:
+    portal = Client()
+    browser = requests.Session()
+    _return_to_portal(portal, _at_provider(portal, "fastlege", browser=browser))
+    id_token = portal.session["oidc_id_token"]
+    response = portal.post("/logg-ut/")
+    target = urlsplit(response["Location"])
+    assert f"{target.scheme}://{target.netloc}{target.path}" == use_devidp["config"]["end_session_endpoint"]
+    assert parse_qs(target.query)["id_token_hint"] == [id_token]
+    # The provider accepts the hint and asks the same browser to confirm the logout.
+    page = browser.get(response["Location"], timeout=5)
+    assert page.status_code == 200 and "Logg ut" in page.text
