@@ -101,6 +101,11 @@ MIDDLEWARE = [
     "csp.middleware.CSPMiddleware",
     "django_htmx.middleware.HtmxMiddleware",
     "pjd_portal.lib.middleware.NoStoreMiddleware",
+    # Inside NoStore, so the page it renders gets the same headers.
+    "pjd_portal.lib.middleware.MethodNotAllowedPageMiddleware",
+    # Inside NoStore, so their own answers get its headers; after authentication.
+    "pjd_portal.lib.middleware.HtmxRedirectMiddleware",
+    "pjd_portal.accounts.sessions.SessionTimeoutMiddleware",
 ]
 
 ROOT_URLCONF = "pjd_portal.urls"
@@ -168,8 +173,17 @@ LOGOUT_REDIRECT_URL = "/logget-ut/"
 
 # --- Sessions and cookies ---------------------------------------------------------
 SECURE_COOKIES = envbool("SECURE_COOKIES", not DEBUG)
-SESSION_COOKIE_AGE = envint("SESSION_IDLE_TIMEOUT_SECONDS", 20 * 60)
-SESSION_SAVE_EVERY_REQUEST = True  # idle timeout: each request pushes expiry forward
+# Idle and absolute timeouts are enforced by accounts.sessions.SessionTimeoutMiddleware;
+# the warning dialog (static/js/session.js) appears SESSION_IDLE_WARNING_SECONDS before.
+SESSION_IDLE_TIMEOUT = envint("SESSION_IDLE_TIMEOUT_SECONDS", 20 * 60)
+SESSION_ABSOLUTE_TIMEOUT = envint("SESSION_ABSOLUTE_TIMEOUT_SECONDS", 12 * 60 * 60)
+SESSION_IDLE_WARNING_SECONDS = envint("SESSION_IDLE_WARNING_SECONDS", 2 * 60)
+if not 0 < SESSION_IDLE_TIMEOUT <= SESSION_ABSOLUTE_TIMEOUT:
+    raise ImproperlyConfigured("Need 0 < SESSION_IDLE_TIMEOUT_SECONDS <= SESSION_ABSOLUTE_TIMEOUT_SECONDS.")
+if not 0 <= SESSION_IDLE_WARNING_SECONDS < SESSION_IDLE_TIMEOUT:
+    raise ImproperlyConfigured("Need 0 <= SESSION_IDLE_WARNING_SECONDS < SESSION_IDLE_TIMEOUT_SECONDS.")
+SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT  # the stored session's lifetime
+SESSION_SAVE_EVERY_REQUEST = False  # activity is a session write by the middleware
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"  # Lax: the OIDC callback is a top-level cross-site GET
@@ -231,6 +245,12 @@ OIDC_PKCE_CODE_CHALLENGE_METHOD = "S256"
 OIDC_USE_NONCE = True
 OIDC_STORE_ID_TOKEN = True  # id_token_hint for RP-initiated logout
 OIDC_TIMEOUT = envfloat("OIDC_TIMEOUT_SECONDS", 5.0)
+# Pushed authorization requests: used when the provider's discovery document advertises
+# them (HelseID does), or at a fixed endpoint when OIDC_PAR_ENDPOINT is set.
+OIDC_USE_PAR = envbool("OIDC_USE_PAR", True)
+OIDC_OP_PAR_ENDPOINT = os.environ.get("OIDC_PAR_ENDPOINT", "")
+OIDC_METADATA_CACHE_SECONDS = envint("OIDC_METADATA_CACHE_SECONDS", 3600)
+OIDC_JWKS_CACHE_SECONDS = envint("OIDC_JWKS_CACHE_SECONDS", 3600)
 OIDC_CLOCK_LEEWAY_SECONDS = envint("OIDC_CLOCK_LEEWAY_SECONDS", 30)
 OIDC_CALLBACK_CLASS = "pjd_portal.accounts.oidc.PortalCallbackView"
 OIDC_AUTHENTICATE_CLASS = "pjd_portal.accounts.oidc.PortalAuthenticateView"

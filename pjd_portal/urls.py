@@ -1,5 +1,6 @@
 from django.urls import include, path
 
+from pjd_portal.accounts import sessions as session_views
 from pjd_portal.accounts import views as account_views
 from pjd_portal.accounts.oidc import PortalAuthenticateView, PortalCallbackView
 from pjd_portal.documents import views as document_views
@@ -10,6 +11,11 @@ accounts_patterns = (
         path("", account_views.home, name="home"),
         path("logg-ut/", account_views.logout, name="logout"),
         path("logget-ut/", account_views.logged_out, name="logged_out"),
+        path("sesjon-utlopt/", session_views.session_expired, name="session_expired"),
+        path("sesjon/status/", session_views.session_status, name="session_status"),
+        path("sesjon/forleng/", session_views.session_keepalive, name="session_keepalive"),
+        path(".well-known/jwks.json", account_views.client_jwks, name="client_jwks"),
+        path("velg-virksomhet/", account_views.choose_organisation, name="choose_organisation"),
     ],
     "accounts",
 )

@@ -9,6 +9,15 @@ from __future__ import annotations
 import sys
 
 NB = {
+    "Choose one of the organisations.": "Velg en av virksomhetene.",
+    "Organisation chosen": "Virksomhet valgt",
+    "This page cannot be opened this way": "Denne siden kan ikke åpnes slik",
+    "The address is used by a form and cannot be opened or reloaded on its own. Nothing was changed. Start again from the front page.": "Adressen brukes av et skjema og kan ikke åpnes eller lastes på nytt alene. Ingenting er endret. Begynn på nytt fra forsiden.",
+    "Choose organisation": "Velg virksomhet",
+    "Which organisation do you act for?": "Hvilken virksomhet handler du på vegne av?",
+    "You have a role in more than one organisation. Your choice is shown at the top of every page and written in the access log.": "Du har en rolle i mer enn én virksomhet. Valget ditt vises øverst på hver side og skrives i tilgangsloggen.",
+    "Organisation": "Virksomhet",
+    "Change organisation": "Bytt virksomhet",
     "You do not have a clinician role in this organisation.": "Du har ikke en klinisk rolle i denne virksomheten.",
     "You are not registered as health personnel (HPR).": "Du er ikke registrert som helsepersonell (HPR).",
     "You have no health personnel authorization in HPR.": "Du har ingen autorisasjon som helsepersonell i HPR.",
@@ -62,6 +71,7 @@ NB = {
     "Author": "Forfatter",
     "The portal cannot reach its database right now. Nothing was shown or changed. Please try again in a minute.": "Portalen får ikke kontakt med databasen akkurat nå. Ingenting ble vist eller endret. Prøv igjen om et minutt.",
     "The access could not be logged, so the document is not shown. Nothing was opened. Please try again in a minute.": "Tilgangen kunne ikke logges, derfor vises ikke dokumentet. Ingenting ble åpnet. Prøv igjen om et minutt.",
+    "The document cannot be fetched from where it is kept right now. Please try again in a minute.": "Dokumentet kan ikke hentes fra der det er lagret akkurat nå. Prøv igjen om et minutt.",
     "Temporarily unavailable": "Midlertidig utilgjengelig",
     "The form has expired": "Skjemaet er utløpt",
     "The form could not be accepted because its security token was missing or expired. Nothing was changed. Go back, reload the page and try again.": "Skjemaet kunne ikke tas imot fordi sikkerhetsnøkkelen manglet eller var utløpt. Ingenting ble endret. Gå tilbake, last siden på nytt og prøv igjen.",
@@ -97,6 +107,14 @@ NB = {
     "You are logged out": "Du er logget ut",
     "Your session has ended. Close the browser if you are on a shared computer.": "Økten din er avsluttet. Lukk nettleseren hvis du bruker en delt datamaskin.",
     "Log in again": "Logg inn igjen",
+    "Session expired": "Økt utløpt",
+    "Your session has ended because you were not active for %(minutes)s minutes, or because you had been logged in for more than %(hours)s hours. This protects patient information on shared computers.": "Økten din er avsluttet fordi du ikke har vært aktiv på %(minutes)s minutter, eller fordi du har vært innlogget i mer enn %(hours)s timer. Dette beskytter pasientopplysninger på delte datamaskiner.",
+    "Log in again to continue.": "Logg inn på nytt for å fortsette.",
+    "You will soon be logged out": "Du blir snart logget ut",
+    "You have not been active for a while. To protect patient information you will be logged out unless you continue.": "Du har ikke vært aktiv på en stund. For å beskytte pasientopplysninger blir du logget ut hvis du ikke fortsetter.",
+    "You have been logged in for a long time, and the session ends soon. Log in again afterwards to continue.": "Du har vært innlogget lenge, og økten avsluttes snart. Logg inn på nytt etterpå for å fortsette.",
+    "Time left:": "Tid igjen:",
+    "Close": "Lukk",
     "Patient's record documents": "Pasientens journaldokumenter",
     "For health personnel with a need to know. Log in with HelseID to look up a patient and read documents shared by other organisations.": "For helsepersonell med tjenstlig behov. Logg inn med HelseID for å slå opp en pasient og lese dokumenter som andre virksomheter deler.",
     "Log in with HelseID": "Logg inn med HelseID",
@@ -172,6 +190,8 @@ def main(path: str) -> int:
             missing.append(entry.msgid)
         if "fuzzy" in entry.flags:
             entry.flags.remove("fuzzy")
+            # msgmerge's guess is replaced above: drop its "#| msgid" note too.
+            entry.previous_msgid = entry.previous_msgid_plural = entry.previous_msgctxt = None
     po.metadata["Language"] = "nb"
     po.metadata["Plural-Forms"] = "nplurals=2; plural=(n != 1);"
     po.metadata["Content-Type"] = "text/plain; charset=UTF-8"

@@ -282,6 +282,12 @@ def test_blocked_clinician_sees_nothing_even_in_emergency(as_fastlege, world):
     html = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     assert "Blokkert for deg" not in html
     assert events("access_denied")[-1].reason_code == "clinician_blocked"
+    # Nor who the patient is: the block may be aimed at this very person.
+    patient = world.patient
+    assert patient.given_name not in html and patient.family_name not in html
+    assert patient.address.split(",")[0] not in html
+    assert patient.birth_date.strftime("%d.%m.%Y") not in html
+    assert 'data-testid="patient-hidden"' in html
 
 
 def test_restricted_patient_needs_elevated_basis(as_fastlege, world):
@@ -455,3 +461,107 @@ def test_english_when_the_user_chooses_it(as_fastlege, world):
     assert "Look up a patient" in page.content.decode()
     as_fastlege.post("/i18n/setlang/", {"language": "nb", "next": "/"})
     assert "Slå opp pasient" in as_fastlege.get("/").content.decode()
+
+
+def test_database_outage_outside_the_view_is_a_503_not_a_500(as_fastlege, world, monkeypatch):
+    """Every query failing, the session middleware included, still gives the 503 page."""
+    from django.db import OperationalError
+    from django.db.backends.utils import CursorWrapper
+
+    handle = lookup_and_attest(as_fastlege)
+    doc = add_document(world)
+
+    def down(*args, **kwargs):
+        raise OperationalError("could not connect to server")
+
+    as_fastlege.raise_request_exception = False
+    # Undone before the database fixture tears down, which needs the database.
+    with monkeypatch.context() as patch:
+        patch.setattr(CursorWrapper, "execute", down)
+        patch.setattr(CursorWrapper, "executemany", down)
+        for method, url in (
+            ("get", "/"),
+            ("get", f"/pasient/{handle}/"),
+            ("get", f"/pasient/{handle}/dokument/{doc.document_id}/"),
+            ("post", "/pasient/sok/"),
+        ):
+            response = getattr(as_fastlege, method)(url)
+            assert response.status_code == 503, (url, response.status_code)
+            assert b"%PDF" not in response.content
+            assert "databasen" in response.content.decode()  # the clear page, not a bare one
+
+
+def test_xml_with_comments_and_processing_instructions_renders(as_fastlege, world):
+    data = (
+        b'<?xml version="1.0" encoding="UTF-8"?><?kilde system="x"?><Dokument><!-- top -->'
+        b'<Tittel>Notat</Tittel><Innhold><!-- kildesystem --><Avsnitt overskrift="A">tekst'
+        b"<!-- inni --></Avsnitt></Innhold></Dokument>"
+    )
+    doc = add_document(world, content_type="application/xml", data=data)
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert response.status_code == 200
+    html = response.content.decode()
+    assert "tekst" in html and "kildesystem" not in html and "inni" not in html
+
+
+def test_unreadable_xml_says_so_and_is_not_a_500(as_fastlege, world):
+    doc = add_document(world, content_type="application/xml", data=b"<Dokument><Tittel>uavsluttet")
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert response.status_code == 200
+    assert 'data-testid="document-unreadable"' in response.content.decode()
+
+
+def test_missing_document_content_is_a_503_and_the_log_says_not_shown(as_fastlege, world):
+    from pjd_portal.documents.models import DocumentContent
+
+    doc = add_document(world)
+    DocumentContent.objects.filter(document=doc).delete()
+    handle = lookup_and_attest(as_fastlege)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert response.status_code == 503
+    assert b"%PDF" not in response.content
+    opens = [(e.outcome, e.reason_code) for e in events("document_open")]
+    assert opens[-1] == ("not_found", "content_unavailable")
+
+
+def test_document_of_a_type_the_portal_cannot_show_is_refused_like_a_missing_one(as_fastlege, world):
+    doc = add_document(world, content_type="text/html", data=b"<script>alert(1)</script>")
+    handle = lookup_and_attest(as_fastlege)
+    refused = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    missing = as_fastlege.get(f"/pasient/{handle}/dokument/{uuid.uuid4()}/")
+    assert refused.status_code == missing.status_code == 404
+    assert comparable(refused) == comparable(missing)
+    assert events("access_denied")[-2].reason_code == "unsupported_content_type"
+    assert b"<script>" not in refused.content
+
+
+@pytest.mark.parametrize("typed", ["1234567890\u00b2", "\u0661" * 11, "12345\u200b678901"])
+def test_look_alike_digits_get_the_invalid_id_message_not_a_500(as_fastlege, world, typed):
+    response = as_fastlege.post("/pasient/sok/", {"national_id": typed})
+    assert response.status_code == 400
+    assert 'data-testid="lookup-error"' in response.content.decode()
+    assert events("patient_lookup")[-1].outcome == "invalid"
+
+
+def test_logout_ends_the_session_even_when_the_event_cannot_be_written(as_fastlege, world, monkeypatch):
+    from pjd_portal.audit import services
+
+    def fail(**kwargs):
+        raise services.AuditWriteFailed("down")
+
+    monkeypatch.setattr("pjd_portal.accounts.views.record_event", fail)
+    response = as_fastlege.post("/logg-ut/")
+    assert response.status_code == 503
+    assert "_auth_user_id" not in as_fastlege.session
+    assert 'data-testid="login"' in as_fastlege.get("/").content.decode()
+
+
+@pytest.mark.parametrize(("method", "path"), [("get", "/pasient/sok/"), ("post", "/logget-ut/")])
+def test_wrong_method_gets_a_page_that_says_what_to_do(as_fastlege, world, method, path):
+    response = getattr(as_fastlege, method)(path)
+    assert response.status_code == 405
+    assert "Allow" in response
+    assert "forsiden" in response.content.decode()
+    assert response["Cache-Control"] == "no-store"

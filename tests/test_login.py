@@ -897,3 +897,71 @@ def _raiser(exc: Exception) -> Callable[..., Any]:
         raise exc
 
     return raise_it
+
+
+# --- 9. the organisation the clinician acts for ----------------------------------------
+
+
+def test_one_organisation_is_taken_from_the_claims_and_shown(provider: FakeProvider, world: World) -> None:
+    client = Client()
+    assert provider.login(client)["Location"] == "/"
+    assert client.session[SESSION_ORG_KEY] == world.gp_office.pk
+    home = client.get("/").content.decode()
+    assert 'data-testid="current-organisation">Storgata legekontor<' in home
+    assert events(EventType.LOGIN)[0].organisation_orgnr == world.gp_office.orgnr
+
+
+def test_several_organisations_choose_at_login_and_the_choice_is_in_every_event(
+    provider: FakeProvider, world: World
+) -> None:
+    from pjd_portal.accounts.models import Membership, Role
+
+    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    client = Client()
+    response = provider.login(client)
+    assert response["Location"] == "/velg-virksomhet/"
+    assert SESSION_ORG_KEY not in client.session
+    [login] = events(EventType.LOGIN)
+    assert login.organisation_orgnr == "" and login.details["claimed_orgnr"] == world.gp_office.orgnr
+    # Until chosen, no clinical page is open and home leads to the choice.
+    assert client.get("/")["Location"] == "/velg-virksomhet/"
+    assert client.post("/pasient/sok/", {"national_id": world.patient.national_id}).status_code == 403
+    page = client.get("/velg-virksomhet/").content.decode()
+    assert "Bergen legevakt" in page and "Storgata legekontor" in page
+    assert f'value="{world.gp_office.pk}" checked' in page  # HelseID's claim preselected
+
+    # A forged choice (an organisation not offered) changes nothing.
+    bad = client.post("/velg-virksomhet/", {"organisation": str(world.hospital.pk)})
+    assert bad.status_code == 400 and SESSION_ORG_KEY not in client.session
+
+    assert client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})["Location"] == "/"
+    assert client.session[SESSION_ORG_KEY] == world.legevakt.pk
+    assert 'data-testid="current-organisation">Bergen legevakt<' in client.get("/").content.decode()
+    [chosen] = events(EventType.ORGANISATION_CHOSEN)
+    assert chosen.organisation_orgnr == world.legevakt.orgnr
+    client.post("/pasient/sok/", {"national_id": world.patient.national_id})
+    assert events(EventType.PATIENT_LOOKUP)[-1].organisation_orgnr == world.legevakt.orgnr
+
+
+def test_a_handle_made_for_one_organisation_does_not_work_for_another(
+    provider: FakeProvider, world: World
+) -> None:
+    from pjd_portal.accounts.models import Membership, Role
+    from tests.conftest import lookup_and_attest
+
+    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    client = Client()
+    provider.login(client)
+    client.post("/velg-virksomhet/", {"organisation": str(world.gp_office.pk)})
+    handle = lookup_and_attest(client)
+    assert client.get(f"/pasient/{handle}/").status_code == 200
+    client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})
+    assert client.get(f"/pasient/{handle}/").status_code == 404
+
+
+def test_choose_page_is_not_for_those_with_one_organisation(provider: FakeProvider, world: World) -> None:
+    client = Client()
+    provider.login(client)
+    assert client.get("/velg-virksomhet/")["Location"] == "/"
+    assert client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})["Location"] == "/"
+    assert client.session[SESSION_ORG_KEY] == world.gp_office.pk

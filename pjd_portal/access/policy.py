@@ -83,6 +83,11 @@ class DocumentFacts:
     service_date: datetime.date
     confidentiality_code: str
     patient_id: int
+    content_type: str = "application/pdf"
+
+
+# What the portal can show safely; anything else is refused, not passed through.
+SHOWABLE_CONTENT_TYPES = frozenset({"application/pdf", "application/xml", "text/xml"})
 
 
 @dataclass(frozen=True)
@@ -217,6 +222,17 @@ def may_see_patient_documents(
     return ALLOW
 
 
+def may_see_patient_identity(clinician: ClinicianFacts, patient: PatientFacts) -> bool:
+    """May the banner show who the patient is (name, age, address)?
+
+    Not to a clinician the patient has blocked: a block is often aimed at one person,
+    and the name and address are what they must not learn. Others see the banner once
+    a valid attest exists, also when a reservation hides the documents.
+    """
+
+    return clinician.hpr_number not in patient.blocked_hpr_numbers
+
+
 def window_start(category: str, today: datetime.date) -> datetime.date | None:
     days = CATEGORY_WINDOW_DAYS.get(category, 0)
     if days is None:
@@ -240,6 +256,8 @@ def may_open_document(
         return _deny("category_not_allowed", "")
     if document.confidentiality_code in HIDDEN_CONFIDENTIALITY:
         return _deny("document_blocked", "")
+    if document.content_type not in SHOWABLE_CONTENT_TYPES:
+        return _deny("unsupported_content_type", "")
     start = window_start(document.category, timezone.localtime(now).date())
     if start is not None and document.service_date < start:
         return _deny("outside_window", "")

@@ -4,3 +4,7 @@ from django.apps import AppConfig
 class AccountsConfig(AppConfig):
     name = "pjd_portal.accounts"
     label = "accounts"
+
+    def ready(self) -> None:
+        # Connects the user_logged_in receiver that stamps the session's login time.
+        from pjd_portal.accounts import sessions  # noqa: F401, PLC0415

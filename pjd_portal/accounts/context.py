@@ -9,6 +9,22 @@ from django.http import HttpRequest
 from pjd_portal.accounts.models import HprAuthorization, Membership, Organisation, Role, User
 
 SESSION_ORG_KEY = "pjd_org_id"
+# Set at login when the person may act for several organisations and must choose.
+SESSION_ORG_CHOICES_KEY = "pjd_org_choices"
+SESSION_ORG_CLAIMED_KEY = "pjd_org_claimed"
+
+
+def organisation_choices(user: User, claimed: Organisation | None) -> list[Organisation]:
+    """The organisations a person may act for: where they hold an active role, and the
+    one HelseID says they logged in for (orgnr_child/orgnr_parent), role or not."""
+
+    orgs = {
+        m.organisation.pk: m.organisation
+        for m in Membership.objects.filter(user=user, active=True).select_related("organisation")
+    }
+    if claimed is not None:
+        orgs.setdefault(claimed.pk, claimed)
+    return sorted(orgs.values(), key=lambda o: o.name)
 
 
 def current_organisation(request: HttpRequest) -> Organisation | None:
@@ -66,4 +82,5 @@ def portal_context(request: HttpRequest) -> dict[str, Any]:
     return {
         "current_organisation": current_organisation(request),
         "is_clinician": Role.CLINICIAN in roles,
+        "may_change_organisation": len(request.session.get(SESSION_ORG_CHOICES_KEY) or []) > 1,
     }

@@ -26,11 +26,17 @@ from django.contrib import auth
 from django.core.exceptions import SuspiciousOperation
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import render
+from django.urls import reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from pjd_portal.accounts import keys, provider
-from pjd_portal.accounts.context import SESSION_ORG_KEY
+from pjd_portal.accounts.context import (
+    SESSION_ORG_CHOICES_KEY,
+    SESSION_ORG_CLAIMED_KEY,
+    SESSION_ORG_KEY,
+    organisation_choices,
+)
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import record_event
@@ -290,16 +296,25 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
     def login_success(self) -> HttpResponse:
         auth.login(self.request, self.user)  # rotates the session key
         claims: dict[str, Any] = getattr(self.request, "pjd_claims", {})
-        org = _organisation_from_claims(claims)
+        claimed = _organisation_from_claims(claims)
+        choices = organisation_choices(self.user, claimed)
+        org = choices[0] if len(choices) == 1 else None
         if org is not None:
             self.request.session[SESSION_ORG_KEY] = org.pk
+        elif choices:
+            # Several organisations: the user chooses before acting for any of them.
+            self.request.session[SESSION_ORG_CHOICES_KEY] = [o.pk for o in choices]
+            self.request.session[SESSION_ORG_CLAIMED_KEY] = claimed.pk if claimed else None
         record_event(
             request=self.request,
             event_type=EventType.LOGIN,
             outcome=Outcome.GRANTED,
             user=self.user,
             organisation=org,
+            details={"claimed_orgnr": claimed.orgnr} if claimed else None,
         )
+        if org is None and choices:
+            return HttpResponseRedirect(reverse("accounts:choose_organisation"))
         return super().login_success()  # type: ignore[no-any-return]
 
 

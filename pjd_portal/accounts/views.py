@@ -6,14 +6,23 @@ from urllib.parse import urlencode
 
 from django.conf import settings
 from django.contrib import auth
+from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect, JsonResponse
-from django.shortcuts import render
+from django.shortcuts import redirect, render
 from django.urls import reverse
-from django.views.decorators.http import require_GET, require_POST
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
 from pjd_portal.access import policy, selectors
 from pjd_portal.accounts import keys, provider
-from pjd_portal.accounts.context import active_roles
+from pjd_portal.accounts.context import (
+    SESSION_ORG_CHOICES_KEY,
+    SESSION_ORG_CLAIMED_KEY,
+    SESSION_ORG_KEY,
+    active_roles,
+    current_organisation,
+)
+from pjd_portal.accounts.models import Organisation
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import record_event
 from pjd_portal.patients.forms import PatientLookupForm
@@ -23,6 +32,8 @@ from pjd_portal.patients.forms import PatientLookupForm
 def home(request: HttpRequest) -> HttpResponse:
     if not request.user.is_authenticated:
         return render(request, "accounts/login.html")
+    if current_organisation(request) is None and request.session.get(SESSION_ORG_CHOICES_KEY):
+        return redirect("accounts:choose_organisation")
     decision = policy.may_use_clinical_portal(selectors.clinician_facts(request))
     if decision:
         return render(request, "patients/lookup.html", {"form": PatientLookupForm()})
@@ -38,9 +49,13 @@ def logout(request: HttpRequest) -> HttpResponse:
     """End the session here and at the identity provider (RP-initiated logout)."""
 
     id_token = request.session.get("oidc_id_token")
-    if request.user.is_authenticated:
-        record_event(request=request, event_type=EventType.LOGOUT, outcome=Outcome.GRANTED)
-    auth.logout(request)  # flushes the session
+    try:
+        if request.user.is_authenticated:
+            record_event(request=request, event_type=EventType.LOGOUT, outcome=Outcome.GRANTED)
+    finally:
+        # The session ends even when the event cannot be written (a shared clinic PC
+        # must not stay logged in); the failure then gives the 503 page.
+        auth.logout(request)  # flushes the session
     target = request.build_absolute_uri(reverse("accounts:logged_out"))
     if id_token:
         query = urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": target})
@@ -66,3 +81,37 @@ def client_jwks(request: HttpRequest) -> HttpResponse:
     except (OSError, ValueError):
         return JsonResponse({"error": "client key unavailable"}, status=503)
     return JsonResponse(body)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def choose_organisation(request: HttpRequest) -> HttpResponse:
+    """Choose which organisation to act for, when one may act for several. The choice is
+    kept in the session, shown in the header and written into every access event."""
+
+    choice_ids = [int(pk) for pk in request.session.get(SESSION_ORG_CHOICES_KEY) or []]
+    choices = sorted(Organisation.objects.filter(pk__in=choice_ids), key=lambda o: o.name)
+    if len(choices) < 2:
+        return redirect("accounts:home")
+    error = ""
+    if request.method == "POST":
+        chosen = next((o for o in choices if str(o.pk) == request.POST.get("organisation")), None)
+        if chosen is not None:
+            # Patient handles are bound to the organisation they were made in, so those
+            # made for another organisation stop working here (access/selectors.py).
+            request.session[SESSION_ORG_KEY] = chosen.pk
+            record_event(
+                request=request,
+                event_type=EventType.ORGANISATION_CHOSEN,
+                outcome=Outcome.GRANTED,
+                organisation=chosen,
+            )
+            return redirect("accounts:home")
+        error = _("Choose one of the organisations.")
+    selected = request.session.get(SESSION_ORG_KEY) or request.session.get(SESSION_ORG_CLAIMED_KEY)
+    return render(
+        request,
+        "accounts/choose_organisation.html",
+        {"choices": choices, "selected": selected, "error": error},
+        status=400 if error else 200,
+    )

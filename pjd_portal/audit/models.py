@@ -18,6 +18,8 @@ class EventType(models.TextChoices):
     LOGIN = "login", _("Login")
     LOGIN_REFUSED = "login_refused", _("Login refused")
     LOGOUT = "logout", _("Logout")
+    ORGANISATION_CHOSEN = "organisation_chosen", _("Organisation chosen")
+    SESSION_EXPIRED = "session_expired", _("Session expired")
     PATIENT_LOOKUP = "patient_lookup", _("Patient lookup")
     BASIS_STATED = "basis_stated", _("Basis for access stated")
     EMERGENCY_ACCESS = "emergency_access", _("Emergency access")

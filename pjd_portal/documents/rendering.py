@@ -36,8 +36,15 @@ class XmlView:
 
 
 def _safe_parser() -> etree.XMLParser:
+    # Comments and processing instructions carry nothing a clinician should read.
     return etree.XMLParser(
-        resolve_entities=False, no_network=True, dtd_validation=False, load_dtd=False, huge_tree=False
+        resolve_entities=False,
+        no_network=True,
+        dtd_validation=False,
+        load_dtd=False,
+        huge_tree=False,
+        remove_comments=True,
+        remove_pis=True,
     )
 
 

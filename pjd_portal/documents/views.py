@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from uuid import UUID
 
 from django.conf import settings
@@ -21,6 +22,8 @@ from pjd_portal.documents import rendering, selectors
 from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference
 from pjd_portal.lib.errors import service_unavailable
 
+logger = logging.getLogger(__name__)
+
 SORT_COLUMNS = [
     ("date", _("Date")),
     ("category", _("Category")),
@@ -31,7 +34,9 @@ SORT_COLUMNS = [
 ]
 
 
-def _banner(access: PatientAccess) -> dict[str, object]:
+def _banner(access: PatientAccess) -> dict[str, object] | None:
+    if not policy.may_see_patient_identity(access.clinician, access.patient_facts):
+        return None
     patient = access.patient
     return {
         "name": patient.name,
@@ -128,6 +133,7 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
                 service_date=document.service_date,
                 confidentiality_code=document.confidentiality_code,
                 patient_id=document.patient_id,
+                content_type=document.content_type,
             ),
             access.now,
         )
@@ -146,8 +152,6 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
         )
         raise Http404()
     assert document is not None
-    if document.content_type not in rendering.ALLOWED_CONTENT_TYPES:
-        raise Http404()
 
     # The event is committed before a single byte of the document is read or returned.
     try:
@@ -162,7 +166,21 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
     except AuditWriteFailed:
         return service_unavailable(request, reason="audit")
 
-    data = bytes(DocumentContent.objects.values_list("data", flat=True).get(document=document))
+    try:
+        data = bytes(DocumentContent.objects.values_list("data", flat=True).get(document=document))
+    except DocumentContent.DoesNotExist:
+        # The reference exists but its content cannot be had: say so, and make the log
+        # say it too, so it does not claim the document was shown.
+        record_event(
+            request=request,
+            event_type=EventType.DOCUMENT_OPEN,
+            outcome=Outcome.NOT_FOUND,
+            reason_code="content_unavailable",
+            patient=access.patient,
+            document=document,
+            attest=access.attest,
+        )
+        return service_unavailable(request, reason="source")
     if document.content_type in rendering.PDF_TYPES:
         response = HttpResponse(data, content_type="application/pdf")
         response["Content-Disposition"] = 'inline; filename="dokument.pdf"'
@@ -173,7 +191,8 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
         return response
     try:
         view = rendering.xml_view(data)
-    except rendering.UnsupportedDocument:
+    except Exception:
+        logger.warning("document %s could not be rendered", document.document_id, exc_info=True)
         view = None
     return render(
         request,

@@ -2,21 +2,26 @@
 
 from __future__ import annotations
 
+import sys
+
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
 
 
 def _render(request: HttpRequest, *, status: int, title: str, message: str) -> HttpResponse:
+    context = {"title": title, "message": message, "status": status}
     body: str
     try:
-        body = render_to_string(
-            "errors/error.html",
-            {"title": title, "message": message, "status": status},
-            request=request,
-        )
+        body = render_to_string("errors/error.html", context, request=request)
     except Exception:  # noqa: BLE001 - the error page must not fail on a broken context
-        body = f"<!doctype html><title>{status}</title><h1>{status}</h1>"
+        try:
+            # Without the request no context processor runs, so no database is needed
+            # (a database outage is one reason to be here).
+            body = render_to_string("errors/error.html", context)
+        except Exception:  # noqa: BLE001
+            body = f"<!doctype html><title>{status}</title><h1>{status}</h1><p>{message}</p>"
     response = HttpResponse(body, status=status)
     response["Cache-Control"] = "no-store"
     return response
@@ -31,6 +36,9 @@ def service_unavailable(request: HttpRequest, *, reason: str) -> HttpResponse:
         "audit": _(
             "The access could not be logged, so the document is not shown. "
             "Nothing was opened. Please try again in a minute."
+        ),
+        "source": _(
+            "The document cannot be fetched from where it is kept right now. Please try again in a minute."
         ),
     }
     response = _render(
@@ -82,7 +90,24 @@ def bad_request(request: HttpRequest, exception: Exception | None = None) -> Htt
     )
 
 
+def method_not_allowed(request: HttpRequest) -> HttpResponse:
+    return _render(
+        request,
+        status=405,
+        title=_("This page cannot be opened this way"),
+        message=_(
+            "The address is used by a form and cannot be opened or reloaded on its own. "
+            "Nothing was changed. Start again from the front page."
+        ),
+    )
+
+
 def server_error(request: HttpRequest) -> HttpResponse:
+    # A database fault can surface outside any view (e.g. the session middleware saving
+    # the session on the way out), where DatabaseUnavailableMiddleware cannot see it.
+    exception = sys.exc_info()[1]
+    if isinstance(exception, (OperationalError, InterfaceError)):
+        return service_unavailable(request, reason="database")
     return _render(
         request,
         status=500,

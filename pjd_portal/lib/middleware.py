@@ -10,8 +10,9 @@ from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 from django.utils import translation
+from django_htmx.http import HttpResponseClientRedirect
 
-from pjd_portal.lib.errors import service_unavailable
+from pjd_portal.lib.errors import method_not_allowed, service_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -75,6 +76,32 @@ class NoStoreMiddleware:
         return response
 
 
+class HtmxRedirectMiddleware:
+    """An htmx request never gets a redirect: htmx would follow it and swap the page it
+    lands on (a login page, say) into a fragment. Any 3xx answer to an htmx request
+    becomes a 200 with `HX-Redirect`, and the browser loads the target as a whole page.
+
+    Sits inside NoStoreMiddleware, so the converted answer still gets its headers.
+    """
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if request.headers.get("HX-Request") != "true" or not 300 <= response.status_code < 400:
+            return response
+        location = response.get("Location")
+        if not location:
+            return response
+        converted = HttpResponseClientRedirect(location)
+        for header, value in response.items():
+            if header.lower() not in {"location", "content-type", "content-length"}:
+                converted[header] = value
+        converted.cookies = response.cookies
+        return converted
+
+
 class LanguageMiddleware:
     """Norwegian bokmål unless the user chose another language (the set_language cookie).
 
@@ -93,4 +120,21 @@ class LanguageMiddleware:
         request.LANGUAGE_CODE = language
         response = self.get_response(request)
         response.headers.setdefault("Content-Language", language)
+        return response
+
+
+class MethodNotAllowedPageMiddleware:
+    """Django answers a wrong method (e.g. reloading a POST-only address) with an empty
+    405; give the user a page that says what to do instead."""
+
+    def __init__(self, get_response: GetResponse) -> None:
+        self.get_response = get_response
+
+    def __call__(self, request: HttpRequest) -> HttpResponse:
+        response = self.get_response(request)
+        if response.status_code == 405 and not response.content:
+            page = method_not_allowed(request)
+            if "Allow" in response:
+                page["Allow"] = response["Allow"]
+            return page
         return response

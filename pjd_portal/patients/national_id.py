@@ -55,6 +55,8 @@ def _check_digit(digits: str, weights: tuple[int, ...]) -> int | None:
 
 
 def has_valid_check_digits(value: str) -> bool:
+    if len(value) != 11 or not (value.isascii() and value.isdigit()):
+        return False
     k1 = _check_digit(value[:9], _W1)
     if k1 is None or k1 != int(value[9]):
         return False
@@ -84,7 +86,7 @@ def parse_national_id(raw: str, *, allow_synthetic: bool) -> NationalId:
     """Parse and validate user input. Raises InvalidNationalId with a reason code."""
 
     value = "".join(raw.split())
-    if len(value) != 11 or not value.isdigit():
+    if len(value) != 11 or not (value.isascii() and value.isdigit()):  # no "²" or "٣"
         raise InvalidNationalId("format")
     if not has_valid_check_digits(value):
         raise InvalidNationalId("checksum")
