@@ -166,3 +166,21 @@ def test_logout_ends_the_session_at_the_provider(use_devidp: dict[str, Any], wor
     # The provider accepts the hint and asks the same browser to confirm the logout.
     page = browser.get(response["Location"], timeout=5)
     assert page.status_code == 200 and "Logg ut" in page.text
+
+
+def test_after_a_timeout_the_provider_asks_for_the_password_again(
+    use_devidp: dict[str, Any], world: World
+) -> None:
+    browser = requests.Session()
+    portal = Client()
+    assert _return_to_portal(portal, _at_provider(portal, "fastlege", browser=browser)).status_code == 302
+
+    # An ordinary new login rides on the provider's session: straight back, no page.
+    again = Client().get("/oidc/authenticate/")
+    _, back = _follow(browser, browser.get(again["Location"], allow_redirects=False, timeout=5))
+    assert back is not None and back.startswith(CALLBACK)
+
+    # After a session timeout the portal asks for a fresh login: the login page shows.
+    fresh = Client().get("/oidc/authenticate/?reauth=1")
+    page, back = _follow(browser, browser.get(fresh["Location"], allow_redirects=False, timeout=5))
+    assert back is None and 'name="password"' in page.text

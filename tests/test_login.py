@@ -965,3 +965,15 @@ def test_choose_page_is_not_for_those_with_one_organisation(provider: FakeProvid
     assert client.get("/velg-virksomhet/")["Location"] == "/"
     assert client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})["Location"] == "/"
     assert client.session[SESSION_ORG_KEY] == world.gp_office.pk
+
+
+def test_login_after_a_session_timeout_asks_the_provider_for_a_fresh_login(
+    provider: FakeProvider, world: World
+) -> None:
+    client = Client()
+    expired_page = client.get("/sesjon-utlopt/").content.decode()
+    assert "/oidc/authenticate/?reauth=1" in expired_page
+    client.get("/oidc/authenticate/?reauth=1")
+    assert provider.par_requests[-1]["data"]["prompt"] == "login"
+    client.get("/oidc/authenticate/")
+    assert "prompt" not in provider.par_requests[-1]["data"]

@@ -308,7 +308,7 @@ def test_expired_page_is_public_and_offers_login(client, db):
     page = response.content.decode()
     assert "Du er logget ut" in page
     assert "20 minutter" in page and "12 timer" in page
-    assert re.search(r'<a class="ds-button" href="/oidc/authenticate/" data-testid="login">', page)
+    assert re.search(r'<a class="ds-button" href="/oidc/authenticate/\?reauth=1" data-testid="login">', page)
     assert "Logg inn med HelseID" in page
     assert "session-warning" not in page and "session.js" not in page
 

@@ -208,6 +208,12 @@ class PortalAuthenticateView(OIDCAuthenticationRequestView):  # type: ignore[mis
 
     def get(self, request: HttpRequest) -> HttpResponse:
         response: HttpResponse = super().get(request)
+        if request.GET.get("reauth") == "1":
+            # After a session timeout: the person must prove who they are again, not be
+            # signed straight back in by the provider's own session (a shared clinic PC).
+            url = urlsplit(response["Location"])
+            query = urlencode([*parse_qsl(url.query), ("prompt", "login")])
+            response = HttpResponseRedirect(url._replace(query=query).geturl())
         try:
             endpoint = provider.par_endpoint()
             if endpoint is None:
