@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from urllib.parse import urlsplit
 
 import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
@@ -228,6 +229,12 @@ OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_TOKEN_ENDPOINT", f"{OIDC_ISSUER}/t
 OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_JWKS_ENDPOINT", f"{OIDC_ISSUER}/jwks")
 OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_USERINFO_ENDPOINT", f"{OIDC_ISSUER}/me")
 OIDC_OP_LOGOUT_ENDPOINT = os.environ.get("OIDC_END_SESSION_ENDPOINT", f"{OIDC_ISSUER}/session/end")
+# The logout form's POST is answered with a redirect to the provider's end-session page,
+# and browsers apply form-action to that redirect: allow the provider's origin there.
+CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] = [
+    "'self'",
+    "{0.scheme}://{0.netloc}".format(urlsplit(OIDC_OP_LOGOUT_ENDPOINT)),
+]
 OIDC_RP_CLIENT_ID = os.environ.get("OIDC_CLIENT_ID", "pjd-portal")
 # mozilla-django-oidc insists the setting exists; the portal never sends a client
 # secret (it authenticates with private_key_jwt, see accounts/oidc.py).

@@ -11,6 +11,7 @@ All national ids are synthetic (Tenor style, month + 80).
 
 from __future__ import annotations
 
+import copy
 import datetime
 import json
 import os
@@ -377,4 +378,7 @@ def use_devidp(settings: Any, devidp: dict[str, Any]) -> dict[str, Any]:
     settings.OIDC_OP_JWKS_ENDPOINT = config["jwks_uri"]
     settings.OIDC_OP_LOGOUT_ENDPOINT = config["end_session_endpoint"]
     settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE = devidp["client_key"]
+    policy = copy.deepcopy(settings.CONTENT_SECURITY_POLICY)
+    policy["DIRECTIVES"]["form-action"] = ["'self'", config["issuer"]]
+    settings.CONTENT_SECURITY_POLICY = policy
     return devidp

@@ -140,3 +140,16 @@ def test_fastlege_logs_in_looks_up_a_list_patient_and_opens_a_pdf(portal, world,
     opens = AccessEvent.objects.filter(event_type="document_open", document=doc)
     assert opens.count() == 2  # the browser's open and the check above
     assert AccessEvent.objects.filter(event_type="login", actor_user_id=world.fastlege.pk).count() == 1
+
+    # Log out (here and at the provider); the back button then shows no patient data.
+    popup.close()
+    page.get_by_role("button", name="Logg ut").click()
+    page.wait_for_url(f"{IDP}/**")
+    page.get_by_role("button", name="Logg ut").click()  # the provider's confirmation
+    page.wait_for_url(f"{portal}/logget-ut/")
+    for _ in range(3):
+        page.go_back()
+        page.wait_for_load_state()
+        html = page.content()
+        assert "Ingrid" not in html and "Testesen" not in html and LIST_PATIENT_ID not in html, page.url
+    assert AccessEvent.objects.filter(event_type="logout", actor_user_id=world.fastlege.pk).count() == 1
