@@ -23,6 +23,7 @@ patients_patterns = (
     [
         path("sok/", patient_views.patient_lookup, name="lookup"),
         path("<uuid:handle>/grunnlag/", patient_views.patient_basis, name="basis"),
+        path("<uuid:handle>/forhoyet/", patient_views.patient_elevated, name="elevated"),
     ],
     "patients",
 )

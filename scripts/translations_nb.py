@@ -9,6 +9,17 @@ from __future__ import annotations
 import sys
 
 NB = {
+    "An elevated basis is only for patients who have restricted document sharing.": "Forhøyet grunnlag gjelder bare pasienter som har sperret deling av dokumenter.",
+    "Elevated basis": "Forhøyet grunnlag",
+    "Why is it necessary to read documents the patient has restricted? Write at least one sentence.": "Hvorfor er det nødvendig å lese dokumenter pasienten har sperret? Skriv minst én setning.",
+    "I confirm that reading these documents is necessary for the care I give now. I know the access is flagged for review and the patient is told.": "Jeg bekrefter at det er nødvendig å lese disse dokumentene for helsehjelpen jeg gir nå. Jeg vet at tilgangen merkes for kontroll og at pasienten får beskjed.",
+    "The source lets you see that this document exists, not open it.": "Kilden lar deg se at dokumentet finnes, men ikke åpne det.",
+    "Not available to you": "Ikke tilgjengelig for deg",
+    "Request elevated access": "Be om forhøyet tilgang",
+    "Elevated access": "Forhøyet tilgang",
+    "The patient has restricted the sharing of their documents. You may read them only when it is necessary for the care you give now, with an elevated basis and a reason. The access is flagged for review, and the patient is told.": "Pasienten har sperret deling av dokumentene sine. Du kan bare lese dem når det er nødvendig for helsehjelpen du gir nå, med forhøyet grunnlag og en begrunnelse. Tilgangen merkes for kontroll, og pasienten får beskjed.",
+    "Confirm and continue": "Bekreft og fortsett",
+    "Cancel": "Avbryt",
     "Choose one of the organisations.": "Velg en av virksomhetene.",
     "Organisation chosen": "Virksomhet valgt",
     "This page cannot be opened this way": "Denne siden kan ikke åpnes slik",

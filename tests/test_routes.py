@@ -30,6 +30,7 @@ MATRIX = {
     "accounts:choose_organisation": ("get", [LOGIN_REDIRECT, 302, 302, 302, 302]),
     "patients:lookup": ("post", [LOGIN_REDIRECT, 302, 302, 403, 403]),
     "patients:basis": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
+    "patients:elevated": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
     "documents:list": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
     "documents:open": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
     "oidc_authentication_init": ("get", [302, 302, 302, 302, 302]),
@@ -69,7 +70,7 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
     doc = add_document(world)
     handle = lookup_and_attest(owner)
     kwargs = {}
-    if route in ("patients:basis", "documents:list"):
+    if route in ("patients:basis", "patients:elevated", "documents:list"):
         kwargs = {"handle": handle}
     elif route == "documents:open":
         kwargs = {"handle": handle, "document_id": doc.document_id}

@@ -12,7 +12,9 @@ The rules follow kjernejournalforskriften and NHN's PJD (see DOMAIN.md):
 - AKUTT and FORHØYET need a written reason and are flagged for review;
 - a blocked clinician sees nothing, even in an emergency; a reservation hides everything;
   a restriction needs a FORHØYET basis;
-- NORS documents are hidden (the list only counts them); each category has a window.
+- NORS documents are hidden (the list only counts them); each category has a window;
+- each source's own rules say which authorizations and organisation kinds may see its
+  list and open its documents (Helse Nord: the list only for those who may open).
 """
 
 from __future__ import annotations
@@ -36,6 +38,10 @@ REASON_REQUIRED = frozenset({Basis.AKUTT, Basis.FORHOYET_SAMTYKKE, Basis.FORHOYE
 ELEVATED = frozenset({Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT})
 FLAGGED_FOR_REVIEW = REASON_REQUIRED
 MIN_REASON_LENGTH = 15
+# Specialist care (hospital trusts, contract specialists) and the emergency chain.
+UNNTAK_ORGANISATION_KINDS = frozenset(
+    {OrganisationKind.LEGEVAKT, OrganisationKind.HELSEFORETAK, OrganisationKind.AVTALESPESIALIST}
+)
 
 # Kjernejournalforskriften windows by service date; None = no limit.
 CATEGORY_WINDOW_DAYS: dict[str, int | None] = {
@@ -78,11 +84,24 @@ class AttestFacts:
 
 
 @dataclass(frozen=True)
+class SourceRules:
+    """A source's own rules (DocumentSource): who may see its list, who may open."""
+
+    source_id: int
+    list_authorizations: frozenset[str]
+    list_organisation_kinds: frozenset[str]
+    open_authorizations: frozenset[str]
+    open_organisation_kinds: frozenset[str]
+    list_only_if_may_open: bool = False
+
+
+@dataclass(frozen=True)
 class DocumentFacts:
     category: str
     service_date: datetime.date
     confidentiality_code: str
     patient_id: int
+    source_id: int
     content_type: str = "application/pdf"
 
 
@@ -135,6 +154,13 @@ def may_state_basis(clinician: ClinicianFacts, patient: PatientFacts, basis: str
                 % {"n": MIN_REASON_LENGTH}
             ),
         )
+    if basis in ELEVATED and not patient.restricted:
+        # FORHØYET opens what a patient has restricted, "only when needed": never as a
+        # stronger ordinary basis.
+        return _deny(
+            "elevated_not_needed",
+            str(_("An elevated basis is only for patients who have restricted document sharing.")),
+        )
     if basis == Basis.UNNTAK:
         kind = clinician.organisation_kind
         if kind == OrganisationKind.FASTLEGEKONTOR:
@@ -148,9 +174,8 @@ def may_state_basis(clinician: ClinicianFacts, patient: PatientFacts, basis: str
                     )
                 ),
             )
-        if kind in (OrganisationKind.LEGEVAKT, OrganisationKind.HELSEFORETAK):
-            if clinician.authorizations & DOCTORS_AND_NURSES:
-                return ALLOW
+        if kind in UNNTAK_ORGANISATION_KINDS and clinician.authorizations & DOCTORS_AND_NURSES:
+            return ALLOW
         return _deny(
             "unntak_not_applicable",
             str(_("The exception from consent does not apply to you here. Choose consent or emergency.")),
@@ -240,11 +265,40 @@ def window_start(category: str, today: datetime.date) -> datetime.date | None:
     return today - datetime.timedelta(days=days)
 
 
+def source_allows_open(clinician: ClinicianFacts, source: SourceRules) -> bool:
+    return bool(clinician.authorizations & source.open_authorizations) and (
+        clinician.organisation_kind in source.open_organisation_kinds
+    )
+
+
+def source_allows_list(clinician: ClinicianFacts, source: SourceRules) -> bool:
+    allowed = bool(clinician.authorizations & source.list_authorizations) and (
+        clinician.organisation_kind in source.list_organisation_kinds
+    )
+    if source.list_only_if_may_open:
+        allowed = allowed and source_allows_open(clinician, source)
+    return allowed
+
+
+def listable_source_ids(clinician: ClinicianFacts, sources: list[SourceRules]) -> frozenset[int]:
+    """The sources whose documents may appear in this clinician's list."""
+
+    return frozenset(s.source_id for s in sources if source_allows_list(clinician, s))
+
+
+def openable_source_ids(clinician: ClinicianFacts, sources: list[SourceRules]) -> frozenset[int]:
+    """The sources whose documents this clinician may open (the list links only these)."""
+
+    return frozenset(s.source_id for s in sources if source_allows_open(clinician, s))
+
+
 def may_open_document(
     clinician: ClinicianFacts,
     patient: PatientFacts,
     attest: AttestFacts | None,
     document: DocumentFacts,
+    *,
+    source: SourceRules | None,
     now: datetime.datetime,
 ) -> Decision:
     listed = may_see_patient_documents(clinician, patient, attest, now)
@@ -252,6 +306,10 @@ def may_open_document(
         return listed
     if document.patient_id != patient.patient_id:
         return _deny("document_other_patient", "")
+    if source is None or source.source_id != document.source_id:
+        return _deny("unknown_source", "")
+    if not source_allows_open(clinician, source):
+        return _deny("source_rule_open", "")
     if document.category not in CATEGORY_WINDOW_DAYS:
         return _deny("category_not_allowed", "")
     if document.confidentiality_code in HIDDEN_CONFIDENTIALITY:
@@ -275,17 +333,28 @@ def _in_window_q(today: datetime.date) -> Q:
     return by_category
 
 
-def listable_documents_q(today: datetime.date) -> Q:
-    """The same rules as `may_open_document` for a document, as a query filter.
+def listable_documents_q(today: datetime.date, source_ids: frozenset[int]) -> Q:
+    """The list rules for a document, as a query filter: window, not blocked, a showable
+    format, and a source that lets this clinician see its list (`listable_source_ids`).
 
     Used for the list so that paging and counting happen in the database. The decision
-    table test checks both forms agree.
+    table test checks this and `may_open_document` agree.
     """
 
-    return _in_window_q(today) & ~Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))
+    return (
+        _in_window_q(today)
+        & ~Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))
+        & Q(content_type__in=list(SHOWABLE_CONTENT_TYPES))
+        & Q(source_id__in=list(source_ids))
+    )
 
 
-def hidden_documents_q(today: datetime.date) -> Q:
-    """Blocked (NORS) documents inside the windows: counted, never described."""
+def hidden_documents_q(today: datetime.date, source_ids: frozenset[int]) -> Q:
+    """Blocked (NORS) documents inside the windows, from sources whose list this
+    clinician may see: counted, never described."""
 
-    return _in_window_q(today) & Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))
+    return (
+        _in_window_q(today)
+        & Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))
+        & Q(source_id__in=list(source_ids))
+    )

@@ -89,3 +89,22 @@ def attest_facts(attest: AccessAttest | None) -> policy.AttestFacts | None:
         patient_id=attest.patient_id,
         expires_at=attest.expires_at,
     )
+
+
+def source_rules() -> list[policy.SourceRules]:
+    """Every source's sharing rules, in one query. Read per request like the privacy
+    choices: a rule changed in the admin area applies to the next request."""
+
+    from pjd_portal.documents.models import DocumentSource  # noqa: PLC0415 - app layering
+
+    return [
+        policy.SourceRules(
+            source_id=source.pk,
+            list_authorizations=frozenset(source.list_authorizations or ()),
+            list_organisation_kinds=frozenset(source.list_organisation_kinds or ()),
+            open_authorizations=frozenset(source.open_authorizations or ()),
+            open_organisation_kinds=frozenset(source.open_organisation_kinds or ()),
+            list_only_if_may_open=source.list_only_if_may_open,
+        )
+        for source in DocumentSource.objects.all()
+    ]

@@ -32,14 +32,33 @@ class ConfidentialityCode(models.TextChoices):
     NORU = "NORU", _("Citizen access delayed")
 
 
+def _doctors_and_nurses() -> list[str]:
+    return ["LE", "SP"]
+
+
+def _clinical_organisation_kinds() -> list[str]:
+    return ["fastlegekontor", "legevakt", "sykehjem", "helseforetak", "avtalespesialist"]
+
+
 class DocumentSource(models.Model):
-    """A source organisation's document store. Only the local store exists so far."""
+    """A source organisation's document store, and the source's own sharing rules.
+
+    Each source decides which HPR authorizations and which kinds of consumer organisation
+    may see its document list and which may open its documents, and whether its list is
+    shown only to those who may open (as Helse Nord does). The policy module applies the
+    rules; this model only stores them.
+    """
 
     organisation = models.OneToOneField(
         Organisation, on_delete=models.PROTECT, related_name="document_source"
     )
     name = models.CharField(max_length=200)
     kind = models.CharField(max_length=20, default="local")
+    list_authorizations = models.JSONField(default=_doctors_and_nurses)
+    list_organisation_kinds = models.JSONField(default=_clinical_organisation_kinds)
+    open_authorizations = models.JSONField(default=_doctors_and_nurses)
+    open_organisation_kinds = models.JSONField(default=_clinical_organisation_kinds)
+    list_only_if_may_open = models.BooleanField(default=False)
 
     def __str__(self) -> str:
         return self.name

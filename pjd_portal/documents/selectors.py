@@ -23,6 +23,7 @@ DEFAULT_SORT = "-date"
 
 LIST_COLUMNS = (
     "document_id",
+    "source_id",
     "category",
     "type_name",
     "title",
@@ -66,22 +67,32 @@ def parse_list_params(query: dict[str, str], *, page_sizes: list[int], default_s
 
 
 def listable_documents(
-    patient_id: int, today: datetime.date, category: str = ""
+    patient_id: int, today: datetime.date, source_ids: frozenset[int], category: str = ""
 ) -> QuerySet[DocumentReference]:
-    qs = DocumentReference.objects.filter(policy.listable_documents_q(today), patient_id=patient_id)
+    qs = DocumentReference.objects.filter(
+        policy.listable_documents_q(today, source_ids), patient_id=patient_id
+    )
     if category:
         qs = qs.filter(category=category)
     return qs
 
 
-def document_page(patient_id: int, today: datetime.date, params: ListParams) -> Page[DocumentReference]:
+def document_page(
+    patient_id: int, today: datetime.date, source_ids: frozenset[int], params: ListParams
+) -> Page[DocumentReference]:
     field = SORT_FIELDS[params.sort.lstrip("-")]
     desc = params.sort.startswith("-")
     order = [f"-{field}" if desc else field, "-id" if desc else "id"]
-    qs = listable_documents(patient_id, today, params.category).only(*LIST_COLUMNS).order_by(*order)
+    qs = (
+        listable_documents(patient_id, today, source_ids, params.category)
+        .only(*LIST_COLUMNS)
+        .order_by(*order)
+    )
     paginator = Paginator(qs, params.page_size)
     return paginator.get_page(params.page)
 
 
-def hidden_document_count(patient_id: int, today: datetime.date) -> int:
-    return DocumentReference.objects.filter(policy.hidden_documents_q(today), patient_id=patient_id).count()
+def hidden_document_count(patient_id: int, today: datetime.date, source_ids: frozenset[int]) -> int:
+    return DocumentReference.objects.filter(
+        policy.hidden_documents_q(today, source_ids), patient_id=patient_id
+    ).count()

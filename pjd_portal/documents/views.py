@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
 from pjd_portal.access import policy
+from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess, access_patient_by_handle
 from pjd_portal.accounts.decorators import clinician_required
 from pjd_portal.audit.models import EventType, Outcome
@@ -77,17 +78,20 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         return render(request, "documents/list_page.html", context)
 
     today = timezone.localdate()
+    sources = access_selectors.source_rules()
+    listable = policy.listable_source_ids(access.clinician, sources)
     params = selectors.parse_list_params(
         request.GET.dict(),
         page_sizes=settings.DOCUMENT_PAGE_SIZES,
         default_size=settings.DOCUMENT_DEFAULT_PAGE_SIZE,
     )
-    page = selectors.document_page(access.patient.pk, today, params)
+    page = selectors.document_page(access.patient.pk, today, listable, params)
     context.update(
         {
             "page": page,
             "params": params,
-            "hidden_count": selectors.hidden_document_count(access.patient.pk, today),
+            "hidden_count": selectors.hidden_document_count(access.patient.pk, today, listable),
+            "openable_source_ids": policy.openable_source_ids(access.clinician, sources),
             "categories": DocumentCategory.choices,
             "page_sizes": settings.DOCUMENT_PAGE_SIZES,
             "sort_columns": SORT_COLUMNS,
@@ -133,9 +137,13 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
                 service_date=document.service_date,
                 confidentiality_code=document.confidentiality_code,
                 patient_id=document.patient_id,
+                source_id=document.source_id,
                 content_type=document.content_type,
             ),
-            access.now,
+            source=next(
+                (s for s in access_selectors.source_rules() if s.source_id == document.source_id), None
+            ),
+            now=access.now,
         )
     if not decision:
         # Not allowed and not found look the same to the user; the log tells them apart.

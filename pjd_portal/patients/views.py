@@ -13,7 +13,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from pjd_portal.access import policy
 from pjd_portal.access.services import access_patient_by_handle, lookup_patient, state_basis
 from pjd_portal.accounts.decorators import clinician_required
-from pjd_portal.patients.forms import BasisForm, PatientLookupForm
+from pjd_portal.patients.forms import BasisForm, ElevatedBasisForm, PatientLookupForm
 
 LOOKUP_MESSAGES = {
     "invalid_format": _("A national identity number has 11 digits. Check the number and try again."),
@@ -71,3 +71,33 @@ def patient_basis(request: HttpRequest, handle: UUID) -> HttpResponse:
         },
         status=status,
     )
+
+
+@login_required
+@clinician_required
+@require_http_methods(["GET", "POST"])
+def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
+    """The confirmation step for a patient who has restricted document sharing: a
+    FORHØYET basis with a reason and an explicit confirmation, flagged for review."""
+
+    access = access_patient_by_handle(request=request, handle=handle)
+    if not policy.attest_is_valid(access.clinician, access.patient_facts, access.attest_facts, access.now):
+        return redirect("patients:basis", handle=handle)
+    status = 200
+    if request.method == "POST":
+        form = ElevatedBasisForm(request.POST)
+        if form.is_valid():
+            result = state_basis(
+                request=request,
+                access=access,
+                basis=form.cleaned_data["basis"],
+                reason=form.cleaned_data["reason"],
+            )
+            if result.attest is not None:
+                return redirect("documents:list", handle=handle)
+            field = "reason" if result.decision.reason_code == "reason_required" else "basis"
+            form.add_error(field, result.decision.message)
+        status = 400
+    else:
+        form = ElevatedBasisForm()
+    return render(request, "patients/elevated.html", {"form": form, "handle": handle}, status=status)

@@ -67,6 +67,43 @@ STAFF = {
     "tilgangsstyrer": ([], Role.ACCESS_ADMINISTRATOR),
 }
 
+# Each source's own sharing rules, differing as the regions' do (DOMAIN.md): Helse Sør-Øst
+# and Helse Vest show their lists to every kjernejournal user, Helse Nord only to those
+# who may open. Nurses at the nursing home therefore see and open Oslo's documents, see
+# but cannot open Bergen's, and do not see Tromsø's at all.
+ALL_HEALTH_PERSONNEL = ["LE", "SP", "JM", "PS", "FA1", "HE"]
+CLINICAL_KINDS = ["fastlegekontor", "legevakt", "sykehjem", "helseforetak", "avtalespesialist"]
+SOURCE_RULES: dict[str, dict[str, Any]] = {
+    "310300004": {  # Oslo universitetssykehus HF (Helse Sør-Øst)
+        "list_authorizations": ALL_HEALTH_PERSONNEL,
+        "list_organisation_kinds": CLINICAL_KINDS,
+        "open_authorizations": ["LE", "SP"],
+        "open_organisation_kinds": CLINICAL_KINDS,
+        "list_only_if_may_open": False,
+    },
+    "310400009": {  # Helse Bergen HF (Helse Vest): everyone sees the list, doctors open
+        "list_authorizations": ALL_HEALTH_PERSONNEL,
+        "list_organisation_kinds": CLINICAL_KINDS,
+        "open_authorizations": ["LE"],
+        "open_organisation_kinds": CLINICAL_KINDS,
+        "list_only_if_may_open": False,
+    },
+    "310500003": {  # Universitetssykehuset Nord-Norge HF (Helse Nord)
+        "list_authorizations": ["LE", "SP"],
+        "list_organisation_kinds": CLINICAL_KINDS,
+        "open_authorizations": ["LE"],
+        "open_organisation_kinds": ["fastlegekontor", "legevakt", "helseforetak", "avtalespesialist"],
+        "list_only_if_may_open": True,
+    },
+    "310100005": {  # Bergen legevakt
+        "list_authorizations": ["LE", "SP"],
+        "list_organisation_kinds": CLINICAL_KINDS,
+        "open_authorizations": ["LE", "SP"],
+        "open_organisation_kinds": CLINICAL_KINDS,
+        "list_only_if_may_open": False,
+    },
+}
+
 NHN_TEST_PATIENTS = ["13116900216", "12119000465", "08077000292"]
 
 DEPARTMENTS = {
@@ -160,7 +197,9 @@ class Command(BaseCommand):
             )
             orgs[orgnr] = org
             if is_source:
-                DocumentSource.objects.get_or_create(organisation=org, defaults={"name": name})
+                DocumentSource.objects.update_or_create(
+                    organisation=org, defaults={"name": name, **SOURCE_RULES[orgnr]}
+                )
         return orgs
 
     def _staff(self, orgs: dict[str, Organisation]) -> None:
