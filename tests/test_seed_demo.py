@@ -126,3 +126,35 @@ def test_readme_lists_the_seeded_test_patients_and_their_states() -> None:
             assert patient.fastlege_hpr_number != fastlege_hpr and not kinds
         else:
             assert patient.fastlege_hpr_number == fastlege_hpr and not kinds
+
+
+def test_readme_rule_examples_hold_in_the_demo_data() -> None:
+    # The default document counts: NHN's test patients then get exactly the documents
+    # `make run` gives them (the generator is seeded; fewer synthetic patients only
+    # shortens the tail).
+    call_command("seed_demo", patients=6, min_documents=10, max_documents=50, stdout=StringIO())
+    users = json.loads(USERS_FILE.read_text(encoding="utf-8"))["users"]
+
+    def client_for(username: str) -> Client:
+        claims = users[username]
+        return login(
+            Client(),
+            User.objects.get(pid=claims["pid"]),
+            Organisation.objects.get(orgnr=claims["orgnr_parent"]),
+        )
+
+    # Source rules, as the nursing home nurse sees them.
+    nurse = client_for("sykepleier")
+    refused = nurse.post("/pasient/sok/", {"national_id": NHN_TEST_PATIENTS[0]})
+    handle = refused["Location"].split("/")[2]
+    assert nurse.post(f"/pasient/{handle}/grunnlag/", {"basis": "UNNTAK"}).status_code == 400
+    nurse.post(f"/pasient/{handle}/grunnlag/", {"basis": "SAMTYKKE"})
+    page = nurse.get(f"/pasient/{handle}/?size=50").content.decode()
+    assert 'data-testid="open-document"' in page and 'data-testid="not-openable"' in page
+    assert "Universitetssykehuset Nord-Norge" not in page
+    assert "Oslo universitetssykehus" in page and "Helse Bergen" in page
+
+    # Blocked documents are counted for the second NHN test patient.
+    fastlege = client_for("fastlege")
+    handle = lookup_and_attest(fastlege, national_id=NHN_TEST_PATIENTS[1])
+    assert 'data-count="1"' in fastlege.get(f"/pasient/{handle}/").content.decode()

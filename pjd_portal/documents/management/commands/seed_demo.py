@@ -309,7 +309,8 @@ class Command(BaseCommand):
                 as_xml = d_index % 5 == 4
                 data = demo_content.render_xml(spec) if as_xml else demo_content.render_pdf(spec)
                 # A few blocked (NORS) documents for the "sperret" count.
-                blocked = p_index % 4 == 1 and d_index in (1, 2)
+                # The first document is an epikrise (no window), so it always counts.
+                blocked = p_index % 4 == 1 and d_index == 0
                 doc = DocumentReference.objects.create(
                     source=source,
                     patient=patient,
