@@ -977,3 +977,99 @@ def test_login_after_a_session_timeout_asks_the_provider_for_a_fresh_login(
     assert provider.par_requests[-1]["data"]["prompt"] == "login"
     client.get("/oidc/authenticate/")
     assert "prompt" not in provider.par_requests[-1]["data"]
+
+
+# --- 10. what a login leaves behind, and who it is logged for ---------------------------
+
+
+def test_deactivated_user_loses_a_live_session_at_once(provider: FakeProvider, world: World) -> None:
+    client = Client()
+    provider.login(client)
+    assert 'data-testid="lookup-form"' in client.get("/").content.decode()
+    User.objects.filter(pk=world.fastlege.pk).update(is_active=False)
+    assert 'data-testid="login"' in client.get("/").content.decode()
+    assert client.post("/pasient/sok/", {"national_id": world.patient.national_id}).status_code == 302
+
+
+def test_a_revoked_role_is_no_longer_a_choice(provider: FakeProvider, world: World) -> None:
+    from pjd_portal.accounts.models import Membership, Role
+
+    extra = Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    client = Client()
+    provider.login(client)
+    extra.delete()
+    # Only one organisation is left: the chooser sends home, and a forged choice fails.
+    assert client.get("/velg-virksomhet/")["Location"] == "/"
+    client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})
+    assert client.session.get(SESSION_ORG_KEY) != world.legevakt.pk
+    assert not events(EventType.ORGANISATION_CHOSEN)
+
+
+def test_a_new_login_starts_without_the_last_ones_organisation(provider: FakeProvider, world: World) -> None:
+    from pjd_portal.accounts.models import Membership, Role
+
+    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    client = Client()
+    provider.login(client)
+    client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})
+    provider.login(client)  # again, in the same browser
+    assert SESSION_ORG_KEY not in client.session
+    assert client.get("/")["Location"] == "/velg-virksomhet/"
+    assert [e.organisation_orgnr for e in events(EventType.LOGIN)] == ["", ""]
+
+
+def test_refused_login_in_a_browser_where_someone_is_logged_in(provider: FakeProvider, world: World) -> None:
+    client = Client()
+    provider.login(client)
+    own_token = client.session["oidc_id_token"]
+    assert own_token
+    # Someone else starts a login here and is refused (security level 3).
+    provider.claims_overrides = {CLAIM_PID: NEW_PID, CLAIM_SECURITY_LEVEL: "3"}
+    assert_refused(provider.login(client), "security_level_too_low")
+    assert_logged_out(client)
+    assert "oidc_id_token" not in client.session  # the refused person's token is not kept
+    [refusal] = events(EventType.LOGIN_REFUSED)
+    assert refusal.actor_user_id is None and refusal.actor_pid == NEW_PID
+
+
+def test_error_answer_not_started_here_changes_nothing(provider: FakeProvider, world: World) -> None:
+    client = Client()
+    provider.login(client)
+    # A link from another site: /oidc/callback/?error=access_denied with no state of ours.
+    response = client.get("/oidc/callback/", {"error": "access_denied", "state": "forged"})
+    assert response.status_code == 403
+    assert session_user_id(client) == world.fastlege.pk
+    [event] = events(EventType.LOGIN_REFUSED)
+    assert event.reason_code == "state_invalid" and event.actor_user_id is None and event.actor_pid == ""
+
+
+@pytest.mark.parametrize("where", ["token", "jwks", "par"])
+def test_malformed_provider_answers_give_the_clear_page(
+    provider: FakeProvider, world: World, monkeypatch: pytest.MonkeyPatch, where: str
+) -> None:
+    real_post, real_get = provider.post, provider.get
+
+    def post(url: str, data: Any = None, **kwargs: Any) -> FakeResponse:
+        answer = real_post(url, data, **kwargs)
+        if (where == "token" and url == settings.OIDC_OP_TOKEN_ENDPOINT) or (
+            where == "par" and url == provider.par_endpoint
+        ):
+            answer._body = ["not", "an", "object"]
+        return answer
+
+    def get(url: str, **kwargs: Any) -> FakeResponse:
+        answer = real_get(url, **kwargs)
+        if where == "jwks" and url == settings.OIDC_OP_JWKS_ENDPOINT:
+            answer._body = {"keys": ["not-a-key"]}
+        return answer
+
+    monkeypatch.setattr("pjd_portal.accounts.oidc.requests.post", post)
+    monkeypatch.setattr("pjd_portal.accounts.oidc.requests.get", get)
+    client = Client()
+    if where == "par":
+        response = client.get("/oidc/authenticate/")
+    else:
+        response = provider.login(client)
+    assert response.status_code in (403, 503)
+    assert 'data-testid="login-refused"' in response.content.decode()
+    assert_logged_out(client)

@@ -439,3 +439,17 @@ def test_session_script_is_csp_safe_and_uses_the_endpoints_as_specified():
     assert '"X-CSRFToken": csrfToken()' in script  # the keep-alive POST carries the token
     assert "showModal" in script
     assert 'method: "POST"' in script
+
+
+def test_log_out_after_the_timeout_still_ends_the_helseid_session(clock, gp, world):
+    session = gp.session
+    session["oidc_id_token"] = "the-id-token"
+    session.save()
+    wait(clock, minutes=21)
+    response = gp.post("/logg-ut/")
+    assert response.status_code == 302
+    assert response["Location"].startswith(settings.OIDC_OP_LOGOUT_ENDPOINT)
+    assert "id_token_hint=the-id-token" in response["Location"]
+    assert response["Clear-Site-Data"] == '"cache", "storage"'
+    assert not is_logged_in(gp)
+    assert [e.reason_code for e in expiry_events()] == ["idle"]

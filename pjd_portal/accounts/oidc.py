@@ -99,8 +99,25 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         if response.status_code != 200:
             logger.warning("token endpoint answered %s", response.status_code)
             raise LoginRefused("token_request_failed")
-        result: dict[str, Any] = response.json()
+        try:
+            result = response.json()
+        except ValueError as exc:
+            raise LoginRefused("token_response_malformed") from exc
+        if not isinstance(result, dict):
+            raise LoginRefused("token_response_malformed")
         return result
+
+    def store_tokens(self, access_token: str, id_token: str) -> None:
+        # mozilla-django-oidc stores the ID token before the claims are checked; a refused
+        # login would leave its token in the session (and in a later id_token_hint).
+        # Keep it aside; login_success stores it once the login has succeeded.
+        self.request.pjd_pending_id_token = id_token
+
+    def get_user(self, user_id: Any) -> User | None:
+        # Django's ModelBackend refuses inactive users on every request; mozilla's
+        # backend does not. A deactivated account must lose its live sessions at once.
+        user = super().get_user(user_id)
+        return user if user is not None and user.is_active else None
 
     def _signing_key(self, token: str) -> jwt.PyJWK:
         try:
@@ -113,6 +130,8 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
             raise LoginRefused("token_algorithm")
         for refresh in (False, True):  # an unknown kid gets one refetch (key rotation)
             for jwk in provider.signing_keys(refresh=refresh):
+                if not isinstance(jwk, dict):
+                    continue
                 if jwk.get("kid") == header.get("kid") and jwk.get("alg", header["alg"]) == header["alg"]:
                     try:
                         return jwt.PyJWK(jwk)
@@ -233,7 +252,11 @@ class PortalAuthenticateView(OIDCAuthenticationRequestView):  # type: ignore[mis
         if answer.status_code not in (200, 201):
             logger.warning("PAR endpoint answered %s", answer.status_code)
             raise LoginRefused("par_refused")
-        request_uri = answer.json().get("request_uri")
+        try:
+            body = answer.json()
+        except ValueError as exc:
+            raise LoginRefused("par_refused") from exc
+        request_uri = body.get("request_uri") if isinstance(body, dict) else None
         if not isinstance(request_uri, str) or not request_uri:
             raise LoginRefused("par_refused")
         query = urlencode({"client_id": settings.OIDC_RP_CLIENT_ID, "request_uri": request_uri})
@@ -258,21 +281,29 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
     def get(self, request: HttpRequest) -> HttpResponse:
         if request.GET.get("error"):
             error = request.GET.get("error", "")
+            state = request.GET.get("state")
+            states = request.session.get("oidc_states", {})
+            if state not in states:
+                # Not an answer to a login started in this browser (e.g. a link from
+                # another site): change nothing, log it in nobody's name.
+                record_event(
+                    request=request,
+                    event_type=EventType.LOGIN_REFUSED,
+                    outcome=Outcome.DENIED,
+                    reason_code="state_invalid",
+                    actor_from_request=False,
+                )
+                return _refusal_page(request, "state_invalid")
+            # Forget the state so it cannot be replayed; not through super().get(), whose
+            # failure path would write a second refusal event. Whoever is logged in stays so.
+            del states[state]
+            request.session.save()
             record_event(
                 request=request,
                 event_type=EventType.LOGIN_REFUSED,
                 outcome=Outcome.DENIED,
                 reason_code=f"provider_{error}"[:50],
             )
-            # Forget the state so it cannot be replayed; not through super().get(), whose
-            # failure path would write a second refusal event.
-            state = request.GET.get("state")
-            states = request.session.get("oidc_states", {})
-            if state in states:
-                del states[state]
-                request.session.save()
-            if request.user.is_authenticated:
-                auth.logout(request)
             return _refusal_page(request, "provider_error" if error != "access_denied" else "cancelled")
         try:
             return super().get(request)  # type: ignore[no-any-return]
@@ -287,12 +318,17 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
 
     def _refused(self, reason_code: str, status: int = 403) -> HttpResponse:
         refusal = getattr(self.request, "pjd_login_refusal", None)
+        if reason_code != "state_invalid" and self.request.user.is_authenticated:
+            # A login begun in this browser failed: whoever was logged in here before must
+            # not stay so (someone else is at the keyboard).
+            auth.logout(self.request)
         record_event(
             request=self.request,
             event_type=EventType.LOGIN_REFUSED,
             outcome=Outcome.DENIED,
             reason_code=refusal.reason_code if refusal else reason_code,
             actor_pid=refusal.pid if refusal else "",
+            actor_from_request=reason_code != "state_invalid",
         )
         return _refusal_page(self.request, refusal.reason_code if refusal else reason_code, status)
 
@@ -301,6 +337,12 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
 
     def login_success(self) -> HttpResponse:
         auth.login(self.request, self.user)  # rotates the session key
+        session = self.request.session
+        # Django keeps the session's data across a login (new key, same data): nothing
+        # from an earlier login in this browser may carry over.
+        for key in (SESSION_ORG_KEY, SESSION_ORG_CHOICES_KEY, SESSION_ORG_CLAIMED_KEY):
+            session.pop(key, None)
+        session["oidc_id_token"] = getattr(self.request, "pjd_pending_id_token", None)
         claims: dict[str, Any] = getattr(self.request, "pjd_claims", {})
         claimed = _organisation_from_claims(claims)
         choices = organisation_choices(self.user, claimed)

@@ -28,6 +28,7 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from pjd_portal.accounts.views import provider_logout
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event
 
@@ -175,7 +176,12 @@ class SessionTimeoutMiddleware:
             # The session ends all the same: keeping it alive for want of a log row
             # would be the worse failure. record_event has logged the fault.
             logger.error("session expired (%s) without an audit event", reason)
+        id_token = session.get("oidc_id_token")
         auth.logout(request)
+        if request.path_info == reverse("accounts:logout") and request.method == "POST":
+            # "Log out" clicked after the timeout: the portal session is gone already,
+            # but the HelseID session must end too, as with an ordinary logout.
+            return provider_logout(request, id_token)
         expired_url = reverse("accounts:session_expired")
         if request.path_info == expired_url and request.method in ("GET", "HEAD"):
             return None  # the expired page itself: show it, now to an anonymous user

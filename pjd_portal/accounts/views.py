@@ -20,7 +20,9 @@ from pjd_portal.accounts.context import (
     SESSION_ORG_CLAIMED_KEY,
     SESSION_ORG_KEY,
     active_roles,
+    authenticated_user,
     current_organisation,
+    organisation_choices,
 )
 from pjd_portal.accounts.models import Organisation
 from pjd_portal.audit.models import EventType, Outcome
@@ -56,6 +58,13 @@ def logout(request: HttpRequest) -> HttpResponse:
         # The session ends even when the event cannot be written (a shared clinic PC
         # must not stay logged in); the failure then gives the 503 page.
         auth.logout(request)  # flushes the session
+    return provider_logout(request, id_token)
+
+
+def provider_logout(request: HttpRequest, id_token: str | None) -> HttpResponse:
+    """Send the browser on to end the HelseID session too (RP-initiated logout), and
+    tell it to drop what it has cached from the portal."""
+
     target = request.build_absolute_uri(reverse("accounts:logged_out"))
     if id_token:
         query = urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": target})
@@ -89,8 +98,11 @@ def choose_organisation(request: HttpRequest) -> HttpResponse:
     """Choose which organisation to act for, when one may act for several. The choice is
     kept in the session, shown in the header and written into every access event."""
 
-    choice_ids = [int(pk) for pk in request.session.get(SESSION_ORG_CHOICES_KEY) or []]
-    choices = sorted(Organisation.objects.filter(pk__in=choice_ids), key=lambda o: o.name)
+    # From the roles held now, not from a list kept in the session: a role revoked since
+    # login must not remain a choice.
+    claimed_id = request.session.get(SESSION_ORG_CLAIMED_KEY)
+    claimed = Organisation.objects.filter(pk=claimed_id).first() if claimed_id else None
+    choices = organisation_choices(authenticated_user(request), claimed)
     if len(choices) < 2:
         return redirect("accounts:home")
     error = ""

@@ -48,12 +48,16 @@ def record_event(
     flagged_for_review: bool = False,
     details: dict[str, Any] | None = None,
     actor_pid: str = "",
+    actor_from_request: bool = True,
 ) -> AccessEvent:
-    """Write one access event in the caller's transaction. Raises AuditWriteFailed."""
+    """Write one access event in the caller's transaction. Raises AuditWriteFailed.
 
-    if user is None and request.user.is_authenticated:
+    The actor is `user`, else the logged-in user, unless `actor_from_request` is False
+    (an event caused by someone else in this browser, e.g. a forged login answer)."""
+
+    if user is None and actor_from_request and request.user.is_authenticated:
         user = request.user
-    if organisation is None:
+    if organisation is None and actor_from_request:
         organisation = current_organisation(request)
     event = AccessEvent(
         occurred_at=timezone.now(),
