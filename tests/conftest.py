@@ -269,7 +269,9 @@ def set_audit_triggers(enabled: bool) -> None:
     migration = importlib.import_module("pjd_portal.audit.migrations.0002_append_only")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
-            cursor.execute(f"ALTER TABLE audit_accessevent {'ENABLE' if enabled else 'DISABLE'} TRIGGER USER")
+            # Replica mode silences every ordinary trigger for this session only: the
+            # parent's, the partitions' clones and each partition's TRUNCATE trigger.
+            cursor.execute(f"SET session_replication_role = {'DEFAULT' if enabled else 'replica'}")
         elif enabled:
             for statement in migration.SQLITE_BACKWARD + migration.SQLITE_FORWARD:
                 cursor.execute(statement)

@@ -90,14 +90,22 @@ class AccessEvent(models.Model):
     client_ip = models.GenericIPAddressField(null=True, blank=True)
     user_agent = models.CharField(max_length=300, blank=True)
     details = models.JSONField(default=dict, blank=True)
+    # tamper evidence: a hash chain per shard (see audit/chain.py)
+    chain = models.PositiveSmallIntegerField(default=0)
+    chain_seq = models.BigIntegerField(default=0)
+    prev_hash = models.CharField(max_length=64, blank=True)
+    entry_hash = models.CharField(max_length=64, blank=True)
 
     objects = AccessEventQuerySet.as_manager()
 
     class Meta:
+        # On PostgreSQL migration 0005 replaces the table by a range-partitioned one with
+        # its own indexes (keyset-friendly, plus BRIN on time); these serve SQLite.
         indexes = [
             models.Index(fields=["patient", "-occurred_at"]),
             models.Index(fields=["actor_user_id", "-occurred_at"]),
             models.Index(fields=["organisation_orgnr", "-occurred_at"]),
+            models.Index(fields=["chain", "chain_seq"]),
         ]
 
     def __str__(self) -> str:
@@ -110,3 +118,15 @@ class AccessEvent(models.Model):
 
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("access events cannot be deleted")
+
+
+class AuditChainHead(models.Model):
+    """The newest link of one hash chain. The only mutable audit table: appending an
+    event locks its chain's head row, so writers queue per chain, not on one row."""
+
+    chain = models.PositiveSmallIntegerField(primary_key=True)
+    seq = models.BigIntegerField(default=0)
+    last_hash = models.CharField(max_length=64)
+
+    def __str__(self) -> str:
+        return f"chain {self.chain} at {self.seq}"

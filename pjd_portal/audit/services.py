@@ -17,6 +17,7 @@ from django.utils import timezone
 
 from pjd_portal.accounts.context import authorizations_for, current_organisation
 from pjd_portal.accounts.models import Organisation, User
+from pjd_portal.audit import chain
 from pjd_portal.audit.models import AccessEvent
 
 logger = logging.getLogger(__name__)
@@ -28,6 +29,14 @@ class AuditWriteFailed(Exception):
 
 def _client_ip(request: HttpRequest) -> str | None:
     return request.META.get("REMOTE_ADDR") or None
+
+
+def _authorizations(request: HttpRequest, user: User) -> frozenset[str]:
+    # The policy's facts for this request already hold them (one query fewer per event).
+    facts = getattr(request, "_pjd_clinician_facts", None)
+    if facts is not None and facts.user_id == user.pk:
+        return frozenset(facts.authorizations)
+    return authorizations_for(user.hpr_number)
 
 
 def record_event(
@@ -69,7 +78,7 @@ def record_event(
         actor_pid=(user.pid or "") if user else actor_pid,
         actor_hpr_number=user.hpr_number if user else "",
         actor_name=user.display_name if user else "",
-        actor_authorizations=",".join(sorted(authorizations_for(user.hpr_number))) if user else "",
+        actor_authorizations=",".join(sorted(_authorizations(request, user))) if user else "",
         organisation_orgnr=organisation.orgnr if organisation else "",
         organisation_name=organisation.name if organisation else "",
         patient=patient,
@@ -86,7 +95,9 @@ def record_event(
         details=details or {},
     )
     try:
-        event.save(force_insert=True)
+        with transaction.atomic():  # the chain link and the row, together or not at all
+            chain.link(event)
+            event.save(force_insert=True)
     except DatabaseError as exc:
         # Log the fact, never the content (the row may carry a national id).
         logger.error("audit write failed: %s (request %s)", type(exc).__name__, event.request_id)

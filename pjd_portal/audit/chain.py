@@ -1,0 +1,174 @@
+"""Tamper evidence for the access log: hash chains.
+
+Every event carries `entry_hash = sha256(prev_hash + canonical content)` and the
+`prev_hash` of the event before it in the same chain. Chains are sharded (by a hash of
+the patient's national id, or of the actor when there is no patient) so concurrent
+writers for different patients do not queue on one row. Editing, deleting or reordering
+rows, even behind the database triggers' back, breaks a link that `verify_audit` finds;
+the chain heads also catch a deleted tail.
+"""
+
+from __future__ import annotations
+
+import datetime
+import hashlib
+import ipaddress
+import json
+from collections.abc import Iterator
+from dataclasses import dataclass
+from typing import Any
+
+from django.db import connection
+
+from pjd_portal.audit.models import AccessEvent, AuditChainHead
+
+CHAINS = 64  # fixed: changing it would re-shard existing chains
+GENESIS = "0" * 64
+
+# The content a hash covers: every field of the event but the database id and the hash.
+HASHED_FIELDS = (
+    "event_id",
+    "occurred_at",
+    "event_type",
+    "outcome",
+    "reason_code",
+    "flagged_for_review",
+    "actor_user_id",
+    "actor_pid",
+    "actor_hpr_number",
+    "actor_name",
+    "actor_authorizations",
+    "organisation_orgnr",
+    "organisation_name",
+    "patient_id",
+    "patient_national_id",
+    "document_id",
+    "source_orgnr",
+    "basis",
+    "purpose_of_use",
+    "reason_text",
+    "attest_id",
+    "request_id",
+    "client_ip",
+    "user_agent",
+    "details",
+    "chain",
+    "chain_seq",
+    "prev_hash",
+)
+
+
+def chain_for(patient_national_id: str, actor_pid: str) -> int:
+    key = patient_national_id or actor_pid or ""
+    return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % CHAINS
+
+
+def _normal(name: str, value: Any) -> Any:
+    if name == "occurred_at" and isinstance(value, datetime.datetime):
+        return value.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+    if name == "event_id":
+        return str(value)
+    if name == "client_ip":
+        return ipaddress.ip_address(value).compressed if value else ""
+    return value
+
+
+def entry_hash(event: AccessEvent) -> str:
+    content = {name: _normal(name, getattr(event, name)) for name in HASHED_FIELDS}
+    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    return hashlib.sha256(canonical.encode()).hexdigest()
+
+
+def link(event: AccessEvent) -> None:
+    """Give `event` its place in its chain. Call inside the transaction that inserts it.
+
+    The head row's UPDATE takes the row lock (PostgreSQL) or the write lock (SQLite)
+    before anything is read, so two writers of one chain cannot both take one seq.
+    """
+
+    event.chain = chain_for(event.patient_national_id, event.actor_pid)
+    table = AuditChainHead._meta.db_table
+    with connection.cursor() as cursor:
+        for _attempt in range(2):
+            cursor.execute(
+                f"UPDATE {table} SET seq = seq + 1 WHERE chain = %s RETURNING seq, last_hash",  # noqa: S608
+                [event.chain],
+            )
+            row = cursor.fetchone()
+            if row is not None:
+                break
+            cursor.execute(
+                f"INSERT INTO {table} (chain, seq, last_hash) VALUES (%s, 0, %s) ON CONFLICT (chain) DO NOTHING",  # noqa: S608
+                [event.chain, GENESIS],
+            )
+        else:  # pragma: no cover - the insert above makes the second UPDATE find a row
+            raise RuntimeError("audit chain head missing")
+        event.chain_seq, event.prev_hash = int(row[0]), str(row[1])
+        event.entry_hash = entry_hash(event)
+        cursor.execute(
+            f"UPDATE {table} SET last_hash = %s WHERE chain = %s",  # noqa: S608
+            [event.entry_hash, event.chain],
+        )
+
+
+@dataclass(frozen=True)
+class BrokenLink:
+    chain: int
+    seq: int
+    event_id: str
+    problem: str
+
+    def __str__(self) -> str:
+        return f"chain {self.chain}, seq {self.seq} (event {self.event_id}): {self.problem}"
+
+
+def verify_chain(chain: int, head: AuditChainHead | None) -> BrokenLink | None:
+    """The first broken link of one chain, or None when it is whole."""
+
+    expected_seq, expected_prev = 1, GENESIS
+    last_event_id = ""
+    events: Iterator[AccessEvent] = (
+        AccessEvent.objects.filter(chain=chain).order_by("chain_seq", "id").iterator(chunk_size=5000)
+    )
+    for event in events:
+        last_event_id = str(event.event_id)
+        if event.chain_seq != expected_seq:
+            problem = (
+                f"seq {expected_seq} is missing (deleted)"
+                if event.chain_seq > expected_seq
+                else f"seq {event.chain_seq} appears twice (inserted or copied)"
+            )
+            return BrokenLink(chain, expected_seq, last_event_id, problem)
+        if event.prev_hash != expected_prev:
+            return BrokenLink(
+                chain,
+                event.chain_seq,
+                last_event_id,
+                "does not follow its predecessor (reordered or replaced)",
+            )
+        if entry_hash(event) != event.entry_hash:
+            return BrokenLink(
+                chain, event.chain_seq, last_event_id, "content does not match its hash (edited)"
+            )
+        expected_seq += 1
+        expected_prev = event.entry_hash
+    head_seq = head.seq if head else 0
+    head_hash = head.last_hash if head else GENESIS
+    if head_seq != expected_seq - 1 or (head_seq and head_hash != expected_prev):
+        return BrokenLink(
+            chain,
+            expected_seq,
+            last_event_id,
+            f"chain ends at seq {expected_seq - 1} but its head says {head_seq} (tail deleted)",
+        )
+    return None
+
+
+def verify_all() -> tuple[int, list[BrokenLink]]:
+    """Check every chain; returns the number of events checked and the first broken link
+    of each broken chain."""
+
+    heads = {h.chain: h for h in AuditChainHead.objects.all()}
+    chains = set(heads) | set(AccessEvent.objects.values_list("chain", flat=True).distinct())
+    broken = [b for chain in sorted(chains) if (b := verify_chain(chain, heads.get(chain))) is not None]
+    return AccessEvent.objects.count(), broken
