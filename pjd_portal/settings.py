@@ -266,8 +266,21 @@ LOGIN_REDIRECT_URL_FAILURE = "/"
 
 # --- Domain settings --------------------------------------------------------------
 ACCESS_ATTEST_MINUTES = envint("PJD_ACCESS_ATTEST_MINUTES", 60)
+if not 1 <= ACCESS_ATTEST_MINUTES <= 60:
+    # The trust framework: an access attest lives at most 60 minutes.
+    raise ImproperlyConfigured("PJD_ACCESS_ATTEST_MINUTES must be between 1 and 60.")
 DOCUMENT_PAGE_SIZES = [10, 20, 25, 50]
 DOCUMENT_DEFAULT_PAGE_SIZE = 20
+# The patient's access log: rows per page, on the printable page and in the API.
+PATIENT_LOG_PAGE_SIZE = envint("PJD_PATIENT_LOG_PAGE_SIZE", 50)
+
+# --- The citizen portal as an API client (the patient's access log as FHIR) -----------
+# It signs a short-lived JWT (RS256) per call; these are its client id (iss and sub) and
+# its public keys: a JWKS as JSON, or the path of a JWKS file. Unset: every call is 401.
+CITIZEN_PORTAL_CLIENT_ID = os.environ.get("PJD_CITIZEN_PORTAL_CLIENT_ID", "")
+CITIZEN_PORTAL_JWKS = os.environ.get("PJD_CITIZEN_PORTAL_JWKS", "")
+CLIENT_ASSERTION_MAX_LIFETIME_SECONDS = 300  # `exp` at most five minutes ahead
+CLIENT_ASSERTION_LEEWAY_SECONDS = envint("PJD_CLIENT_ASSERTION_LEEWAY_SECONDS", 30)
 
 LOGGING = {
     "version": 1,

@@ -230,15 +230,26 @@ def persona_client(world: World) -> Callable[[str], Client]:
 
 
 def lookup_and_attest(
-    client: Client, national_id: str = LIST_PATIENT_ID, basis: str = "UNNTAK", reason: str = ""
+    client: Client,
+    national_id: str = LIST_PATIENT_ID,
+    basis: str = "UNNTAK",
+    reason: str = "",
+    *,
+    refused_with: str = "",
 ) -> str:
-    """Run steps 1 and 2 of the clinician path; return the patient handle."""
+    """Run steps 1 and 2 of the clinician path; return the patient handle.
+
+    `refused_with`: the basis is expected to be refused with this message fragment."""
 
     response = client.post("/pasient/sok/", {"national_id": national_id})
     assert response.status_code == 302, response.content[:500]
     handle = response["Location"].split("/")[2]
     response = client.post(f"/pasient/{handle}/grunnlag/", {"basis": basis, "reason": reason})
-    assert response.status_code == 302, response.content[:2000]
+    if refused_with:
+        assert response.status_code == 400, response.status_code
+        assert refused_with in response.content.decode()
+    else:
+        assert response.status_code == 302, response.content[:2000]
     return handle
 
 

@@ -255,11 +255,14 @@ def test_address_shown_when_not_protected(as_fastlege, world):
 def test_reserved_patient_shows_no_documents_and_denial_is_logged(as_fastlege, world):
     add_document(world, title="Skal ikke vises")
     PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESERVATION)
-    handle = lookup_and_attest(as_fastlege)
+    # No basis opens a reservation: it is refused at once, and nothing is recorded as granted.
+    handle = lookup_and_attest(as_fastlege, refused_with="reservert")
+    assert not AccessAttest.objects.exists()
     html = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     assert "Skal ikke vises" not in html
     assert "reservert" in html
-    assert events("access_denied")[-1].reason_code == "patient_reserved"
+    assert world.patient.given_name not in html  # nothing is shown, not even the name
+    assert [e.reason_code for e in events("access_denied")] == ["patient_reserved", "patient_reserved"]
 
 
 def test_reservation_between_two_requests_applies_to_the_second(as_fastlege, world):
@@ -277,8 +280,12 @@ def test_blocked_clinician_sees_nothing_even_in_emergency(as_fastlege, world):
         patient=world.patient, kind=PrivacyChoiceKind.BLOCKED_CLINICIAN, blocked_hpr_number="910000011"
     )
     handle = lookup_and_attest(
-        as_fastlege, basis="AKUTT", reason="Pasienten er bevisstløs etter trafikkulykke."
+        as_fastlege,
+        basis="AKUTT",
+        reason="Pasienten er bevisstløs etter trafikkulykke.",
+        refused_with="blokkert",
     )
+    assert not events("emergency_access")  # no emergency access is recorded as granted
     html = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     assert "Blokkert for deg" not in html
     assert events("access_denied")[-1].reason_code == "clinician_blocked"
@@ -325,14 +332,54 @@ def test_restricted_patient_needs_elevated_basis_after_a_confirmation_step(as_fa
     assert event.purpose_of_use == "BTG"
 
 
-def test_elevated_basis_is_refused_for_a_patient_without_restriction(as_fastlege, world):
+def test_elevated_step_is_only_for_a_restriction(as_fastlege, world):
     handle = lookup_and_attest(as_fastlege)
     response = as_fastlege.post(
         f"/pasient/{handle}/forhoyet/",
         {"basis": "FORHOYET_AKUTT", "reason": "Pasienten er bevisstløs etter ulykke.", "confirm": "on"},
     )
-    assert response.status_code == 400
-    assert events("access_denied")[-1].reason_code == "elevated_not_needed"
+    assert response["Location"] == f"/pasient/{handle}/"
+    assert not events("emergency_access")
+
+
+def test_elevated_step_tells_a_blocked_clinician_nothing_more(as_fastlege, world):
+    """Restricted or not, a blocked clinician gets the same answer from the step."""
+    PrivacyChoice.objects.create(
+        patient=world.patient, kind=PrivacyChoiceKind.BLOCKED_CLINICIAN, blocked_hpr_number="910000011"
+    )
+    handle = lookup_and_attest(as_fastlege, refused_with="blokkert")
+    plain = as_fastlege.post(f"/pasient/{handle}/forhoyet/", {"basis": "FORHOYET_AKUTT", "confirm": "on"})
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
+    restricted = as_fastlege.post(
+        f"/pasient/{handle}/forhoyet/", {"basis": "FORHOYET_AKUTT", "confirm": "on"}
+    )
+    assert plain.status_code == restricted.status_code
+    assert plain.get("Location") == restricted.get("Location")
+
+
+def test_elevated_events_are_flagged_on_list_and_open(as_fastlege, world):
+    doc = add_document(world)
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
+    handle = lookup_and_attest(as_fastlege)
+    as_fastlege.post(
+        f"/pasient/{handle}/forhoyet/",
+        {"basis": "FORHOYET_SAMTYKKE", "reason": "Pasienten har samtykket muntlig i dag.", "confirm": "on"},
+    )
+    as_fastlege.get(f"/pasient/{handle}/")
+    as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert events("document_list")[-1].flagged_for_review
+    assert events("document_open")[-1].flagged_for_review
+
+
+def test_refused_basis_forms_are_logged(as_fastlege, world):
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
+    handle = lookup_and_attest(as_fastlege)
+    as_fastlege.post(f"/pasient/{handle}/grunnlag/", {"basis": "FORHOYET_SAMTYKKE", "reason": "x" * 40})
+    as_fastlege.post(f"/pasient/{handle}/forhoyet/", {"basis": "FORHOYET_SAMTYKKE", "reason": "x" * 40})
+    assert [e.reason_code for e in events("access_denied")][-2:] == [
+        "basis_form_invalid",
+        "elevated_form_invalid",
+    ]
 
 
 def test_elevated_step_needs_an_ordinary_basis_first(as_fastlege, world):

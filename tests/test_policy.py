@@ -67,6 +67,11 @@ def attest(clinician: ClinicianFacts, basis: str = "UNNTAK", **changes: Any) -> 
     return replace(facts, **changes)
 
 
+def days_since(years: int, extra_days: int = 0, today: datetime.date = TODAY) -> int:
+    """Days back to the same calendar day `years` years ago, plus `extra_days`."""
+    return (today - today.replace(year=today.year - years)).days + extra_days
+
+
 def document(category: str = "A00-1", days_ago: int = 10, **changes: Any) -> DocumentFacts:
     facts = DocumentFacts(
         category=category,
@@ -81,6 +86,16 @@ def document(category: str = "A00-1", days_ago: int = 10, **changes: Any) -> Doc
 # --- 1. who may use the clinical portal, and state which basis ----------------------
 
 BASIS_TABLE = [
+    ("blocked clinician, emergency", GP, BLOCKS_GP, "AKUTT", LONG_REASON, "clinician_blocked"),
+    (
+        "blocked clinician, elevated",
+        GP,
+        BLOCKS_GP_AND_RESTRICTED,
+        "FORHOYET_AKUTT",
+        LONG_REASON,
+        "clinician_blocked",
+    ),
+    ("reserved, any basis", LEGEVAKT_LE, RESERVED, "AKUTT", LONG_REASON, "patient_reserved"),
     # (case, clinician, patient, basis, reason, expected reason code)
     ("gp unntak own list patient", GP, PATIENT, "UNNTAK", "", "ok"),
     ("gp unntak not own list patient", GP, NOT_LISTED, "UNNTAK", "", "unntak_not_list_patient"),
@@ -231,10 +246,18 @@ def test_may_see_patient_documents(clinician, patient, attest_facts, expected) -
 
 @pytest.mark.parametrize(
     ("clinician", "patient", "expected"),
-    [(GP, PATIENT, True), (GP, BLOCKS_GP, False), (LEGEVAKT_LE, BLOCKS_GP, True), (GP, RESERVED, True)],
+    [(GP, PATIENT, True), (GP, BLOCKS_GP, False), (LEGEVAKT_LE, BLOCKS_GP, True), (GP, RESERVED, False)],
 )
 def test_who_may_see_who_the_patient_is(clinician, patient, expected) -> None:
     assert policy.may_see_patient_identity(clinician, patient) is expected
+
+
+@pytest.mark.parametrize(
+    ("patient", "expected"),
+    [(PATIENT, True), (replace(PATIENT, address_protected=True), False), (RESERVED, False)],
+)
+def test_who_may_see_the_address(patient, expected) -> None:
+    assert policy.may_see_patient_address(GP, patient) is expected
 
 
 # --- 3. one document: windows, blocked documents, formats, source rules -------------
@@ -242,10 +265,16 @@ def test_who_may_see_who_the_patient_is(clinician, patient, expected) -> None:
 OPEN_TABLE = [
     ("epikrise, 20 years old", GP, document("A00-1", 20 * 365), SOURCE, "ok"),
     ("prøvesvar inside 1 year", GP, document("C00-1", 364), SOURCE, "ok"),
-    ("prøvesvar at exactly 1 year", GP, document("C00-1", 365), SOURCE, "ok"),
-    ("prøvesvar older than 1 year", GP, document("C00-1", 366), SOURCE, "outside_window"),
-    ("organfunksjon inside 5 years", GP, document("D00-1", 5 * 365 - 1), SOURCE, "ok"),
-    ("organfunksjon older than 5 years", GP, document("D00-1", 5 * 365 + 1), SOURCE, "outside_window"),
+    ("prøvesvar at exactly 1 year", GP, document("C00-1", days_since(1)), SOURCE, "ok"),
+    ("prøvesvar a day older than 1 year", GP, document("C00-1", days_since(1, 1)), SOURCE, "outside_window"),
+    ("organfunksjon at exactly 5 calendar years", GP, document("D00-1", days_since(5)), SOURCE, "ok"),
+    (
+        "organfunksjon a day older than 5 years",
+        GP,
+        document("D00-1", days_since(5, 1)),
+        SOURCE,
+        "outside_window",
+    ),
     ("bildediagnostikk inside 5 years", GP, document("E00-1", 4 * 365), SOURCE, "ok"),
     ("bildediagnostikk older than 5 years", GP, document("E00-1", 6 * 365), SOURCE, "outside_window"),
     ("henvisning inside 1 year", GP, document("I00-1", 100), SOURCE, "ok"),
@@ -277,6 +306,13 @@ OPEN_TABLE = [
         "source_rule_open",
     ),
     ("source excludes nursing homes", NURSING_HOME_SP, document(), NO_NURSING_HOMES, "source_rule_open"),
+    (
+        "source opens but does not list to this clinician",
+        GP,
+        document(),
+        replace(SOURCE, list_authorizations=frozenset({"SP"})),
+        "source_rule_open",
+    ),
     ("source rules unknown", GP, document(), None, "unknown_source"),
     ("rules of another source", GP, document(), replace(SOURCE, source_id=51), "unknown_source"),
 ]
@@ -293,6 +329,19 @@ def test_may_open_document(clinician, document_facts, source, expected) -> None:
         clinician, PATIENT, attest(clinician, basis), document_facts, source=source, now=NOW
     )
     assert decision.reason_code == expected
+
+
+@pytest.mark.parametrize(
+    ("today", "expected_start"),
+    [
+        (datetime.date(2028, 2, 29), datetime.date(2027, 2, 28)),
+        (datetime.date(2027, 3, 1), datetime.date(2026, 3, 1)),
+        (datetime.date(2026, 11, 23), datetime.date(2025, 11, 23)),
+    ],
+)
+def test_one_year_window_in_calendar_years(today, expected_start) -> None:
+    assert policy.window_start("C00-1", today) == expected_start
+    assert policy.window_start("A00-1", today) is None
 
 
 def test_document_rules_come_after_the_patient_rules() -> None:

@@ -7,6 +7,8 @@ import subprocess
 import sys
 from pathlib import Path
 
+import pytest
+
 ROOT = Path(__file__).resolve().parent.parent
 STRONG_SECRET = "x" * 30 + "production-secret-for-tests-only-" + "y" * 10
 
@@ -56,3 +58,20 @@ def test_logout_redirect_to_the_provider_is_allowed_by_form_action(client, setti
     form_action = next(d for d in csp.split(";") if d.strip().startswith("form-action")).split()
     assert "'self'" in form_action
     assert settings.OIDC_ISSUER in form_action
+
+
+@pytest.mark.parametrize(("minutes", "ok"), [("60", True), ("61", False), ("0", False), ("1440", False)])
+def test_an_access_attest_lives_at_most_60_minutes(minutes, ok):
+    env = {**os.environ, "DJANGO_SETTINGS_MODULE": "pjd_portal.settings", "DEBUG": "true"}
+    env["PJD_ACCESS_ATTEST_MINUTES"] = minutes
+    result = subprocess.run(
+        [sys.executable, "-c", "import django; django.setup()"],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert (result.returncode == 0) is ok, result.stderr[-500:]
+    if not ok:
+        assert "PJD_ACCESS_ATTEST_MINUTES" in result.stderr

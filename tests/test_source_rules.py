@@ -71,8 +71,9 @@ def test_source_that_does_not_list_to_this_clinician(as_fastlege, world, rules):
     doc = add_from(world, source, title="Hidden by the source")
     handle = lookup_and_attest(as_fastlege)
     assert "Hidden by the source" not in as_fastlege.get(f"/pasient/{handle}/").content.decode()
-    # The open rules still allow it: a listed-elsewhere document id still opens.
-    assert as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/").status_code == 200
+    # Opening is never broader than the list, whatever the open rules say.
+    assert as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/").status_code == 404
+    assert last_denial() == "source_rule_open"
 
 
 def test_blocked_documents_are_counted_only_from_sources_that_list(as_fastlege, world):

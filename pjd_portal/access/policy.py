@@ -27,7 +27,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access.models import Basis, PurposeOfUse
-from pjd_portal.accounts.models import OrganisationKind
+from pjd_portal.accounts.models import OrganisationKind, Role
 from pjd_portal.documents.models import ConfidentialityCode, DocumentCategory
 
 # Authorizations (Volven 9060) that make someone health personnel who may use the portal.
@@ -43,13 +43,13 @@ UNNTAK_ORGANISATION_KINDS = frozenset(
     {OrganisationKind.LEGEVAKT, OrganisationKind.HELSEFORETAK, OrganisationKind.AVTALESPESIALIST}
 )
 
-# Kjernejournalforskriften windows by service date; None = no limit.
-CATEGORY_WINDOW_DAYS: dict[str, int | None] = {
+# Kjernejournalforskriften windows by service date, in calendar years; None = no limit.
+CATEGORY_WINDOW_YEARS: dict[str, int | None] = {
     DocumentCategory.EPIKRISE: None,
-    DocumentCategory.PROVESVAR: 365,
-    DocumentCategory.ORGANFUNKSJON: 5 * 365,
-    DocumentCategory.BILDEDIAGNOSTIKK: 5 * 365,
-    DocumentCategory.KORRESPONDANSE: 365,
+    DocumentCategory.PROVESVAR: 1,
+    DocumentCategory.ORGANFUNKSJON: 5,
+    DocumentCategory.BILDEDIAGNOSTIKK: 5,
+    DocumentCategory.KORRESPONDANSE: 1,
 }
 
 HIDDEN_CONFIDENTIALITY = frozenset({ConfidentialityCode.NORS})
@@ -72,6 +72,7 @@ class PatientFacts:
     reserved: bool
     restricted: bool
     blocked_hpr_numbers: frozenset[str] = field(default_factory=frozenset)
+    address_protected: bool = False
 
 
 @dataclass(frozen=True)
@@ -146,6 +147,11 @@ def may_state_basis(clinician: ClinicianFacts, patient: PatientFacts, basis: str
         return portal
     if basis not in Basis.values:
         return _deny("invalid_basis", str(_("Choose a basis for access.")))
+    # No basis, emergency or elevated, opens what a block or a reservation closes; say so
+    # now rather than record an access that cannot happen.
+    status = _patient_status(clinician, patient)
+    if not status:
+        return status
     if basis in REASON_REQUIRED and len(reason.strip()) < MIN_REASON_LENGTH:
         return _deny(
             "reason_required",
@@ -183,6 +189,12 @@ def may_state_basis(clinician: ClinicianFacts, patient: PatientFacts, basis: str
     return ALLOW
 
 
+def flagged_for_review(basis: str) -> bool:
+    """Events under an emergency or elevated basis are marked for the log review."""
+
+    return basis in FLAGGED_FOR_REVIEW
+
+
 def purpose_of_use(clinician: ClinicianFacts, basis: str) -> str:
     """The HL7 purpose of use sent with the attest."""
 
@@ -205,6 +217,24 @@ def attest_is_valid(
     )
 
 
+def _patient_status(clinician: ClinicianFacts, patient: PatientFacts) -> Decision:
+    """The choices no basis can overcome: a block of this clinician, then a reservation."""
+
+    if clinician.hpr_number in patient.blocked_hpr_numbers:
+        return _deny(
+            "clinician_blocked",
+            str(
+                _("The patient has blocked your access. No documents can be shown, also not in an emergency.")
+            ),
+        )
+    if patient.reserved:
+        return _deny(
+            "patient_reserved",
+            str(_("The patient has reserved against document sharing. No documents are shown.")),
+        )
+    return ALLOW
+
+
 def may_see_patient_documents(
     clinician: ClinicianFacts,
     patient: PatientFacts,
@@ -220,21 +250,12 @@ def may_see_patient_documents(
     portal = may_use_clinical_portal(clinician)
     if not portal:
         return portal
+    status = _patient_status(clinician, patient)
+    if not status:
+        return status
     if not attest_is_valid(clinician, patient, attest, now):
         return _deny("no_valid_attest", str(_("State the basis for access first.")))
     assert attest is not None
-    if clinician.hpr_number in patient.blocked_hpr_numbers:
-        return _deny(
-            "clinician_blocked",
-            str(
-                _("The patient has blocked your access. No documents can be shown, also not in an emergency.")
-            ),
-        )
-    if patient.reserved:
-        return _deny(
-            "patient_reserved",
-            str(_("The patient has reserved against document sharing. No documents are shown.")),
-        )
     if patient.restricted and attest.basis not in ELEVATED:
         return _deny(
             "patient_restricted",
@@ -248,21 +269,33 @@ def may_see_patient_documents(
 
 
 def may_see_patient_identity(clinician: ClinicianFacts, patient: PatientFacts) -> bool:
-    """May the banner show who the patient is (name, age, address)?
+    """May the banner show who the patient is (name, age)?
 
-    Not to a clinician the patient has blocked: a block is often aimed at one person,
-    and the name and address are what they must not learn. Others see the banner once
-    a valid attest exists, also when a reservation hides the documents.
+    Not to a clinician the patient has blocked (a block is often aimed at one person, and
+    the name is what they must not confirm), and not for a reserved patient, for whom
+    nothing is shown.
     """
 
-    return clinician.hpr_number not in patient.blocked_hpr_numbers
+    return bool(_patient_status(clinician, patient))
+
+
+def may_see_patient_address(clinician: ClinicianFacts, patient: PatientFacts) -> bool:
+    """Never an address, or any other location, for a patient with a protected address."""
+
+    return may_see_patient_identity(clinician, patient) and not patient.address_protected
 
 
 def window_start(category: str, today: datetime.date) -> datetime.date | None:
-    days = CATEGORY_WINDOW_DAYS.get(category, 0)
-    if days is None:
+    """The oldest service date shown: the same day n calendar years back (28 February
+    for 29 February). A category outside the regulation has no window at all."""
+
+    years = CATEGORY_WINDOW_YEARS.get(category, 0)
+    if years is None:
         return None
-    return today - datetime.timedelta(days=days)
+    try:
+        return today.replace(year=today.year - years)
+    except ValueError:  # 29 February
+        return today.replace(year=today.year - years, day=28)
 
 
 def source_allows_open(clinician: ClinicianFacts, source: SourceRules) -> bool:
@@ -289,7 +322,9 @@ def listable_source_ids(clinician: ClinicianFacts, sources: list[SourceRules]) -
 def openable_source_ids(clinician: ClinicianFacts, sources: list[SourceRules]) -> frozenset[int]:
     """The sources whose documents this clinician may open (the list links only these)."""
 
-    return frozenset(s.source_id for s in sources if source_allows_open(clinician, s))
+    return frozenset(
+        s.source_id for s in sources if source_allows_list(clinician, s) and source_allows_open(clinician, s)
+    )
 
 
 def may_open_document(
@@ -308,9 +343,11 @@ def may_open_document(
         return _deny("document_other_patient", "")
     if source is None or source.source_id != document.source_id:
         return _deny("unknown_source", "")
-    if not source_allows_open(clinician, source):
+    # Opening is never broader than the list: a source that hides its list from this
+    # clinician hides its documents too.
+    if not (source_allows_list(clinician, source) and source_allows_open(clinician, source)):
         return _deny("source_rule_open", "")
-    if document.category not in CATEGORY_WINDOW_DAYS:
+    if document.category not in CATEGORY_WINDOW_YEARS:
         return _deny("category_not_allowed", "")
     if document.confidentiality_code in HIDDEN_CONFIDENTIALITY:
         return _deny("document_blocked", "")
@@ -324,7 +361,7 @@ def may_open_document(
 
 def _in_window_q(today: datetime.date) -> Q:
     by_category = Q()
-    for category in CATEGORY_WINDOW_DAYS:
+    for category in CATEGORY_WINDOW_YEARS:
         start = window_start(category, today)
         cond = Q(category=category)
         if start is not None:
@@ -357,4 +394,56 @@ def hidden_documents_q(today: datetime.date, source_ids: frozenset[int]) -> Q:
         _in_window_q(today)
         & Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))
         & Q(source_id__in=list(source_ids))
+    )
+
+
+# --- The patient's access log ("innsyn i logg") --------------------------------------
+
+
+@dataclass(frozen=True)
+class StaffFacts:
+    """A logged-in person in the administration area: the roles they hold, active, in
+    the organisation they act for."""
+
+    user_id: int
+    organisation_id: int | None
+    roles: frozenset[str]
+
+
+def may_read_patient_access_log(staff: StaffFacts | None) -> Decision:
+    """May this person read any patient's access log, to hand it to the patient?
+
+    Only a privacy officer, acting for the organisation where the role is held. Everyone
+    else, anonymous included, is refused; the view answers them as for a missing page.
+    """
+
+    if staff is None:
+        return _deny("not_logged_in", "")
+    if staff.organisation_id is None or Role.PRIVACY_OFFICER not in staff.roles:
+        return _deny("not_privacy_officer", "")
+    return ALLOW
+
+
+def may_read_patient_access_log_as_client(client_id: str, allowed_client_ids: frozenset[str]) -> Decision:
+    """May this authenticated API client (the citizen portal) read patients' access logs?
+
+    The client has proved who it is (a signed assertion); this says whether that client is
+    one the portal serves the log to."""
+
+    if not client_id or client_id not in allowed_client_ids:
+        return _deny("client_not_allowed", "")
+    return ALLOW
+
+
+# Confidentiality codes (Volven 9603) that keep a document from the citizen: NORN_* the
+# citizen is denied access, NORU access is delayed. The patient's log still shows that the
+# document was accessed, by whom and when, but not its title or where it comes from.
+CITIZEN_WITHHELD_CONFIDENTIALITY = frozenset({ConfidentialityCode.NORN_DUE, ConfidentialityCode.NORU})
+
+
+def citizen_may_see_document_details(confidentiality_code: str) -> bool:
+    """May the patient's own access log name this document (title, institution)?"""
+
+    return not (
+        confidentiality_code in CITIZEN_WITHHELD_CONFIDENTIALITY or confidentiality_code.startswith("NORN")
     )

@@ -38,6 +38,19 @@ def clinician_facts(request: HttpRequest) -> policy.ClinicianFacts:
     return facts
 
 
+def staff_facts(request: HttpRequest) -> policy.StaffFacts | None:
+    """Who is asking in the administration area; None when nobody is logged in."""
+
+    if not request.user.is_authenticated:
+        return None
+    org = current_organisation(request)
+    return policy.StaffFacts(
+        user_id=request.user.pk,
+        organisation_id=org.pk if org else None,
+        roles=active_roles(request),
+    )
+
+
 def patient_facts(patient: Patient) -> policy.PatientFacts:
     """Privacy choices in force now. Read on every request: a choice made a moment ago
     applies to the very next request, so nothing here is cached across requests."""
@@ -59,6 +72,7 @@ def patient_facts(patient: Patient) -> policy.PatientFacts:
         reserved=reserved,
         restricted=restricted,
         blocked_hpr_numbers=frozenset(blocked),
+        address_protected=patient.has_protected_address,
     )
 
 

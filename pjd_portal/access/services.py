@@ -185,3 +185,17 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
             flagged_for_review=flagged,
         )
     return BasisResult(attest, decision)
+
+
+def refuse_basis_form(*, request: HttpRequest, access: PatientAccess, reason_code: str) -> None:
+    """A basis form that did not validate (e.g. FORHØYET on the ordinary form, or an
+    elevated basis without the confirmation): nothing is stored, but the attempt is
+    logged like any other refusal."""
+
+    record_event(
+        request=request,
+        event_type=EventType.ACCESS_DENIED,
+        outcome=Outcome.INVALID,
+        reason_code=reason_code,
+        patient=access.patient,
+    )

@@ -45,8 +45,9 @@ def _banner(access: PatientAccess) -> dict[str, object] | None:
         "birth_date": patient.birth_date,
         "gender": patient.get_gender_display(),
         "protected_address": patient.has_protected_address,
-        # Never an address for a protected-address patient.
-        "address": "" if patient.has_protected_address else patient.address,
+        "address": patient.address
+        if policy.may_see_patient_address(access.clinician, access.patient_facts)
+        else "",
     }
 
 
@@ -55,11 +56,11 @@ def _banner(access: PatientAccess) -> dict[str, object] | None:
 @require_GET
 def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
     access = access_patient_by_handle(request=request, handle=handle)
-    if not policy.attest_is_valid(access.clinician, access.patient_facts, access.attest_facts, access.now):
-        return redirect("patients:basis", handle=handle)
     decision = policy.may_see_patient_documents(
         access.clinician, access.patient_facts, access.attest_facts, access.now
     )
+    if decision.reason_code == "no_valid_attest":
+        return redirect("patients:basis", handle=handle)
     context: dict[str, object] = {
         "handle": handle,
         "banner": _banner(access),
@@ -103,6 +104,7 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         outcome=Outcome.GRANTED,
         patient=access.patient,
         attest=access.attest,
+        flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
         details={
             "page": page.number,
             "sort": params.sort,
@@ -170,6 +172,7 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
             patient=access.patient,
             document=document,
             attest=access.attest,
+            flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
         )
     except AuditWriteFailed:
         return service_unavailable(request, reason="audit")

@@ -11,7 +11,12 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from pjd_portal.access import policy
-from pjd_portal.access.services import access_patient_by_handle, lookup_patient, state_basis
+from pjd_portal.access.services import (
+    access_patient_by_handle,
+    lookup_patient,
+    refuse_basis_form,
+    state_basis,
+)
 from pjd_portal.accounts.decorators import clinician_required
 from pjd_portal.patients.forms import BasisForm, ElevatedBasisForm, PatientLookupForm
 
@@ -57,6 +62,8 @@ def patient_basis(request: HttpRequest, handle: UUID) -> HttpResponse:
                 return redirect("documents:list", handle=handle)
             field = "reason" if result.decision.reason_code == "reason_required" else "basis"
             form.add_error(field, result.decision.message)
+        else:
+            refuse_basis_form(request=request, access=access, reason_code="basis_form_invalid")
         status = 400
     else:
         form = BasisForm()
@@ -81,8 +88,15 @@ def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
     FORHØYET basis with a reason and an explicit confirmation, flagged for review."""
 
     access = access_patient_by_handle(request=request, handle=handle)
-    if not policy.attest_is_valid(access.clinician, access.patient_facts, access.attest_facts, access.now):
+    status_check = policy.may_see_patient_documents(
+        access.clinician, access.patient_facts, access.attest_facts, access.now
+    )
+    if status_check.reason_code == "no_valid_attest":
         return redirect("patients:basis", handle=handle)
+    if status_check.reason_code != "patient_restricted":
+        # The step exists only for a restriction; anything else is answered by the list
+        # (which says nothing more than it already would).
+        return redirect("documents:list", handle=handle)
     status = 200
     if request.method == "POST":
         form = ElevatedBasisForm(request.POST)
@@ -97,6 +111,8 @@ def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
                 return redirect("documents:list", handle=handle)
             field = "reason" if result.decision.reason_code == "reason_required" else "basis"
             form.add_error(field, result.decision.message)
+        else:
+            refuse_basis_form(request=request, access=access, reason_code="elevated_form_invalid")
         status = 400
     else:
         form = ElevatedBasisForm()
