@@ -3,7 +3,9 @@ from django.urls import include, path
 from pjd_portal.accounts import sessions as session_views
 from pjd_portal.accounts import views as account_views
 from pjd_portal.accounts.oidc import PortalAuthenticateView, PortalCallbackView
+from pjd_portal.audit import api as audit_api
 from pjd_portal.documents import views as document_views
+from pjd_portal.forvaltning import views as forvaltning_views
 from pjd_portal.patients import views as patient_views
 
 accounts_patterns = (
@@ -35,10 +37,23 @@ documents_patterns = (
     "documents",
 )
 
+# The administration area: its own URL space; a 404 for everyone the policy keeps out.
+forvaltning_patterns = (
+    [path("innsyn/", forvaltning_views.patient_access_log, name="patient_log")],
+    "forvaltning",
+)
+# Token-authenticated APIs (no session, no CSRF); SESSIONLESS_PATH_PREFIX in accounts/sessions.py.
+fhir_patterns = (
+    [path("AuditEvent/_search", audit_api.auditevent_search, name="auditevent_search")],
+    "fhir",
+)
+
 urlpatterns = [
     path("", include(accounts_patterns)),
     path("pasient/", include(patients_patterns)),
     path("pasient/", include(documents_patterns)),
+    path("forvaltning/", include(forvaltning_patterns)),
+    path("api/fhir/", include(fhir_patterns)),
     # Only the two OIDC views the portal uses: mozilla-django-oidc's own logout view
     # would end sessions without an audit event.
     path("oidc/authenticate/", PortalAuthenticateView.as_view(), name="oidc_authentication_init"),

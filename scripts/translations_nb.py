@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 NB = {
+    "Patient's access log read": "Pasientens tilgangslogg lest",
     "An elevated basis is only for patients who have restricted document sharing.": "Forhøyet grunnlag gjelder bare pasienter som har sperret deling av dokumenter.",
     "Elevated basis": "Forhøyet grunnlag",
     "Why is it necessary to read documents the patient has restricted? Write at least one sentence.": "Hvorfor er det nødvendig å lese dokumenter pasienten har sperret? Skriv minst én setning.",
@@ -173,6 +174,32 @@ NB = {
     "Look up": "Slå opp",
     "State why you need to read this patient's documents. The basis is logged and sent to the sources; the patient can see it.": "Oppgi hvorfor du trenger å lese pasientens dokumenter. Grunnlaget logges og sendes til kildene; pasienten kan se det.",
     "Look up another patient": "Slå opp en annen pasient",
+    # The patient's access log (innsyn i logg), for the privacy officer
+    "The patient's national identity number": "Pasientens fødselsnummer",
+    "Enter the patient's national identity number.": "Skriv inn pasientens fødselsnummer.",
+    "The page could not be shown. Search again from the first page.": "Siden kunne ikke vises. Søk på nytt fra første side.",
+    "Access log for a patient (innsyn i logg)": "Innsyn i logg for en pasient",
+    "Access log for a patient": "Innsyn i logg",
+    "For a patient who asks who has accessed their records (innsyn i logg). The search is logged.": "For en pasient som ber om å få vite hvem som har hatt tilgang til opplysningene om dem (innsyn i logg). Søket logges.",
+    "Show the access log": "Vis loggen",
+    "No patient with this national identity number is registered in the portal, so there are no accesses to show.": "Ingen pasient med dette fødselsnummeret er registrert i portalen, så det er ingen tilganger å vise.",
+    "Accesses to the records of %(name)s": "Tilganger til opplysningene om %(name)s",
+    "Printed": "Skrevet ut",
+    "Printed by": "Skrevet ut av",
+    "Every access to the patient's documents through the PJD portal, and every refusal, newest first. Times are Norwegian time.": "Alle tilganger til pasientens dokumenter gjennom PJD-portalen, og alle avviste forsøk, nyeste først. Tidspunktene er norsk tid.",
+    "Print": "Skriv ut",
+    "When": "Når",
+    "Who": "Hvem",
+    "What": "Hva",
+    "Document": "Dokument",
+    "Outcome": "Utfall",
+    "HPR no.": "HPR-nr.",
+    "Org. no.": "Org.nr.",
+    "A document the patient has no access to": "Et dokument pasienten ikke har innsyn i",
+    "No one has accessed this patient's documents through the portal.": "Ingen har hatt tilgang til pasientens dokumenter gjennom portalen.",
+    "There are no older accesses.": "Det er ingen eldre tilganger.",
+    "Next page (older accesses)": "Neste side (eldre tilganger)",
+    "Older accesses follow on the next page.": "Eldre tilganger følger på neste side.",
 }
 NB_PLURAL = {
     "%(counter)s document is blocked (sperret) and not shown.": (

@@ -109,6 +109,20 @@ def background_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResp
     return view
 
 
+# Token-authenticated API views live here: no session is read, ended or kept alive there.
+SESSIONLESS_PATH_PREFIX = "/api/"
+
+
+def sessionless_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:
+    """Mark a view that authenticates its caller by token, never by the login session
+    (it must also sit under SESSIONLESS_PATH_PREFIX, which the middleware checks before
+    any view is chosen)."""
+
+    view.pjd_background = True  # type: ignore[attr-defined]
+    view.pjd_sessionless = True  # type: ignore[attr-defined]
+    return view
+
+
 def _wants_json(request: HttpRequest) -> bool:
     return request.get_preferred_type(["text/html", "application/json"]) == "application/json"
 
@@ -131,7 +145,8 @@ class SessionTimeoutMiddleware:
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
         user = getattr(request, "user", None)
-        if user is not None and user.is_authenticated:
+        sessionless = request.path_info.startswith(SESSIONLESS_PATH_PREFIX)
+        if user is not None and not sessionless and user.is_authenticated:
             now = now_seconds()
             reason = expiry_reason(request.session, now)
             if reason is not None:

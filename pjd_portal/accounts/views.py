@@ -42,7 +42,13 @@ def home(request: HttpRequest) -> HttpResponse:
     return render(
         request,
         "accounts/no_clinical_role.html",
-        {"decision": decision, "roles": sorted(active_roles(request))},
+        {
+            "decision": decision,
+            "roles": sorted(active_roles(request)),
+            "may_read_patient_access_log": bool(
+                policy.may_read_patient_access_log(selectors.staff_facts(request))
+            ),
+        },
     )
 
 

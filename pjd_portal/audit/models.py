@@ -26,6 +26,7 @@ class EventType(models.TextChoices):
     DOCUMENT_LIST = "document_list", _("Document list")
     DOCUMENT_OPEN = "document_open", _("Document opened")
     ACCESS_DENIED = "access_denied", _("Access denied")
+    PATIENT_LOG_READ = "patient_log_read", _("Patient's access log read")
 
 
 class Outcome(models.TextChoices):

@@ -1,0 +1,182 @@
+"""The administration area (/forvaltning/): the patient's access log for the privacy officer.
+
+"Innsyn i logg": a patient asks who has accessed their records; the privacy officer looks
+the patient up by national id (POST, never in a URL) and prints the log for them: who,
+which organisation, when, which document, on what basis, and the outcome, newest first.
+
+The area exists only for those the policy lets in. Everyone else, anonymous users
+included, gets the very 404 a missing page gives, so the area cannot be discovered.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from functools import wraps
+from typing import Any
+
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import render
+from django.utils import timezone
+from django.utils.translation import gettext_lazy as _
+
+from pjd_portal.access import policy, selectors
+from pjd_portal.access.models import Basis
+from pjd_portal.accounts.context import current_organisation
+from pjd_portal.audit.log_reads import record_log_read
+from pjd_portal.audit.models import AccessEvent, EventType, Outcome
+from pjd_portal.audit.selectors import InvalidCursor, patient_log_page
+from pjd_portal.audit.services import record_event
+from pjd_portal.forvaltning.forms import PatientLogForm
+from pjd_portal.patients.models import Patient
+from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
+from pjd_portal.patients.views import LOOKUP_MESSAGES
+
+View = Callable[..., HttpResponse]
+CHANNEL = "privacy_officer"
+
+
+def privacy_officer_required(view: View) -> View:
+    """Only those the policy lets read patients' access logs get past; the rest get the
+    404 of a missing page, whatever the method. A logged-in person's attempt is logged."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        staff = selectors.staff_facts(request)
+        decision = policy.may_read_patient_access_log(staff)
+        if not decision:
+            if staff is not None:
+                record_event(
+                    request=request,
+                    event_type=EventType.ACCESS_DENIED,
+                    outcome=Outcome.DENIED,
+                    reason_code=decision.reason_code,
+                    details={"view": view.__name__},
+                )
+            raise Http404()
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+@dataclass(frozen=True)
+class LogRow:
+    """One line of the printed log, as the patient will read it."""
+
+    occurred_at: Any
+    action: str
+    actor_name: str
+    actor_hpr_number: str
+    organisation_name: str
+    organisation_orgnr: str
+    document_title: str
+    document_institution: str
+    document_withheld: bool
+    basis: str
+    reason_text: str
+    outcome: str
+    granted: bool
+
+
+def _basis_label(code: str) -> str:
+    return str(Basis(code).label) if code in Basis.values else code
+
+
+def log_rows(events: list[AccessEvent]) -> list[LogRow]:
+    rows = []
+    for event in events:
+        document = event.document if event.document_id is not None else None
+        shown = document is not None and policy.citizen_may_see_document_details(
+            document.confidentiality_code
+        )
+        rows.append(
+            LogRow(
+                occurred_at=event.occurred_at,
+                action=event.get_event_type_display(),
+                actor_name=event.actor_name,
+                actor_hpr_number=event.actor_hpr_number,
+                organisation_name=event.organisation_name,
+                organisation_orgnr=event.organisation_orgnr,
+                document_title=document.title if shown and document is not None else "",
+                document_institution=document.institution_name if shown and document is not None else "",
+                document_withheld=document is not None and not shown,
+                basis=_basis_label(event.basis),
+                reason_text=event.reason_text,
+                outcome=event.get_outcome_display(),
+                granted=event.outcome == Outcome.GRANTED,
+            )
+        )
+    return rows
+
+
+NATIONAL_ID_MESSAGES = {
+    "format": LOOKUP_MESSAGES["invalid_format"],
+    "checksum": LOOKUP_MESSAGES["invalid_checksum"],
+    "date": LOOKUP_MESSAGES["invalid_date"],
+    "synthetic_not_allowed": LOOKUP_MESSAGES["invalid_synthetic_not_allowed"],
+}
+
+
+@privacy_officer_required
+def patient_access_log(request: HttpRequest) -> HttpResponse:
+    if request.method not in ("GET", "POST"):
+        response = HttpResponse(status=405)
+        response["Allow"] = "GET, POST"
+        return response
+    template = "forvaltning/patient_log.html"
+    if request.method == "GET":
+        return render(request, template, {"form": PatientLogForm()})
+
+    form = PatientLogForm(request.POST)
+    if not form.is_valid():
+        return render(request, template, {"form": form}, status=400)
+    try:
+        national_id = parse_national_id(
+            form.cleaned_data["national_id"], allow_synthetic=settings.ALLOW_SYNTHETIC_IDS
+        )
+    except InvalidNationalId as exc:
+        record_log_read(
+            request=request, outcome=Outcome.INVALID, channel=CHANNEL, reason_code=f"invalid_{exc.code}"
+        )
+        form.add_error("national_id", NATIONAL_ID_MESSAGES.get(exc.code, LOOKUP_MESSAGES["invalid_format"]))
+        return render(request, template, {"form": form}, status=400)
+
+    patient = Patient.objects.filter(national_id=national_id.value).first()
+    if patient is None:
+        record_log_read(
+            request=request,
+            outcome=Outcome.NOT_FOUND,
+            channel=CHANNEL,
+            national_id=national_id.value,
+            reason_code="no_such_patient",
+        )
+        return render(request, template, {"form": form, "not_found": True})
+
+    cursor = form.cleaned_data["cursor"] or None
+    try:
+        page = patient_log_page(patient.pk, cursor=cursor, limit=settings.PATIENT_LOG_PAGE_SIZE)
+    except InvalidCursor:
+        form.add_error(None, _("The page could not be shown. Search again from the first page."))
+        return render(request, template, {"form": form}, status=400)
+    record_log_read(
+        request=request,
+        outcome=Outcome.GRANTED,
+        channel=CHANNEL,
+        patient=patient,
+        details={"returned": len(page.events), "cursor": bool(cursor)},
+    )
+    return render(
+        request,
+        template,
+        {
+            "form": PatientLogForm(initial={"national_id": national_id.value}),
+            "patient": patient,
+            "national_id": national_id.value,
+            "rows": log_rows(page.events),
+            "next_cursor": page.next_cursor,
+            "first_page": cursor is None,
+            "printed_at": timezone.now(),
+            "organisation": current_organisation(request),
+        },
+    )

@@ -1,0 +1,1030 @@
+"""The patient's access log ("innsyn i logg"): FHIR AuditEvents (IHE BALP) for the citizen
+portal's API, keyset paging, and the privacy officer's printable page.
+
+FHIR output is validated with `fhir.resources`' R4B models (strict: unknown elements and
+bad datatypes are errors)."""
+
+from __future__ import annotations
+
+import base64
+import datetime
+import hashlib
+import hmac
+import json
+import re
+import time
+import uuid
+from urllib.parse import parse_qs, urlencode, urlsplit
+
+import jwt
+import pytest
+import time_machine
+from cryptography.hazmat.primitives import serialization
+from cryptography.hazmat.primitives.asymmetric import rsa
+from django.contrib.auth.models import AnonymousUser
+from django.db import connection
+from django.test import Client, RequestFactory
+from django.test.utils import CaptureQueriesContext
+from fhir.resources.R4B.auditevent import AuditEvent as FhirAuditEvent
+from fhir.resources.R4B.bundle import Bundle as FhirBundle
+from fhir.resources.R4B.operationoutcome import OperationOutcome as FhirOperationOutcome
+
+from pjd_portal.access import policy
+from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
+from pjd_portal.accounts.keys import public_jwks
+from pjd_portal.accounts.models import Membership, Organisation, OrganisationKind, Role
+from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY
+from pjd_portal.audit import fhir
+from pjd_portal.audit.models import AccessEvent, EventType, Outcome
+from pjd_portal.audit.selectors import (
+    PATIENT_LOG_EVENT_TYPES,
+    InvalidCursor,
+    decode_cursor,
+    patient_log_page,
+)
+from pjd_portal.audit.services import record_event
+from pjd_portal.documents.models import ConfidentialityCode
+from tests.conftest import (
+    LIST_PATIENT_ID,
+    OTHER_PATIENT_ID,
+    UNKNOWN_PATIENT_ID,
+    add_document,
+    comparable,
+    login,
+    lookup_and_attest,
+    make_user,
+    synthetic_id,
+)
+
+API = "/api/fhir/AuditEvent/_search"
+AUDIENCE = f"http://testserver{API}"
+PAGE = "/forvaltning/innsyn/"
+CLIENT_ID = "innbyggerportal"
+FHIR_JSON = "application/fhir+json"
+T0 = datetime.datetime(2026, 7, 1, 10, 0, 0, tzinfo=datetime.UTC)  # 12:00 in Oslo (CEST)
+
+
+# --- fixtures and helpers ----------------------------------------------------------
+
+
+def _rsa_pem() -> bytes:
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    return key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+
+
+@pytest.fixture(scope="module")
+def citizen_key() -> bytes:
+    return _rsa_pem()
+
+
+@pytest.fixture(scope="module")
+def other_key() -> bytes:
+    return _rsa_pem()
+
+
+@pytest.fixture
+def citizen_portal(settings, citizen_key):
+    """The citizen portal registered as the API client, its public key given as JSON."""
+
+    jwks = public_jwks(citizen_key)
+    settings.CITIZEN_PORTAL_CLIENT_ID = CLIENT_ID
+    settings.CITIZEN_PORTAL_JWKS = json.dumps(jwks)
+    return jwks["keys"][0]["kid"]
+
+
+def claims(**overrides):
+    now = int(time.time())
+    base = {
+        "iss": CLIENT_ID,
+        "sub": CLIENT_ID,
+        "aud": AUDIENCE,
+        "iat": now,
+        "exp": now + 60,
+        "jti": str(uuid.uuid4()),
+    }
+    base.update(overrides)
+    return {k: v for k, v in base.items() if v is not None}
+
+
+def token(key: bytes, kid: str, **overrides) -> str:
+    return jwt.encode(claims(**overrides), key, algorithm="RS256", headers={"kid": kid})
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
+
+
+def unsigned_token(header: dict, payload: dict, signature: bytes = b"") -> str:
+    head = _b64(json.dumps(header).encode())
+    body = _b64(json.dumps(payload).encode())
+    return f"{head}.{body}.{_b64(signature)}"
+
+
+def api(client: Client, data: dict, bearer: str | None, *, as_json: bool = False, query: str = ""):
+    headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
+    url = f"{API}?{query}" if query else API
+    if as_json:
+        return client.post(url, data=json.dumps(data), content_type="application/json", **headers)
+    return client.post(url, data=urlencode(data), content_type="application/x-www-form-urlencoded", **headers)
+
+
+@pytest.fixture
+def privacy_officer(world):
+    """The national privacy officer (personvernombud) of the PJD administration."""
+
+    forvaltning = Organisation.objects.create(
+        orgnr="310900001", name="PJD forvaltning", kind=OrganisationKind.FORVALTNING
+    )
+    user = make_user("t-personvern", synthetic_id(9, 12, 79, 376), "", "Pia Personvern")
+    Membership.objects.create(user=user, organisation=forvaltning, role=Role.PRIVACY_OFFICER)
+    return user, forvaltning
+
+
+@pytest.fixture
+def as_privacy_officer(privacy_officer):
+    user, org = privacy_officer
+    return login(Client(), user, org)
+
+
+def record(world, when, event_type, outcome=Outcome.GRANTED, *, user=None, org=None, **kwargs):
+    """One event through the audit service, at a fixed time."""
+
+    request = RequestFactory().post("/")
+    request.user = AnonymousUser()
+    request.request_id = uuid.uuid4().hex
+    with time_machine.travel(when, tick=False):
+        return record_event(
+            request=request,
+            event_type=event_type,
+            outcome=outcome,
+            user=user or world.fastlege,
+            organisation=org or world.gp_office,
+            **kwargs,
+        )
+
+
+def make_attest(world, basis=Basis.UNNTAK, purpose="TREAT", reason=""):
+    now = datetime.datetime.now(datetime.UTC)
+    lookup = PatientLookup.objects.create(
+        user=world.fastlege,
+        organisation=world.gp_office,
+        patient=world.patient,
+        created_at=now,
+        expires_at=now + datetime.timedelta(hours=1),
+    )
+    return AccessAttest.objects.create(
+        lookup=lookup,
+        user=world.fastlege,
+        organisation=world.gp_office,
+        patient=world.patient,
+        basis=basis,
+        purpose_of_use=purpose,
+        care_relation="BEHANDLER",
+        reason=reason,
+        created_at=now,
+        expires_at=now + datetime.timedelta(hours=1),
+    )
+
+
+def validate_event(resource: dict) -> FhirAuditEvent:
+    return FhirAuditEvent.model_validate(resource)
+
+
+def codings(concepts):
+    return {(c["system"], c["code"]) for concept in concepts for c in concept["coding"]}
+
+
+def user_agent(resource):
+    [agent] = [a for a in resource["agent"] if a["requestor"] and "reference" in a["who"]]
+    return agent
+
+
+def entity(resource, system, code):
+    found = [
+        e for e in resource.get("entity", []) if (e["type"]["system"], e["type"]["code"]) == (system, code)
+    ]
+    return found
+
+
+# --- 1. mapping: every event type, validated as R4B --------------------------------
+
+
+def _cases(world):
+    """(label, event) for every event type the portal writes, with the interesting variants."""
+
+    doc = add_document(world)
+    attest = make_attest(world)
+    emergency = make_attest(world, Basis.AKUTT, "BTG", "Pasienten er bevisstløs etter fall.")
+    cases = [
+        ("login", record(world, T0, EventType.LOGIN)),
+        ("login_refused", record(world, T0, EventType.LOGIN_REFUSED, Outcome.DENIED, reason_code="no_hpr")),
+        ("logout", record(world, T0, EventType.LOGOUT)),
+        ("organisation_chosen", record(world, T0, EventType.ORGANISATION_CHOSEN)),
+        ("session_expired", record(world, T0, EventType.SESSION_EXPIRED, Outcome.DENIED, reason_code="idle")),
+        ("lookup", record(world, T0, EventType.PATIENT_LOOKUP, patient=world.patient)),
+        (
+            "lookup_miss",
+            record(
+                world,
+                T0,
+                EventType.PATIENT_LOOKUP,
+                Outcome.NOT_FOUND,
+                reason_code="no_such_patient",
+                patient_national_id=UNKNOWN_PATIENT_ID,
+            ),
+        ),
+        (
+            "lookup_invalid",
+            record(world, T0, EventType.PATIENT_LOOKUP, Outcome.INVALID, reason_code="invalid_format"),
+        ),
+        ("basis", record(world, T0, EventType.BASIS_STATED, patient=world.patient, attest=attest)),
+        (
+            "emergency",
+            record(
+                world,
+                T0,
+                EventType.EMERGENCY_ACCESS,
+                patient=world.patient,
+                attest=emergency,
+                reason_text=emergency.reason,
+                flagged_for_review=True,
+            ),
+        ),
+        (
+            "list",
+            record(
+                world,
+                T0,
+                EventType.DOCUMENT_LIST,
+                patient=world.patient,
+                attest=attest,
+                details={"page": 1, "sort": "-date", "category": "", "shown": 1},
+            ),
+        ),
+        (
+            "open",
+            record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc, attest=attest),
+        ),
+        (
+            "open_denied",
+            record(
+                world,
+                T0,
+                EventType.ACCESS_DENIED,
+                Outcome.DENIED,
+                reason_code="outside_window",
+                patient=world.patient,
+                document=doc,
+                attest=attest,
+                details={"document_id": str(doc.document_id)},
+            ),
+        ),
+        (
+            "basis_denied",
+            record(
+                world,
+                T0,
+                EventType.ACCESS_DENIED,
+                Outcome.DENIED,
+                reason_code="unntak_not_list_patient",
+                patient=world.patient,
+                basis=Basis.UNNTAK,
+            ),
+        ),
+        (
+            "list_denied",
+            record(
+                world,
+                T0,
+                EventType.ACCESS_DENIED,
+                Outcome.DENIED,
+                reason_code="clinician_blocked",
+                patient=world.patient,
+                attest=attest,
+            ),
+        ),
+        (
+            "unknown_handle",
+            record(
+                world,
+                T0,
+                EventType.ACCESS_DENIED,
+                Outcome.NOT_FOUND,
+                reason_code="unknown_handle",
+                details={"handle": str(uuid.uuid4())},
+            ),
+        ),
+    ]
+    # A log read has no person behind it (the citizen portal asked): recorded without one.
+    request = RequestFactory().post("/")
+    request.user = AnonymousUser()
+    with time_machine.travel(T0, tick=False):
+        log_read = record_event(
+            request=request,
+            event_type=fhir.PATIENT_LOG_READ,
+            outcome=Outcome.GRANTED,
+            patient=world.patient,
+            details={"client_id": CLIENT_ID, "log_read": "fhir_api"},
+            actor_from_request=False,
+        )
+    cases.append(("log_read_by_citizen_portal", log_read))
+    # Whatever types audit/models.py has by now: each maps to something valid.
+    covered = {event.event_type for _, event in cases}
+    for event_type in EventType.values:
+        if event_type not in covered:
+            cases.append((event_type, record(world, T0, event_type, patient=world.patient)))
+    return cases
+
+
+def _loaded(event):
+    return AccessEvent.objects.select_related("document", "attest").get(pk=event.pk)
+
+
+def test_every_event_type_maps_to_a_valid_r4b_audit_event(world):
+    cases = _cases(world)
+    assert {e.event_type for _, e in cases} >= set(EventType.values)
+    for label, event in cases:
+        resource = fhir.audit_event(_loaded(event))
+        validate_event(resource)  # raises on anything R4B does not allow
+        assert resource["id"] == str(event.event_id), label
+        assert resource["recorded"] == "2026-07-01T10:00:00.000000Z", label
+        assert resource["outcome"] == ("0" if event.outcome == Outcome.GRANTED else "4"), label
+        # A BALP profile is claimed only for successes (BALP fixes outcome to 0).
+        if event.outcome != Outcome.GRANTED:
+            assert "meta" not in resource, label
+
+
+def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_and_document(world):
+    doc = add_document(world, title="Epikrise hjerteavdelingen")
+    attest = make_attest(world)
+    event = record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc, attest=attest)
+    resource = fhir.audit_event(_loaded(event))
+    validate_event(resource)
+
+    assert resource["meta"]["profile"] == [
+        "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientRead"
+    ]
+    assert resource["type"] == {
+        "system": "http://terminology.hl7.org/CodeSystem/audit-event-type",
+        "code": "rest",
+        "display": "Restful Operation",
+    }
+    assert [(s["system"], s["code"]) for s in resource["subtype"]] == [
+        ("http://hl7.org/fhir/restful-interaction", "read")
+    ]
+    assert resource["action"] == "R"
+
+    # agents: user (IRCP), client (DCM 110152 for a read), server (DCM 110153)
+    agent_types = {
+        (a["type"]["coding"][0]["system"], a["type"]["coding"][0]["code"]) for a in resource["agent"]
+    }
+    assert agent_types == {
+        ("http://terminology.hl7.org/CodeSystem/v3-ParticipationType", "IRCP"),
+        ("http://dicom.nema.org/resources/ontology/DCM", "110152"),
+        ("http://dicom.nema.org/resources/ontology/DCM", "110153"),
+    }
+    user = user_agent(resource)
+    assert user["who"]["identifier"] == {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "910000011"}
+    assert user["who"]["display"] == "Kari Fastlege"
+    assert codings(user["role"]) == {("urn:oid:2.16.578.1.12.4.1.1.9060", "LE")}
+    assert codings(user["purposeOfUse"]) == {
+        ("http://terminology.hl7.org/CodeSystem/v3-ActReason", "TREAT"),
+        (fhir.BASIS_SYSTEM, "UNNTAK"),
+    }
+    contained = {r["resourceType"]: r for r in resource["contained"]}
+    assert user["who"]["reference"] == "#actor-role"
+    assert {(i["system"], i["value"]) for i in contained["Practitioner"]["identifier"]} == {
+        ("urn:oid:2.16.578.1.12.4.1.4.4", "910000011"),
+        ("urn:oid:2.16.578.1.12.4.1.4.1", world.fastlege.pid),
+    }
+    assert contained["Organization"]["identifier"] == [
+        {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "310000000"}
+    ]
+    assert contained["Organization"]["name"] == "Storgata legekontor"
+
+    [patient] = entity(resource, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "1")
+    assert patient["role"]["code"] == "1"
+    assert patient["what"]["identifier"] == {
+        "system": "urn:oid:2.16.578.1.12.4.1.4.1",
+        "value": LIST_PATIENT_ID,
+    }
+    [document] = entity(resource, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2")
+    assert document["role"]["code"] == "4"
+    assert document["what"]["identifier"]["value"] == f"urn:uuid:{doc.document_id}"
+    assert document["what"]["display"] == "Epikrise hjerteavdelingen"
+    assert document["description"] == "Oslo universitetssykehus HF"
+    [transaction] = entity(resource, fhir.BALP_ENTITY_TYPE, "XrequestId")
+    assert transaction["what"]["identifier"]["value"] == event.request_id
+
+
+def test_lookup_and_list_are_balp_patient_query_with_the_query_base64(world):
+    lookup = record(world, T0, EventType.PATIENT_LOOKUP, patient=world.patient)
+    listed = record(
+        world, T0, EventType.DOCUMENT_LIST, patient=world.patient, details={"page": 2, "sort": "title"}
+    )
+    for event in (lookup, listed):
+        resource = fhir.audit_event(_loaded(event))
+        validate_event(resource)
+        assert resource["meta"]["profile"] == [
+            "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientQuery"
+        ]
+        assert resource["subtype"][0]["code"] == "search-type"
+        assert resource["action"] == "E"
+        client = next(a for a in resource["agent"] if a["type"]["coding"][0]["code"] == "110153")
+        assert client["requestor"] is False  # the user is the requestor
+        [query] = [e for e in resource["entity"] if e.get("role", {}).get("code") == "24"]
+        decoded = base64.b64decode(query["query"]).decode()
+        assert decoded == query["description"]
+        params = parse_qs(urlsplit(decoded).query)
+        assert f"{fhir.NATIONAL_ID_SYSTEM}|{LIST_PATIENT_ID}" in next(iter(params.values()))
+
+
+def test_emergency_access_is_a_create_with_break_the_glass_and_the_reason(world):
+    attest = make_attest(world, Basis.AKUTT, "BTG", "Pasienten er bevisstløs etter fall.")
+    event = record(
+        world, T0, EventType.EMERGENCY_ACCESS, patient=world.patient, attest=attest, reason_text=attest.reason
+    )
+    resource = fhir.audit_event(_loaded(event))
+    validate_event(resource)
+    assert resource["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientCreate")
+    assert resource["action"] == "C"
+    user = user_agent(resource)
+    assert user["type"]["coding"][0]["code"] == "AUT"
+    purposes = {c["coding"][0]["code"]: c for c in user["purposeOfUse"]}
+    assert purposes["BTG"]["coding"][0]["system"] == "http://terminology.hl7.org/CodeSystem/v3-ActReason"
+    assert purposes["AKUTT"]["text"] == "Pasienten er bevisstløs etter fall."
+    [data] = [e for e in resource["entity"] if e["type"]["code"] == "2"]
+    assert data["what"]["identifier"]["value"] == f"urn:uuid:{attest.attest_id}"
+
+
+def test_a_refused_open_follows_patient_read_with_a_failure_outcome_and_no_profile_claim(world):
+    doc = add_document(world)
+    event = record(
+        world,
+        T0,
+        EventType.ACCESS_DENIED,
+        Outcome.DENIED,
+        reason_code="source_rule_open",
+        patient=world.patient,
+        document=doc,
+        details={"document_id": str(doc.document_id)},
+    )
+    resource = fhir.audit_event(_loaded(event))
+    validate_event(resource)
+    assert (resource["action"], resource["outcome"]) == ("R", "4")
+    assert resource["outcomeDesc"] == "denied: source_rule_open"
+    assert "meta" not in resource
+
+
+def test_recorded_is_the_event_time_in_utc():
+    event = AccessEvent(
+        event_id=uuid.uuid4(),
+        occurred_at=datetime.datetime(
+            2026, 1, 15, 23, 30, 0, 250000, tzinfo=datetime.timezone(datetime.timedelta(hours=1))
+        ),
+        event_type=EventType.LOGIN,
+        outcome=Outcome.GRANTED,
+    )
+    resource = fhir.audit_event(event)
+    assert resource["recorded"] == "2026-01-15T22:30:00.250000Z"
+    validate_event(resource)
+
+
+@pytest.mark.parametrize("code", [ConfidentialityCode.NORN_DUE, ConfidentialityCode.NORU])
+def test_a_document_kept_from_the_citizen_is_logged_without_its_title(world, code):
+    doc = add_document(world, title="Hemmelig tittel", confidentiality=code)
+    event = record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc)
+    resource = fhir.audit_event(_loaded(event))
+    validate_event(resource)
+    text = json.dumps(resource)
+    assert "Hemmelig tittel" not in text and "Oslo universitetssykehus" not in text
+    assert f"urn:uuid:{doc.document_id}" in text  # the access itself is still there
+    assert not policy.citizen_may_see_document_details(code)
+    assert policy.citizen_may_see_document_details(ConfidentialityCode.NORMAL)
+
+
+# --- 2. the Bundle -------------------------------------------------------------------
+
+
+def test_search_bundle_validates_with_entries_and_when_empty(world):
+    events = [e for _, e in _cases(world)]
+    resources = [fhir.audit_event(_loaded(e)) for e in events]
+    now = datetime.datetime.now(datetime.UTC)
+    bundle = fhir.search_bundle(resources, self_url=AUDIENCE, next_url=f"{AUDIENCE}?cursor=x", now=now)
+    parsed = FhirBundle.model_validate(bundle)
+    assert parsed.type == "searchset"
+    assert len(parsed.entry) == len(events)
+    assert all(e.search.mode == "match" for e in parsed.entry)
+    assert [link.relation for link in parsed.link] == ["self", "next"]
+    empty = fhir.search_bundle([], self_url=AUDIENCE, now=now)
+    assert FhirBundle.model_validate(empty).entry is None
+
+
+# --- 3. keyset paging ----------------------------------------------------------------
+
+
+def _patient_events(world, n=7):
+    """n events for the patient, three of them at the very same instant (the id breaks
+    the tie), plus noise that must never appear: other patient, no patient, a login."""
+
+    made = []
+    for i in range(n):
+        when = T0 + datetime.timedelta(minutes=i if i < 4 else 3)  # 3, 4, 5, 6 share minute 3
+        made.append(record(world, when, EventType.DOCUMENT_LIST, patient=world.patient))
+    record(world, T0, EventType.DOCUMENT_LIST, patient=world.other_patient)
+    record(world, T0, EventType.LOGIN)
+    expected = sorted(made, key=lambda e: (e.occurred_at, e.pk), reverse=True)
+    return expected
+
+
+def test_keyset_paging_across_three_pages_gives_every_event_once_in_order(world):
+    expected = _patient_events(world, 7)
+    seen, cursor, pages = [], None, 0
+    while True:
+        page = patient_log_page(world.patient.pk, cursor=cursor, limit=3)
+        pages += 1
+        seen += page.events
+        if page.next_cursor is None:
+            break
+        cursor = page.next_cursor
+        # An event written between two pages (the log read itself, say) moves nothing.
+        record(world, T0 + datetime.timedelta(days=1), EventType.DOCUMENT_OPEN, patient=world.patient)
+    assert pages == 3
+    assert [e.pk for e in seen] == [e.pk for e in expected]
+    assert len({e.pk for e in seen}) == 7
+
+
+def test_the_selector_uses_no_offset_and_one_query_per_page(world):
+    _patient_events(world, 7)
+    first = patient_log_page(world.patient.pk, limit=3)
+    with CaptureQueriesContext(connection) as queries:
+        page = patient_log_page(world.patient.pk, cursor=first.next_cursor, limit=3)
+        [e.document for e in page.events]
+    assert len(queries) == 1
+    sql = queries[0]["sql"].upper()
+    assert "OFFSET" not in sql
+    assert "ORDER BY" in sql
+
+
+def test_only_accesses_to_the_patient_are_in_their_log(world):
+    record(world, T0, EventType.LOGIN)
+    lookup = record(world, T0, EventType.PATIENT_LOOKUP, patient=world.patient)
+    record(world, T0, "patient_log_read", patient=world.patient)  # reading the log is not an access
+    page = patient_log_page(world.patient.pk, limit=50)
+    assert [e.pk for e in page.events] == [lookup.pk]
+    assert {"patient_lookup", "document_open", "access_denied"} <= PATIENT_LOG_EVENT_TYPES
+
+
+@pytest.mark.parametrize("bad", ["", "nonsense", "a:b:c", "W10:1abc:xyz"])
+def test_a_bad_or_tampered_cursor_is_refused(world, bad):
+    with pytest.raises(InvalidCursor):
+        decode_cursor(bad)
+    _patient_events(world, 4)
+    good = patient_log_page(world.patient.pk, limit=2).next_cursor
+    with pytest.raises(InvalidCursor):
+        patient_log_page(world.patient.pk, cursor=good[:-2] + ("AA" if good[-2:] != "AA" else "BB"), limit=2)
+
+
+# --- 4. the API for the citizen portal ---------------------------------------------
+
+
+def test_api_answers_a_bundle_newest_first_and_audits_the_call(world, citizen_portal, citizen_key):
+    expected = _patient_events(world, 4)
+    response = api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal))
+    assert response.status_code == 200, response.content
+    assert response["Content-Type"] == FHIR_JSON
+    assert response["Cache-Control"] == "no-store"
+    bundle = json.loads(response.content)
+    FhirBundle.model_validate(bundle)
+    assert bundle["type"] == "searchset"
+    assert [e["resource"]["id"] for e in bundle["entry"]] == [str(e.event_id) for e in expected]
+    [read] = AccessEvent.objects.filter(details__log_read="fhir_api")
+    assert read.patient_national_id == LIST_PATIENT_ID
+    assert read.outcome == Outcome.GRANTED
+    assert read.details["client_id"] == CLIENT_ID
+    assert read.actor_user_id is None
+    # Not shown to the patient as an access in their own log.
+    assert read.pk not in {e.pk for e in patient_log_page(world.patient.pk, limit=50).events}
+
+
+def test_api_accepts_a_json_body_and_the_identifier_with_its_system(world, citizen_portal, citizen_key):
+    _patient_events(world, 2)
+    body = {"patient": f"urn:oid:2.16.578.1.12.4.1.4.1|{LIST_PATIENT_ID}"}
+    response = api(Client(), body, token(citizen_key, citizen_portal), as_json=True)
+    assert response.status_code == 200
+    assert len(json.loads(response.content)["entry"]) == 2
+
+
+def test_api_pages_with_the_cursor_across_three_pages(world, citizen_portal, citizen_key):
+    expected = _patient_events(world, 7)
+    ids, data, pages = [], {"patient": LIST_PATIENT_ID, "_count": "3"}, 0
+    while True:
+        response = api(Client(), data, token(citizen_key, citizen_portal))
+        assert response.status_code == 200
+        bundle = json.loads(response.content)
+        FhirBundle.model_validate(bundle)
+        pages += 1
+        ids += [e["resource"]["id"] for e in bundle.get("entry", [])]
+        links = {link["relation"]: link["url"] for link in bundle["link"]}
+        assert all(LIST_PATIENT_ID not in url for url in links.values())
+        if "next" not in links:
+            break
+        assert links["next"].startswith(AUDIENCE + "?cursor=")
+        [cursor] = parse_qs(urlsplit(links["next"]).query)["cursor"]
+        data = {"patient": LIST_PATIENT_ID, "_count": "3", "cursor": cursor}
+    assert pages == 3
+    assert ids == [str(e.event_id) for e in expected]
+
+
+def test_api_unknown_patient_gets_an_empty_bundle_like_a_patient_nobody_accessed(
+    world, citizen_portal, citizen_key
+):
+    unknown = api(Client(), {"patient": UNKNOWN_PATIENT_ID}, token(citizen_key, citizen_portal))
+    untouched = api(Client(), {"patient": OTHER_PATIENT_ID}, token(citizen_key, citizen_portal))
+    for response in (unknown, untouched):
+        assert response.status_code == 200
+        bundle = json.loads(response.content)
+        FhirBundle.model_validate(bundle)
+        assert "entry" not in bundle and "total" not in bundle
+    strip = lambda b: {k: v for k, v in json.loads(b.content).items() if k not in ("id", "timestamp")}  # noqa: E731
+    assert strip(unknown) == strip(untouched)
+    miss = AccessEvent.objects.get(details__log_read="fhir_api", outcome=Outcome.NOT_FOUND)
+    assert miss.patient_national_id == UNKNOWN_PATIENT_ID
+
+
+@pytest.mark.parametrize(
+    "value",
+    [
+        "1234",
+        "abcdefghijk",
+        LIST_PATIENT_ID[:-1] + str((int(LIST_PATIENT_ID[-1]) + 1) % 10),
+        "",
+        "urn:other|123",
+    ],
+)
+def test_api_bad_national_id_is_400_operation_outcome(world, citizen_portal, citizen_key, value):
+    response = api(Client(), {"patient": value}, token(citizen_key, citizen_portal))
+    assert response.status_code == 400
+    assert response["Content-Type"] == FHIR_JSON
+    FhirOperationOutcome.model_validate(json.loads(response.content))
+
+
+@pytest.mark.parametrize(
+    ("data", "query"),
+    [
+        ({"patient": LIST_PATIENT_ID, "_count": "0"}, ""),
+        ({"patient": LIST_PATIENT_ID, "_count": "x"}, ""),
+        ({"patient": LIST_PATIENT_ID, "cursor": "garbage"}, ""),
+        ({"patient": UNKNOWN_PATIENT_ID, "cursor": "garbage"}, ""),
+        ({"patient": LIST_PATIENT_ID, "name": "Ola"}, ""),
+        ({}, f"patient={LIST_PATIENT_ID}"),
+    ],
+)
+def test_api_bad_requests_are_400_operation_outcomes(world, citizen_portal, citizen_key, data, query):
+    response = api(Client(), data, token(citizen_key, citizen_portal), query=query)
+    assert response.status_code == 400
+    FhirOperationOutcome.model_validate(json.loads(response.content))
+
+
+def test_api_refuses_a_body_that_is_not_json(world, citizen_portal, citizen_key):
+    response = Client().post(
+        API,
+        data="{not json",
+        content_type="application/json",
+        HTTP_AUTHORIZATION=f"Bearer {token(citizen_key, citizen_portal)}",
+    )
+    assert response.status_code == 400
+    FhirOperationOutcome.model_validate(json.loads(response.content))
+
+
+def test_api_is_post_only(world, citizen_portal, citizen_key):
+    response = Client().get(
+        API, {"patient": LIST_PATIENT_ID}, HTTP_AUTHORIZATION=f"Bearer {token(citizen_key, citizen_portal)}"
+    )
+    assert response.status_code == 405
+    assert response["Allow"] == "POST"
+    FhirOperationOutcome.model_validate(json.loads(response.content))
+    assert not AccessEvent.objects.exists()
+
+
+def _refusals(citizen_key, other_key, kid):
+    now = int(time.time())
+    good = claims()
+    public_pem = (
+        serialization.load_pem_private_key(citizen_key, None)
+        .public_key()
+        .public_bytes(serialization.Encoding.PEM, serialization.PublicFormat.SubjectPublicKeyInfo)
+    )
+    hs_header = {"alg": "HS256", "typ": "JWT", "kid": kid}
+    hs_signing = f"{_b64(json.dumps(hs_header).encode())}.{_b64(json.dumps(good).encode())}".encode()
+    return {
+        "no token": None,
+        "not a jwt": "abc.def",
+        "wrong signature": token(other_key, kid),
+        "unknown key id": token(citizen_key, "some-other-kid"),
+        "wrong aud": token(citizen_key, kid, aud="http://testserver/api/fhir/Patient/_search"),
+        "expired": token(citizen_key, kid, iat=now - 600, exp=now - 120),
+        "too long lived": token(citizen_key, kid, exp=now + 3600),
+        "wrong iss": token(citizen_key, kid, iss="someone-else"),
+        "wrong sub": token(citizen_key, kid, sub="someone-else"),
+        "no jti": token(citizen_key, kid, jti=None),
+        "no exp": token(citizen_key, kid, exp=None),
+        "alg none": unsigned_token({"alg": "none", "typ": "JWT", "kid": kid}, good),
+        "HS256 with the public key as secret": hs_signing.decode()
+        + "."
+        + _b64(hmac.new(public_pem, hs_signing, hashlib.sha256).digest()),
+        "not yet valid": token(citizen_key, kid, nbf=now + 600),
+    }
+
+
+REFUSAL_NAMES = [
+    "no token",
+    "not a jwt",
+    "wrong signature",
+    "unknown key id",
+    "wrong aud",
+    "expired",
+    "too long lived",
+    "wrong iss",
+    "wrong sub",
+    "no jti",
+    "no exp",
+    "alg none",
+    "HS256 with the public key as secret",
+    "not yet valid",
+]
+
+
+@pytest.mark.parametrize("case", REFUSAL_NAMES)
+def test_api_refuses_every_bad_token_with_401_operation_outcome(
+    world, citizen_portal, citizen_key, other_key, case
+):
+    bearer = _refusals(citizen_key, other_key, citizen_portal)[case]
+    client = Client(raise_request_exception=True)  # a 500 would raise here
+    response = api(client, {"patient": LIST_PATIENT_ID}, bearer)
+    assert response.status_code == 401, (case, response.content)
+    assert response["Content-Type"] == FHIR_JSON
+    assert response["WWW-Authenticate"].startswith("Bearer")
+    outcome = json.loads(response.content)
+    FhirOperationOutcome.model_validate(outcome)
+    assert outcome["issue"][0]["code"] == "login"
+    assert LIST_PATIENT_ID not in response.content.decode()
+    assert not AccessEvent.objects.exists()  # an unauthenticated call cannot fill the log
+
+
+def test_api_refuses_a_replayed_token(world, citizen_portal, citizen_key):
+    bearer = token(citizen_key, citizen_portal)
+    assert api(Client(), {"patient": LIST_PATIENT_ID}, bearer).status_code == 200
+    assert api(Client(), {"patient": LIST_PATIENT_ID}, bearer).status_code == 401
+
+
+def test_api_refuses_everything_when_no_client_is_configured(world, settings, citizen_key, citizen_portal):
+    settings.CITIZEN_PORTAL_CLIENT_ID = ""
+    assert api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal)).status_code == 401
+
+
+def test_api_reads_the_jwks_from_a_file(world, settings, tmp_path, citizen_key, citizen_portal):
+    path = tmp_path / "citizen-jwks.json"
+    path.write_text(settings.CITIZEN_PORTAL_JWKS)
+    settings.CITIZEN_PORTAL_JWKS = str(path)
+    assert api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal)).status_code == 200
+    settings.CITIZEN_PORTAL_JWKS = str(tmp_path / "missing.json")
+    assert api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal)).status_code == 401
+
+
+def test_api_ignores_the_login_session(world, citizen_portal, citizen_key):
+    """No CSRF token needed, and a browser session neither authenticates nor is kept alive."""
+
+    client = login(Client(enforce_csrf_checks=True), world.fastlege, world.gp_office)
+    session = client.session
+    session[SESSION_ACTIVITY_AT_KEY] = int(time.time()) - 100
+    session.save()
+    assert api(client, {"patient": LIST_PATIENT_ID}, None).status_code == 401
+    assert api(client, {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal)).status_code == 200
+    assert client.session[SESSION_ACTIVITY_AT_KEY] == session[SESSION_ACTIVITY_AT_KEY]
+    [read] = AccessEvent.objects.filter(details__log_read="fhir_api")
+    assert read.actor_user_id is None and read.organisation_orgnr == ""
+
+
+def test_api_hides_documents_kept_from_the_citizen(world, citizen_portal, citizen_key):
+    doc = add_document(world, title="Hemmelig tittel", confidentiality=ConfidentialityCode.NORN_DUE)
+    record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc)
+    response = api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal))
+    assert response.status_code == 200
+    assert "Hemmelig tittel" not in response.content.decode()
+
+
+def test_api_answers_the_real_clinician_path(world, as_fastlege, citizen_portal, citizen_key):
+    doc = add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    assert as_fastlege.get(f"/pasient/{handle}/").status_code == 200
+    assert as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/").status_code == 200
+    response = api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal))
+    bundle = json.loads(response.content)
+    FhirBundle.model_validate(bundle)
+    profiles = [e["resource"]["meta"]["profile"][0].rsplit(".", 1)[1] for e in bundle["entry"]]
+    assert profiles == [
+        "PatientRead",
+        "PatientQuery",
+        "PatientCreate",
+        "PatientQuery",
+    ]  # open, list, basis, lookup
+
+
+# --- 5. the privacy officer's printable page ---------------------------------------
+
+OTHER_PERSONAS = ["anonymous", "fastlege", "other_clinician", "auditor", "administrator"]
+
+
+def _same_page(response) -> str:
+    body = comparable(response)
+    return re.sub(r'data-(idle|absolute)-remaining="-?\d+"', "", body)
+
+
+@pytest.mark.parametrize("persona", OTHER_PERSONAS)
+def test_everyone_but_the_privacy_officer_gets_the_404_of_a_missing_page(world, persona_client, persona):
+    client = persona_client(persona)
+    missing = client.get("/forvaltning/finnes-ikke/")
+    assert missing.status_code == 404
+    for method in ("get", "post", "put"):
+        response = getattr(client, method)(PAGE, {"national_id": LIST_PATIENT_ID})
+        assert response.status_code == 404, (persona, method)
+        assert _same_page(response) == _same_page(missing)
+        assert "Pia" not in response.content.decode() and LIST_PATIENT_ID not in response.content.decode()
+    denied = AccessEvent.objects.filter(event_type=EventType.ACCESS_DENIED, reason_code="not_privacy_officer")
+    assert denied.count() == (0 if persona == "anonymous" else 3)
+    assert not AccessEvent.objects.filter(details__log_read="privacy_officer").exists()
+
+
+def test_a_privacy_officer_role_elsewhere_or_revoked_does_not_open_the_page(world, privacy_officer):
+    user, org = privacy_officer
+    # Acting for another organisation, where the role is not held.
+    Membership.objects.create(user=user, organisation=world.hospital, role=Role.AUDITOR)
+    assert login(Client(), user, world.hospital).get(PAGE).status_code == 404
+    Membership.objects.filter(user=user, role=Role.PRIVACY_OFFICER).update(active=False)
+    assert login(Client(), user, org).get(PAGE).status_code == 404
+    assert not policy.may_read_patient_access_log(None)
+
+
+def test_the_privacy_officer_sees_the_form_and_the_front_page_links_to_it(world, as_privacy_officer):
+    response = as_privacy_officer.get(PAGE)
+    assert response.status_code == 200
+    body = response.content.decode()
+    assert 'data-testid="patient-log-form"' in body
+    assert 'method="post"' in body
+    home = as_privacy_officer.get("/").content.decode()
+    assert f'href="{PAGE}"' in home
+
+
+def test_the_printed_log_shows_who_where_when_what_why_and_the_outcome(world, as_privacy_officer):
+    doc = add_document(world, title="Epikrise hjerteavdelingen")
+    emergency = make_attest(world, Basis.AKUTT, "BTG", "Pasienten er bevisstløs etter fall.")
+    record(
+        world,
+        T0,
+        EventType.EMERGENCY_ACCESS,
+        patient=world.patient,
+        attest=emergency,
+        reason_text=emergency.reason,
+    )
+    record(
+        world,
+        T0 + datetime.timedelta(minutes=5),
+        EventType.DOCUMENT_OPEN,
+        patient=world.patient,
+        document=doc,
+        attest=emergency,
+    )
+    record(
+        world,
+        T0 + datetime.timedelta(minutes=7),
+        EventType.ACCESS_DENIED,
+        Outcome.DENIED,
+        reason_code="clinician_blocked",
+        user=world.other_clinician,
+        org=world.legevakt,
+        patient=world.patient,
+    )
+    response = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID})
+    assert response.status_code == 200
+    body = response.content.decode()
+    rows = re.findall(r'<tr data-testid="patient-log-row">(.*?)</tr>', body, re.S)
+    assert len(rows) == 3
+    newest, opened, stated = rows
+    assert "Lars Legevakt" in newest and "910000022" in newest and "Bergen legevakt" in newest
+    assert "Avvist" in newest  # Outcome.DENIED in bokmål
+    assert "01.07.2026 12:05:00" in opened  # 10:05 UTC is 12:05 in Oslo in July
+    assert "Kari Fastlege" in opened and "910000011" in opened
+    assert "Storgata legekontor" in opened and "310000000" in opened
+    assert "Epikrise hjerteavdelingen" in opened and "Oslo universitetssykehus HF" in opened
+    assert "Akutt" in opened and "Pasienten er bevisstløs etter fall." in stated
+    assert "Ingrid Testesen" in body
+    # Printable: its own print stylesheet hides the portal's chrome.
+    assert "css/forvaltning.css" in body
+    # The read is logged, as the privacy officer's.
+    [read] = AccessEvent.objects.filter(details__log_read="privacy_officer")
+    assert read.actor_name == "Pia Personvern"
+    assert read.organisation_orgnr == "310900001"
+    assert read.patient_national_id == LIST_PATIENT_ID
+    assert read.event_type == "patient_log_read" and read.patient == world.patient
+
+
+def test_the_print_stylesheet_removes_navigation_and_forms():
+    from pathlib import Path
+
+    css = (Path(__file__).resolve().parent.parent / "static" / "css" / "forvaltning.css").read_text()
+    media = css.split("@media print", 1)[1]
+    for selector in (".portal-header", ".portal-footer", ".portal-noprint", "dialog"):
+        assert selector in media.split("display: none")[0]
+
+
+def test_the_printed_log_withholds_documents_kept_from_the_patient(world, as_privacy_officer):
+    doc = add_document(world, title="Hemmelig tittel", confidentiality=ConfidentialityCode.NORN_DUE)
+    record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc)
+    body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()
+    assert "Hemmelig tittel" not in body
+    assert "Kari Fastlege" in body
+
+
+@pytest.mark.parametrize(
+    ("value", "message"),
+    [
+        ("", "Skriv inn pasientens fødselsnummer"),
+        ("1234", "11 siffer"),
+        (LIST_PATIENT_ID[:-1] + str((int(LIST_PATIENT_ID[-1]) + 1) % 10), "kontrollsiffer"),
+    ],
+)
+def test_a_bad_national_id_gets_a_clear_norwegian_message(world, as_privacy_officer, value, message):
+    response = as_privacy_officer.post(PAGE, {"national_id": value})
+    assert response.status_code == 400
+    assert message in response.content.decode()
+    assert 'data-testid="patient-log"' not in response.content.decode()
+
+
+def test_an_unknown_patient_is_said_plainly_and_logged(world, as_privacy_officer):
+    response = as_privacy_officer.post(PAGE, {"national_id": UNKNOWN_PATIENT_ID})
+    assert response.status_code == 200
+    assert 'data-testid="patient-log-not-found"' in response.content.decode()
+    [read] = AccessEvent.objects.filter(details__log_read="privacy_officer")
+    assert (read.outcome, read.patient_national_id) == (Outcome.NOT_FOUND, UNKNOWN_PATIENT_ID)
+
+
+def test_the_next_page_is_a_post_button_and_pages_never_repeat(world, as_privacy_officer, settings):
+    settings.PATIENT_LOG_PAGE_SIZE = 3
+    expected = _patient_events(world, 7)
+    seen, data, pages = [], {"national_id": LIST_PATIENT_ID}, 0
+    while True:
+        response = as_privacy_officer.post(PAGE, data)
+        assert response.status_code == 200
+        body = response.content.decode()
+        pages += 1
+        seen += re.findall(r'<tr data-testid="patient-log-row">', body)
+        match = re.search(
+            r'<form method="post" action="([^"]+)" class="portal-noprint" data-testid="patient-log-next">(.*?)</form>',
+            body,
+            re.S,
+        )
+        if match is None:
+            break
+        assert match.group(1) == PAGE
+        cursor = re.search(r'name="cursor" value="([^"]+)"', match.group(2)).group(1)
+        data = {"national_id": LIST_PATIENT_ID, "cursor": cursor}
+    assert pages == 3
+    assert len(seen) == len(expected) == 7
+
+
+def test_no_national_id_in_any_url_of_the_page(world, as_privacy_officer, settings):
+    settings.PATIENT_LOG_PAGE_SIZE = 2
+    _patient_events(world, 3)
+    for data in (
+        {"national_id": LIST_PATIENT_ID},
+        {"national_id": "1234"},
+        {"national_id": UNKNOWN_PATIENT_ID},
+    ):
+        response = as_privacy_officer.post(PAGE, data)
+        assert "Location" not in response
+        body = response.content.decode()
+        urls = re.findall(r'(?:action|href|src|hx-get|hx-post)="([^"]*)"', body)
+        assert urls and all(data["national_id"] not in url for url in urls)
+        assert all(LIST_PATIENT_ID not in url for url in urls)
+        for form in re.findall(r"<form[^>]*>", body):
+            assert 'method="post"' in form, form
+
+
+def test_the_page_costs_the_same_queries_for_5_and_50_events(world, as_privacy_officer):
+    for patient, n in ((world.patient, 5), (world.other_patient, 50)):
+        for i in range(n):
+            doc = add_document(world, patient, title=f"Dokument {i}")
+            when = T0 + datetime.timedelta(seconds=i)
+            record(world, when, EventType.DOCUMENT_OPEN, patient=patient, document=doc)
+    as_privacy_officer.post(PAGE, {"national_id": UNKNOWN_PATIENT_ID})  # warm up the session
+    counts = {}
+    for national_id, n in ((LIST_PATIENT_ID, 5), (OTHER_PATIENT_ID, 50)):
+        with CaptureQueriesContext(connection) as queries:
+            response = as_privacy_officer.post(PAGE, {"national_id": national_id})
+        assert response.status_code == 200
+        assert response.content.decode().count('data-testid="patient-log-row"') == n
+        counts[n] = len(queries)
+    assert counts[5] == counts[50], counts
