@@ -75,3 +75,40 @@ def test_an_access_attest_lives_at_most_60_minutes(minutes, ok):
     assert (result.returncode == 0) is ok, result.stderr[-500:]
     if not ok:
         assert "PJD_ACCESS_ATTEST_MINUTES" in result.stderr
+
+
+def test_production_cookies_are_host_prefixed_secure_httponly_and_samesite():
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PJD_", "DEBUG", "SECRET_KEY"))}
+    env.update(
+        {
+            "DJANGO_SETTINGS_MODULE": "pjd_portal.settings",
+            "ALLOWED_HOSTS": "portal.example.org",
+            "DEBUG": "false",
+            "SECRET_KEY": STRONG_SECRET,
+        }
+    )
+    code = (
+        "import django, json; django.setup(); from django.conf import settings as s; "
+        "print(json.dumps([s.SESSION_COOKIE_NAME, s.SESSION_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, "
+        "s.SESSION_COOKIE_SAMESITE, s.CSRF_COOKIE_NAME, s.CSRF_COOKIE_SECURE, s.CSRF_COOKIE_HTTPONLY, "
+        "s.CSRF_COOKIE_SAMESITE]))"
+    )
+    result = subprocess.run(
+        [sys.executable, "-c", code], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+    )
+    assert result.returncode == 0, result.stderr[-800:]
+    import json
+
+    (
+        session_name,
+        session_secure,
+        session_httponly,
+        session_samesite,
+        csrf_name,
+        csrf_secure,
+        csrf_httponly,
+        csrf_samesite,
+    ) = json.loads(result.stdout)
+    assert session_name.startswith("__Host-") and csrf_name.startswith("__Host-")
+    assert session_secure and session_httponly and session_samesite == "Lax"
+    assert csrf_secure and csrf_httponly and csrf_samesite == "Strict"
