@@ -12,6 +12,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 
 from pjd_portal.access import policy
 from pjd_portal.access.services import (
+    PatientAccess,
     access_patient_by_handle,
     lookup_patient,
     refuse_basis_form,
@@ -44,6 +45,24 @@ def patient_lookup(request: HttpRequest) -> HttpResponse:
     return redirect("patients:basis", handle=result.lookup.handle)
 
 
+def _submit_basis(
+    request: HttpRequest, access: PatientAccess, form: BasisForm | ElevatedBasisForm, *, invalid_reason: str
+) -> bool:
+    """Validate a basis form and state the basis. True when an attest was stored; else
+    the form carries the errors (and the refusal is logged)."""
+
+    if not form.is_valid():
+        refuse_basis_form(request=request, access=access, reason_code=invalid_reason)
+        return False
+    result = state_basis(
+        request=request, access=access, basis=form.cleaned_data["basis"], reason=form.cleaned_data["reason"]
+    )
+    if result.attest is None:
+        field = "reason" if result.decision.reason_code == "reason_required" else "basis"
+        form.add_error(field, result.decision.message)
+    return result.attest is not None
+
+
 @login_required
 @clinician_required
 @require_http_methods(["GET", "POST"])
@@ -51,19 +70,8 @@ def patient_basis(request: HttpRequest, handle: UUID) -> HttpResponse:
     access = access_patient_by_handle(request=request, handle=handle)
     if request.method == "POST":
         form = BasisForm(request.POST)
-        if form.is_valid():
-            result = state_basis(
-                request=request,
-                access=access,
-                basis=form.cleaned_data["basis"],
-                reason=form.cleaned_data["reason"],
-            )
-            if result.attest is not None:
-                return redirect("documents:list", handle=handle)
-            field = "reason" if result.decision.reason_code == "reason_required" else "basis"
-            form.add_error(field, result.decision.message)
-        else:
-            refuse_basis_form(request=request, access=access, reason_code="basis_form_invalid")
+        if _submit_basis(request, access, form, invalid_reason="basis_form_invalid"):
+            return redirect("documents:list", handle=handle)
         status = 400
     else:
         form = BasisForm()
@@ -100,19 +108,8 @@ def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
     status = 200
     if request.method == "POST":
         form = ElevatedBasisForm(request.POST)
-        if form.is_valid():
-            result = state_basis(
-                request=request,
-                access=access,
-                basis=form.cleaned_data["basis"],
-                reason=form.cleaned_data["reason"],
-            )
-            if result.attest is not None:
-                return redirect("documents:list", handle=handle)
-            field = "reason" if result.decision.reason_code == "reason_required" else "basis"
-            form.add_error(field, result.decision.message)
-        else:
-            refuse_basis_form(request=request, access=access, reason_code="elevated_form_invalid")
+        if _submit_basis(request, access, form, invalid_reason="elevated_form_invalid"):
+            return redirect("documents:list", handle=handle)
         status = 400
     else:
         form = ElevatedBasisForm()

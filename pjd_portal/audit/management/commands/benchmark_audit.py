@@ -37,37 +37,6 @@ from pjd_portal.patients.models import Patient
 
 PAGE = 50
 BULK_CHAIN = 999
-COPY_COLUMNS = [
-    "event_id",
-    "occurred_at",
-    "event_type",
-    "outcome",
-    "reason_code",
-    "flagged_for_review",
-    "actor_user_id",
-    "actor_pid",
-    "actor_hpr_number",
-    "actor_name",
-    "actor_authorizations",
-    "organisation_orgnr",
-    "organisation_name",
-    "patient_id",
-    "patient_national_id",
-    "document_id",
-    "source_orgnr",
-    "basis",
-    "purpose_of_use",
-    "reason_text",
-    "attest_id",
-    "request_id",
-    "client_ip",
-    "user_agent",
-    "details",
-    "chain",
-    "chain_seq",
-    "prev_hash",
-    "entry_hash",
-]
 EVENT_TYPES = [
     "patient_lookup",
     "basis_stated",
