@@ -124,6 +124,7 @@ TEMPLATES = [
                 "django.contrib.messages.context_processors.messages",
                 "django.template.context_processors.i18n",
                 "pjd_portal.accounts.context.portal_context",
+                "pjd_portal.forvaltning.context.forvaltning_links",
             ],
         },
     },
@@ -273,6 +274,18 @@ DOCUMENT_PAGE_SIZES = [10, 20, 25, 50]
 DOCUMENT_DEFAULT_PAGE_SIZE = 20
 # The patient's access log: rows per page, on the printable page and in the API.
 PATIENT_LOG_PAGE_SIZE = envint("PJD_PATIENT_LOG_PAGE_SIZE", 50)
+# The log review (loggkontroll): rows per page, and the risk signals' thresholds
+# (pjd_portal/audit/risk.py). Normal hours are Norwegian time, Monday to Friday.
+LOG_REVIEW_PAGE_SIZE = envint("PJD_LOG_REVIEW_PAGE_SIZE", 50)
+LOG_REVIEW_MANY_PATIENTS = envint("PJD_LOG_REVIEW_MANY_PATIENTS", 20)
+LOG_REVIEW_MANY_PATIENTS_MINUTES = envint("PJD_LOG_REVIEW_MANY_PATIENTS_MINUTES", 10)
+LOG_REVIEW_WORKDAY_START_HOUR = envint("PJD_LOG_REVIEW_WORKDAY_START_HOUR", 7)
+LOG_REVIEW_WORKDAY_END_HOUR = envint("PJD_LOG_REVIEW_WORKDAY_END_HOUR", 17)
+# A care relation: an earlier access by the same organisation within this many days,
+# not counting the hours just before (the same visit's lookup, list and opens).
+LOG_REVIEW_CARE_RELATION_DAYS = envint("PJD_LOG_REVIEW_CARE_RELATION_DAYS", 365)
+LOG_REVIEW_SAME_VISIT_HOURS = envint("PJD_LOG_REVIEW_SAME_VISIT_HOURS", 8)
+LOG_REVIEW_EXPORT_MAX_ROWS = envint("PJD_LOG_REVIEW_EXPORT_MAX_ROWS", 100_000)
 
 # --- The citizen portal as an API client (the patient's access log as FHIR) -----------
 # It signs a short-lived JWT (RS256) per call; these are its client id (iss and sub) and

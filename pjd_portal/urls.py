@@ -5,6 +5,8 @@ from pjd_portal.accounts import views as account_views
 from pjd_portal.accounts.oidc import PortalAuthenticateView, PortalCallbackView
 from pjd_portal.audit import api as audit_api
 from pjd_portal.documents import views as document_views
+from pjd_portal.forvaltning import logreview as logreview_views
+from pjd_portal.forvaltning import privacy as privacy_views
 from pjd_portal.forvaltning import views as forvaltning_views
 from pjd_portal.patients import views as patient_views
 
@@ -39,7 +41,28 @@ documents_patterns = (
 
 # The administration area: its own URL space; a 404 for everyone the policy keeps out.
 forvaltning_patterns = (
-    [path("innsyn/", forvaltning_views.patient_access_log, name="patient_log")],
+    [
+        path("innsyn/", forvaltning_views.patient_access_log, name="patient_log"),
+        # Patients' privacy choices, for the privacy officer (forvaltning/privacy.py).
+        path("personvern/", privacy_views.privacy_lookup, name="privacy_lookup"),
+        path("personvern/<uuid:handle>/", privacy_views.privacy_patient, name="privacy_patient"),
+        path("personvern/<uuid:handle>/registrer/", privacy_views.privacy_register, name="privacy_register"),
+        path("personvern/<uuid:handle>/opphev/", privacy_views.privacy_lift, name="privacy_lift"),
+        path(
+            "personvern/<uuid:handle>/sperr-dokument/",
+            privacy_views.privacy_block_document,
+            name="privacy_block_document",
+        ),
+        path(
+            "personvern/<uuid:handle>/opphev-dokumentsperre/",
+            privacy_views.privacy_unblock_document,
+            name="privacy_unblock_document",
+        ),
+        # Log review (loggkontroll) for an organisation's auditors.
+        path("loggkontroll/", logreview_views.log_search, name="log_search"),
+        path("loggkontroll/hendelse/<uuid:event_id>/", logreview_views.log_event, name="log_event"),
+        path("loggkontroll/eksport/", logreview_views.log_export, name="log_export"),
+    ],
     "forvaltning",
 )
 # Token-authenticated APIs (no session, no CSRF); SESSIONLESS_PATH_PREFIX in accounts/sessions.py.

@@ -7,6 +7,7 @@ import uuid
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
+from pjd_portal.audit.models import AccessEvent
 from tests.conftest import add_document, login, lookup_and_attest
 
 PERSONAS = ["anonymous", "fastlege", "other_clinician", "auditor", "administrator"]
@@ -40,6 +41,18 @@ MATRIX = {
     # The administration area: only a privacy officer (tests/test_patient_access_log.py);
     # everyone here gets the 404 of a missing page.
     "forvaltning:patient_log": ("get", [404, 404, 404, 404, 404]),
+    # Log review (loggkontroll): only the auditor (tests/test_log_review.py); the event is
+    # a document open on the auditor's hospital's document.
+    "forvaltning:log_search": ("get", [404, 404, 404, 200, 404]),
+    "forvaltning:log_event": ("get", [404, 404, 404, 200, 404]),
+    "forvaltning:log_export": ("post", [404, 404, 404, 200, 404]),
+    # Patients' privacy choices: only a privacy officer (tests/test_privacy_choices_admin.py).
+    "forvaltning:privacy_lookup": ("post", [404, 404, 404, 404, 404]),
+    "forvaltning:privacy_patient": ("get", [404, 404, 404, 404, 404]),
+    "forvaltning:privacy_register": ("post", [404, 404, 404, 404, 404]),
+    "forvaltning:privacy_lift": ("post", [404, 404, 404, 404, 404]),
+    "forvaltning:privacy_block_document": ("post", [404, 404, 404, 404, 404]),
+    "forvaltning:privacy_unblock_document": ("post", [404, 404, 404, 404, 404]),
     # Token-authenticated (the citizen portal's signed JWT): a session is no credential.
     "fhir:auditevent_search": ("post", [401, 401, 401, 401, 401]),
 }
@@ -80,6 +93,11 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
         kwargs = {"handle": handle}
     elif route == "documents:open":
         kwargs = {"handle": handle, "document_id": doc.document_id}
+    elif route == "forvaltning:log_event":
+        owner.get(reverse("documents:open", kwargs={"handle": handle, "document_id": doc.document_id}))
+        kwargs = {"event_id": AccessEvent.objects.get(event_type="document_open").event_id}
+    elif route.startswith("forvaltning:privacy_") and route != "forvaltning:privacy_lookup":
+        kwargs = {"handle": uuid.uuid4()}
     url = reverse(route, kwargs=kwargs)
     method, expected = MATRIX[route]
     c = owner if persona == "fastlege" else persona_client(persona)

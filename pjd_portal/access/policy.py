@@ -408,6 +408,7 @@ class StaffFacts:
     user_id: int
     organisation_id: int | None
     roles: frozenset[str]
+    organisation_orgnr: str = ""
 
 
 def may_read_patient_access_log(staff: StaffFacts | None) -> Decision:
@@ -433,6 +434,59 @@ def may_read_patient_access_log_as_client(client_id: str, allowed_client_ids: fr
     if not client_id or client_id not in allowed_client_ids:
         return _deny("client_not_allowed", "")
     return ALLOW
+
+
+def may_manage_privacy_choices(staff: StaffFacts | None) -> Decision:
+    """May this person register and lift patients' privacy choices (reservation,
+    restriction, blocked clinicians, blocked documents)?
+
+    The same rule as reading a patient's access log: only a privacy officer, acting for the
+    organisation where the role is active. The views answer everyone else as for a missing
+    page."""
+
+    if staff is None:
+        return _deny("not_logged_in", "")
+    if staff.organisation_id is None or Role.PRIVACY_OFFICER not in staff.roles:
+        return _deny("not_privacy_officer", "")
+    return ALLOW
+
+
+# --- Log review (loggkontroll) -------------------------------------------------------
+
+
+def may_review_access_log(staff: StaffFacts | None) -> Decision:
+    """May this person use the log review (loggkontroll) at all?
+
+    Only an auditor, acting for the organisation where the role is active. Everyone else,
+    anonymous included, is refused; the views answer them as for a missing page."""
+
+    if staff is None:
+        return _deny("not_logged_in", "")
+    if staff.organisation_id is None or not staff.organisation_orgnr or Role.AUDITOR not in staff.roles:
+        return _deny("not_auditor", "")
+    return ALLOW
+
+
+def auditor_may_see_event(staff: StaffFacts, event_organisation_orgnr: str, event_source_orgnr: str) -> bool:
+    """May this auditor see this access event? The events made by their organisation's
+    staff, and the events on documents their organisation shares; nothing else.
+
+    `log_review_events_q` is the same rule as a query filter; a test keeps them agreeing."""
+
+    if not may_review_access_log(staff):
+        return False
+    orgnr = staff.organisation_orgnr
+    return orgnr in (event_organisation_orgnr, event_source_orgnr)
+
+
+def log_review_events_q(staff: StaffFacts) -> Q:
+    """`auditor_may_see_event` as a filter on AccessEvent, for search, detail and export
+    alike. Matches nothing for anyone who may not use the log review."""
+
+    if not may_review_access_log(staff):
+        return Q(pk__in=[])
+    orgnr = staff.organisation_orgnr
+    return Q(organisation_orgnr=orgnr) | Q(source_orgnr=orgnr)
 
 
 # Confidentiality codes (Volven 9603) that keep a document from the citizen: NORN_* the

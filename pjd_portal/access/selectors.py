@@ -48,6 +48,7 @@ def staff_facts(request: HttpRequest) -> policy.StaffFacts | None:
         user_id=request.user.pk,
         organisation_id=org.pk if org else None,
         roles=active_roles(request),
+        organisation_orgnr=org.orgnr if org else "",
     )
 
 

@@ -45,9 +45,7 @@ def home(request: HttpRequest) -> HttpResponse:
         {
             "decision": decision,
             "roles": sorted(active_roles(request)),
-            "may_read_patient_access_log": bool(
-                policy.may_read_patient_access_log(selectors.staff_facts(request))
-            ),
+            # The administration links come from forvaltning.context.forvaltning_links.
         },
     )
 

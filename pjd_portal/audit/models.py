@@ -27,6 +27,12 @@ class EventType(models.TextChoices):
     DOCUMENT_OPEN = "document_open", _("Document opened")
     ACCESS_DENIED = "access_denied", _("Access denied")
     PATIENT_LOG_READ = "patient_log_read", _("Patient's access log read")
+    LOG_SEARCH = "log_search", _("Access log searched")
+    LOG_EVENT_VIEW = "log_event_view", _("Access log event viewed")
+    LOG_EXPORT = "log_export", _("Access log exported")
+    # The privacy officer's changes to a patient's privacy choices (blocked documents included).
+    PRIVACY_CHOICE_REGISTERED = "privacy_choice_registered", _("Privacy choice registered")
+    PRIVACY_CHOICE_LIFTED = "privacy_choice_lifted", _("Privacy choice lifted")
 
 
 class Outcome(models.TextChoices):
@@ -107,6 +113,8 @@ class AccessEvent(models.Model):
             models.Index(fields=["actor_user_id", "-occurred_at"]),
             models.Index(fields=["organisation_orgnr", "-occurred_at"]),
             models.Index(fields=["chain", "chain_seq"]),
+            # The log review's scope includes events on documents an organisation shares.
+            models.Index(fields=["source_orgnr", "-occurred_at", "-id"], name="audit_ev_source_time"),
         ]
 
     def __str__(self) -> str:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import uuid
 
+from django.conf import settings
 from django.db import models
 from django.utils.translation import gettext_lazy as _
 
@@ -104,3 +105,39 @@ class DocumentContent(models.Model):
 
     def __str__(self) -> str:
         return f"Content of document {self.document_id}"
+
+
+class DocumentBlock(models.Model):
+    """A document blocked (NORS) by the privacy officer on the patient's request.
+
+    `previous_code` is the confidentiality code the document had before, so unblocking
+    restores it. Unblocking sets `unblocked_at`; rows are never deleted, so the history
+    stays. At most one block of a document is in force.
+    """
+
+    document = models.ForeignKey(DocumentReference, on_delete=models.PROTECT, related_name="blocks")
+    previous_code = models.CharField(max_length=10, choices=ConfidentialityCode.choices)
+    reference = models.CharField(max_length=100)
+    request_date = models.DateField()
+    reason = models.TextField()
+    blocked_at = models.DateTimeField()
+    blocked_by = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT, related_name="+")
+    unblocked_at = models.DateTimeField(null=True, blank=True)
+    unblocked_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    unblock_reference = models.CharField(max_length=100, blank=True)
+    unblock_request_date = models.DateField(null=True, blank=True)
+    unblock_reason = models.TextField(blank=True)
+
+    class Meta:
+        constraints = [
+            models.UniqueConstraint(
+                fields=["document"],
+                condition=models.Q(unblocked_at__isnull=True),
+                name="uniq_document_block_in_force",
+            )
+        ]
+
+    def __str__(self) -> str:
+        return f"Block of document {self.document_id}"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 
+from django.conf import settings
 from django.db import models
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -69,13 +70,34 @@ class PrivacyChoice(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT, related_name="privacy_choices")
     kind = models.CharField(max_length=20, choices=PrivacyChoiceKind.choices)
     blocked_hpr_number = models.CharField(max_length=9, blank=True)
+    # The patient's request: its reference (case number), the date it was made, the reason.
     reference = models.CharField(max_length=100, blank=True)
+    request_date = models.DateField(null=True, blank=True)
     reason = models.TextField(blank=True)
     registered_at = models.DateTimeField(default=timezone.now)
+    registered_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    # Lifting is a request of its own, with its own reference, date and reason.
     lifted_at = models.DateTimeField(null=True, blank=True)
+    lifted_by = models.ForeignKey(
+        settings.AUTH_USER_MODEL, null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+    )
+    lift_reference = models.CharField(max_length=100, blank=True)
+    lift_request_date = models.DateField(null=True, blank=True)
+    lift_reason = models.TextField(blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["patient", "lifted_at"])]
+        constraints = [
+            # One choice of a kind in force per patient (per HPR number for blocks): a
+            # second registration, also a concurrent double submit, fails here.
+            models.UniqueConstraint(
+                fields=["patient", "kind", "blocked_hpr_number"],
+                condition=models.Q(lifted_at__isnull=True),
+                name="uniq_privacy_choice_in_force",
+            )
+        ]
 
     def __str__(self) -> str:
         return f"{self.kind} for patient {self.patient_id}"

@@ -1,0 +1,391 @@
+"""Log review (loggkontroll) in the administration area, for an organisation's auditors.
+
+An auditor searches the access log (the patient's national id only in the POST body),
+sees each event with its risk signals, opens one event by its UUID and exports a search as
+CSV. They see the events made by their organisation's staff and the events on documents
+their organisation shares, nothing else (`policy.log_review_events_q`). Every search,
+event page and export is itself an audited event, committed before anything is shown.
+
+Everyone but an auditor gets the 404 of a missing page; so does an auditor asking for an
+event outside their scope (and that attempt is logged).
+
+Not here yet: the review queue (status, comment, reviewer per flagged or sampled event).
+"""
+
+from __future__ import annotations
+
+import csv
+import datetime
+import uuid
+from collections.abc import Callable, Iterator
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.conf import settings
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+from django.utils import timezone, translation
+from django.utils.translation import gettext
+from django.utils.translation import gettext_lazy as _
+
+from pjd_portal.access import policy, selectors
+from pjd_portal.access.models import Basis
+from pjd_portal.audit import log_search as queries
+from pjd_portal.audit import risk
+from pjd_portal.audit.models import EventType, Outcome
+from pjd_portal.audit.selectors import InvalidCursor
+from pjd_portal.audit.services import record_event, record_event_committed
+from pjd_portal.forvaltning.views import NATIONAL_ID_MESSAGES
+from pjd_portal.patients.models import Patient
+from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
+from pjd_portal.patients.views import LOOKUP_MESSAGES
+
+View = Callable[..., HttpResponseBase]
+SEARCH_TEMPLATE = "forvaltning/logreview/search.html"
+EVENT_TEMPLATE = "forvaltning/logreview/event.html"
+FILTER_FIELDS = ("clinician", "date_from", "date_to", "event_type", "outcome", "signal")
+
+
+def auditor_required(view: View) -> View:
+    """Only an auditor acting for their organisation gets past; the rest get the 404 of a
+    missing page, whatever the method. A logged-in person's attempt is logged."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+        staff = selectors.staff_facts(request)
+        decision = policy.may_review_access_log(staff)
+        if not decision or staff is None:
+            if staff is not None:
+                record_event(
+                    request=request,
+                    event_type=EventType.ACCESS_DENIED,
+                    outcome=Outcome.DENIED,
+                    reason_code=decision.reason_code,
+                    details={"view": view.__name__},
+                )
+            raise Http404()
+        return view(request, staff, *args, **kwargs)
+
+    return wrapper
+
+
+def _method_not_allowed(*allowed: str) -> HttpResponse:
+    response = HttpResponse(status=405)
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
+def _choices(choices: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+    return [("", _("All")), *choices]
+
+
+class LogSearchForm(forms.Form):
+    """The auditor's search (POST only: the national id never goes in a URL)."""
+
+    national_id = forms.CharField(
+        label=_("The patient's national identity number"),
+        required=False,
+        max_length=20,
+        help_text=_("11 digits. Leave empty to search all patients."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "numeric", "class": "ds-input"}),
+    )
+    clinician = forms.CharField(
+        label=_("Clinician"),
+        required=False,
+        max_length=200,
+        help_text=_("HPR number or part of the name."),
+        widget=forms.TextInput(attrs={"autocomplete": "off", "class": "ds-input"}),
+    )
+    date_from = forms.DateField(
+        label=_("From date"),
+        required=False,
+        error_messages={"invalid": _("Enter a date, for example 31.12.2026.")},
+        widget=forms.DateInput(attrs={"type": "date", "class": "ds-input"}, format="%Y-%m-%d"),
+    )
+    date_to = forms.DateField(
+        label=_("To date (inclusive)"),
+        required=False,
+        error_messages={"invalid": _("Enter a date, for example 31.12.2026.")},
+        widget=forms.DateInput(attrs={"type": "date", "class": "ds-input"}, format="%Y-%m-%d"),
+    )
+    event_type = forms.ChoiceField(
+        label=_("Event"),
+        required=False,
+        choices=_choices(EventType.choices),
+        widget=forms.Select(attrs={"class": "ds-input"}),
+    )
+    outcome = forms.ChoiceField(
+        label=_("Outcome"),
+        required=False,
+        choices=_choices(Outcome.choices),
+        widget=forms.Select(attrs={"class": "ds-input"}),
+    )
+    signal = forms.ChoiceField(
+        label=_("Risk signal"),
+        required=False,
+        choices=_choices(risk.Signal.choices),
+        widget=forms.Select(attrs={"class": "ds-input"}),
+    )
+    # Where the previous page ended (opaque, signed); empty for the first page.
+    cursor = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        start, end = data.get("date_from"), data.get("date_to")
+        if start and end and start > end:
+            self.add_error("date_to", _("The to date must be on or after the from date."))
+        return data
+
+
+def _oslo_midnight(day: datetime.date) -> datetime.datetime:
+    return datetime.datetime.combine(day, datetime.time.min, tzinfo=risk.OSLO)
+
+
+class SearchRefused(Exception):
+    """The national id in the search is not valid; the form carries the message."""
+
+
+def _filters(
+    request: HttpRequest, form: LogSearchForm, event_type: str
+) -> tuple[queries.LogFilters, Patient | None]:
+    """The search's filters from a valid form. Raises SearchRefused (an invalid national
+    id, logged as a refused search or export: `event_type`)."""
+
+    data = form.cleaned_data
+    national_id = ""
+    patient = None
+    if data["national_id"].strip():
+        try:
+            parsed = parse_national_id(data["national_id"], allow_synthetic=settings.ALLOW_SYNTHETIC_IDS)
+        except InvalidNationalId as exc:
+            record_event_committed(
+                request=request,
+                event_type=event_type,
+                outcome=Outcome.INVALID,
+                reason_code=f"invalid_{exc.code}",
+            )
+            form.add_error(
+                "national_id", NATIONAL_ID_MESSAGES.get(exc.code, LOOKUP_MESSAGES["invalid_format"])
+            )
+            raise SearchRefused() from exc
+        national_id = parsed.value
+        patient = Patient.objects.filter(national_id=national_id).first()
+    filters = queries.LogFilters(
+        patient_id=patient.pk if patient is not None else None,
+        patient_national_id=national_id,
+        clinician=data["clinician"],
+        start=_oslo_midnight(data["date_from"]) if data["date_from"] else None,
+        end=_oslo_midnight(data["date_to"] + datetime.timedelta(days=1)) if data["date_to"] else None,
+        event_type=data["event_type"],
+        outcome=data["outcome"],
+        signal=data["signal"],
+    )
+    return filters, patient
+
+
+def _audit_details(form: LogSearchForm) -> dict[str, Any]:
+    """The search's filters for the audit row (the national id has its own column)."""
+
+    return {name: str(form.cleaned_data[name] or "") for name in FILTER_FIELDS}
+
+
+def _context(**extra: Any) -> dict[str, Any]:
+    return dict(extra)
+
+
+@auditor_required
+def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
+    if request.method not in ("GET", "POST"):
+        return _method_not_allowed("GET", "POST")
+    if request.method == "GET":
+        return render(request, SEARCH_TEMPLATE, _context(form=LogSearchForm()))
+
+    form = LogSearchForm(request.POST)
+    if not form.is_valid():
+        return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
+    try:
+        filters, patient = _filters(request, form, EventType.LOG_SEARCH)
+    except SearchRefused:
+        return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
+    thresholds = risk.Thresholds.from_settings()
+    cursor = form.cleaned_data["cursor"] or None
+    try:
+        page = queries.search_page(
+            staff, filters, thresholds=thresholds, cursor=cursor, limit=settings.LOG_REVIEW_PAGE_SIZE
+        )
+    except InvalidCursor:
+        form.add_error(None, _("The page could not be shown. Search again from the first page."))
+        return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
+    record_event_committed(
+        request=request,
+        event_type=EventType.LOG_SEARCH,
+        outcome=Outcome.GRANTED,
+        patient=patient,
+        patient_national_id=filters.patient_national_id,
+        details={"filters": _audit_details(form), "returned": len(page.rows), "cursor": bool(cursor)},
+    )
+    return render(
+        request,
+        SEARCH_TEMPLATE,
+        _context(
+            form=form,
+            searched=True,
+            rows=[_row_view(row, thresholds) for row in page.rows],
+            next_cursor=page.next_cursor,
+            first_page=cursor is None,
+        ),
+    )
+
+
+def _basis_label(code: str) -> str:
+    return str(Basis(code).label) if code in Basis.values else code
+
+
+def _row_view(row: queries.ReviewRow, thresholds: risk.Thresholds) -> dict[str, Any]:
+    event = row.event
+    return {
+        "event": event,
+        "basis": _basis_label(event.basis),
+        "signals": [
+            {
+                "code": code,
+                "label": risk.Signal(code).label,
+                "explanation": risk.explanation(code, thresholds),
+            }
+            for code in row.signals
+        ],
+    }
+
+
+@auditor_required
+def log_event(request: HttpRequest, staff: policy.StaffFacts, event_id: uuid.UUID) -> HttpResponse:
+    if request.method != "GET":
+        return _method_not_allowed("GET")
+    thresholds = risk.Thresholds.from_settings()
+    row = queries.event_for_review(staff, event_id, thresholds=thresholds)
+    if row is None:
+        # A guessed or foreign event: the same 404 as a missing page, and logged.
+        record_event(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED,
+            reason_code="event_outside_scope",
+            details={"view": "log_event", "event_id": str(event_id)},
+        )
+        raise Http404()
+    event = row.event
+    record_event_committed(
+        request=request,
+        event_type=EventType.LOG_EVENT_VIEW,
+        outcome=Outcome.GRANTED,
+        patient=event.patient if event.patient_id is not None else None,
+        patient_national_id=event.patient_national_id,
+        details={"event_id": str(event.event_id)},
+    )
+    return render(request, EVENT_TEMPLATE, _context(row=_row_view(row, thresholds)))
+
+
+# --- CSV export ----------------------------------------------------------------------
+
+
+class _Echo:
+    """A file-like object whose write returns the line, for csv.writer in a stream."""
+
+    def write(self, value: str) -> str:
+        return value
+
+
+_FORMULA_PREFIXES = ("=", "+", "-", "@", "\t", "\r")
+
+
+def _cell(value: Any) -> str:
+    """A CSV cell that a spreadsheet will not run as a formula."""
+
+    text = "" if value is None else str(value)
+    return "'" + text if text.startswith(_FORMULA_PREFIXES) else text
+
+
+def _csv_header() -> list[str]:
+    return [
+        gettext("Time (Norwegian time)"),
+        gettext("Event id"),
+        gettext("Event"),
+        gettext("Outcome"),
+        gettext("Reason code"),
+        gettext("Clinician"),
+        gettext("HPR number"),
+        gettext("Organisation"),
+        gettext("Org. no."),
+        gettext("Patient"),
+        gettext("National identity number"),
+        gettext("Document"),
+        gettext("Source org. no."),
+        gettext("Basis for access"),
+        gettext("Reason given"),
+        gettext("Risk signals"),
+    ]
+
+
+def _csv_line(row: queries.ReviewRow) -> list[str]:
+    event = row.event
+    patient = event.patient if event.patient_id is not None else None
+    document = event.document if event.document_id is not None else None
+    return [
+        _cell(timezone.localtime(event.occurred_at, risk.OSLO).isoformat(timespec="seconds")),
+        _cell(event.event_id),
+        _cell(event.get_event_type_display()),
+        _cell(event.get_outcome_display()),
+        _cell(event.reason_code),
+        _cell(event.actor_name),
+        _cell(event.actor_hpr_number),
+        _cell(event.organisation_name),
+        _cell(event.organisation_orgnr),
+        _cell(patient.name if patient is not None else ""),
+        _cell(event.patient_national_id),
+        _cell(document.title if document is not None else ""),
+        _cell(event.source_orgnr),
+        _cell(_basis_label(event.basis)),
+        _cell(event.reason_text),
+        _cell("; ".join(str(risk.Signal(code).label) for code in row.signals)),
+    ]
+
+
+@auditor_required
+def log_export(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponseBase:
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    form = LogSearchForm(request.POST)
+    if not form.is_valid():
+        return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
+    try:
+        filters, patient = _filters(request, form, EventType.LOG_EXPORT)
+    except SearchRefused:
+        return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
+    thresholds = risk.Thresholds.from_settings()
+    max_rows = settings.LOG_REVIEW_EXPORT_MAX_ROWS
+    # Committed before the first byte: an export that cannot be logged is not made.
+    record_event_committed(
+        request=request,
+        event_type=EventType.LOG_EXPORT,
+        outcome=Outcome.GRANTED,
+        patient=patient,
+        patient_national_id=filters.patient_national_id,
+        details={"filters": _audit_details(form), "format": "csv", "max_rows": max_rows},
+    )
+    writer = csv.writer(_Echo(), delimiter=";")
+    header = _csv_header()
+
+    language = translation.get_language()
+
+    def lines() -> Iterator[str]:
+        yield "\ufeff" + writer.writerow(header)  # the BOM: spreadsheets then read UTF-8
+        with translation.override(language):  # the stream runs after the view returns
+            for row in queries.iter_rows(staff, filters, thresholds=thresholds, max_rows=max_rows):
+                yield writer.writerow(_csv_line(row))
+
+    response = StreamingHttpResponse(lines(), content_type="text/csv; charset=utf-8")
+    stamp = timezone.localtime(timezone.now(), risk.OSLO).strftime("%Y%m%d-%H%M")
+    response["Content-Disposition"] = f'attachment; filename="loggkontroll-{stamp}.csv"'
+    return response
