@@ -86,6 +86,7 @@ INSTALLED_APPS = [
     "pjd_portal.documents",
     "pjd_portal.access",
     "pjd_portal.audit",
+    "pjd_portal.review",
 ]
 
 MIDDLEWARE = [
@@ -286,6 +287,17 @@ LOG_REVIEW_WORKDAY_END_HOUR = envint("PJD_LOG_REVIEW_WORKDAY_END_HOUR", 17)
 LOG_REVIEW_CARE_RELATION_DAYS = envint("PJD_LOG_REVIEW_CARE_RELATION_DAYS", 365)
 LOG_REVIEW_SAME_VISIT_HOURS = envint("PJD_LOG_REVIEW_SAME_VISIT_HOURS", 8)
 LOG_REVIEW_EXPORT_MAX_ROWS = envint("PJD_LOG_REVIEW_EXPORT_MAX_ROWS", 100_000)
+# Accounts not used for this many days are deactivated by `manage.py deactivate_unused_accounts`.
+ACCOUNT_UNUSED_DAYS = envint("PJD_ACCOUNT_UNUSED_DAYS", 90)
+if ACCOUNT_UNUSED_DAYS < 1:
+    raise ImproperlyConfigured("PJD_ACCOUNT_UNUSED_DAYS must be at least 1.")
+# The review queue (pjd_portal/review, `manage.py build_review_queue`): the share of the
+# accesses without a risk signal that are queued as a random sample (0.01 = 1 %), and the
+# key of that draw (empty: derived from SECRET_KEY, so clinicians cannot predict it).
+REVIEW_QUEUE_SAMPLE_RATE = envfloat("PJD_REVIEW_QUEUE_SAMPLE_RATE", 0.01)
+REVIEW_QUEUE_SAMPLE_KEY = os.environ.get("PJD_REVIEW_QUEUE_SAMPLE_KEY", "")
+if not 0.0 <= REVIEW_QUEUE_SAMPLE_RATE <= 1.0:
+    raise ImproperlyConfigured("PJD_REVIEW_QUEUE_SAMPLE_RATE must be between 0 and 1.")
 
 # --- The citizen portal as an API client (the patient's access log as FHIR) -----------
 # It signs a short-lived JWT (RS256) per call; these are its client id (iss and sub) and

@@ -7,8 +7,10 @@ from pjd_portal.audit import api as audit_api
 from pjd_portal.documents import views as document_views
 from pjd_portal.forvaltning import logreview as logreview_views
 from pjd_portal.forvaltning import privacy as privacy_views
+from pjd_portal.forvaltning import roles as roles_views
 from pjd_portal.forvaltning import views as forvaltning_views
 from pjd_portal.patients import views as patient_views
+from pjd_portal.review import views as review_views
 
 accounts_patterns = (
     [
@@ -62,6 +64,18 @@ forvaltning_patterns = (
         path("loggkontroll/", logreview_views.log_search, name="log_search"),
         path("loggkontroll/hendelse/<uuid:event_id>/", logreview_views.log_event, name="log_event"),
         path("loggkontroll/eksport/", logreview_views.log_export, name="log_export"),
+        # Access roles, for an organisation's access administrators (forvaltning/roles.py).
+        path("tilgang/", roles_views.access_roles, name="access_roles"),
+        path("tilgang/tildel/", roles_views.access_role_grant, name="access_role_grant"),
+        path("tilgang/trekk-tilbake/", roles_views.access_role_revoke, name="access_role_revoke"),
+        # The review queue (pjd_portal/review): flagged and sampled events, with a status.
+        path("loggkontroll/ko/", review_views.review_queue, name="review_queue"),
+        path("loggkontroll/ko/<uuid:item_id>/", review_views.review_item, name="review_item"),
+        path(
+            "loggkontroll/ko/<uuid:item_id>/status/",
+            review_views.review_item_status,
+            name="review_item_status",
+        ),
     ],
     "forvaltning",
 )

@@ -863,3 +863,21 @@ def test_pure_signals_need_no_database():
         patient_national_id="",
     )
     assert risk.signals_for(login_at_night, risk.Thresholds()) == ()  # not an access to a patient
+
+
+def test_the_search_filters_by_the_acting_organisation(world, as_auditor, scoped_events):
+    """The organisation filter: the acting organisation's org.nr, within the auditor's
+    scope only (the legevakt's own events stay out of reach)."""
+
+    def found(orgnr):
+        body = as_auditor.post(SEARCH, {"organisation": orgnr}).content.decode()
+        return set(ROW.findall(body))
+
+    assert found(world.hospital.orgnr) == {str(scoped_events["a_staff"].event_id)}
+    assert found(world.gp_office.orgnr) == {str(scoped_events["a_document"].event_id)}
+    assert found(world.legevakt.orgnr) == set()  # B's own events: not the hospital auditor's
+    refused = as_auditor.post(SEARCH, {"organisation": "12345"})
+    assert refused.status_code == 400
+    assert "Skriv et organisasjonsnummer med 9 sifre." in refused.content.decode()
+    logged = AccessEvent.objects.filter(event_type=EventType.LOG_SEARCH).order_by("pk").first()
+    assert logged.details["filters"]["organisation"] == world.hospital.orgnr

@@ -8,6 +8,8 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 
 from pjd_portal.audit.models import AccessEvent
+from pjd_portal.review.models import ReviewItem
+from pjd_portal.review.queue import build_queue
 from tests.conftest import add_document, login, lookup_and_attest
 
 PERSONAS = ["anonymous", "fastlege", "other_clinician", "auditor", "administrator"]
@@ -46,6 +48,11 @@ MATRIX = {
     "forvaltning:log_search": ("get", [404, 404, 404, 200, 404]),
     "forvaltning:log_event": ("get", [404, 404, 404, 200, 404]),
     "forvaltning:log_export": ("post", [404, 404, 404, 200, 404]),
+    # The review queue (tests/test_review_queue.py): only the auditor; the item is that
+    # document open, queued; the empty status form is refused with its messages (400).
+    "forvaltning:review_queue": ("get", [404, 404, 404, 200, 404]),
+    "forvaltning:review_item": ("get", [404, 404, 404, 200, 404]),
+    "forvaltning:review_item_status": ("post", [404, 404, 404, 400, 404]),
     # Patients' privacy choices: only a privacy officer (tests/test_privacy_choices_admin.py).
     "forvaltning:privacy_lookup": ("post", [404, 404, 404, 404, 404]),
     "forvaltning:privacy_patient": ("get", [404, 404, 404, 404, 404]),
@@ -53,6 +60,11 @@ MATRIX = {
     "forvaltning:privacy_lift": ("post", [404, 404, 404, 404, 404]),
     "forvaltning:privacy_block_document": ("post", [404, 404, 404, 404, 404]),
     "forvaltning:privacy_unblock_document": ("post", [404, 404, 404, 404, 404]),
+    # Access roles: only the access administrator of the GP office (tests/test_access_roles.py);
+    # the grant gives the fastlege the auditor role, the revoke ends the fastlege's role.
+    "forvaltning:access_roles": ("get", [404, 404, 404, 404, 200]),
+    "forvaltning:access_role_grant": ("post", [404, 404, 404, 404, 302]),
+    "forvaltning:access_role_revoke": ("post", [404, 404, 404, 404, 302]),
     # Token-authenticated (the citizen portal's signed JWT): a session is no credential.
     "fhir:auditevent_search": ("post", [401, 401, 401, 401, 401]),
 }
@@ -96,6 +108,10 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
     elif route == "forvaltning:log_event":
         owner.get(reverse("documents:open", kwargs={"handle": handle, "document_id": doc.document_id}))
         kwargs = {"event_id": AccessEvent.objects.get(event_type="document_open").event_id}
+    elif route in ("forvaltning:review_item", "forvaltning:review_item_status"):
+        owner.get(reverse("documents:open", kwargs={"handle": handle, "document_id": doc.document_id}))
+        build_queue(AccessEvent.objects.get(event_type="document_open").occurred_at, rate=1.0)
+        kwargs = {"item_id": ReviewItem.objects.get().item_id}
     elif route.startswith("forvaltning:privacy_") and route != "forvaltning:privacy_lookup":
         kwargs = {"handle": uuid.uuid4()}
     url = reverse(route, kwargs=kwargs)
@@ -106,6 +122,10 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
         data = {"national_id": world.patient.national_id}
     if route == "set_language":
         data = {"language": "en", "next": "/"}
+    if route == "forvaltning:access_role_grant":
+        data = {"person": str(world.fastlege.public_id), "role": "auditor"}
+    if route == "forvaltning:access_role_revoke":
+        data = {"grant": world.fastlege.memberships.get().pk}
     response = getattr(c, method)(url, data)
     assert response.status_code == expected[persona_index], (route, persona, response.status_code)
     if (

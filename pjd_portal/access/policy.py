@@ -501,3 +501,77 @@ def citizen_may_see_document_details(confidentiality_code: str) -> bool:
     return not (
         confidentiality_code in CITIZEN_WITHHELD_CONFIDENTIALITY or confidentiality_code.startswith("NORN")
     )
+
+
+# --- Access roles, for an organisation's access administrators ------------------------
+
+# The roles an access administrator grants and revokes in their own organisation. The
+# national privacy officer role is not among them.
+GRANTABLE_ROLES = frozenset({Role.CLINICIAN, Role.AUDITOR, Role.ACCESS_ADMINISTRATOR})
+
+
+def may_administer_access(staff: StaffFacts | None) -> Decision:
+    """May this person see and change who holds which role in the organisation they act
+    for? Only an access administrator, where the role is in force. Everyone else, anonymous
+    included, is refused; the views answer them as for a missing page."""
+
+    if staff is None:
+        return _deny("not_logged_in", "")
+    if staff.organisation_id is None or Role.ACCESS_ADMINISTRATOR not in staff.roles:
+        return _deny("not_access_administrator", "")
+    return ALLOW
+
+
+def may_grant_role(
+    staff: StaffFacts | None, role: str, *, target_organisation_ids: frozenset[int]
+) -> Decision:
+    """May this administrator grant `role` to a person whose current or past grants are
+    in `target_organisation_ids`? Only one of the roles above, and only to the
+    organisation's own staff: someone who holds or has held a grant in the organisation
+    the administrator acts for."""
+
+    allowed = may_administer_access(staff)
+    if not allowed:
+        return allowed
+    assert staff is not None
+    if role not in GRANTABLE_ROLES:
+        return _deny("role_not_grantable", str(_("Choose one of the roles.")))
+    if staff.organisation_id not in target_organisation_ids:
+        return _deny("not_own_staff", "")
+    return ALLOW
+
+
+def may_revoke_role(
+    staff: StaffFacts | None,
+    *,
+    grant_organisation_id: int,
+    grant_user_id: int,
+    grant_role: str,
+    other_administrators: int,
+) -> Decision:
+    """May this administrator revoke this grant in force? Only in their own organisation,
+    only the roles they may grant, and not their own access administrator role when no one
+    else holds that role there (the organisation would have no administrator left)."""
+
+    allowed = may_administer_access(staff)
+    if not allowed:
+        return allowed
+    assert staff is not None
+    if grant_organisation_id != staff.organisation_id:
+        return _deny("not_own_organisation", "")
+    if grant_role not in GRANTABLE_ROLES:
+        return _deny("role_not_grantable", "")
+    if (
+        grant_role == Role.ACCESS_ADMINISTRATOR
+        and grant_user_id == staff.user_id
+        and other_administrators < 1
+    ):
+        return _deny(
+            "last_access_administrator",
+            str(
+                _(
+                    "You are the organisation's only access administrator, so you cannot revoke your own role. Grant the role to someone else first."
+                )
+            ),
+        )
+    return ALLOW

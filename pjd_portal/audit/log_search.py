@@ -35,6 +35,7 @@ class LogFilters:
     patient_id: int | None = None
     patient_national_id: str = ""
     clinician: str = ""  # an HPR number (digits) or a part of the name
+    organisation_orgnr: str = ""  # the acting organisation (the clinician's), by org.nr
     start: datetime.datetime | None = None  # inclusive
     end: datetime.datetime | None = None  # exclusive
     event_type: str = ""
@@ -81,6 +82,8 @@ def filters_q(filters: LogFilters) -> Q:
         q &= Q(actor_hpr_number=clinician)
     elif clinician:
         q &= Q(actor_name__icontains=clinician)
+    if filters.organisation_orgnr:
+        q &= Q(organisation_orgnr=filters.organisation_orgnr)
     if filters.start is not None:
         q &= Q(occurred_at__gte=filters.start)
     if filters.end is not None:

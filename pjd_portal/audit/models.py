@@ -33,6 +33,13 @@ class EventType(models.TextChoices):
     # The privacy officer's changes to a patient's privacy choices (blocked documents included).
     PRIVACY_CHOICE_REGISTERED = "privacy_choice_registered", _("Privacy choice registered")
     PRIVACY_CHOICE_LIFTED = "privacy_choice_lifted", _("Privacy choice lifted")
+    # An auditor's change of a review queue item's status (pjd_portal/review).
+    REVIEW_STATUS_CHANGED = "review_status_changed", _("Review status changed")
+    # An access administrator's grant and revocation of a portal role (forvaltning/roles.py).
+    ROLE_GRANTED = "role_granted", _("Role granted")
+    ROLE_REVOKED = "role_revoked", _("Role revoked")
+    # An account deactivated for long disuse (deactivate_unused_accounts).
+    ACCOUNT_DEACTIVATED = "account_deactivated", _("Account deactivated")
 
 
 class Outcome(models.TextChoices):

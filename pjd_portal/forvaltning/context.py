@@ -20,4 +20,5 @@ def forvaltning_links(request: HttpRequest) -> dict[str, Any]:
         "may_read_patient_access_log": bool(policy.may_read_patient_access_log(staff)),
         "may_manage_privacy_choices": bool(policy.may_manage_privacy_choices(staff)),
         "may_review_access_log": bool(policy.may_review_access_log(staff)),
+        "may_administer_access": bool(policy.may_administer_access(staff)),
     }

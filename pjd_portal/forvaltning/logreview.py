@@ -9,7 +9,8 @@ event page and export is itself an audited event, committed before anything is s
 Everyone but an auditor gets the 404 of a missing page; so does an auditor asking for an
 event outside their scope (and that attempt is logged).
 
-Not here yet: the review queue (status, comment, reviewer per flagged or sampled event).
+The review queue (status, comment, reviewer per flagged or sampled event) is in
+pjd_portal/review, with the same scope and the same `auditor_required`.
 """
 
 from __future__ import annotations
@@ -45,7 +46,7 @@ from pjd_portal.patients.views import LOOKUP_MESSAGES
 View = Callable[..., HttpResponseBase]
 SEARCH_TEMPLATE = "forvaltning/logreview/search.html"
 EVENT_TEMPLATE = "forvaltning/logreview/event.html"
-FILTER_FIELDS = ("clinician", "date_from", "date_to", "event_type", "outcome", "signal")
+FILTER_FIELDS = ("clinician", "organisation", "date_from", "date_to", "event_type", "outcome", "signal")
 
 
 def auditor_required(view: View) -> View:
@@ -97,6 +98,15 @@ class LogSearchForm(forms.Form):
         max_length=200,
         help_text=_("HPR number or part of the name."),
         widget=forms.TextInput(attrs={"autocomplete": "off", "class": "ds-input"}),
+    )
+    organisation = forms.RegexField(
+        label=_("Organisation (org. no.)"),
+        required=False,
+        regex=r"^\d{9}$",
+        strip=True,
+        help_text=_("The organisation the clinician acted for: 9 digits."),
+        error_messages={"invalid": _("Enter an organisation number of 9 digits.")},
+        widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "numeric", "class": "ds-input"}),
     )
     date_from = forms.DateField(
         label=_("From date"),
@@ -176,6 +186,7 @@ def _filters(
         patient_id=patient.pk if patient is not None else None,
         patient_national_id=national_id,
         clinician=data["clinician"],
+        organisation_orgnr=data["organisation"],
         start=_oslo_midnight(data["date_from"]) if data["date_from"] else None,
         end=_oslo_midnight(data["date_to"] + datetime.timedelta(days=1)) if data["date_to"] else None,
         event_type=data["event_type"],

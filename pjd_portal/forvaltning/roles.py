@@ -1,0 +1,300 @@
+"""Access roles, for an organisation's access administrators (/forvaltning/tilgang/).
+
+The list of who holds which role in the organisation acted for, since when and granted by
+whom, with the revoked grants below; a form to grant a role (clinician, auditor, access
+administrator) and one per grant to revoke it. Every grant and revocation is audited
+(`roles_services`).
+
+"Own staff", the only people an administrator may grant a role to, are the users with any
+grant, in force or revoked, in the organisation acted for (a Membership row of any role):
+the organisation has had them as staff. A person is chosen from that list or given by HPR
+number; an id of anyone else, posted by hand, is answered as a missing page and logged.
+
+Everyone the policy keeps out of this part gets the 404 of a missing page, logged.
+"""
+
+from __future__ import annotations
+
+import re
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django import forms
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_GET, require_POST
+
+from pjd_portal.access import policy, selectors
+from pjd_portal.accounts.context import current_organisation
+from pjd_portal.accounts.models import Membership, Organisation, Role, User
+from pjd_portal.audit.models import EventType, Outcome
+from pjd_portal.audit.services import AuditWriteFailed, record_event
+from pjd_portal.forvaltning import roles_services as services
+
+View = Callable[..., HttpResponse]
+TEMPLATE = "forvaltning/roles/roles.html"
+HPR_NUMBER = re.compile(r"^[0-9]{9}$")
+GRANTABLE_CHOICES = [(role.value, role.label) for role in Role if role in policy.GRANTABLE_ROLES]
+
+
+def access_administrator_required(view: View) -> View:
+    """Only those the policy lets administer access get past; the rest get the 404 of a
+    missing page, whatever the method. A logged-in person's attempt is logged."""
+
+    @wraps(view)
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+        staff = selectors.staff_facts(request)
+        decision = policy.may_administer_access(staff)
+        if not decision:
+            if staff is not None:
+                record_event(
+                    request=request,
+                    event_type=EventType.ACCESS_DENIED,
+                    outcome=Outcome.DENIED,
+                    reason_code=decision.reason_code,
+                    details={"view": view.__name__},
+                )
+            raise Http404()
+        return view(request, *args, **kwargs)
+
+    return wrapper
+
+
+# --- forms ---------------------------------------------------------------------------
+
+
+class GrantRoleForm(forms.Form):
+    person = forms.UUIDField(
+        label=_("Person on your organisation's staff"),
+        required=False,
+        widget=forms.Select(attrs={"class": "ds-input"}),
+    )
+    hpr_number = forms.CharField(
+        label=_("Or: HPR number"),
+        help_text=_("9 digits. For a person on your organisation's staff who is not in the list."),
+        required=False,
+        max_length=20,
+        widget=forms.TextInput(attrs={"class": "ds-input", "inputmode": "numeric", "autocomplete": "off"}),
+    )
+    role = forms.ChoiceField(
+        label=_("Role"),
+        choices=GRANTABLE_CHOICES,
+        error_messages={
+            "required": _("Choose the role to grant."),
+            "invalid_choice": _("Choose one of the roles."),
+        },
+        widget=forms.RadioSelect,
+    )
+
+    def __init__(self, *args: Any, staff_choices: list[tuple[str, str]] | None = None, **kwargs: Any):
+        super().__init__(*args, **kwargs)
+        widget = self.fields["person"].widget
+        assert isinstance(widget, forms.Select)
+        widget.choices = [("", str(_("Choose a person"))), *(staff_choices or [])]
+
+    def clean_hpr_number(self) -> str:
+        value = "".join(self.cleaned_data["hpr_number"].split())
+        if value and not HPR_NUMBER.match(value):
+            raise forms.ValidationError(_("An HPR number has 9 digits. Check the number."))
+        return value
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        person, hpr = data.get("person"), data.get("hpr_number")
+        if "hpr_number" in data and "person" in data:
+            if not person and not hpr:
+                self.add_error("person", _("Choose the person, or enter their HPR number."))
+            elif person and hpr:
+                self.add_error("hpr_number", _("Choose the person or enter an HPR number, not both."))
+        return data
+
+
+class RevokeRoleForm(forms.Form):
+    grant = forms.IntegerField(widget=forms.HiddenInput)
+
+
+# --- the page ------------------------------------------------------------------------
+
+
+def _name(user: User | None) -> str:
+    return str(user.display_name or user.username) if user is not None else ""
+
+
+def _organisation(request: HttpRequest) -> Organisation:
+    organisation = current_organisation(request)
+    assert organisation is not None  # the policy checked it
+    return organisation
+
+
+def _grants(organisation: Organisation) -> list[Membership]:
+    """Every grant in the organisation, in force and revoked, newest first: one query."""
+
+    return list(
+        Membership.objects.filter(organisation=organisation)
+        .select_related("user", "granted_by", "revoked_by")
+        .order_by("-granted_at", "-pk")
+    )
+
+
+def _staff_choices(grants: list[Membership]) -> list[tuple[str, str]]:
+    people = {m.user.public_id: m.user for m in grants}
+    return sorted(
+        (
+            (
+                str(public_id),
+                f"{_name(user)} ({_('HPR no.')} {user.hpr_number})" if user.hpr_number else _name(user),
+            )
+            for public_id, user in people.items()
+        ),
+        key=lambda choice: choice[1].lower(),
+    )
+
+
+def _page(
+    request: HttpRequest,
+    *,
+    grant_form: GrantRoleForm | None = None,
+    error: str = "",
+    status: int = 200,
+) -> HttpResponse:
+    """The organisation's roles. A fixed number of queries, however many grants."""
+
+    organisation = _organisation(request)
+    grants = _grants(organisation)
+    choices = _staff_choices(grants)
+    if grant_form is None:
+        grant_form = GrantRoleForm(staff_choices=choices)
+    else:
+        grant_form.fields["person"].widget.choices = [("", str(_("Choose a person"))), *choices]
+    context = {
+        "organisation": organisation,
+        "in_force": [
+            (m, RevokeRoleForm(initial={"grant": m.pk}, auto_id=f"id_revoke{m.pk}_%s"))
+            for m in grants
+            if m.active
+        ],
+        "revoked": [m for m in grants if not m.active],
+        "grant_form": grant_form,
+        "error": error,
+        "self_id": request.user.pk,
+        "grantable_roles": sorted(policy.GRANTABLE_ROLES),
+    }
+    return render(request, TEMPLATE, context, status=status)
+
+
+AUDIT_FAILED = _("The change could not be logged, so it was not made. Please try again in a minute.")
+NOT_OWN_STAFF = _(
+    "No one on your organisation's staff has this HPR number. Roles can be granted only to your own organisation's staff."
+)
+GRANT_MESSAGES = {
+    services.Result.DONE: _("The role is granted. It applies from the person's next request."),
+    services.Result.ALREADY: _("The person already holds this role. Nothing was changed."),
+}
+REVOKE_MESSAGES = {
+    services.Result.DONE: _("The role is revoked. It no longer applies from the person's next request."),
+    services.Result.NOT_IN_FORCE: _("This role was already revoked. Nothing was changed."),
+}
+
+
+@access_administrator_required
+@require_GET
+def access_roles(request: HttpRequest) -> HttpResponse:
+    return _page(request)
+
+
+def _refuse_not_own_staff(request: HttpRequest, details: dict[str, Any]) -> None:
+    record_event(
+        request=request,
+        event_type=EventType.ACCESS_DENIED,
+        outcome=Outcome.DENIED,
+        reason_code="not_own_staff",
+        details={"view": "access_role_grant", **details},
+    )
+
+
+@access_administrator_required
+@require_POST
+def access_role_grant(request: HttpRequest) -> HttpResponse:
+    organisation = _organisation(request)
+    form = GrantRoleForm(request.POST)
+    if not form.is_valid():
+        return _page(request, grant_form=form, status=400)
+    staff = selectors.staff_facts(request)
+    role = form.cleaned_data["role"]
+    person, hpr = form.cleaned_data["person"], form.cleaned_data["hpr_number"]
+    if person:
+        target = User.objects.filter(public_id=person).first()
+        decision = policy.may_grant_role(
+            staff,
+            role,
+            target_organisation_ids=frozenset(
+                Membership.objects.filter(user=target).values_list("organisation_id", flat=True)
+            )
+            if target is not None
+            else frozenset(),
+        )
+        if target is None or not decision:
+            # Not in the list the page offers: a forged or stale id, as for a missing page.
+            _refuse_not_own_staff(request, {"person": str(person), "role": role})
+            raise Http404()
+        via = "list"
+    else:
+        # Own staff with this HPR number; the same answer whether the number is unknown or
+        # belongs to someone else's staff, so the form reveals no one outside.
+        candidates = list(
+            User.objects.filter(hpr_number=hpr, memberships__organisation=organisation).distinct()[:2]
+        )
+        if len(candidates) != 1:
+            _refuse_not_own_staff(request, {"hpr_number": hpr, "role": role})
+            form.add_error("hpr_number", NOT_OWN_STAFF)
+            return _page(request, grant_form=form, status=400)
+        target = candidates[0]
+        decision = policy.may_grant_role(staff, role, target_organisation_ids=frozenset({organisation.pk}))
+        if not decision:
+            form.add_error("role", decision.message)
+            return _page(request, grant_form=form, status=400)
+        via = "hpr_number"
+    try:
+        result, _membership = services.grant_role(
+            request=request, organisation=organisation, user=target, role=role, via=via
+        )
+    except AuditWriteFailed:
+        return _page(request, grant_form=form, error=str(AUDIT_FAILED), status=503)
+    (messages.success if result == services.Result.DONE else messages.info)(request, GRANT_MESSAGES[result])
+    return redirect("forvaltning:access_roles")
+
+
+@access_administrator_required
+@require_POST
+def access_role_revoke(request: HttpRequest) -> HttpResponse:
+    organisation = _organisation(request)
+    form = RevokeRoleForm(request.POST)
+    membership = None
+    if form.is_valid():
+        membership = (
+            Membership.objects.select_related("user")
+            .filter(pk=form.cleaned_data["grant"], organisation=organisation)
+            .first()
+        )
+    if membership is None:  # not a grant of this organisation: as for a missing page, logged
+        record_event(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.NOT_FOUND,
+            reason_code="unknown_grant",
+            details={"view": "access_role_revoke", "grant": str(request.POST.get("grant", ""))[:20]},
+        )
+        raise Http404()
+    staff = selectors.staff_facts(request)
+    assert staff is not None
+    try:
+        result, decision = services.revoke_role(request=request, staff=staff, membership=membership)
+    except AuditWriteFailed:
+        return _page(request, error=str(AUDIT_FAILED), status=503)
+    if result == services.Result.REFUSED:
+        return _page(request, error=decision.message or str(_("The role cannot be revoked.")), status=400)
+    (messages.success if result == services.Result.DONE else messages.info)(request, REVOKE_MESSAGES[result])
+    return redirect("forvaltning:access_roles")

@@ -1,0 +1,193 @@
+"""Reading and changing review queue items, for an organisation's auditors.
+
+An auditor sees the items whose event they may see in the log review
+(`policy.log_review_events_q`, over the organisation numbers copied onto the item), and
+nothing else. A status change names the item's version it was made on: the change, its
+history row and its access event are written together, or not at all. A second submit of
+the same change (a double click, a retry, a second tab) finds the version moved on and
+the same change already recorded: it writes no second row and says so. A different
+change made on an old version is refused as stale.
+"""
+
+from __future__ import annotations
+
+import datetime
+import enum
+import uuid
+from dataclasses import dataclass
+
+from django.core import signing
+from django.db import transaction
+from django.db.models import Q, QuerySet
+from django.http import HttpRequest
+from django.utils import timezone
+
+from pjd_portal.access import policy
+from pjd_portal.accounts.models import User
+from pjd_portal.audit.models import AccessEvent, EventType, Outcome
+from pjd_portal.audit.selectors import Cursor, InvalidCursor
+from pjd_portal.audit.services import record_event
+from pjd_portal.review.models import ReviewChange, ReviewItem
+
+MAX_PAGE_SIZE = 200
+_CURSOR_SALT = "pjd_portal.review.cursor"
+
+
+def items_in_scope(staff: policy.StaffFacts) -> QuerySet[ReviewItem]:
+    """The items this auditor may see: the log review's rule, on the item's copies of the
+    event's organisation numbers (the same field names as on AccessEvent)."""
+
+    return ReviewItem.objects.filter(policy.log_review_events_q(staff))
+
+
+@dataclass(frozen=True)
+class QueueFilters:
+    status: str = ""
+    signal: str = ""
+
+
+@dataclass(frozen=True)
+class QueueRow:
+    item: ReviewItem
+    event: AccessEvent | None  # None only if the event row cannot be read
+
+
+@dataclass(frozen=True)
+class QueuePage:
+    rows: list[QueueRow]
+    next_cursor: str | None
+
+
+def _encode_cursor(item: ReviewItem) -> str:
+    return signing.dumps([item.event_occurred_at.isoformat(), item.pk], salt=_CURSOR_SALT, compress=False)
+
+
+def _decode_cursor(raw: str) -> Cursor:
+    try:
+        value = signing.loads(raw, salt=_CURSOR_SALT)
+        occurred_at = datetime.datetime.fromisoformat(value[0])
+        item_pk = value[1]
+    except (signing.BadSignature, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise InvalidCursor("bad cursor") from exc
+    if occurred_at.tzinfo is None or not isinstance(item_pk, int) or isinstance(item_pk, bool):
+        raise InvalidCursor("bad cursor")
+    return Cursor(occurred_at, item_pk)
+
+
+def queue_page(
+    staff: policy.StaffFacts, filters: QueueFilters, *, cursor: str | None = None, limit: int = 50
+) -> QueuePage:
+    """One page of the queue, newest event first, keyset-paged: two queries whatever the
+    page size (the items with their reviewers, then their events with the patients).
+    Raises InvalidCursor."""
+
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be 1..{MAX_PAGE_SIZE}")
+    query = items_in_scope(staff).select_related("reviewer")
+    if filters.status:
+        query = query.filter(status=filters.status)
+    if filters.signal:
+        query = query.filter(signal_codes__contains=f",{filters.signal},")
+    if cursor:
+        after = _decode_cursor(cursor)
+        query = query.filter(
+            Q(event_occurred_at__lt=after.occurred_at)
+            | Q(event_occurred_at=after.occurred_at, pk__lt=after.event_pk)
+        )
+    found = list(query.order_by("-event_occurred_at", "-pk")[: limit + 1])
+    items = found[:limit]
+    events = _events_for(items)
+    return QueuePage(
+        rows=[QueueRow(item, events.get(item.event_id)) for item in items],
+        next_cursor=_encode_cursor(items[-1]) if len(found) > limit else None,
+    )
+
+
+def _events_for(items: list[ReviewItem]) -> dict[uuid.UUID, AccessEvent]:
+    if not items:
+        return {}
+    events = AccessEvent.objects.filter(pk__in=[item.event_pk for item in items]).select_related(
+        "patient", "document"
+    )
+    return {event.event_id: event for event in events}
+
+
+def item_for_review(staff: policy.StaffFacts, item_id: uuid.UUID) -> ReviewItem | None:
+    """One item by its UUID if this auditor may see it; None for a missing and for a
+    foreign item alike."""
+
+    return items_in_scope(staff).select_related("reviewer").filter(item_id=item_id).first()
+
+
+def history(item: ReviewItem) -> list[ReviewChange]:
+    return list(item.changes.select_related("changed_by").order_by("-version"))
+
+
+class Result(enum.Enum):
+    DONE = "done"
+    DUPLICATE = "duplicate"  # the same change was already made on this version
+    STALE = "stale"  # the item changed since the version the change was made on
+
+
+def change_status(
+    *,
+    request: HttpRequest,
+    staff: policy.StaffFacts,
+    user: User,
+    item_id: uuid.UUID,
+    version: int,
+    status: str,
+    comment: str,
+) -> Result | None:
+    """Change an item's status (and comment) as of `version`. None if the item is not
+    in this auditor's scope. Raises AuditWriteFailed (nothing is changed then)."""
+
+    with transaction.atomic():
+        # The row lock queues concurrent submits; the version decides what each one does.
+        item = items_in_scope(staff).select_for_update().filter(item_id=item_id).first()
+        if item is None:
+            return None
+        details = {
+            "review_item": str(item.item_id),
+            "event_id": str(item.event_id),
+            "version": version,
+            "from": item.status,
+            "to": status,
+        }
+        if item.version != version:
+            same = ReviewChange.objects.filter(
+                item=item, version=version + 1, to_status=status, comment=comment
+            ).exists()
+            result = Result.DUPLICATE if same else Result.STALE
+            record_event(
+                request=request,
+                event_type=EventType.REVIEW_STATUS_CHANGED,
+                outcome=Outcome.INVALID,
+                reason_code=f"review_{result.value}",
+                details={**details, "current_version": item.version},
+            )
+            return result
+        now = timezone.now()
+        ReviewChange.objects.create(
+            item=item,
+            version=version + 1,
+            changed_at=now,
+            changed_by=user,
+            changed_by_name=user.display_name,
+            from_status=item.status,
+            to_status=status,
+            comment=comment,
+        )
+        item.status = status
+        item.comment = comment
+        item.reviewer = user
+        item.version = version + 1
+        item.updated_at = now
+        item.save(update_fields=["status", "comment", "reviewer", "version", "updated_at"])
+        record_event(
+            request=request,
+            event_type=EventType.REVIEW_STATUS_CHANGED,
+            outcome=Outcome.GRANTED,
+            details=details,
+        )
+        return Result.DONE

@@ -1,0 +1,268 @@
+"""The review queue's pages in the administration area (/forvaltning/loggkontroll/ko/).
+
+For an organisation's auditors only (the log review's `auditor_required`: everyone else
+gets the 404 of a missing page). The list filters by status and signal, newest event
+first, keyset-paged; an item is addressed by its own UUID, and an item outside the
+auditor's scope is answered as missing, and logged. The status form is POST only (CSRF);
+a change is written with its history row and its access event (`services.change_status`).
+Listing the queue and opening an item show personal data and are logged as log searches
+and event views.
+"""
+
+from __future__ import annotations
+
+import uuid
+from typing import Any
+from urllib.parse import urlencode
+
+from django import forms
+from django.conf import settings
+from django.contrib import messages
+from django.http import Http404, HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
+
+from pjd_portal.access import policy
+from pjd_portal.access.models import Basis
+from pjd_portal.accounts.models import User
+from pjd_portal.audit import log_search, risk
+from pjd_portal.audit.models import EventType, Outcome
+from pjd_portal.audit.selectors import InvalidCursor
+from pjd_portal.audit.services import record_event, record_event_committed
+from pjd_portal.forvaltning.logreview import auditor_required
+from pjd_portal.review import services
+from pjd_portal.review.models import ReviewItem, ReviewStatus
+
+QUEUE_TEMPLATE = "forvaltning/review/queue.html"
+ITEM_TEMPLATE = "forvaltning/review/item.html"
+# A status that closes or escalates the review needs the reviewer's reasons.
+COMMENT_REQUIRED = frozenset({ReviewStatus.JUSTIFIED, ReviewStatus.FOLLOW_UP, ReviewStatus.VIOLATION})
+
+
+def _method_not_allowed(*allowed: str) -> HttpResponse:
+    response = HttpResponse(status=405)
+    response["Allow"] = ", ".join(allowed)
+    return response
+
+
+class QueueFilterForm(forms.Form):
+    """The list's filters (GET: they carry no personal data)."""
+
+    status = forms.ChoiceField(
+        label=_("Status"),
+        required=False,
+        choices=[("", _("All")), *ReviewStatus.choices],
+        widget=forms.Select(attrs={"class": "ds-input"}),
+    )
+    signal = forms.ChoiceField(
+        label=_("Risk signal"),
+        required=False,
+        choices=[("", _("All")), *risk.Signal.choices],
+        widget=forms.Select(attrs={"class": "ds-input"}),
+    )
+    cursor = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
+
+
+class StatusForm(forms.Form):
+    status = forms.ChoiceField(
+        label=_("New status"),
+        choices=ReviewStatus.choices,
+        error_messages={"required": _("Choose a status."), "invalid_choice": _("Choose a status.")},
+        widget=forms.RadioSelect,
+    )
+    comment = forms.CharField(
+        label=_("Comment"),
+        required=False,
+        max_length=2000,
+        help_text=_("What you checked and what you found. Needed for justified, follow-up and violation."),
+        widget=forms.Textarea(attrs={"rows": 4, "class": "ds-input"}),
+    )
+    # The item's version the form was shown with (optimistic concurrency).
+    version = forms.IntegerField(min_value=1, widget=forms.HiddenInput)
+
+    def __init__(self, *args: Any, item: ReviewItem, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.item = item
+
+    def clean(self) -> dict[str, Any]:
+        data = super().clean() or {}
+        status, comment = data.get("status"), (data.get("comment") or "").strip()
+        data["comment"] = comment
+        if status in COMMENT_REQUIRED and not comment:
+            self.add_error("comment", _("Write a comment: what you checked and what you found."))
+        elif (
+            status and status == self.item.status and not comment and data.get("version") == self.item.version
+        ):
+            self.add_error("status", _("Choose another status, or write a comment."))
+        return data
+
+
+def _signal_views(codes: tuple[str, ...], thresholds: risk.Thresholds) -> list[dict[str, Any]]:
+    return [
+        {"code": code, "label": risk.Signal(code).label, "explanation": risk.explanation(code, thresholds)}
+        for code in codes
+        if code in risk.Signal.values
+    ]
+
+
+@auditor_required
+def review_queue(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
+    if request.method != "GET":
+        return _method_not_allowed("GET")
+    form = QueueFilterForm(request.GET)
+    if not form.is_valid():
+        return render(request, QUEUE_TEMPLATE, {"form": form}, status=400)
+    filters = services.QueueFilters(status=form.cleaned_data["status"], signal=form.cleaned_data["signal"])
+    cursor = form.cleaned_data["cursor"] or None
+    try:
+        page = services.queue_page(staff, filters, cursor=cursor, limit=settings.LOG_REVIEW_PAGE_SIZE)
+    except InvalidCursor:
+        form.add_error(None, _("The page could not be shown. Start again from the first page."))
+        return render(request, QUEUE_TEMPLATE, {"form": form}, status=400)
+    record_event_committed(
+        request=request,
+        event_type=EventType.LOG_SEARCH,
+        outcome=Outcome.GRANTED,
+        details={
+            "view": "review_queue",
+            "filters": {"status": filters.status, "signal": filters.signal},
+            "returned": len(page.rows),
+            "cursor": bool(cursor),
+        },
+    )
+    thresholds = risk.Thresholds.from_settings()
+    rows = [
+        {"item": row.item, "event": row.event, "signals": _signal_views(row.item.signals, thresholds)}
+        for row in page.rows
+    ]
+    next_query = ""
+    if page.next_cursor:
+        next_query = "?" + _query(status=filters.status, signal=filters.signal, cursor=page.next_cursor)
+    return render(
+        request,
+        QUEUE_TEMPLATE,
+        {"form": form, "rows": rows, "next_query": next_query, "first_page": cursor is None},
+    )
+
+
+def _query(**params: str) -> str:
+    return urlencode({name: value for name, value in params.items() if value})
+
+
+def _refuse_outside_scope(request: HttpRequest, view: str, item_id: uuid.UUID) -> None:
+    """A guessed or foreign item: logged, then the same 404 as a missing page."""
+
+    record_event(
+        request=request,
+        event_type=EventType.ACCESS_DENIED,
+        outcome=Outcome.DENIED,
+        reason_code="review_item_outside_scope",
+        details={"view": view, "review_item": str(item_id)},
+    )
+    raise Http404()
+
+
+def _render_item(
+    request: HttpRequest,
+    staff: policy.StaffFacts,
+    item: ReviewItem,
+    form: StatusForm | None = None,
+    *,
+    status: int = 200,
+    error: str = "",
+) -> HttpResponse:
+    thresholds = risk.Thresholds.from_settings()
+    row = log_search.event_for_review(staff, item.event_id, thresholds=thresholds)
+    if row is None:  # the event is outside the scope too (cannot differ from the item's copy)
+        _refuse_outside_scope(request, "review_item", item.item_id)
+        raise Http404()  # pragma: no cover - _refuse_outside_scope raises
+    event = row.event
+    record_event_committed(
+        request=request,
+        event_type=EventType.LOG_EVENT_VIEW,
+        outcome=Outcome.GRANTED,
+        patient=event.patient if event.patient_id is not None else None,
+        patient_national_id=event.patient_national_id,
+        details={"event_id": str(event.event_id), "review_item": str(item.item_id)},
+    )
+    if form is None:
+        form = StatusForm(initial={"status": item.status, "version": item.version}, item=item)
+    return render(
+        request,
+        ITEM_TEMPLATE,
+        {
+            "item": item,
+            "event": event,
+            "basis": _basis_label(event.basis),
+            "signals": _signal_views(item.signals, thresholds),
+            "history": services.history(item),
+            "form": form,
+            "error": error,
+        },
+        status=status,
+    )
+
+
+def _basis_label(code: str) -> str:
+    return str(Basis(code).label) if code in Basis.values else code
+
+
+@auditor_required
+def review_item(request: HttpRequest, staff: policy.StaffFacts, item_id: uuid.UUID) -> HttpResponse:
+    if request.method != "GET":
+        return _method_not_allowed("GET")
+    item = services.item_for_review(staff, item_id)
+    if item is None:
+        _refuse_outside_scope(request, "review_item", item_id)
+        raise Http404()  # pragma: no cover
+    return _render_item(request, staff, item)
+
+
+RESULT_MESSAGES = {
+    services.Result.DONE: _("The status is saved."),
+    services.Result.DUPLICATE: _("This change was already saved. It was not saved twice."),
+}
+
+
+@auditor_required
+def review_item_status(request: HttpRequest, staff: policy.StaffFacts, item_id: uuid.UUID) -> HttpResponse:
+    if request.method != "POST":
+        return _method_not_allowed("POST")
+    item = services.item_for_review(staff, item_id)
+    if item is None:
+        _refuse_outside_scope(request, "review_item_status", item_id)
+        raise Http404()  # pragma: no cover
+    form = StatusForm(request.POST, item=item)
+    if not form.is_valid():
+        return _render_item(request, staff, item, form, status=400)
+    data = form.cleaned_data
+    user = request.user
+    if not isinstance(user, User):  # cannot happen past auditor_required
+        raise Http404()
+    result = services.change_status(
+        request=request,
+        staff=staff,
+        user=user,
+        item_id=item.item_id,
+        version=data["version"],
+        status=data["status"],
+        comment=data["comment"],
+    )
+    if result is None:  # out of scope since it was read (the role was revoked meanwhile)
+        _refuse_outside_scope(request, "review_item_status", item_id)
+        raise Http404()  # pragma: no cover
+    if result == services.Result.STALE:
+        item.refresh_from_db()
+        fresh = StatusForm(
+            initial={"status": data["status"], "comment": data["comment"], "version": item.version}, item=item
+        )
+        error = _(
+            "Someone else changed this item after you opened it. Your change is not saved. "
+            "Check the status and history below, and submit again if your change still applies."
+        )
+        return _render_item(request, staff, item, fresh, status=409, error=str(error))
+    if result == services.Result.DONE:
+        messages.success(request, RESULT_MESSAGES[result])
+    else:
+        messages.info(request, RESULT_MESSAGES[result])
+    return redirect("forvaltning:review_item", item_id=item.item_id)
