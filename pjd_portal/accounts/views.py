@@ -24,7 +24,7 @@ from pjd_portal.accounts.context import (
     current_organisation,
     organisation_choices,
 )
-from pjd_portal.accounts.models import Organisation
+from pjd_portal.accounts.models import Organisation, Role
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import record_event
 from pjd_portal.patients.forms import PatientLookupForm
@@ -44,7 +44,7 @@ def home(request: HttpRequest) -> HttpResponse:
         "accounts/no_clinical_role.html",
         {
             "decision": decision,
-            "roles": sorted(active_roles(request)),
+            "roles": [Role(role).label for role in sorted(active_roles(request))],
             # The administration links come from forvaltning.context.forvaltning_links.
         },
     )
