@@ -9,6 +9,10 @@ from __future__ import annotations
 import sys
 
 NB = {
+    "Choose a date between 2000 and 2100.": "Velg en dato mellom 2000 og 2100.",
+    "This is the organisation's only active access administrator, so the role cannot be revoked. Grant the role to someone else first.": "Dette er virksomhetens eneste aktive tilgangsstyrer, så rollen kan ikke trekkes tilbake. Gi rollen til en annen først.",
+    "You cannot grant a role to yourself. Ask another access administrator.": "Du kan ikke gi deg selv en rolle. Be en annen tilgangsstyrer om det.",
+    "You are no longer an access administrator here.": "Du er ikke lenger tilgangsstyrer her.",
     # Access roles (forvaltning/roles.py) and deactivated accounts.
     "Choose one of the roles.": "Velg en av rollene.",
     "You are the organisation's only access administrator, so you cannot revoke your own role. Grant the role to someone else first.": "Du er virksomhetens eneste tilgangsstyrer, så du kan ikke trekke tilbake din egen rolle. Gi rollen til en annen først.",

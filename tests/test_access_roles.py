@@ -204,7 +204,7 @@ def test_the_last_administrator_cannot_revoke_their_own_role(world, persona_clie
     own = Membership.objects.get(user=world.administrator, role=Role.ACCESS_ADMINISTRATOR)
     response = admin.post(REVOKE, {"grant": own.pk}, HTTP_ACCEPT_LANGUAGE="nb")
     assert response.status_code == 400
-    assert "eneste tilgangsstyrer" in response.content.decode()
+    assert "eneste aktive tilgangsstyrer" in response.content.decode()
     own.refresh_from_db()
     assert own.active and perms(world.administrator, world.gp_office) == {"role_access_administrator"}
     [event] = events(EventType.ROLE_REVOKED)
@@ -426,3 +426,43 @@ def test_unused_accounts_are_deactivated_with_a_frozen_clock(world, settings):
         out = StringIO()
         call_command("deactivate_unused_accounts", stdout=out)
     assert "Deactivated 0 account(s)" in out.getvalue()
+
+
+def test_an_administrator_cannot_grant_themselves_a_role(world, persona_client):
+    admin = persona_client("administrator")
+    response = admin.post(GRANT, {"person": str(world.administrator.public_id), "role": "auditor"})
+    assert response.status_code in (400, 404)
+    assert perms(world.administrator, world.gp_office) == {"role_access_administrator"}
+    assert admin.get("/forvaltning/loggkontroll/").status_code == 404
+
+
+def test_revoking_the_other_of_two_administrators_needs_an_active_one_left(world, persona_client):
+    """Two administrators cannot revoke each other into none; a deactivated account does
+    not count as the other administrator."""
+    admin = persona_client("administrator")
+    assert (
+        admin.post(
+            GRANT, {"person": str(world.fastlege.public_id), "role": "access_administrator"}
+        ).status_code
+        == 302
+    )
+    kari = Membership.objects.get(user=world.fastlege, role=Role.ACCESS_ADMINISTRATOR, active=True)
+    own = Membership.objects.get(user=world.administrator, role=Role.ACCESS_ADMINISTRATOR, active=True)
+    # Kari's account is deactivated: the administrator is then the only active one.
+    type(world.fastlege).objects.filter(pk=world.fastlege.pk).update(is_active=False)
+    assert admin.post(REVOKE, {"grant": own.pk}).status_code == 400
+    # With Kari active again, the administrator may revoke Kari's role, but then not their own.
+    type(world.fastlege).objects.filter(pk=world.fastlege.pk).update(is_active=True)
+    assert admin.post(REVOKE, {"grant": kari.pk}).status_code == 302
+    assert admin.post(REVOKE, {"grant": own.pk}).status_code == 400
+    assert Membership.objects.filter(
+        organisation=world.gp_office, role=Role.ACCESS_ADMINISTRATOR, active=True, user__is_active=True
+    ).exists()
+
+
+def test_a_grant_moved_to_another_organisation_ends_the_old_permission(world):
+    grant = Membership.objects.get(user=world.fastlege, organisation=world.gp_office, role=Role.CLINICIAN)
+    grant.organisation = world.legevakt
+    grant.save()
+    assert perms(world.fastlege, world.gp_office) == set()
+    assert "role_clinician" in perms(world.fastlege, world.legevakt)

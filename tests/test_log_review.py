@@ -443,6 +443,8 @@ def test_search_by_clinician_time_range_event_type_and_outcome(world, as_auditor
         ),
         ({"date_from": "i går"}, "Skriv inn en dato"),
         ({"cursor": "tampered"}, "Siden kunne ikke vises"),
+        ({"date_to": "9999-12-31"}, "mellom 2000 og 2100"),
+        ({"date_from": "0001-01-01"}, "mellom 2000 og 2100"),
     ],
 )
 def test_bad_input_gets_a_clear_norwegian_message(world, as_auditor, data, message):
@@ -881,3 +883,29 @@ def test_the_search_filters_by_the_acting_organisation(world, as_auditor, scoped
     assert "Skriv et organisasjonsnummer med 9 sifre." in refused.content.decode()
     logged = AccessEvent.objects.filter(event_type=EventType.LOG_SEARCH).order_by("pk").first()
     assert logged.details["filters"]["organisation"] == world.hospital.orgnr
+
+
+@pytest.mark.parametrize("date", ["9999-12-31", "0001-01-01"])
+def test_an_export_with_a_far_off_date_is_refused_not_a_500(world, as_auditor, date):
+    response = as_auditor.post(SEARCH + "eksport/", {"date_to": date})
+    assert response.status_code == 400
+
+
+def test_context_signals_are_not_shown_for_another_organisations_staff(world, settings):
+    """The hospital auditor sees a legevakt doctor's open of a hospital document, but not
+    what that doctor did elsewhere (many patients) or who the legevakt's staff are."""
+    settings.LOG_REVIEW_MANY_PATIENTS = 2
+    doc = add_document(world)
+    record(world, T0, user=world.other_clinician, org=world.legevakt, patient=world.other_patient)
+    shared = record(
+        world,
+        T0 + datetime.timedelta(minutes=1),
+        EventType.DOCUMENT_OPEN,
+        user=world.other_clinician,
+        org=world.legevakt,
+        patient=world.patient,
+        document=doc,
+    )
+    found = signals_by_event(world)
+    assert shared.pk in found
+    assert not set(found[shared.pk]) & risk.CONTEXT_SIGNALS

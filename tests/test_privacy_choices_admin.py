@@ -185,13 +185,16 @@ def test_lookup_leads_to_the_patient_page_and_is_logged(world, as_privacy_office
     body = response.content.decode()
     assert "Ingrid Testesen" in body
     assert 'data-testid="privacy-none-in-force"' in body
-    [event] = events(EventType.PATIENT_LOOKUP)
-    assert (event.outcome, event.patient, event.details["channel"]) == (
-        Outcome.GRANTED,
-        world.patient,
-        "privacy_officer",
-    )
-    assert event.actor_name == "Pia Personvern" and event.organisation_orgnr == "310900001"
+    # The lookup, and the view of the page (which shows the patient), are both logged.
+    lookup, view = events(EventType.PATIENT_LOOKUP)
+    for event in (lookup, view):
+        assert (event.outcome, event.patient, event.details["channel"]) == (
+            Outcome.GRANTED,
+            world.patient,
+            "privacy_officer",
+        )
+        assert event.actor_name == "Pia Personvern" and event.organisation_orgnr == "310900001"
+    assert view.details["view"] == "privacy_choices"
 
 
 @pytest.mark.parametrize(

@@ -60,8 +60,11 @@ def queue_all(rate: float = 1.0) -> None:
     build_queue(T0 - datetime.timedelta(days=30), T0 + datetime.timedelta(days=30), rate=rate, key=b"t")
 
 
-def item_for(event: AccessEvent) -> ReviewItem:
-    return ReviewItem.objects.get(event_id=event.event_id)
+def item_for(event: AccessEvent, reviewer_orgnr: str | None = None) -> ReviewItem:
+    """The item of `event` for one reviewing organisation (default: the acting one)."""
+    return ReviewItem.objects.get(
+        event_id=event.event_id, reviewer_orgnr=reviewer_orgnr or event.organisation_orgnr
+    )
 
 
 def _same_page(response) -> str:
@@ -208,7 +211,10 @@ def two_organisations(world):
         ),
     }
     queue_all()
-    return {name: item_for(event) for name, event in events.items()}
+    items = {name: item_for(event) for name, event in events.items()}
+    # The shared document's owner reviews the same event on an item of its own.
+    items["shared_at_source"] = item_for(events["shared"], world.hospital.orgnr)
+    return items
 
 
 def test_an_auditor_sees_only_their_organisations_items(
@@ -216,7 +222,7 @@ def test_an_auditor_sees_only_their_organisations_items(
 ):
     items = two_organisations
     seen_a = set(ROW.findall(as_auditor.get(QUEUE).content.decode()))
-    assert seen_a == {str(items["a"].item_id), str(items["shared"].item_id)}
+    assert seen_a == {str(items["a"].item_id), str(items["shared_at_source"].item_id)}
     other = login(Client(), legevakt_auditor, world.legevakt)
     seen_b = set(ROW.findall(other.get(QUEUE).content.decode()))
     assert seen_b == {str(items[name].item_id) for name in ("b", "b_document", "shared")}
@@ -225,7 +231,10 @@ def test_an_auditor_sees_only_their_organisations_items(
         facts = staff(auditor, org)
         for item in ReviewItem.objects.all():
             visible = str(item.item_id) in (seen_a if org == world.hospital else seen_b)
-            assert visible == policy.auditor_may_see_event(facts, item.organisation_orgnr, item.source_orgnr)
+            assert visible == (
+                policy.auditor_may_see_event(facts, item.organisation_orgnr, item.source_orgnr)
+                and item.reviewer_orgnr == org.orgnr
+            )
 
 
 def test_a_guessed_or_foreign_item_is_a_logged_404_and_a_forged_post_changes_nothing(
@@ -287,12 +296,13 @@ def test_the_command_queues_flagged_events_and_is_idempotent(world, settings):
     with time_machine.travel(T0 + datetime.timedelta(hours=3), tick=False):
         call_command("build_review_queue", "--since", "2026-06-20", stdout=io.StringIO())
     assert ReviewItem.objects.count() == 2
-    # The database keeps one item per event, whoever writes it.
+    # The database keeps one item per event and reviewing organisation, whoever writes it.
     with pytest.raises(IntegrityError), transaction.atomic():
         ReviewItem.objects.create(
             event_pk=flagged.pk,
             event_id=flagged.event_id,
             event_occurred_at=flagged.occurred_at,
+            reviewer_orgnr=world.hospital.orgnr,
             queued_at=T0,
         )
 
@@ -565,3 +575,50 @@ def test_no_national_id_in_any_url(world, as_auditor, emergency, settings):
         urls = re.findall(r'(?:action|href|src|hx-get|hx-post)="([^"]*)"', response.content.decode())
         assert all(LIST_PATIENT_ID not in url and OTHER_PATIENT_ID not in url for url in urls)
     assert LIST_PATIENT_ID in responses[1].content.decode()  # shown in the page, never in a URL
+
+
+def test_each_organisation_reviews_a_shared_event_on_its_own(
+    world, as_auditor, two_organisations, legevakt_auditor
+):
+    """The hospital's status and comment are the hospital's: the legevakt's auditors see
+    their own item of the same event, untouched."""
+    hospital_item = two_organisations["shared_at_source"]
+    legevakt_item = two_organisations["shared"]
+    assert hospital_item.pk != legevakt_item.pk and hospital_item.event_id == legevakt_item.event_id
+    assert (
+        change(
+            as_auditor, hospital_item, ReviewStatus.JUSTIFIED, "Intern kommentar fra sykehuset."
+        ).status_code
+        == 302
+    )
+    other = login(Client(), legevakt_auditor, world.legevakt)
+    page = other.get(item_url(legevakt_item)).content.decode()
+    assert "Intern kommentar fra sykehuset." not in page and "Rune Revisor" not in page
+    legevakt_item.refresh_from_db()
+    assert legevakt_item.status == ReviewStatus.NEW
+    assert other.get(item_url(hospital_item)).status_code == 404
+
+
+def test_context_signals_are_not_shown_to_the_owner_of_the_document(world, settings):
+    """ "Many patients" reads the clinician's other accesses: the hospital, whose document
+    was read by a legevakt doctor, must not learn of the legevakt's other work from it."""
+    settings.LOG_REVIEW_MANY_PATIENTS = 2
+    hospital_doc = add_document(world)
+    record(world, T0, user=world.other_clinician, org=world.legevakt, patient=world.other_patient)
+    shared = record(
+        world,
+        T0 + datetime.timedelta(minutes=1),
+        EventType.DOCUMENT_OPEN,
+        user=world.other_clinician,
+        org=world.legevakt,
+        patient=world.patient,
+        document=hospital_doc,
+    )
+    queue_all(rate=0.0)
+    assert "many_patients" in item_for(shared).signals
+    assert (
+        not ReviewItem.objects.filter(event_id=shared.event_id, reviewer_orgnr=world.hospital.orgnr)
+        .exclude(signal_codes="")
+        .filter(signal_codes__contains=",many_patients,")
+        .exists()
+    )

@@ -111,7 +111,8 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
     elif route in ("forvaltning:review_item", "forvaltning:review_item_status"):
         owner.get(reverse("documents:open", kwargs={"handle": handle, "document_id": doc.document_id}))
         build_queue(AccessEvent.objects.get(event_type="document_open").occurred_at, rate=1.0)
-        kwargs = {"item_id": ReviewItem.objects.get().item_id}
+        # The auditor persona reviews for the hospital, whose document was opened.
+        kwargs = {"item_id": ReviewItem.objects.get(reviewer_orgnr=world.hospital.orgnr).item_id}
     elif route.startswith("forvaltning:privacy_") and route != "forvaltning:privacy_lookup":
         kwargs = {"handle": uuid.uuid4()}
     url = reverse(route, kwargs=kwargs)

@@ -523,7 +523,11 @@ def may_administer_access(staff: StaffFacts | None) -> Decision:
 
 
 def may_grant_role(
-    staff: StaffFacts | None, role: str, *, target_organisation_ids: frozenset[int]
+    staff: StaffFacts | None,
+    role: str,
+    *,
+    target_organisation_ids: frozenset[int],
+    target_user_id: int | None = None,
 ) -> Decision:
     """May this administrator grant `role` to a person whose current or past grants are
     in `target_organisation_ids`? Only one of the roles above, and only to the
@@ -538,6 +542,12 @@ def may_grant_role(
         return _deny("role_not_grantable", str(_("Choose one of the roles.")))
     if staff.organisation_id not in target_organisation_ids:
         return _deny("not_own_staff", "")
+    if target_user_id is not None and target_user_id == staff.user_id:
+        # No one widens their own rights (an administrator making themselves auditor
+        # would review their own actions): another administrator must grant it.
+        return _deny(
+            "no_self_grant", str(_("You cannot grant a role to yourself. Ask another access administrator."))
+        )
     return ALLOW
 
 
@@ -561,16 +571,14 @@ def may_revoke_role(
         return _deny("not_own_organisation", "")
     if grant_role not in GRANTABLE_ROLES:
         return _deny("role_not_grantable", "")
-    if (
-        grant_role == Role.ACCESS_ADMINISTRATOR
-        and grant_user_id == staff.user_id
-        and other_administrators < 1
-    ):
+    if grant_role == Role.ACCESS_ADMINISTRATOR and other_administrators < 1:
+        # Whoever revokes it, an organisation is never left without an active
+        # administrator (`other_administrators` counts active accounts only).
         return _deny(
             "last_access_administrator",
             str(
                 _(
-                    "You are the organisation's only access administrator, so you cannot revoke your own role. Grant the role to someone else first."
+                    "This is the organisation's only active access administrator, so the role cannot be revoked. Grant the role to someone else first."
                 )
             ),
         )

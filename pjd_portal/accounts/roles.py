@@ -19,7 +19,7 @@ from typing import Any
 
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from pjd_portal.accounts.models import Membership, Organisation, OrganisationUserObjectPermission, Role
@@ -89,11 +89,23 @@ def roles_from_permissions(codenames: Any) -> frozenset[str]:
     return frozenset(PERMISSION_ROLES[c] for c in codenames if c in PERMISSION_ROLES)
 
 
+@receiver(pre_save, sender=Membership, dispatch_uid="pjd_membership_remember_pair")
+def _membership_saving(sender: Any, instance: Membership, raw: bool = False, **kwargs: Any) -> None:
+    # A grant moved to another person or organisation must also end the old pair's role.
+    if raw or instance.pk is None:
+        return
+    old = Membership.objects.filter(pk=instance.pk).values_list("user_id", "organisation_id").first()
+    instance._pjd_old_pair = old  # type: ignore[attr-defined]
+
+
 @receiver(post_save, sender=Membership, dispatch_uid="pjd_membership_sync_saved")
 def _membership_saved(sender: Any, instance: Membership, raw: bool = False, **kwargs: Any) -> None:
     if raw:  # loaddata: the fixture carries its own permission rows, if any
         return
     sync_role_permissions(instance.user_id, instance.organisation_id)
+    old = getattr(instance, "_pjd_old_pair", None)
+    if old is not None and tuple(old) != (instance.user_id, instance.organisation_id):
+        sync_role_permissions(old[0], old[1])
 
 
 @receiver(post_delete, sender=Membership, dispatch_uid="pjd_membership_sync_deleted")

@@ -102,7 +102,9 @@ def _events(
         AccessEvent.objects.filter(policy.log_review_events_q(staff) & filters_q(filters)), thresholds
     )
     if filters.signal:
-        query = query.filter(risk.signal_q(filters.signal, thresholds))
+        query = query.filter(
+            risk.signal_q(filters.signal, thresholds, reviewer_orgnr=staff.organisation_orgnr)
+        )
     return query
 
 
@@ -110,8 +112,20 @@ def _after(cursor: Cursor) -> Q:
     return Q(occurred_at__lt=cursor.occurred_at) | Q(occurred_at=cursor.occurred_at, pk__lt=cursor.event_pk)
 
 
-def _rows(events: list[AccessEvent], thresholds: risk.Thresholds) -> list[ReviewRow]:
-    return [ReviewRow(event, risk.signals_for(risk.facts_for(event), thresholds)) for event in events]
+def _rows(
+    staff: policy.StaffFacts, events: list[AccessEvent], thresholds: risk.Thresholds
+) -> list[ReviewRow]:
+    return [
+        ReviewRow(
+            event,
+            risk.signals_for(
+                risk.facts_for(event),
+                thresholds,
+                own_staff=event.organisation_orgnr == staff.organisation_orgnr,
+            ),
+        )
+        for event in events
+    ]
 
 
 def search_page(
@@ -132,7 +146,7 @@ def search_page(
     found = list(query.order_by("-occurred_at", "-pk")[: limit + 1])
     events = found[:limit]
     next_cursor = encode_cursor(events[-1]) if len(found) > limit else None
-    return ReviewPage(rows=_rows(events, thresholds), next_cursor=next_cursor)
+    return ReviewPage(rows=_rows(staff, events, thresholds), next_cursor=next_cursor)
 
 
 def iter_rows(
@@ -148,7 +162,7 @@ def iter_rows(
             query = query.filter(_after(after))
         size = min(EXPORT_CHUNK, max_rows - sent)
         events = list(query.order_by("-occurred_at", "-pk")[:size])
-        yield from _rows(events, thresholds)
+        yield from _rows(staff, events, thresholds)
         sent += len(events)
         if len(events) < size:
             return
@@ -164,4 +178,4 @@ def event_for_review(
     event = _events(staff, LogFilters(), thresholds).filter(event_id=event_id).first()
     if event is None:
         return None
-    return _rows([event], thresholds)[0]
+    return _rows(staff, [event], thresholds)[0]

@@ -218,8 +218,16 @@ def blocked_clinician(facts: EventFacts) -> bool:
     return facts.reason_code == BLOCKED_REASON_CODE
 
 
-def signals_for(facts: EventFacts, thresholds: Thresholds) -> tuple[str, ...]:
-    """The signals this event raises, in the order of `Signal`."""
+# Signals that read other rows than the event itself (the organisation's earlier
+# contact, its staff, the clinician's other accesses). They are shown only to the acting
+# organisation's own auditors: to the auditors of an organisation whose document was read
+# they would reveal activity outside their scope.
+CONTEXT_SIGNALS = frozenset({"no_care_relation", "colleague", "many_patients"})
+
+
+def signals_for(facts: EventFacts, thresholds: Thresholds, *, own_staff: bool = True) -> tuple[str, ...]:
+    """The signals this event raises, in the order of `Signal`. `own_staff`: the reviewer
+    belongs to the organisation the clinician acted for (else no context signals)."""
 
     fired = {
         Signal.EMERGENCY: emergency(facts),
@@ -232,7 +240,11 @@ def signals_for(facts: EventFacts, thresholds: Thresholds) -> tuple[str, ...]:
         Signal.PROTECTED_ADDRESS: protected_address(facts),
         Signal.BLOCKED_CLINICIAN: blocked_clinician(facts),
     }
-    return tuple(str(signal) for signal in Signal if fired[signal])
+    return tuple(
+        str(signal)
+        for signal in Signal
+        if fired[signal] and (own_staff or str(signal) not in CONTEXT_SIGNALS)
+    )
 
 
 # --- loading the facts with the events, and the signals as query filters --------------
@@ -251,12 +263,16 @@ def annotate_facts(events: QuerySet[AccessEvent], thresholds: Thresholds) -> Que
         occurred_at__lt=OuterRef("occurred_at") - datetime.timedelta(hours=thresholds.same_visit_hours),
     )
     colleague_membership = Membership.objects.filter(
-        user__pid=OuterRef("patient_national_id"), organisation__orgnr=OuterRef("organisation_orgnr")
+        user__pid=OuterRef("patient_national_id"),
+        organisation__orgnr=OuterRef("organisation_orgnr"),
+        active=True,
     )
     window = datetime.timedelta(minutes=thresholds.many_patients_minutes)
     patients_in_window = (
         AccessEvent.objects.filter(
             actor_user_id=OuterRef("actor_user_id"),
+            # Only what the clinician did for this organisation: its auditors' scope.
+            organisation_orgnr=OuterRef("organisation_orgnr"),
             event_type__in=sorted(CLINICAL_EVENT_TYPES),
             patient__isnull=False,
             occurred_at__gt=OuterRef("occurred_at") - window,
@@ -303,9 +319,10 @@ def facts_for(event: AccessEvent) -> EventFacts:
     )
 
 
-def signal_q(signal: str, thresholds: Thresholds) -> Q:
+def signal_q(signal: str, thresholds: Thresholds, *, reviewer_orgnr: str | None = None) -> Q:
     """One signal as a filter over events loaded through `annotate_facts`: the same rule
-    as the pure function of the same name."""
+    as the pure function of the same name. With `reviewer_orgnr`, a context signal
+    matches only events the reviewer's own organisation's staff made (see CONTEXT_SIGNALS)."""
 
     clinical = Q(event_type__in=sorted(CLINICAL_EVENT_TYPES))
     about_patient = clinical & Q(patient__isnull=False)
@@ -330,4 +347,7 @@ def signal_q(signal: str, thresholds: Thresholds) -> Q:
         Signal.PROTECTED_ADDRESS: about_patient & ~Q(patient__address_protection=""),
         Signal.BLOCKED_CLINICIAN: Q(reason_code=BLOCKED_REASON_CODE),
     }
-    return filters[Signal(signal)]
+    q = filters[Signal(signal)]
+    if reviewer_orgnr is not None and str(signal) in CONTEXT_SIGNALS:
+        q &= Q(organisation_orgnr=reviewer_orgnr)
+    return q

@@ -144,9 +144,19 @@ class LogSearchForm(forms.Form):
     def clean(self) -> dict[str, Any]:
         data = super().clean() or {}
         start, end = data.get("date_from"), data.get("date_to")
-        if start and end and start > end:
+        for name in ("date_from", "date_to"):
+            day = data.get(name)
+            # The log starts with the portal; far-off dates overflow the date arithmetic.
+            if day and not (EARLIEST_DATE <= day <= LATEST_DATE):
+                self.add_error(name, _("Choose a date between 2000 and 2100."))
+                data.pop(name, None)
+        if start and end and start > end and "date_from" in data and "date_to" in data:
             self.add_error("date_to", _("The to date must be on or after the from date."))
         return data
+
+
+EARLIEST_DATE = datetime.date(2000, 1, 1)
+LATEST_DATE = datetime.date(2100, 12, 31)
 
 
 def _oslo_midnight(day: datetime.date) -> datetime.datetime:

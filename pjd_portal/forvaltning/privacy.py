@@ -435,7 +435,16 @@ def _page(
 @privacy_choices_officer_required
 @require_http_methods(["GET"])
 def privacy_patient(request: HttpRequest, handle: UUID) -> HttpResponse:
-    return _page(request, handle, _patient_for(request, handle))
+    patient = _patient_for(request, handle)
+    # The page shows who the patient is and their documents' titles: every view is logged.
+    record_event(
+        request=request,
+        event_type=EventType.PATIENT_LOOKUP,
+        outcome=Outcome.GRANTED,
+        patient=patient,
+        details={"channel": CHANNEL, "view": "privacy_choices"},
+    )
+    return _page(request, handle, patient)
 
 
 AUDIT_FAILED = _("The change could not be logged, so it was not made. Please try again in a minute.")

@@ -235,6 +235,7 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
             )
             if target is not None
             else frozenset(),
+            target_user_id=target.pk if target is not None else None,
         )
         if target is None or not decision:
             # Not in the list the page offers: a forged or stale id, as for a missing page.
@@ -252,7 +253,9 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
             form.add_error("hpr_number", NOT_OWN_STAFF)
             return _page(request, grant_form=form, status=400)
         target = candidates[0]
-        decision = policy.may_grant_role(staff, role, target_organisation_ids=frozenset({organisation.pk}))
+        decision = policy.may_grant_role(
+            staff, role, target_organisation_ids=frozenset({organisation.pk}), target_user_id=target.pk
+        )
         if not decision:
             form.add_error("role", decision.message)
             return _page(request, grant_form=form, status=400)

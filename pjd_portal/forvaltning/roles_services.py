@@ -18,6 +18,7 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
+from django.utils.translation import gettext as _
 
 from pjd_portal.access import policy
 from pjd_portal.accounts.context import authenticated_user
@@ -87,10 +88,23 @@ def revoke_role(
         admins = list(
             Membership.objects.select_for_update()
             .filter(organisation_id=membership.organisation_id, role=Role.ACCESS_ADMINISTRATOR, active=True)
-            .values_list("pk", "user_id")
+            .values_list("pk", "user_id", "user__is_active")
         )
         current = Membership.objects.select_for_update().get(pk=membership.pk)
         details = {"role": current.role, "membership_id": current.pk, **target_details(membership.user)}
+        if not any(user_id == actor.pk and is_active for _pk, user_id, is_active in admins):
+            # Read again under the lock: the actor's own role may have been revoked by
+            # another administrator a moment ago.
+            record_event(
+                request=request,
+                event_type=EventType.ROLE_REVOKED,
+                outcome=Outcome.DENIED,
+                reason_code="no_longer_administrator",
+                details=details,
+            )
+            return Result.REFUSED, policy.Decision(
+                False, "no_longer_administrator", str(_("You are no longer an access administrator here."))
+            )
         if not current.active:
             record_event(
                 request=request,
@@ -105,7 +119,9 @@ def revoke_role(
             grant_organisation_id=current.organisation_id,
             grant_user_id=current.user_id,
             grant_role=current.role,
-            other_administrators=sum(1 for _pk, user_id in admins if user_id != current.user_id),
+            other_administrators=sum(
+                1 for _pk, user_id, is_active in admins if user_id != current.user_id and is_active
+            ),
         )
         if not decision:
             record_event(

@@ -2,7 +2,9 @@
 
 `manage.py build_review_queue` (run nightly) puts two kinds of events in the queue: the
 events a risk signal fired on, and a random sample of the other accesses to patients. An
-event gets at most one item (a unique constraint), and the item keeps the signals that
+event gets at most one item per reviewing organisation (a unique constraint: the acting
+organisation, and the sharing one when another organisation's document was read), each
+with its own status, and the item keeps the signals that
 fired when it was queued: signals are computed by that command, not stored on the
 append-only events.
 
@@ -42,6 +44,9 @@ class ReviewItem(models.Model):
     # The scope: the acting organisation and the organisation sharing the document.
     organisation_orgnr = models.CharField(max_length=9, blank=True)
     source_orgnr = models.CharField(max_length=9, blank=True)
+    # Whose auditors review this item. An event on another organisation's document is in
+    # two scopes; each organisation reviews it on its own item, with its own status.
+    reviewer_orgnr = models.CharField(max_length=9, default="")
     # The signals that fired when the item was queued, as ",code,code," (filterable);
     # none for a sampled event.
     signal_codes = models.CharField(max_length=300, blank=True)
@@ -57,10 +62,13 @@ class ReviewItem(models.Model):
     updated_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
-        constraints = [models.UniqueConstraint(fields=["event_id"], name="review_item_one_per_event")]
+        constraints = [
+            models.UniqueConstraint(
+                fields=["event_id", "reviewer_orgnr"], name="review_item_one_per_event_and_org"
+            )
+        ]
         indexes = [
-            models.Index(fields=["organisation_orgnr", "-event_occurred_at", "-id"], name="review_item_org"),
-            models.Index(fields=["source_orgnr", "-event_occurred_at", "-id"], name="review_item_source"),
+            models.Index(fields=["reviewer_orgnr", "-event_occurred_at", "-id"], name="review_item_reviewer"),
         ]
 
     def __str__(self) -> str:

@@ -83,38 +83,42 @@ def build_queue(
         counts.examined += len(events)
         queued = set(
             ReviewItem.objects.filter(event_id__in=[e.event_id for e in events]).values_list(
-                "event_id", flat=True
+                "event_id", "reviewer_orgnr"
             )
         )
         now = timezone.now()
         new: list[ReviewItem] = []
         for event in events:
-            signals = risk.signals_for(risk.facts_for(event), thresholds)
-            sampled = (
-                not signals
-                and event.event_type in risk.CLINICAL_EVENT_TYPES
-                and is_sampled(event.event_id, rate, key)
-            )
-            if not (signals or sampled):
-                continue
-            if event.event_id in queued:
-                counts.already += 1
-                continue
-            new.append(
-                ReviewItem(
-                    event_pk=event.pk,
-                    event_id=event.event_id,
-                    event_occurred_at=event.occurred_at,
-                    organisation_orgnr=event.organisation_orgnr,
-                    source_orgnr=event.source_orgnr,
-                    signal_codes=ReviewItem.encode_signals(signals),
-                    sampled=sampled,
-                    queued_at=now,
+            facts = risk.facts_for(event)
+            for reviewer in dict.fromkeys(o for o in (event.organisation_orgnr, event.source_orgnr) if o):
+                # Each reviewing organisation gets only the signals within its scope.
+                signals = risk.signals_for(facts, thresholds, own_staff=reviewer == event.organisation_orgnr)
+                sampled = (
+                    not signals
+                    and event.event_type in risk.CLINICAL_EVENT_TYPES
+                    and is_sampled(event.event_id, rate, key)
                 )
-            )
-            if signals:
-                counts.flagged += 1
-            else:
-                counts.sampled += 1
+                if not (signals or sampled):
+                    continue
+                if (event.event_id, reviewer) in queued:
+                    counts.already += 1
+                    continue
+                new.append(
+                    ReviewItem(
+                        event_pk=event.pk,
+                        event_id=event.event_id,
+                        event_occurred_at=event.occurred_at,
+                        organisation_orgnr=event.organisation_orgnr,
+                        source_orgnr=event.source_orgnr,
+                        reviewer_orgnr=reviewer,
+                        signal_codes=ReviewItem.encode_signals(signals),
+                        sampled=sampled,
+                        queued_at=now,
+                    )
+                )
+                if signals:
+                    counts.flagged += 1
+                else:
+                    counts.sampled += 1
         # A run at the same time may have queued some of them: the constraint keeps one.
         ReviewItem.objects.bulk_create(new, ignore_conflicts=True)

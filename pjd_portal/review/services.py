@@ -34,10 +34,15 @@ _CURSOR_SALT = "pjd_portal.review.cursor"
 
 
 def items_in_scope(staff: policy.StaffFacts) -> QuerySet[ReviewItem]:
-    """The items this auditor may see: the log review's rule, on the item's copies of the
-    event's organisation numbers (the same field names as on AccessEvent)."""
+    """The items this auditor may see: their organisation's own items, of events in the
+    log review's scope (the same rule, on the item's copies of the organisation numbers)."""
 
-    return ReviewItem.objects.filter(policy.log_review_events_q(staff))
+    if not policy.may_review_access_log(staff):
+        return ReviewItem.objects.none()
+    assert staff is not None
+    return ReviewItem.objects.filter(
+        policy.log_review_events_q(staff), reviewer_orgnr=staff.organisation_orgnr
+    )
 
 
 @dataclass(frozen=True)
