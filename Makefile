@@ -11,7 +11,7 @@ DEV_ENV := DEBUG=true PJD_ALLOW_SYNTHETIC_IDS=true PJD_TEST_IDENTITIES=true \
 
 .PHONY: run test setup lint typecheck messages clean-demo
 
-setup: $(VENV)/.installed node_modules/.installed devidp/node_modules/.installed static/vendor/.copied var/oidc_client_key.pem
+setup: $(VENV)/.installed node_modules/.installed devidp/node_modules/.installed fhirserver/node_modules/.installed static/vendor/.copied var/oidc_client_key.pem
 
 $(VENV)/.installed: requirements.txt requirements-dev.txt
 	@$(PYTHON) -c 'import sys; assert sys.version_info >= (3, 11), "Python 3.11+ is needed"'
@@ -25,6 +25,11 @@ node_modules/.installed: package.json package-lock.json
 
 devidp/node_modules/.installed: devidp/package.json devidp/package-lock.json
 	cd devidp && npm ci --no-audit --no-fund --loglevel=error
+	@touch $@
+
+# The test FHIR server (an MHD document source stand-in); brings its own Node 22.
+fhirserver/node_modules/.installed: fhirserver/package.json fhirserver/package-lock.json
+	cd fhirserver && npm ci --no-audit --no-fund --loglevel=error
 	@touch $@
 
 # Designsystemet CSS, its theme and the Inter font, copied from npm packages.

@@ -6,6 +6,7 @@ at the bottom refuse a production start (DEBUG off) on development defaults.
 
 from __future__ import annotations
 
+import json
 import os
 from pathlib import Path
 from urllib.parse import urlsplit
@@ -273,6 +274,22 @@ if not 1 <= ACCESS_ATTEST_MINUTES <= 60:
     raise ImproperlyConfigured("PJD_ACCESS_ATTEST_MINUTES must be between 1 and 60.")
 DOCUMENT_PAGE_SIZES = [10, 20, 25, 50]
 DOCUMENT_DEFAULT_PAGE_SIZE = 20
+# Largest document the portal shows (rendering.prepare): a PDF is streamed, XML is read whole.
+MAX_PDF_BYTES = envint("PJD_MAX_PDF_BYTES", 25 * 1024 * 1024)
+MAX_XML_BYTES = envint("PJD_MAX_XML_BYTES", 5 * 1024 * 1024)
+if MAX_PDF_BYTES < 1 or MAX_XML_BYTES < 1:
+    raise ImproperlyConfigured("PJD_MAX_PDF_BYTES and PJD_MAX_XML_BYTES must be positive.")
+# Remote document sources (IHE MHD). PJD_MHD_SOURCES is JSON: organisation number of the
+# source -> {"base_url": "https://.../fhir/R4", "scope": "..."}; sources not named are local.
+MHD_SOURCES = json.loads(os.environ.get("PJD_MHD_SOURCES", "") or "{}")
+DOCUMENT_SOURCE_SYSTEM = os.environ.get("PJD_SOURCE_SYSTEM", "pjd-portal")
+DOCUMENT_SOURCE_CONNECT_TIMEOUT = envfloat("PJD_SOURCE_CONNECT_TIMEOUT_SECONDS", 2.0)
+DOCUMENT_SOURCE_READ_TIMEOUT = envfloat("PJD_SOURCE_READ_TIMEOUT_SECONDS", 5.0)
+DOCUMENT_SOURCE_RETRIES = envint("PJD_SOURCE_RETRIES", 1)  # idempotent reads only
+DOCUMENT_SOURCE_SEARCH_BUDGET = envfloat("PJD_SOURCE_SEARCH_BUDGET_SECONDS", 8.0)  # all sources together
+DOCUMENT_SOURCE_SEARCH_COUNT = envint("PJD_SOURCE_SEARCH_COUNT", 100)  # _count per page
+DOCUMENT_SOURCE_BREAKER_FAILURES = envint("PJD_SOURCE_BREAKER_FAILURES", 3)
+DOCUMENT_SOURCE_BREAKER_COOLDOWN = envfloat("PJD_SOURCE_BREAKER_COOLDOWN_SECONDS", 30.0)
 # The patient's access log: rows per page, on the printable page and in the API.
 PATIENT_LOG_PAGE_SIZE = envint("PJD_PATIENT_LOG_PAGE_SIZE", 50)
 # The log review (loggkontroll): rows per page, and the risk signals' thresholds

@@ -212,6 +212,11 @@ NB = {
     "Reference": "Referanse",
     "Show the XML source": "Vis XML-kilden",
     "The document could not be read (malformed XML).": "Dokumentet kunne ikke leses (ugyldig XML).",
+    # Document rendering (documents/rendering.py).
+    "The document could not be read (not a valid PDF).": "Dokumentet kunne ikke leses (ikke en gyldig PDF).",
+    "The document is too large to be shown in the portal.": "Dokumentet er for stort til å vises i portalen.",
+    "The portal cannot show documents of this type.": "Portalen kan ikke vise dokumenter av denne typen.",
+    "Department": "Avdeling",
     "Back to the front page": "Tilbake til forsiden",
     "Continue": "Fortsett",
     "Look up a patient": "Slå opp pasient",

@@ -416,7 +416,7 @@ def test_open_pdf_commits_exactly_one_event_and_returns_bytes(as_fastlege, world
     handle = lookup_and_attest(as_fastlege)
     response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
     assert response.status_code == 200
-    assert response.content.startswith(b"%PDF-")
+    assert b"".join(response.streaming_content).startswith(b"%PDF-")
     assert response["Content-Type"] == "application/pdf"
     assert response["Content-Security-Policy"].startswith("sandbox;")
     assert response["X-Content-Type-Options"] == "nosniff"

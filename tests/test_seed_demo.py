@@ -95,7 +95,7 @@ def test_fastlege_sees_and_opens_seeded_documents_of_a_list_patient() -> None:
     )
     assert doc is not None
     opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
-    assert opened.status_code == 200 and opened.content.startswith(b"%PDF-")
+    assert opened.status_code == 200 and b"".join(opened.streaming_content).startswith(b"%PDF-")
     assert (
         AccessEvent.objects.filter(event_type="document_open", document=doc, outcome="granted").count() == 1
     )

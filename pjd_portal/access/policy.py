@@ -107,7 +107,11 @@ class DocumentFacts:
 
 
 # What the portal can show safely; anything else is refused, not passed through.
-SHOWABLE_CONTENT_TYPES = frozenset({"application/pdf", "application/xml", "text/xml"})
+# The same as documents.rendering.ALLOWED_CONTENT_TYPES (a test keeps them equal); CDA is
+# application/hl7-v3+xml.
+SHOWABLE_CONTENT_TYPES = frozenset(
+    {"application/pdf", "application/xml", "text/xml", "application/hl7-v3+xml"}
+)
 
 
 @dataclass(frozen=True)

@@ -6,21 +6,22 @@ from collections.abc import Callable
 from functools import wraps
 from typing import Any
 
-from django.http import HttpRequest, HttpResponse
+from django.http import HttpRequest
+from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from pjd_portal.access import policy, selectors
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import record_event
 
-View = Callable[..., HttpResponse]
+View = Callable[..., HttpResponseBase]  # HttpResponse or StreamingHttpResponse
 
 
 def clinician_required(view: View) -> View:
     """Only users whom the policy lets use the clinical portal get past this."""
 
     @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
+    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         decision = policy.may_use_clinical_portal(selectors.clinician_facts(request))
         if not decision:
             record_event(

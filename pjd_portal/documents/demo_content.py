@@ -12,6 +12,7 @@ demo data.
 
 from __future__ import annotations
 
+import base64
 import datetime
 import random
 from collections.abc import Sequence
@@ -1122,3 +1123,59 @@ def render_xml(spec: DemoDocumentSpec) -> bytes:
     declaration = b'<?xml version="1.0" encoding="UTF-8"?>\n'
     body_bytes: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=False, pretty_print=True)
     return declaration + body_bytes
+
+
+# ---------------------------------------------------------------------------
+# CDA wrapping (HL7 CDA R2, level 1: a nonXMLBody carrying the document).
+# ---------------------------------------------------------------------------
+
+CDA_NAMESPACE = "urn:hl7-org:v3"
+_VOLVEN_9602 = "2.16.578.1.12.4.1.1.9602"
+
+
+def render_cda(spec: DemoDocumentSpec, body: str = "kith") -> bytes:
+    """A CDA ClinicalDocument whose nonXMLBody holds the spec's PDF or KITH-like XML, base64.
+
+    `body` is "pdf" (mediaType application/pdf) or "kith" (text/xml). The header repeats
+    the document's facts; the body is `render_pdf(spec)` or `render_xml(spec)` unchanged.
+    """
+
+    if body not in {"pdf", "kith"}:
+        raise ValueError(f"body must be 'pdf' or 'kith', not {body!r}")
+    inner, media = (render_pdf(spec), "application/pdf") if body == "pdf" else (render_xml(spec), "text/xml")
+    ns = f"{{{CDA_NAMESPACE}}}"
+    root = etree.Element(f"{ns}ClinicalDocument", nsmap={None: CDA_NAMESPACE})
+    etree.SubElement(root, f"{ns}typeId", {"root": "2.16.840.1.113883.1.3", "extension": "POCD_HD000040"})
+    etree.SubElement(root, f"{ns}id", {"root": "2.16.578.1.12.4.1.4.1", "extension": f"demo-{spec.seed}"})
+    etree.SubElement(
+        root,
+        f"{ns}code",
+        {"code": spec.type_code, "codeSystem": _VOLVEN_9602, "displayName": spec.type_name},
+    )
+    etree.SubElement(root, f"{ns}title").text = spec.title
+    etree.SubElement(root, f"{ns}effectiveTime", {"value": spec.service_date.strftime("%Y%m%d")})
+    etree.SubElement(root, f"{ns}confidentialityCode", {"code": "N", "codeSystem": "2.16.840.1.113883.5.25"})
+    etree.SubElement(root, f"{ns}languageCode", {"code": "nb-NO"})
+    patient = etree.SubElement(
+        etree.SubElement(etree.SubElement(root, f"{ns}recordTarget"), f"{ns}patientRole"), f"{ns}patient"
+    )
+    etree.SubElement(patient, f"{ns}name").text = spec.patient_name
+    etree.SubElement(patient, f"{ns}birthTime", {"value": spec.patient_birth_date.strftime("%Y%m%d")})
+    author = etree.SubElement(root, f"{ns}author")
+    etree.SubElement(author, f"{ns}time", {"value": spec.service_date.strftime("%Y%m%d")})
+    person = etree.SubElement(etree.SubElement(author, f"{ns}assignedAuthor"), f"{ns}assignedPerson")
+    etree.SubElement(person, f"{ns}name").text = spec.author
+    custodian = etree.SubElement(
+        etree.SubElement(etree.SubElement(root, f"{ns}custodian"), f"{ns}assignedCustodian"),
+        f"{ns}representedCustodianOrganization",
+    )
+    etree.SubElement(custodian, f"{ns}name").text = spec.institution
+    text = etree.SubElement(
+        etree.SubElement(etree.SubElement(root, f"{ns}component"), f"{ns}nonXMLBody"),
+        f"{ns}text",
+        {"mediaType": media, "representation": "B64"},
+    )
+    text.text = base64.encodebytes(inner).decode("ascii")
+    declaration = b'<?xml version="1.0" encoding="UTF-8"?>\n'
+    cda_bytes: bytes = etree.tostring(root, encoding="UTF-8", xml_declaration=False, pretty_print=True)
+    return declaration + cda_bytes

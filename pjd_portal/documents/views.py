@@ -3,11 +3,13 @@
 from __future__ import annotations
 
 import logging
+from collections.abc import Iterator
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
+from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
@@ -120,7 +122,7 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
 @login_required
 @clinician_required
 @require_GET
-def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> HttpResponse:
+def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> HttpResponseBase:
     access = access_patient_by_handle(request=request, handle=handle)
     document = (
         DocumentReference.objects.select_related("source__organisation")
@@ -178,7 +180,7 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
         return service_unavailable(request, reason="audit")
 
     try:
-        data = bytes(DocumentContent.objects.values_list("data", flat=True).get(document=document))
+        data = DocumentContent.objects.values_list("data", flat=True).get(document=document)
     except DocumentContent.DoesNotExist:
         # The reference exists but its content cannot be had: say so, and make the log
         # say it too, so it does not claim the document was shown.
@@ -192,21 +194,55 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
             attest=access.attest,
         )
         return service_unavailable(request, reason="source")
-    if document.content_type in rendering.PDF_TYPES:
-        response = HttpResponse(data, content_type="application/pdf")
-        response["Content-Disposition"] = 'inline; filename="dokument.pdf"'
-        # A PDF from another organisation is untrusted content: no script, no same-origin
-        # access to the portal, never framed. Chromium's viewer still shows it.
-        response["Content-Security-Policy"] = "sandbox; default-src 'none'; frame-ancestors 'none'"
-        response["X-Content-Type-Options"] = "nosniff"
-        return response
+    # The local store has the bytes in memory already; a remote source streams them.
+    rendered: rendering.Rendered
     try:
-        view = rendering.xml_view(data)
-    except Exception:
-        logger.warning("document %s could not be rendered", document.document_id, exc_info=True)
-        view = None
+        rendered = rendering.prepare(document.content_type, local_chunks(data), declared_size=len(data))
+    except Exception:  # a document must never turn into a 500
+        logger.exception("document %s could not be rendered", document.document_id)
+        rendered = rendering.UnsupportedDocument("malformed", "rendering failed")
+    if isinstance(rendered, rendering.PdfStream):
+        return pdf_response(rendered)
+    if isinstance(rendered, rendering.UnsupportedDocument):
+        logger.warning(
+            "document %s not shown: %s (%s)", document.document_id, rendered.reason, rendered.detail
+        )
+        record_event(
+            request=request,
+            event_type=EventType.DOCUMENT_OPEN,
+            outcome=Outcome.INVALID,
+            reason_code=f"content_{rendered.reason}",
+            patient=access.patient,
+            document=document,
+            attest=access.attest,
+        )
+        return render(
+            request,
+            "documents/xml_document.html",
+            {"document": document, "view": None, "unsupported": rendered, "handle": handle},
+        )
     return render(
         request,
         "documents/xml_document.html",
-        {"document": document, "view": view, "handle": handle},
+        {"document": document, "view": rendered, "handle": handle},
     )
+
+
+def local_chunks(data: bytes | memoryview) -> Iterator[bytes]:
+    """The local store's bytes in slices, as `rendering.prepare` takes any source's."""
+
+    return rendering.chunked(data)
+
+
+def pdf_response(pdf: rendering.PdfStream) -> StreamingHttpResponse:
+    """A PDF streamed inline, never joined: the same headers for every source."""
+
+    response = StreamingHttpResponse(pdf.chunks, content_type=pdf.content_type)
+    if pdf.size is not None:
+        response["Content-Length"] = str(pdf.size)
+    response["Content-Disposition"] = 'inline; filename="dokument.pdf"'
+    # A PDF from another organisation is untrusted content: no script, no same-origin
+    # access to the portal, never framed. Chromium's viewer still shows it.
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'; frame-ancestors 'none'"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response

@@ -307,7 +307,15 @@ class Command(BaseCommand):
                     seed=seed,
                 )
                 as_xml = d_index % 5 == 4
-                data = demo_content.render_xml(spec) if as_xml else demo_content.render_pdf(spec)
+                # Some documents come wrapped in CDA, as a source's XDS/MHD registry has them:
+                # every other XML one (KITH body) and some PDFs (base64 PDF body).
+                cda_body = "kith" if as_xml and p_index % 2 == 0 else "pdf" if d_index % 5 == 2 else ""
+                if cda_body:
+                    data = demo_content.render_cda(spec, cda_body)
+                    content_type = "application/hl7-v3+xml"
+                else:
+                    data = demo_content.render_xml(spec) if as_xml else demo_content.render_pdf(spec)
+                    content_type = "application/xml" if as_xml else "application/pdf"
                 # A few blocked (NORS) documents for the "sperret" count.
                 # The first document is an epikrise (no window), so it always counts.
                 blocked = p_index % 4 == 1 and d_index == 0
@@ -325,7 +333,7 @@ class Command(BaseCommand):
                     department=department,
                     department_resh_id=resh,
                     confidentiality_code=ConfidentialityCode.NORS if blocked else ConfidentialityCode.NORMAL,
-                    content_type="application/xml" if as_xml else "application/pdf",
+                    content_type=content_type,
                     size=len(data),
                 )
                 DocumentContent.objects.create(document=doc, data=data)

@@ -1,0 +1,132 @@
+"""The document source interface: the local store and remote (IHE MHD) sources alike.
+
+A source client searches one source for a patient's document references and retrieves
+one document's bytes. It decides nothing about access: `RemoteDocument.facts()` gives the
+policy module what it needs (`policy.may_open_document`), and the views act on the answer.
+A source that fails raises `SourceError` with a reason code; `merge.search_sources` turns
+that into a failure entry so the other sources' documents still show.
+"""
+
+from __future__ import annotations
+
+import datetime
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass
+from typing import Protocol, runtime_checkable
+
+from pjd_portal.access import policy
+
+
+class SourceError(Exception):
+    """A source did not answer usably. `reason_code` is for logs and the failure list."""
+
+    def __init__(self, reason_code: str, detail: str = "") -> None:
+        super().__init__(f"{reason_code}: {detail}" if detail else reason_code)
+        self.reason_code = reason_code
+        self.detail = detail
+
+
+# Reason codes a source failure carries (SourceError.reason_code, SourceFailure.reason_code).
+TIMEOUT = "timeout"  # connect or read timeout, after the retry
+UNREACHABLE = "unreachable"  # connection refused, DNS, reset
+BREAKER_OPEN = "breaker_open"  # known to be down: not asked
+HTTP_ERROR = "http_error"  # 4xx/5xx
+UNAUTHORIZED = "unauthorized"  # 401/403 from the source
+# No access token from the identity provider (a reason code, no secret).
+TOKEN_UNAVAILABLE = "token_unavailable"  # noqa: S105
+WRONG_CONTENT_TYPE = "wrong_content_type"  # not FHIR JSON, or not the document's type
+MALFORMED_RESPONSE = "malformed_response"  # not JSON, or not a valid FHIR Bundle
+INCOMPLETE_RESULT = "incomplete_result"  # more pages than the portal follows
+BUDGET_EXCEEDED = "budget_exceeded"  # did not answer within the overall search budget
+NOT_FOUND = "not_found"
+INTERNAL_ERROR = "internal_error"  # a bug on our side; logged with its traceback
+
+
+@dataclass(frozen=True)
+class AccessContext:
+    """Why and as part of what this request is made; sent to remote sources as NHN's API
+    expects (`nhn-access-basis`, `nhn-event-id`, `nhn-source-system`)."""
+
+    basis: str  # access.models.Basis value stated in the attest
+    event_id: str  # one id per user action; the audit event's id for an open
+    source_system: str = "pjd-portal"
+
+
+@dataclass(frozen=True)
+class RemoteDocument:
+    """One document reference as a source describes it: what the list shows and what the
+    policy decides on. `document_id` is the source's own id (the FHIR logical id for MHD,
+    the local `document_id` for the local store)."""
+
+    source_id: int
+    source_name: str
+    document_id: str
+    category: str  # Volven 9602, "A00-1" ...
+    type_code: str
+    type_name: str
+    title: str
+    service_date: datetime.date
+    author: str
+    institution_name: str
+    institution_orgnr: str
+    confidentiality_code: str  # Volven 9603 / HL7: "N", "R", "V", "NORS" ...
+    content_type: str
+    size: int | None
+    url: str  # the attachment URL (ITI-68); empty for the local store
+
+    def facts(self, patient_id: int) -> policy.DocumentFacts:
+        """What `policy.may_open_document` decides on. `patient_id` is the portal's own
+        patient the search was made for (the source was asked by that patient's id)."""
+
+        return policy.DocumentFacts(
+            category=self.category,
+            service_date=self.service_date,
+            confidentiality_code=self.confidentiality_code,
+            patient_id=patient_id,
+            source_id=self.source_id,
+            content_type=self.content_type,
+        )
+
+
+Retrieved = tuple[str, int | None, Iterator[bytes]]
+
+
+@runtime_checkable
+class DocumentSourceClient(Protocol):
+    source_id: int
+    name: str
+    # True for clients that must run in the request's own thread (the local store uses
+    # the request's database connection); remote clients run in a thread pool.
+    in_request_thread: bool
+
+    def search(
+        self,
+        patient_national_id: str,
+        *,
+        access: AccessContext,
+        categories: Sequence[str] = (),
+        date_from: datetime.date | None = None,
+    ) -> list[RemoteDocument]:
+        """The patient's current documents at this source, newest first. Raises SourceError."""
+        ...
+
+    def retrieve(self, document: RemoteDocument, *, access: AccessContext) -> Retrieved:
+        """(content type, size or None, the bytes in chunks). Raises SourceError before the
+        first chunk; the iterator may raise SourceError mid-stream. Close it when done."""
+        ...
+
+
+def find_document(
+    client: DocumentSourceClient,
+    patient_national_id: str,
+    document_id: str,
+    *,
+    access: AccessContext,
+) -> RemoteDocument | None:
+    """The source's current description of one document, for an open: the view decides on
+    this, never on what the browser sent."""
+
+    for document in client.search(patient_national_id, access=access):
+        if document.document_id == document_id:
+            return document
+    return None
