@@ -1,4 +1,4 @@
-from django.urls import include, path
+from django.urls import include, path, register_converter
 
 from pjd_portal.accounts import sessions as session_views
 from pjd_portal.accounts import views as account_views
@@ -11,6 +11,21 @@ from pjd_portal.forvaltning import roles as roles_views
 from pjd_portal.forvaltning import views as forvaltning_views
 from pjd_portal.patients import views as patient_views
 from pjd_portal.review import views as review_views
+
+
+class FhirIdConverter:
+    r"""A FHIR logical id (R4: [A-Za-z0-9\-\.]{1,64}): a remote document's id at its source."""
+
+    regex = r"[A-Za-z0-9\-.]{1,64}"
+
+    def to_python(self, value: str) -> str:
+        return value
+
+    def to_url(self, value: str) -> str:
+        return value
+
+
+register_converter(FhirIdConverter, "fhir_id")
 
 accounts_patterns = (
     [
@@ -37,6 +52,12 @@ documents_patterns = (
     [
         path("<uuid:handle>/", document_views.document_list, name="list"),
         path("<uuid:handle>/dokument/<uuid:document_id>/", document_views.document_open, name="open"),
+        # A document at a remote (MHD) source: its source and the source's own id.
+        path(
+            "<uuid:handle>/kilde/<int:source_id>/dokument/<fhir_id:document_id>/",
+            document_views.remote_document_open,
+            name="open_remote",
+        ),
     ],
     "documents",
 )

@@ -9,6 +9,8 @@ from __future__ import annotations
 import sys
 
 NB = {
+    "%(name)s is not answering right now. Its documents are not in the list; try again in a while.": "%(name)s svarer ikke akkurat nå. Dokumentene derfra er ikke med i listen; prøv igjen om litt.",
+    "From other sources (fetched now)": "Fra andre kilder (hentet nå)",
     "Choose a date between 2000 and 2100.": "Velg en dato mellom 2000 og 2100.",
     "This is the organisation's only active access administrator, so the role cannot be revoked. Grant the role to someone else first.": "Dette er virksomhetens eneste aktive tilgangsstyrer, så rollen kan ikke trekkes tilbake. Gi rollen til en annen først.",
     "You cannot grant a role to yourself. Ask another access administrator.": "Du kan ikke gi deg selv en rolle. Be en annen tilgangsstyrer om det.",

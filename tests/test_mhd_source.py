@@ -600,3 +600,122 @@ def test_assertion_is_signed_with_a_key_id() -> None:
     header = json.loads(base64.urlsafe_b64decode(provider.client_assertion().split(".")[0] + "=="))
     assert header["alg"] == "RS256"
     assert header["kid"]
+
+
+# --- through the clinician's pages: remote sources in the list and the document view ---
+
+
+@pytest.fixture
+def remote_world(world: Any, healthy: FhirServer, faulty: FhirServer, settings: Any) -> Any:
+    """The portal with two MHD sources (Helse Bergen healthy, UNN the fault source) and a
+    list patient whose national id the FHIR servers know."""
+    from pjd_portal.accounts.models import Organisation, OrganisationKind
+    from pjd_portal.documents.models import DocumentSource
+    from pjd_portal.documents.sources.breaker import reset_breakers
+    from pjd_portal.patients.models import Gender, Patient
+
+    reset_breakers()
+    bergen = Organisation.objects.create(
+        orgnr="310400009", name="Helse Bergen HF", kind=OrganisationKind.HELSEFORETAK
+    )
+    unn = Organisation.objects.create(
+        orgnr="310500003", name="Helse Nord (UNN)", kind=OrganisationKind.HELSEFORETAK
+    )
+    DocumentSource.objects.create(organisation=bergen, name="Helse Bergen HF", kind="mhd")
+    DocumentSource.objects.create(organisation=unn, name="Helse Nord (UNN)", kind="mhd")
+    settings.MHD_SOURCES = {
+        "310400009": {"base_url": healthy.base_url, "token": False},
+        "310500003": {"base_url": faulty.base_url, "token": False},
+    }
+    settings.DOCUMENT_SOURCE_CONNECT_TIMEOUT = CONNECT_TIMEOUT
+    settings.DOCUMENT_SOURCE_READ_TIMEOUT = READ_TIMEOUT
+    settings.DOCUMENT_SOURCE_SEARCH_BUDGET = BUDGET
+    Patient.objects.create(
+        national_id=PATIENT,
+        national_id_kind="synthetic",
+        given_name="Fjern",
+        family_name="Kildesen",
+        birth_date=datetime.date(1970, 5, 13),
+        gender=Gender.FEMALE,
+        fastlege_hpr_number="910000011",
+    )
+    yield world
+    reset_breakers()
+
+
+def _open_list(client: Any) -> tuple[str, str, float]:
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(client, national_id=PATIENT)
+    started = time.monotonic()
+    page = client.get(f"/pasient/{handle}/").content.decode()
+    return handle, page, time.monotonic() - started
+
+
+@pytest.mark.django_db
+def test_remote_documents_are_listed_and_a_slow_source_does_not_hold_the_page(
+    remote_world: Any, as_fastlege: Any, faulty: FhirServer, seeded: Seeded
+) -> None:
+    faulty.set_fault("slow")
+    _handle, page, elapsed = _open_list(as_fastlege)
+    print(f"\nlist page with one source slow: {elapsed * 1000:.0f} ms (budget {BUDGET} s)")
+    assert elapsed < BUDGET + MARGIN
+    assert 'data-testid="remote-documents"' in page
+    assert f"/dokument/{seeded.ids['epikrise']}/" in page
+    # Outside the windows (prøvesvar, henvisning) or superseded: not listed; NORS: counted.
+    for label in ("provesvar", "henvisning", "old_version", "blocked", "other_patient"):
+        assert seeded.ids[label] not in page, label
+    assert 'data-count="1"' in page
+    assert 'data-testid="source-not-answering"' in page and "Helse Nord (UNN) svarer ikke" in page
+
+
+@pytest.mark.django_db
+def test_a_remote_pdf_opens_streamed_after_its_event_is_committed(
+    remote_world: Any, as_fastlege: Any, seeded: Seeded, healthy: FhirServer
+) -> None:
+    from pjd_portal.audit.models import AccessEvent
+
+    handle, _page, _ = _open_list(as_fastlege)
+    source_id = _source_id("310400009")
+    response = as_fastlege.get(f"/pasient/{handle}/kilde/{source_id}/dokument/{seeded.ids['epikrise']}/")
+    assert response.status_code == 200 and response["Content-Type"] == "application/pdf"
+    assert response["Content-Security-Policy"].startswith("sandbox")
+    assert b"".join(response.streaming_content) == seeded.pdf
+    [event] = AccessEvent.objects.filter(event_type="document_open", outcome="granted")
+    assert event.source_orgnr == "310400009" and event.details["remote_document_id"] == seeded.ids["epikrise"]
+    # The source was told the basis and the event id.
+    retrieval = [r for r in healthy.requests_seen() if "/Binary/" in r.get("path", "")][-1]
+    headers = {k.lower(): v for k, v in retrieval["headers"].items()}
+    assert (
+        headers["nhn-access-basis"] == "UNNTAK" and headers["nhn-event-id"] == event.details["nhn_event_id"]
+    )
+
+
+@pytest.mark.django_db
+def test_remote_refusals_look_like_missing_documents_and_are_logged(
+    remote_world: Any, as_fastlege: Any, seeded: Seeded
+) -> None:
+    from pjd_portal.audit.models import AccessEvent
+    from tests.conftest import comparable
+
+    handle, _page, _ = _open_list(as_fastlege)
+    source_id = _source_id("310400009")
+    blocked = as_fastlege.get(f"/pasient/{handle}/kilde/{source_id}/dokument/{seeded.ids['blocked']}/")
+    missing = as_fastlege.get(f"/pasient/{handle}/kilde/{source_id}/dokument/no-such-id/")
+    other = as_fastlege.get(f"/pasient/{handle}/kilde/{source_id}/dokument/{seeded.ids['other_patient']}/")
+    assert blocked.status_code == missing.status_code == other.status_code == 404
+    assert comparable(blocked) == comparable(missing)
+    reasons = list(
+        AccessEvent.objects.filter(event_type="access_denied").values_list("reason_code", flat=True)
+    )
+    assert reasons[-3:] == ["document_blocked", "unknown_document", "unknown_document"]
+    # Announced as a PDF, served as HTML: the page says the source failed, nothing is shown.
+    liar = as_fastlege.get(f"/pasient/{handle}/kilde/{source_id}/dokument/{seeded.ids['liar']}/")
+    assert liar.status_code == 503 and b"<html>" not in liar.content
+    assert AccessEvent.objects.filter(event_type="document_open", outcome="not_found").exists()
+
+
+def _source_id(orgnr: str) -> int:
+    from pjd_portal.documents.models import DocumentSource
+
+    return DocumentSource.objects.get(organisation__orgnr=orgnr).pk

@@ -37,6 +37,8 @@ MATRIX = {
     "patients:elevated": ("get", [LOGIN_REDIRECT, 302, 404, 403, 403]),
     "documents:list": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
     "documents:open": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
+    # No MHD source is configured here: the owner's request names no remote source, 404.
+    "documents:open_remote": ("get", [LOGIN_REDIRECT, 404, 404, 403, 403]),
     "oidc_authentication_init": ("get", [302, 302, 302, 302, 302]),
     "oidc_authentication_callback": ("get", [403, 403, 403, 403, 403]),
     "set_language": ("post", [302, 302, 302, 302, 302]),
@@ -105,6 +107,8 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
         kwargs = {"handle": handle}
     elif route == "documents:open":
         kwargs = {"handle": handle, "document_id": doc.document_id}
+    elif route == "documents:open_remote":
+        kwargs = {"handle": handle, "source_id": world.source.pk, "document_id": "abc-123"}
     elif route == "forvaltning:log_event":
         owner.get(reverse("documents:open", kwargs={"handle": handle, "document_id": doc.document_id}))
         kwargs = {"event_id": AccessEvent.objects.get(event_type="document_open").event_id}

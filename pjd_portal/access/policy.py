@@ -363,6 +363,30 @@ def may_open_document(
     return ALLOW
 
 
+def _in_window(facts: DocumentFacts, today: datetime.date) -> bool:
+    if facts.category not in CATEGORY_WINDOW_YEARS:
+        return False
+    start = window_start(facts.category, today)
+    return start is None or facts.service_date >= start
+
+
+def document_listable(facts: DocumentFacts, today: datetime.date) -> bool:
+    """A remote document in the list: the same rules as `listable_documents_q` for the
+    local store (the source's own list rule is applied when choosing the sources)."""
+
+    return (
+        _in_window(facts, today)
+        and facts.confidentiality_code not in HIDDEN_CONFIDENTIALITY
+        and facts.content_type in SHOWABLE_CONTENT_TYPES
+    )
+
+
+def document_counted_as_blocked(facts: DocumentFacts, today: datetime.date) -> bool:
+    """A remote blocked (NORS) document inside the windows: counted, never described."""
+
+    return _in_window(facts, today) and facts.confidentiality_code in HIDDEN_CONFIDENTIALITY
+
+
 def _in_window_q(today: datetime.date) -> Q:
     by_category = Q()
     for category in CATEGORY_WINDOW_YEARS:

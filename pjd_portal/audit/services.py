@@ -58,6 +58,7 @@ def record_event(
     details: dict[str, Any] | None = None,
     actor_pid: str = "",
     actor_from_request: bool = True,
+    source_orgnr: str = "",
 ) -> AccessEvent:
     """Write one access event in the caller's transaction. Raises AuditWriteFailed.
 
@@ -84,7 +85,8 @@ def record_event(
         patient=patient,
         patient_national_id=patient.national_id if patient is not None else patient_national_id,
         document=document,
-        source_orgnr=document.source.organisation.orgnr if document is not None else "",
+        # A remote document has no local row: its source is named by the caller.
+        source_orgnr=document.source.organisation.orgnr if document is not None else source_orgnr,
         attest=attest,
         basis=basis or (attest.basis if attest is not None else ""),
         purpose_of_use=purpose_of_use or (attest.purpose_of_use if attest is not None else ""),

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import uuid
 from collections.abc import Iterator
 from uuid import UUID
 
@@ -21,7 +22,7 @@ from pjd_portal.access.services import PatientAccess, access_patient_by_handle
 from pjd_portal.accounts.decorators import clinician_required
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event, record_event_committed
-from pjd_portal.documents import rendering, selectors
+from pjd_portal.documents import remote, rendering, selectors
 from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference
 from pjd_portal.lib.errors import service_unavailable
 
@@ -83,6 +84,10 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
     today = timezone.localdate()
     sources = access_selectors.source_rules()
     listable = policy.listable_source_ids(access.clinician, sources)
+    remote_sources = remote.remote_sources()
+    # Remote sources are asked at the source; the local store holds only the others.
+    remote_listing = remote.listing(access, listable, remote_sources, today)
+    listable = listable - frozenset(remote_sources)
     params = selectors.parse_list_params(
         request.GET.dict(),
         page_sizes=settings.DOCUMENT_PAGE_SIZES,
@@ -93,7 +98,9 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         {
             "page": page,
             "params": params,
-            "hidden_count": selectors.hidden_document_count(access.patient.pk, today, listable),
+            "hidden_count": selectors.hidden_document_count(access.patient.pk, today, listable)
+            + remote_listing.hidden_count,
+            "remote": remote_listing,
             "openable_source_ids": policy.openable_source_ids(access.clinician, sources),
             "categories": DocumentCategory.choices,
             "page_sizes": settings.DOCUMENT_PAGE_SIZES,
@@ -113,6 +120,8 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
             "category": params.category,
             "shown": len(page.object_list),
             "document_ids": [str(d.document_id) for d in page.object_list],
+            "remote_document_ids": [f"{d.source_id}/{d.document_id}" for d in remote_listing.documents],
+            "sources_not_answering": [f.source_id for f in remote_listing.failures],
         },
     )
     template = "documents/_list.html" if request.htmx else "documents/list_page.html"  # type: ignore[attr-defined]
@@ -225,6 +234,112 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
         request,
         "documents/xml_document.html",
         {"document": document, "view": rendered, "handle": handle},
+    )
+
+
+@login_required
+@clinician_required
+@require_GET
+def remote_document_open(
+    request: HttpRequest, handle: UUID, source_id: int, document_id: str
+) -> HttpResponseBase:
+    """Open a document kept at a remote (MHD) source: the source's current description is
+    fetched and the policy decides on it; the event is committed; then the bytes stream."""
+
+    access = access_patient_by_handle(request=request, handle=handle)
+    source = remote.remote_sources().get(source_id)
+    document = None
+    decision = policy.Decision(False, "unknown_document")
+    if source is not None:
+        client = remote.client_for(source)
+        try:
+            document = remote.find_document(
+                client, access.patient.national_id, document_id, access=remote.access_context(access)
+            )
+        except remote.SourceError as exc:
+            decision = policy.Decision(False, f"source_{exc.reason_code}"[:50])
+        if document is not None:
+            decision = policy.may_open_document(
+                access.clinician,
+                access.patient_facts,
+                access.attest_facts,
+                document.facts(access.patient.pk),
+                source=next((s for s in access_selectors.source_rules() if s.source_id == source_id), None),
+                now=access.now,
+            )
+    orgnr = source.organisation.orgnr if source is not None else ""
+    details = {"source_id": source_id, "remote_document_id": document_id[:100]}
+    if not decision or document is None or source is None:
+        record_event_committed(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED if document is not None else Outcome.NOT_FOUND,
+            reason_code=decision.reason_code,
+            patient=access.patient,
+            attest=access.attest,
+            source_orgnr=orgnr,
+            details=details,
+        )
+        raise Http404()
+    event_id = str(uuid.uuid4())
+    try:
+        record_event_committed(
+            request=request,
+            event_type=EventType.DOCUMENT_OPEN,
+            outcome=Outcome.GRANTED,
+            patient=access.patient,
+            attest=access.attest,
+            source_orgnr=orgnr,
+            flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
+            details={**details, "nhn_event_id": event_id, "title": document.title[:200]},
+        )
+    except AuditWriteFailed:
+        return service_unavailable(request, reason="audit")
+    try:
+        content_type, size, chunks = client.retrieve(document, access=remote.access_context(access, event_id))
+        rendered = rendering.prepare(content_type, chunks, declared_size=size)
+    except Exception as exc:  # noqa: BLE001 - a source failure is a page, never a 500
+        reason = getattr(exc, "reason_code", "rendering_failed")
+        logger.warning("remote document %s from source %s not shown: %s", document_id, source_id, reason)
+        record_event(
+            request=request,
+            event_type=EventType.DOCUMENT_OPEN,
+            outcome=Outcome.NOT_FOUND,
+            reason_code=f"source_{reason}"[:50],
+            patient=access.patient,
+            attest=access.attest,
+            source_orgnr=orgnr,
+            details=details,
+        )
+        return service_unavailable(request, reason="source")
+    if isinstance(rendered, rendering.PdfStream):
+        return pdf_response(rendered)
+    page_document = {
+        "title": document.title,
+        "institution_name": document.institution_name,
+        "service_date": document.service_date,
+        "author": document.author,
+    }
+    if isinstance(rendered, rendering.UnsupportedDocument):
+        record_event(
+            request=request,
+            event_type=EventType.DOCUMENT_OPEN,
+            outcome=Outcome.INVALID,
+            reason_code=f"content_{rendered.reason}",
+            patient=access.patient,
+            attest=access.attest,
+            source_orgnr=orgnr,
+            details=details,
+        )
+        return render(
+            request,
+            "documents/xml_document.html",
+            {"document": page_document, "view": None, "unsupported": rendered, "handle": handle},
+        )
+    return render(
+        request,
+        "documents/xml_document.html",
+        {"document": page_document, "view": rendered, "handle": handle},
     )
 
 
