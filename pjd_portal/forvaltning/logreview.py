@@ -18,8 +18,7 @@ from __future__ import annotations
 import csv
 import datetime
 import uuid
-from collections.abc import Callable, Iterator
-from functools import wraps
+from collections.abc import Iterator
 from typing import Any
 
 from django import forms
@@ -31,45 +30,25 @@ from django.utils import timezone, translation
 from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
-from pjd_portal.access import policy, selectors
+from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.audit import log_search as queries
 from pjd_portal.audit import risk
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.selectors import InvalidCursor
 from pjd_portal.audit.services import record_event, record_event_committed
+from pjd_portal.forvaltning.access import staff_required
 from pjd_portal.forvaltning.views import NATIONAL_ID_MESSAGES
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
 from pjd_portal.patients.views import LOOKUP_MESSAGES
 
-View = Callable[..., HttpResponseBase]
 SEARCH_TEMPLATE = "forvaltning/logreview/search.html"
 EVENT_TEMPLATE = "forvaltning/logreview/event.html"
 FILTER_FIELDS = ("clinician", "organisation", "date_from", "date_to", "event_type", "outcome", "signal")
 
 
-def auditor_required(view: View) -> View:
-    """Only an auditor acting for their organisation gets past; the rest get the 404 of a
-    missing page, whatever the method. A logged-in person's attempt is logged."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        staff = selectors.staff_facts(request)
-        decision = policy.may_review_access_log(staff)
-        if not decision or staff is None:
-            if staff is not None:
-                record_event(
-                    request=request,
-                    event_type=EventType.ACCESS_DENIED,
-                    outcome=Outcome.DENIED,
-                    reason_code=decision.reason_code,
-                    details={"view": view.__name__},
-                )
-            raise Http404()
-        return view(request, staff, *args, **kwargs)
-
-    return wrapper
+auditor_required = staff_required(policy.may_review_access_log, pass_staff=True)
 
 
 def _method_not_allowed(*allowed: str) -> HttpResponse:

@@ -17,9 +17,7 @@ from __future__ import annotations
 import datetime
 import re
 import uuid
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
 from typing import Any
 from uuid import UUID
 
@@ -32,18 +30,18 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from pjd_portal.access import policy, selectors
+from pjd_portal.access import policy
 from pjd_portal.accounts.context import authenticated_user, current_organisation
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event
 from pjd_portal.documents.models import ConfidentialityCode, DocumentBlock, DocumentReference
 from pjd_portal.forvaltning import privacy_services as services
+from pjd_portal.forvaltning.access import staff_required
 from pjd_portal.forvaltning.views import NATIONAL_ID_MESSAGES
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
 from pjd_portal.patients.views import LOOKUP_MESSAGES
 
-View = Callable[..., HttpResponse]
 CHANNEL = "privacy_officer"
 # The handles of the privacy officer's lookups, in their session: handle -> patient, user,
 # organisation and expiry (Unix time).
@@ -54,27 +52,7 @@ LOOKUP_TEMPLATE = "forvaltning/privacy/lookup.html"
 PATIENT_TEMPLATE = "forvaltning/privacy/patient.html"
 
 
-def privacy_choices_officer_required(view: View) -> View:
-    """Only those the policy lets manage privacy choices get past; the rest get the 404 of
-    a missing page, whatever the method. A logged-in person's attempt is logged."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        staff = selectors.staff_facts(request)
-        decision = policy.may_manage_privacy_choices(staff)
-        if not decision:
-            if staff is not None:
-                record_event(
-                    request=request,
-                    event_type=EventType.ACCESS_DENIED,
-                    outcome=Outcome.DENIED,
-                    reason_code=decision.reason_code,
-                    details={"view": view.__name__},
-                )
-            raise Http404()
-        return view(request, *args, **kwargs)
-
-    return wrapper
+privacy_choices_officer_required = staff_required(policy.may_manage_privacy_choices)
 
 
 # --- forms ---------------------------------------------------------------------------

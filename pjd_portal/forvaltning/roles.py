@@ -16,8 +16,6 @@ Everyone the policy keeps out of this part gets the 404 of a missing page, logge
 from __future__ import annotations
 
 import re
-from collections.abc import Callable
-from functools import wraps
 from typing import Any
 
 from django import forms
@@ -33,34 +31,14 @@ from pjd_portal.accounts.models import Membership, Organisation, Role, User
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event
 from pjd_portal.forvaltning import roles_services as services
+from pjd_portal.forvaltning.access import staff_required
 
-View = Callable[..., HttpResponse]
 TEMPLATE = "forvaltning/roles/roles.html"
 HPR_NUMBER = re.compile(r"^[0-9]{9}$")
 GRANTABLE_CHOICES = [(role.value, role.label) for role in Role if role in policy.GRANTABLE_ROLES]
 
 
-def access_administrator_required(view: View) -> View:
-    """Only those the policy lets administer access get past; the rest get the 404 of a
-    missing page, whatever the method. A logged-in person's attempt is logged."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        staff = selectors.staff_facts(request)
-        decision = policy.may_administer_access(staff)
-        if not decision:
-            if staff is not None:
-                record_event(
-                    request=request,
-                    event_type=EventType.ACCESS_DENIED,
-                    outcome=Outcome.DENIED,
-                    reason_code=decision.reason_code,
-                    details={"view": view.__name__},
-                )
-            raise Http404()
-        return view(request, *args, **kwargs)
-
-    return wrapper
+access_administrator_required = staff_required(policy.may_administer_access)
 
 
 # --- forms ---------------------------------------------------------------------------

@@ -10,54 +10,31 @@ included, gets the very 404 a missing page gives, so the area cannot be discover
 
 from __future__ import annotations
 
-from collections.abc import Callable
 from dataclasses import dataclass
-from functools import wraps
 from typing import Any
 
 from django.conf import settings
-from django.http import Http404, HttpRequest, HttpResponse
+from django.http import HttpRequest, HttpResponse
 from django.shortcuts import render
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
-from pjd_portal.access import policy, selectors
+from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.context import current_organisation
 from pjd_portal.audit.log_reads import record_log_read
-from pjd_portal.audit.models import AccessEvent, EventType, Outcome
+from pjd_portal.audit.models import AccessEvent, Outcome
 from pjd_portal.audit.selectors import InvalidCursor, patient_log_page
-from pjd_portal.audit.services import record_event
+from pjd_portal.forvaltning.access import staff_required
 from pjd_portal.forvaltning.forms import PatientLogForm
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
 from pjd_portal.patients.views import LOOKUP_MESSAGES
 
-View = Callable[..., HttpResponse]
 CHANNEL = "privacy_officer"
 
 
-def privacy_officer_required(view: View) -> View:
-    """Only those the policy lets read patients' access logs get past; the rest get the
-    404 of a missing page, whatever the method. A logged-in person's attempt is logged."""
-
-    @wraps(view)
-    def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponse:
-        staff = selectors.staff_facts(request)
-        decision = policy.may_read_patient_access_log(staff)
-        if not decision:
-            if staff is not None:
-                record_event(
-                    request=request,
-                    event_type=EventType.ACCESS_DENIED,
-                    outcome=Outcome.DENIED,
-                    reason_code=decision.reason_code,
-                    details={"view": view.__name__},
-                )
-            raise Http404()
-        return view(request, *args, **kwargs)
-
-    return wrapper
+privacy_officer_required = staff_required(policy.may_read_patient_access_log)
 
 
 @dataclass(frozen=True)

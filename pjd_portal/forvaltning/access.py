@@ -1,0 +1,47 @@
+"""The one gate of the administration area: a policy function decides, everyone it
+refuses gets the 404 of a missing page (the area cannot be discovered), whatever the
+method, and a logged-in person's attempt is logged."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from functools import wraps
+from typing import Any
+
+from django.http import Http404, HttpRequest
+from django.http.response import HttpResponseBase
+
+from pjd_portal.access import policy, selectors
+from pjd_portal.audit.models import EventType, Outcome
+from pjd_portal.audit.services import record_event
+
+View = Callable[..., HttpResponseBase]
+Rule = Callable[[policy.StaffFacts | None], policy.Decision]
+
+
+def staff_required(rule: Rule, *, pass_staff: bool = False) -> Callable[[View], View]:
+    """Let through only those `rule` allows. With `pass_staff`, the view gets the
+    person's StaffFacts as its second argument."""
+
+    def decorator(view: View) -> View:
+        @wraps(view)
+        def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
+            staff = selectors.staff_facts(request)
+            decision = rule(staff)
+            if not decision or staff is None:
+                if staff is not None:
+                    record_event(
+                        request=request,
+                        event_type=EventType.ACCESS_DENIED,
+                        outcome=Outcome.DENIED,
+                        reason_code=decision.reason_code,
+                        details={"view": view.__name__},
+                    )
+                raise Http404()
+            if pass_staff:
+                return view(request, staff, *args, **kwargs)
+            return view(request, *args, **kwargs)
+
+        return wrapper
+
+    return decorator
