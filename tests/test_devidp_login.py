@@ -184,3 +184,22 @@ def test_after_a_timeout_the_provider_asks_for_the_password_again(
     fresh = Client().get("/oidc/authenticate/?reauth=1")
     page, back = _follow(browser, browser.get(fresh["Location"], allow_redirects=False, timeout=5))
     assert back is None and 'name="password"' in page.text
+
+
+def test_the_portal_gets_a_token_for_document_sources_with_client_credentials(
+    use_devidp: dict[str, Any],
+) -> None:
+    """The token an MHD source is called with: client credentials, authenticated with
+    private_key_jwt (no secret), from the real provider."""
+    from pjd_portal.accounts import provider
+    from pjd_portal.documents.sources.tokens import ClientCredentialsTokenProvider
+
+    tokens = ClientCredentialsTokenProvider(
+        token_endpoint=use_devidp["config"]["token_endpoint"],
+        client_id=settings.OIDC_RP_CLIENT_ID,
+        private_key=provider.client_private_key,
+        timeout=5,
+    )
+    token = tokens.access_token()
+    assert token and isinstance(token, str)
+    assert tokens.access_token() == token  # cached until shortly before it expires

@@ -14,6 +14,7 @@ import datetime
 import logging
 import uuid
 from dataclasses import dataclass, field
+from typing import Any
 
 from django.conf import settings
 
@@ -88,3 +89,78 @@ def listing(
         elif policy.document_counted_as_blocked(facts, today):
             result.hidden_count += 1
     return result
+
+
+@dataclass
+class ListRow:
+    """One row of the merged list, from the local store or from a remote source."""
+
+    service_date: datetime.date
+    category: str
+    category_label: str
+    type_name: str
+    title: str
+    institution_name: str
+    department: str
+    author: str
+    source_id: int
+    document_id: str
+    open_url: str = ""
+
+    def get_category_display(self) -> str:
+        return self.category_label
+
+
+SORT_KEYS = {
+    "date": "service_date",
+    "category": "category",
+    "type": "type_name",
+    "title": "title",
+    "institution": "institution_name",
+    "author": "author",
+}
+
+
+def merged_rows(
+    local: list[Any], remote_documents: list[RemoteDocument], *, category: str, sort: str
+) -> list[ListRow]:
+    """The local store's listable documents and the remote sources' in one list, filtered
+    and sorted as the clinician asked (the list's paging then applies to all of them)."""
+
+    from pjd_portal.documents.models import DocumentCategory  # noqa: PLC0415 - model import
+
+    labels = dict(DocumentCategory.choices)
+    rows = [
+        ListRow(
+            service_date=d.service_date,
+            category=d.category,
+            category_label=str(labels.get(d.category, d.category)),
+            type_name=d.type_name,
+            title=d.title,
+            institution_name=d.institution_name,
+            department=d.department,
+            author=d.author,
+            source_id=d.source_id,
+            document_id=str(d.document_id),
+        )
+        for d in local
+    ]
+    rows += [
+        ListRow(
+            service_date=d.service_date,
+            category=d.category,
+            category_label=str(labels.get(d.category, d.category)),
+            type_name=d.type_name,
+            title=d.title,
+            institution_name=d.institution_name,
+            department=d.source_name,
+            author=d.author,
+            source_id=d.source_id,
+            document_id=d.document_id,
+        )
+        for d in remote_documents
+        if not category or d.category == category
+    ]
+    key = SORT_KEYS[sort.lstrip("-")]
+    rows.sort(key=lambda r: (getattr(r, key), r.service_date, r.document_id), reverse=sort.startswith("-"))
+    return rows

@@ -5,13 +5,16 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
+from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
+from django.core.paginator import Paginator
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
@@ -93,7 +96,24 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         page_sizes=settings.DOCUMENT_PAGE_SIZES,
         default_size=settings.DOCUMENT_DEFAULT_PAGE_SIZE,
     )
-    page = selectors.document_page(access.patient.pk, today, listable, params)
+    page: Any
+    if remote_sources:
+        # Remote sources configured: one list of everything, merged, sorted and paged here.
+        rows = remote.merged_rows(
+            list(selectors.listable_documents(access.patient.pk, today, listable, params.category)),
+            remote_listing.documents,
+            category=params.category,
+            sort=params.sort,
+        )
+        for row in rows:
+            row.open_url = (
+                reverse("documents:open_remote", args=[handle, row.source_id, row.document_id])
+                if row.source_id in remote_sources
+                else reverse("documents:open", args=[handle, row.document_id])
+            )
+        page = Paginator(rows, params.page_size).get_page(params.page)
+    else:
+        page = selectors.document_page(access.patient.pk, today, listable, params)
     context.update(
         {
             "page": page,
@@ -120,7 +140,9 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
             "category": params.category,
             "shown": len(page.object_list),
             "document_ids": [str(d.document_id) for d in page.object_list],
-            "remote_document_ids": [f"{d.source_id}/{d.document_id}" for d in remote_listing.documents],
+            "remote_document_ids": [
+                f"{d.source_id}/{d.document_id}" for d in page.object_list if d.source_id in remote_sources
+            ],
             "sources_not_answering": [f.source_id for f in remote_listing.failures],
         },
     )

@@ -34,7 +34,7 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.documentreference import DocumentReference as FhirDocumentReference
 from urllib3.exceptions import ReadTimeoutError
 
-from pjd_portal.documents.sources import base
+from pjd_portal.documents.sources import base, dpop
 from pjd_portal.documents.sources.base import AccessContext, RemoteDocument, Retrieved, SourceError
 from pjd_portal.documents.sources.breaker import CircuitBreaker, breaker_for
 from pjd_portal.documents.sources.tokens import TokenProvider
@@ -316,7 +316,7 @@ class MhdSourceClient:
             breaker.record_success()
         return result
 
-    def _headers(self, access: AccessContext, accept: str) -> dict[str, str]:
+    def _headers(self, access: AccessContext, accept: str, method: str, url: str) -> dict[str, str]:
         headers = {
             "Accept": accept,
             "nhn-access-basis": access.basis,
@@ -324,9 +324,26 @@ class MhdSourceClient:
             "nhn-source-system": access.source_system,
         }
         token = self.token_provider.access_token()
-        if token:
+        state = dpop.state_for(self.base_url)
+        if token and state.required:
+            # The source asked for proof of possession: a fresh proof for every request.
+            headers["Authorization"] = f"DPoP {token}"
+            headers["DPoP"] = dpop.proof(method, url, token, state.nonce)
+        elif token:
             headers["Authorization"] = f"Bearer {token}"
         return headers
+
+    def _asks_for_dpop(self, response: requests.Response) -> bool:
+        """A 401 that asks for DPoP (or for a new DPoP nonce): remember it, retry once."""
+
+        state = dpop.state_for(self.base_url)
+        nonce = response.headers.get("DPoP-Nonce")
+        if nonce:
+            state.nonce = nonce
+        asks = response.status_code == 401 and response.headers.get("WWW-Authenticate", "").startswith("DPoP")
+        if asks:
+            state.required = True
+        return asks
 
     def _send(
         self,
@@ -341,10 +358,13 @@ class MhdSourceClient:
         """One read, retried once (or `retries` times) on a timeout, a refused or broken
         connection, or a 502/503/504: these reads change nothing at the source."""
 
-        headers = self._headers(access, accept)
         failure = SourceError(base.INTERNAL_ERROR)
-        for attempt in range(self.retries + 1):
+        dpop_retry_left = True
+        attempt = 0
+        while attempt <= self.retries:
             last = attempt == self.retries
+            attempt += 1
+            headers = self._headers(access, accept, method, url)
             try:
                 response = self.session.request(
                     method,
@@ -363,6 +383,12 @@ class MhdSourceClient:
                 logger.info("source %s: %s %s failed (%s)", self.name, method, url, code)
                 continue
             status = response.status_code
+            if self._asks_for_dpop(response) and dpop_retry_left:
+                # Not a failure: the source wants proof of possession (or a fresh nonce).
+                response.close()
+                dpop_retry_left = False
+                attempt -= 1
+                continue
             if status in RETRY_STATUSES and not last:
                 response.close()
                 continue
