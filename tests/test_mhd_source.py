@@ -795,3 +795,27 @@ def test_local_and_remote_documents_are_one_sorted_list(
     as_dates = [datetime.datetime.strptime(d, "%d.%m.%Y").date() for d in rows]
     assert as_dates == sorted(as_dates, reverse=True)  # newest first, across sources
     assert f"/dokument/{local.document_id}/" in page and f"/dokument/{seeded.ids['epikrise']}/" in page
+
+
+@pytest.mark.django_db
+def test_a_blocked_clinician_never_reaches_the_remote_source(
+    remote_world: Any, as_fastlege: Any, seeded: Seeded, healthy: FhirServer
+) -> None:
+    from pjd_portal.audit.models import AccessEvent
+    from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
+
+    handle, _page, _ = _open_list(as_fastlege)
+    PrivacyChoice.objects.create(
+        patient=Patient.objects.get(national_id=PATIENT),
+        kind=PrivacyChoiceKind.BLOCKED_CLINICIAN,
+        blocked_hpr_number="910000011",
+    )
+    requests.delete(f"{healthy.control_url}/requests", timeout=5)
+    response = as_fastlege.get(
+        f"/pasient/{handle}/kilde/{_source_id('310400009')}/dokument/{seeded.ids['epikrise']}/"
+    )
+    assert response.status_code == 404
+    assert healthy.requests_seen() == []  # the source was not asked, nor told of an access
+    assert (
+        AccessEvent.objects.filter(event_type="access_denied").latest("id").reason_code == "clinician_blocked"
+    )

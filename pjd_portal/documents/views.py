@@ -269,9 +269,14 @@ def remote_document_open(
     fetched and the policy decides on it; the event is committed; then the bytes stream."""
 
     access = access_patient_by_handle(request=request, handle=handle)
-    source = remote.remote_sources().get(source_id)
+    # The patient-level rules first: a source is never asked (and never told of an access)
+    # for a clinician without a valid attest, a blocked clinician or a reserved patient.
+    status = policy.may_see_patient_documents(
+        access.clinician, access.patient_facts, access.attest_facts, access.now
+    )
+    source = remote.remote_sources().get(source_id) if status else None
     document = None
-    decision = policy.Decision(False, "unknown_document")
+    decision = status if not status else policy.Decision(False, "unknown_document")
     if source is not None:
         client = remote.client_for(source)
         try:
