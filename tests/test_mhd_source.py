@@ -819,3 +819,93 @@ def test_a_blocked_clinician_never_reaches_the_remote_source(
     assert (
         AccessEvent.objects.filter(event_type="access_denied").latest("id").reason_code == "clinician_blocked"
     )
+
+
+# --- answers a source must not get away with ------------------------------------------------
+
+
+def _fake(monkeypatch: pytest.MonkeyPatch, source: MhdSourceClient, body: bytes) -> None:
+    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/fhir+json"
+        response._content = body
+        response.url = url
+        return response
+
+    monkeypatch.setattr(source.session, "request", answer)
+
+
+def _document_reference(subject: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "resourceType": "DocumentReference",
+        "id": "d1",
+        "status": "current",
+        "subject": subject,
+        "date": "2026-01-02T09:00:00+01:00",
+        "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": "A00-1"}]}],
+        "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}],
+    }
+
+
+def test_a_deeply_nested_answer_is_a_malformed_source_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
+    from pjd_portal.documents.sources.base import SourceError
+
+    source = client("http://127.0.0.1:9/fhir/R4")
+    _fake(monkeypatch, source, b'{"resourceType":"Bundle","x":' + b"[" * 100000 + b"]" * 100000 + b"}")
+    with pytest.raises(SourceError) as refused:
+        source.search(PATIENT, access=ACCESS)
+    assert refused.value.reason_code == "malformed_response"
+
+
+@pytest.mark.parametrize(
+    ("subject", "kept"),
+    [
+        ({"identifier": {"system": NATIONAL_ID_SYSTEM, "value": PATIENT}}, True),
+        ({"identifier": {"system": NATIONAL_ID_SYSTEM, "value": OTHER_PATIENT}}, False),
+        ({"reference": "Patient/unknown"}, False),
+    ],
+)
+def test_only_documents_about_the_patient_asked_for_are_kept(
+    monkeypatch: pytest.MonkeyPatch, subject: dict[str, Any], kept: bool
+) -> None:
+    source = client("http://127.0.0.1:9/fhir/R4")
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": _document_reference(subject)}],
+    }
+    _fake(monkeypatch, source, json.dumps(bundle).encode())
+    assert bool(source.search(PATIENT, access=ACCESS)) is kept
+
+
+@pytest.mark.parametrize(
+    ("url", "own"),
+    [
+        ("{base}/Binary/b1", True),
+        ("{base}/../../evil/steal", False),
+        ("{base}/Binary/%2e%2e/%2e%2e/evil", False),
+        ("{base}//Binary/b1", False),
+        ("http://127.0.0.1:10/fhir/R4/Binary/b1", False),
+    ],
+)
+def test_only_urls_under_the_source_get_the_token(url: str, own: bool) -> None:
+    base = "http://127.0.0.1:9/fhir/R4"
+    assert client(base)._own_url(url.format(base=base)) is own
+
+
+@pytest.mark.django_db
+def test_an_open_from_a_hanging_source_answers_within_the_budget(
+    remote_world: Any, as_fastlege: Any, faulty: FhirServer
+) -> None:
+    from pjd_portal.audit.models import AccessEvent
+
+    handle, _page, _ = _open_list(as_fastlege)
+    faulty.set_fault("slow")
+    started = time.monotonic()
+    response = as_fastlege.get(f"/pasient/{handle}/kilde/{_source_id('310500003')}/dokument/any-id/")
+    elapsed = time.monotonic() - started
+    assert response.status_code == 404 and elapsed < BUDGET + MARGIN, elapsed
+    assert (
+        AccessEvent.objects.filter(event_type="access_denied").latest("id").reason_code.startswith("source_")
+    )

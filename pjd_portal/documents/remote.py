@@ -30,7 +30,15 @@ from pjd_portal.documents.sources.base import (
     find_document,
 )
 
-__all__ = ["SourceError", "access_context", "client_for", "find_document", "listing", "remote_sources"]
+__all__ = [
+    "SourceError",
+    "access_context",
+    "client_for",
+    "find_document",
+    "listing",
+    "merge",
+    "remote_sources",
+]
 
 logger = logging.getLogger(__name__)
 

@@ -279,12 +279,13 @@ def remote_document_open(
     decision = status if not status else policy.Decision(False, "unknown_document")
     if source is not None:
         client = remote.client_for(source)
-        try:
-            document = remote.find_document(
-                client, access.patient.national_id, document_id, access=remote.access_context(access)
-            )
-        except remote.SourceError as exc:
-            decision = policy.Decision(False, f"source_{exc.reason_code}"[:50])
+        # The source's current description, asked under the same time budget as the list.
+        found = remote.merge.search_sources(
+            [client], access.patient.national_id, access=remote.access_context(access)
+        )
+        if found.failures:
+            decision = policy.Decision(False, f"source_{found.failures[0].reason_code}"[:50])
+        document = next((d for d in found.documents if d.document_id == document_id), None)
         if document is not None:
             decision = policy.may_open_document(
                 access.clinician,

@@ -23,6 +23,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import posixpath
 from collections.abc import Callable, Iterator, Sequence
 from typing import Any, TypeVar
 from urllib.parse import urljoin, urlsplit
@@ -136,6 +137,9 @@ class MhdSourceClient:
             ("status", "current"),
             ("_sort", "-date"),
             ("_count", str(self.count)),
+            # The patients come along, so every document's subject can be checked: a source
+            # that ignored the patient parameter must not hand over someone else's documents.
+            ("_include", "DocumentReference:subject"),
         ]
         if categories:
             params.append(("category", ",".join(f"{CATEGORY_SYSTEM}|{c}" for c in categories)))
@@ -143,16 +147,23 @@ class MhdSourceClient:
             params.append(("date", f"ge{date_from.isoformat()}"))
         if date_to is not None:
             params.append(("date", f"le{date_to.isoformat()}"))
-        return self._guarded(lambda: self._search(params, access))
+        return self._guarded(lambda: self._search(params, access, patient_national_id))
 
-    def _search(self, params: list[tuple[str, str]], access: AccessContext) -> list[RemoteDocument]:
+    def _search(
+        self, params: list[tuple[str, str]], access: AccessContext, patient_national_id: str
+    ) -> list[RemoteDocument]:
         documents: list[RemoteDocument] = []
         response = self._send(
             "POST", f"{self.base_url}/DocumentReference/_search", access, "application/fhir+json", data=params
         )
         for _page in range(MAX_PAGES):
             bundle = self._bundle(response)
-            documents.extend(self._documents(bundle))
+            try:
+                documents.extend(self._documents(bundle, patient_national_id))
+            except SourceError:
+                raise
+            except Exception as exc:
+                raise SourceError(base.MALFORMED_RESPONSE, type(exc).__name__) from exc
             next_url = next((link.url for link in bundle.link or [] if link.relation == "next"), None)
             if not next_url:
                 return documents
@@ -170,19 +181,27 @@ class MhdSourceClient:
                 body = json.loads(response.content)
             except requests.RequestException as exc:
                 raise SourceError(base.TIMEOUT if _timed_out(exc) else base.UNREACHABLE) from exc
-            except ValueError as exc:
+            except (ValueError, RecursionError) as exc:  # deep nesting is refused, not a 500
                 raise SourceError(base.MALFORMED_RESPONSE, "not JSON") from exc
         if not isinstance(body, dict) or body.get("resourceType") != "Bundle":
             raise SourceError(base.MALFORMED_RESPONSE, "not a Bundle")
         try:
             bundle = Bundle.model_validate(body)
-        except ValueError as exc:  # pydantic's ValidationError
+        except (ValueError, RecursionError) as exc:  # pydantic's ValidationError
             raise SourceError(base.MALFORMED_RESPONSE, "invalid FHIR Bundle") from exc
         if bundle.type != "searchset":
             raise SourceError(base.MALFORMED_RESPONSE, f"Bundle.type {bundle.type}")
         return bundle
 
-    def _documents(self, bundle: Bundle) -> list[RemoteDocument]:
+    def _documents(self, bundle: Bundle, patient_national_id: str) -> list[RemoteDocument]:
+        # The included patients (by reference) whose national id is the one asked for.
+        ours: set[str] = set()
+        for entry in bundle.entry or []:
+            resource = entry.resource
+            if resource is not None and type(resource).__name__ == "Patient" and resource.id:
+                ids = {(i.system, i.value) for i in (getattr(resource, "identifier", None) or [])}
+                if (NATIONAL_ID_SYSTEM, patient_national_id) in ids:
+                    ours.add(f"Patient/{resource.id}")
         documents = []
         for entry in bundle.entry or []:
             if entry.search is not None and entry.search.mode not in (None, "match"):
@@ -191,6 +210,11 @@ class MhdSourceClient:
             if not isinstance(resource, FhirDocumentReference):
                 continue
             if resource.status != "current":
+                continue
+            if not _is_about(resource, patient_national_id, ours):
+                logger.warning(
+                    "source %s: a document whose subject is not the patient asked for was dropped", self.name
+                )
                 continue
             documents.append(self._document(resource))
         return documents
@@ -288,10 +312,16 @@ class MhdSourceClient:
     # --- HTTP -------------------------------------------------------------------------
 
     def _own_url(self, url: str) -> bool:
+        """Under the source's own base URL, after the client would resolve it: no dot
+        segments, no encoded dots or slashes, no doubled slashes."""
+
         own, other = urlsplit(self.base_url), urlsplit(url)
-        return (other.scheme, other.netloc) == (own.scheme, own.netloc) and other.path.startswith(
-            f"{own.path}/"
-        )
+        path = other.path
+        if "%2e" in path.lower() or "%2f" in path.lower() or "//" in path:
+            return False
+        if posixpath.normpath(path) != path.rstrip("/") and posixpath.normpath(path) + "/" != path:
+            return False
+        return (other.scheme, other.netloc) == (own.scheme, own.netloc) and path.startswith(f"{own.path}/")
 
     def _guarded(self, call: Callable[[], T]) -> T:
         """Run one exchange under the breaker: answer at once while it is open."""
@@ -380,7 +410,8 @@ class MhdSourceClient:
                 if not isinstance(exc, requests.Timeout | requests.ConnectionError):
                     code = base.HTTP_ERROR
                 failure = SourceError(code, type(exc).__name__)
-                logger.info("source %s: %s %s failed (%s)", self.name, method, url, code)
+                # The path only: a query may carry the patient's national id.
+                logger.info("source %s: %s %s failed (%s)", self.name, method, urlsplit(url).path, code)
                 continue
             status = response.status_code
             if self._asks_for_dpop(response) and dpop_retry_left:
@@ -401,3 +432,16 @@ class MhdSourceClient:
                 raise SourceError(base.NOT_FOUND, str(status))
             raise SourceError(base.HTTP_ERROR, str(status))
         raise failure
+
+
+def _is_about(resource: FhirDocumentReference, patient_national_id: str, ours: set[str]) -> bool:
+    """Is this document about the patient asked for? By the subject's identifier, or by a
+    reference to an included Patient with that national id; unverifiable means no."""
+
+    subject = resource.subject
+    if subject is None:
+        return False
+    identifier = getattr(subject, "identifier", None)
+    if identifier is not None and identifier.value:
+        return bool(identifier.system == NATIONAL_ID_SYSTEM and identifier.value == patient_national_id)
+    return bool(subject.reference) and str(subject.reference) in ours
