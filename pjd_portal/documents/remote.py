@@ -26,15 +26,11 @@ from pjd_portal.documents.sources.base import (
     AccessContext,
     DocumentSourceClient,
     RemoteDocument,
-    SourceError,
-    find_document,
 )
 
 __all__ = [
-    "SourceError",
     "access_context",
     "client_for",
-    "find_document",
     "listing",
     "merge",
     "remote_sources",

@@ -114,19 +114,3 @@ class DocumentSourceClient(Protocol):
         """(content type, size or None, the bytes in chunks). Raises SourceError before the
         first chunk; the iterator may raise SourceError mid-stream. Close it when done."""
         ...
-
-
-def find_document(
-    client: DocumentSourceClient,
-    patient_national_id: str,
-    document_id: str,
-    *,
-    access: AccessContext,
-) -> RemoteDocument | None:
-    """The source's current description of one document, for an open: the view decides on
-    this, never on what the browser sent."""
-
-    for document in client.search(patient_national_id, access=access):
-        if document.document_id == document_id:
-            return document
-    return None
