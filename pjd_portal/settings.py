@@ -150,6 +150,20 @@ if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
 elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
+# The access log's group writer (audit/group_commit.py): events written outside a
+# transaction share commits, each request still waiting for its own. On by default on
+# PostgreSQL; SQLite (the one-user demo) writes each event in its own transaction.
+AUDIT_GROUP_COMMIT = envbool(
+    "PJD_AUDIT_GROUP_COMMIT", DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+)
+AUDIT_BATCH_MAX = envint("PJD_AUDIT_BATCH_MAX", 256)  # events in one commit, at most
+AUDIT_WRITE_TIMEOUT = envfloat("PJD_AUDIT_WRITE_TIMEOUT_SECONDS", 5.0)  # a request waits this long
+AUDIT_LOCK_TIMEOUT_MS = envint("PJD_AUDIT_LOCK_TIMEOUT_MS", 2000)  # for a chain head held elsewhere
+AUDIT_STATEMENT_TIMEOUT_MS = envint("PJD_AUDIT_STATEMENT_TIMEOUT_MS", 4000)
+AUDIT_WRITER_IDLE_CLOSE_SECONDS = envfloat("PJD_AUDIT_WRITER_IDLE_CLOSE_SECONDS", 30.0)
+if AUDIT_BATCH_MAX < 1 or AUDIT_WRITE_TIMEOUT <= 0:
+    raise ImproperlyConfigured("PJD_AUDIT_BATCH_MAX must be at least 1 and the write timeout positive.")
+
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 

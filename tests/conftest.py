@@ -40,6 +40,7 @@ from pjd_portal.accounts.models import (
     Role,
     User,
 )
+from pjd_portal.audit import group_commit
 from pjd_portal.documents.models import (
     ConfidentialityCode,
     DocumentContent,
@@ -317,6 +318,9 @@ def _append_only_triggers(request: Any) -> Any:
         request.getfixturevalue("transactional_db")
         set_audit_triggers(True)
         yield
+        # The group writer's thread and connection end with the test: the next test
+        # (and the test database's teardown) must not find them.
+        group_commit.committer().stop()
         set_audit_triggers(False)
     elif "db" in request.fixturenames or marker is not None:
         request.getfixturevalue("db")

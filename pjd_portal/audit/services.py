@@ -4,23 +4,30 @@ Every event the portal produces goes through `record_event`. It copies who, wher
 whom into the row, so the row stays exact whatever later happens to accounts and
 organisations. `record_event_committed` is for events that must be durable before the
 caller continues (a document's bytes are returned only after it returns).
+
+An event written outside any transaction is committed by the group writer
+(audit/group_commit.py): concurrent requests' events share one commit, and each request
+still waits for the commit that holds its own event.
 """
 
 from __future__ import annotations
 
 import logging
-from typing import Any
+from collections.abc import Callable
+from typing import Any, ParamSpec
 
-from django.db import DatabaseError, transaction
+from django.conf import settings
+from django.db import DatabaseError, connection, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.accounts.context import authorizations_for, current_organisation
 from pjd_portal.accounts.models import Organisation, User
-from pjd_portal.audit import chain
+from pjd_portal.audit import chain, group_commit
 from pjd_portal.audit.models import AccessEvent
 
 logger = logging.getLogger(__name__)
+P = ParamSpec("P")
 
 
 class AuditWriteFailed(Exception):
@@ -39,7 +46,7 @@ def _authorizations(request: HttpRequest, user: User) -> frozenset[str]:
     return authorizations_for(user.hpr_number)
 
 
-def record_event(
+def build_event(
     *,
     request: HttpRequest,
     event_type: str,
@@ -60,7 +67,7 @@ def record_event(
     actor_from_request: bool = True,
     source_orgnr: str = "",
 ) -> AccessEvent:
-    """Write one access event in the caller's transaction. Raises AuditWriteFailed.
+    """The event, not yet written: who, where and whom copied in from the request.
 
     The actor is `user`, else the logged-in user, unless `actor_from_request` is False
     (an event caused by someone else in this browser, e.g. a forged login answer)."""
@@ -96,6 +103,38 @@ def record_event(
         user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
         details=details or {},
     )
+    return event
+
+
+def _written(build: Callable[P, AccessEvent]) -> Callable[P, AccessEvent]:
+    def record(*args: P.args, **kwargs: P.kwargs) -> AccessEvent:
+        event = build(*args, **kwargs)
+        write(event)
+        return event
+
+    return record
+
+
+# Write one access event (the fields are `build_event`'s). Raises AuditWriteFailed. Inside
+# a transaction the event is part of it; outside one it is committed before this returns.
+record_event = _written(build_event)
+
+
+def group_commit_enabled() -> bool:
+    return bool(settings.AUDIT_GROUP_COMMIT)
+
+
+def write(event: AccessEvent) -> None:
+    """Write a built event. Inside a transaction it is part of that transaction (it commits
+    or rolls back with the work it describes); outside one it goes to the group writer and
+    this returns once it is committed. Raises AuditWriteFailed."""
+
+    if not connection.in_atomic_block and group_commit_enabled():
+        try:
+            group_commit.committer().write(event)
+        except group_commit.GroupCommitFailed as exc:
+            raise AuditWriteFailed(str(exc)) from exc
+        return
     try:
         with transaction.atomic():  # the chain link and the row, together or not at all
             chain.link(event)
@@ -104,17 +143,19 @@ def record_event(
         # Log the fact, never the content (the row may carry a national id).
         logger.error("audit write failed: %s (request %s)", type(exc).__name__, event.request_id)
         raise AuditWriteFailed(str(type(exc).__name__)) from exc
-    return event
 
 
 def record_event_committed(**kwargs: Any) -> AccessEvent:
-    """Write one event in its own transaction and return only once it is committed.
+    """Write one event and return only once it is committed.
 
-    `durable=True` makes Django refuse to run this inside an outer transaction, where
-    the commit would be deferred: the guarantee "committed before the first byte" is
-    then enforced, not hoped for.
+    Outside a transaction that is what `record_event` does (through the group writer, or
+    in its own transaction). Inside one the commit would be deferred, so `durable=True`
+    makes Django refuse (except in a test's own transaction): the guarantee "committed
+    before the first byte" is enforced, not hoped for.
     """
 
+    if not connection.in_atomic_block:
+        return record_event(**kwargs)
     try:
         with transaction.atomic(durable=True):
             return record_event(**kwargs)

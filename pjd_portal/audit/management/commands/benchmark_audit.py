@@ -17,12 +17,14 @@ Only for a disposable database: it writes millions of synthetic events. Example:
 from __future__ import annotations
 
 import datetime
+import multiprocessing
 import random
 import statistics
 import threading
 import time
 from typing import Any
 
+from django.conf import settings
 from django.core.management.base import BaseCommand, CommandError
 from django.db import connection, connections
 from django.test import RequestFactory
@@ -30,7 +32,7 @@ from django.utils import timezone
 
 from pjd_portal.access.policy import ClinicianFacts
 from pjd_portal.accounts.models import User
-from pjd_portal.audit import chain
+from pjd_portal.audit import chain, group_commit
 from pjd_portal.audit.models import AccessEvent, AuditChainHead
 from pjd_portal.audit.services import record_event
 from pjd_portal.patients.models import Patient
@@ -52,6 +54,45 @@ def percentile(values: list[float], p: float) -> float:
     return ordered[min(len(ordered) - 1, round(p / 100 * (len(ordered) - 1)))]
 
 
+def _write_threads(user: User, patients: list[Patient], threads: int, per_thread: int) -> None:
+    def write(seed: int) -> None:
+        rng = random.Random(seed)
+        request = RequestFactory().get("/")
+        request.user = user
+        request.session = {}  # type: ignore[assignment]
+        # As in a real request, the policy's facts (with the authorizations) are loaded.
+        request._pjd_clinician_facts = ClinicianFacts(  # type: ignore[attr-defined]
+            user_id=user.pk,
+            hpr_number=user.hpr_number,
+            authorizations=frozenset({"LE"}),
+            organisation_id=None,
+            organisation_kind=None,
+            has_clinician_role=True,
+        )
+        try:
+            for _ in range(per_thread):
+                record_event(
+                    request=request,
+                    event_type="document_open",
+                    outcome="granted",
+                    patient=rng.choice(patients),
+                )
+        finally:
+            connections.close_all()
+
+    workers = [threading.Thread(target=write, args=(seed,)) for seed in range(threads)]
+    for worker in workers:
+        worker.start()
+    for worker in workers:
+        worker.join()
+
+
+def _child(go: Any, user: User, patients: list[Patient], threads: int, per_thread: int) -> None:
+    go.wait()
+    _write_threads(user, patients, threads, per_thread)
+    group_commit.committer().stop()
+
+
 class Command(BaseCommand):
     help = "Load synthetic events with COPY and print write rates and keyset query latencies (PostgreSQL)."
 
@@ -60,9 +101,12 @@ class Command(BaseCommand):
         parser.add_argument("--patients", type=int, default=100_000)
         parser.add_argument("--clinicians", type=int, default=20_000)
         parser.add_argument("--organisations", type=int, default=2_000)
-        parser.add_argument("--single-writes", type=int, default=5_000)
+        parser.add_argument("--single-writes", type=int, default=20_000)
         parser.add_argument(
-            "--writers", type=int, default=16, help="concurrent writers for the second write test"
+            "--writers", type=int, default=16, help="concurrent writers (threads) per process"
+        )
+        parser.add_argument(
+            "--processes", type=int, default=2, help="worker processes for the third write test"
         )
         parser.add_argument("--queries", type=int, default=200, help="timed queries per kind")
         parser.add_argument("--skip-load", action="store_true", help="measure on the rows already there")
@@ -82,7 +126,7 @@ class Command(BaseCommand):
             cursor.execute("SELECT count(*) FROM audit_accessevent")
             total = cursor.fetchone()[0]
         self.stdout.write(f"rows in the log: {total:,}")
-        self._single_writes(options["single_writes"], options["writers"])
+        self._single_writes(options["single_writes"], options["writers"], options["processes"])
         self._queries(options["queries"])
         self._verify_sample()
 
@@ -166,56 +210,66 @@ class Command(BaseCommand):
 
     # --- writes through the service -------------------------------------------------
 
-    def _single_writes(self, n: int, writers: int) -> None:
+    def _single_writes(self, n: int, writers: int, processes: int) -> None:
+        """Single events through the service, each caller waiting for its own commit, as a
+        request does before a document's bytes leave. Three shapes: one caller at a time;
+        `writers` threads in one process (a threaded WSGI worker); `processes` worker
+        processes with `writers` threads each. Both with the group writer (the production
+        path on PostgreSQL) and, for comparison, with one transaction per event."""
+
         user, _ = User.objects.get_or_create(
             username="benchmark-clinician", defaults={"pid": "99999999999", "hpr_number": "999999999"}
         )
-        patients = list(Patient.objects.values_list("pk", flat=True)[:1000])
-        patient_objs = {p.pk: p for p in Patient.objects.filter(pk__in=patients)}
+        patients = list(Patient.objects.filter(pk__in=Patient.objects.values("pk")[:1000]))
+        for group in (True, False):
+            settings.AUDIT_GROUP_COMMIT = group
+            label = "group commit" if group else "one transaction per event"
+            committer = group_commit.committer()
+            for shape, procs, threads, count in (
+                ("1 writer", 1, 1, n // 2),
+                (f"{writers} writers", 1, writers, n),
+                (f"{processes} processes x {writers} writers", processes, writers, n),
+            ):
+                if procs > 1 and not group:
+                    continue  # the per-event path is bounded already by one process
+                commits_before, events_before = committer.commits, committer.events
+                seconds, written = self._run_writers(user, patients, procs, threads, count)
+                batch = ""
+                if group and procs == 1:
+                    commits = committer.commits - commits_before
+                    batch = f", {(committer.events - events_before) / max(commits, 1):.1f} events/commit"
+                self.stdout.write(
+                    f"single-event writes, {label}, {shape}: {written:,} in {seconds:.2f} s = "
+                    f"{written / seconds:,.0f} events/s{batch}"
+                )
+            committer.stop()
 
-        def write(count: int, seed: int) -> None:
-            rng = random.Random(seed)
-            request = RequestFactory().get("/")
-            request.user = user
-            request.session = {}  # type: ignore[assignment]
-            # As in a real request, the policy's facts (with the authorizations) are loaded.
-            request._pjd_clinician_facts = ClinicianFacts(  # type: ignore[attr-defined]
-                user_id=user.pk,
-                hpr_number=user.hpr_number,
-                authorizations=frozenset({"LE"}),
-                organisation_id=None,
-                organisation_kind=None,
-                has_clinician_role=True,
-            )
-            try:
-                for _ in range(count):
-                    record_event(
-                        request=request,
-                        event_type="document_open",
-                        outcome="granted",
-                        patient=patient_objs[rng.choice(patients)],
-                    )
-            finally:
-                connections.close_all()
-
+    def _run_writers(
+        self, user: User, patients: list[Patient], procs: int, threads: int, count: int
+    ) -> tuple[float, int]:
+        per_thread = count // (procs * threads)
+        if procs == 1:
+            started = time.monotonic()
+            _write_threads(user, patients, threads, per_thread)
+            return time.monotonic() - started, per_thread * threads
+        connections.close_all()  # a forked child must not share the parent's connection
+        group_commit.committer().stop()
+        ctx = multiprocessing.get_context("fork")
+        go = ctx.Event()
+        children = [
+            ctx.Process(target=_child, args=(go, user, patients, threads, per_thread)) for _ in range(procs)
+        ]
+        for child in children:
+            child.start()
+        time.sleep(1.0)  # let the children connect before the clock starts
         started = time.monotonic()
-        write(n, 1)
+        go.set()
+        for child in children:
+            child.join()
         seconds = time.monotonic() - started
-        self.stdout.write(
-            f"single-event writes, 1 writer: {n:,} in {seconds:.1f} s = {n / seconds:,.0f} events/s"
-        )
-
-        threads = [threading.Thread(target=write, args=(n // writers, 10 + w)) for w in range(writers)]
-        started = time.monotonic()
-        for thread in threads:
-            thread.start()
-        for thread in threads:
-            thread.join()
-        seconds = time.monotonic() - started
-        total = (n // writers) * writers
-        self.stdout.write(
-            f"single-event writes, {writers} writers: {total:,} in {seconds:.1f} s = {total / seconds:,.0f} events/s"
-        )
+        if any(child.exitcode for child in children):
+            raise CommandError("a writer process failed")
+        return seconds, per_thread * threads * procs
 
     # --- the log questions ---------------------------------------------------------
 

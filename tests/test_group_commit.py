@@ -1,0 +1,240 @@
+"""The group writer (audit/group_commit.py): many requests' events share a commit, and each
+request still returns only once its own event is committed (PostgreSQL, where it is on).
+
+What a clinician sees is checked too: when the writer cannot commit, the document open is
+the clear 503 page with no document bytes, and nothing claims the document was shown.
+"""
+
+from __future__ import annotations
+
+import threading
+import time
+
+import pytest
+from django.db import DatabaseError, connections, transaction
+from django.test import Client, RequestFactory
+
+from pjd_portal.audit import chain, group_commit
+from pjd_portal.audit.models import AccessEvent, AuditChainHead
+from pjd_portal.audit.services import AuditWriteFailed, build_event, record_event, record_event_committed
+from tests.conftest import FAKE_PDF, World, add_document, login, lookup_and_attest
+from tests.test_audit_integrity import verify
+
+pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
+
+
+def _request(world: World):  # type: ignore[no-untyped-def]
+    request = RequestFactory().get("/", HTTP_USER_AGENT="group-commit-test")
+    request.user = world.fastlege
+    request.session = {}
+    return request
+
+
+def _committed_elsewhere(event_ids: list[int]) -> dict[int, tuple[int, int, str]]:
+    """What a second connection (another process, say) sees of these events."""
+    other = connections.create_connection("default")
+    try:
+        with other.cursor() as cursor:
+            cursor.execute(
+                "SELECT id, chain, chain_seq, entry_hash FROM audit_accessevent WHERE id = ANY(%s)",
+                [event_ids],
+            )
+            return {row[0]: (row[1], row[2], row[3]) for row in cursor.fetchall()}
+    finally:
+        other.close()
+
+
+def test_the_group_writer_is_on_for_postgresql(settings):
+    assert settings.AUDIT_GROUP_COMMIT is True
+
+
+def test_concurrent_events_share_commits_and_each_returns_committed(world):
+    committer = group_commit.committer()
+    commits_before, events_before = committer.commits, committer.events
+    returned: list[AccessEvent] = []
+    lock = threading.Lock()
+    patients = [world.patient, world.other_patient]
+
+    def worker(n: int) -> None:
+        request = _request(world)
+        try:
+            for i in range(25):
+                event = record_event_committed(
+                    request=request,
+                    event_type="document_open",
+                    outcome="granted",
+                    patient=patients[(n + i) % 2],
+                    details={"worker": n, "i": i},
+                )
+                with lock:
+                    returned.append(event)
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=worker, args=(n,)) for n in range(16)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join()
+
+    assert len(returned) == 400
+    # Each event came back with its id and its place in its chain, as committed.
+    stored = _committed_elsewhere([e.pk for e in returned])
+    assert len(stored) == 400
+    for event in returned:
+        assert stored[event.pk] == (event.chain, event.chain_seq, event.entry_hash)
+    assert committer.events - events_before == 400
+    commits = committer.commits - commits_before
+    assert commits < 400, "concurrent events did not share commits"
+    # Two patients, two chains, each gap-free from 1.
+    for patient in patients:
+        seqs = sorted(
+            AccessEvent.objects.filter(patient=patient, event_type="document_open").values_list(
+                "chain_seq", flat=True
+            )
+        )
+        assert seqs == list(range(1, len(seqs) + 1))
+    ok, printed = verify()
+    assert ok and "OK: 400 events" in printed, printed
+
+
+def test_a_lone_event_is_committed_when_the_call_returns(world):
+    event = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    assert event.pk is not None
+    assert _committed_elsewhere([event.pk]) == {event.pk: (event.chain, 1, event.entry_hash)}
+    assert event.prev_hash == chain.GENESIS
+
+
+def test_an_event_inside_a_transaction_rolls_back_with_it(world):
+    committer = group_commit.committer()
+    events_before = committer.events
+
+    class Boom(Exception):
+        pass
+
+    with pytest.raises(Boom), transaction.atomic():
+        record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+        raise Boom
+    assert not AccessEvent.objects.exists()
+    assert committer.events == events_before  # it never went to the group writer
+
+
+def test_one_bad_event_in_a_batch_fails_alone(world):
+    """A value the database refuses fails its own request; the rest of the batch commits."""
+
+    events = [
+        build_event(
+            request=_request(world), event_type="patient_lookup", outcome="granted", patient=world.patient
+        )
+        for _ in range(5)
+    ]
+    events[2].actor_hpr_number = "x" * 50  # longer than the column: the INSERT fails
+    batch = [group_commit._Pending(event) for event in events]
+    group_commit.committer()._write_batch(batch)
+
+    assert all(p.done.is_set() for p in batch)
+    assert [p.error is None for p in batch] == [True, True, False, True, True]
+    assert events[2].pk is None
+    assert AccessEvent.objects.count() == 4
+    ok, printed = verify()
+    assert ok, printed
+
+
+def test_a_failing_commit_raises_audit_write_failed_and_leaves_nothing(world, monkeypatch):
+    def broken(events):  # type: ignore[no-untyped-def]
+        raise DatabaseError("connection lost")
+
+    monkeypatch.setattr(chain, "link_batch", broken)
+    with pytest.raises(AuditWriteFailed):
+        record_event_committed(request=_request(world), event_type="document_open", outcome="granted")
+    assert not AccessEvent.objects.exists()
+
+
+def test_a_writer_that_does_not_answer_in_time_is_audit_write_failed(world, monkeypatch, settings):
+    settings.AUDIT_WRITE_TIMEOUT = 0.2
+    gate = threading.Event()
+    original = group_commit.GroupCommitter._commit
+
+    def slow(self, events):  # type: ignore[no-untyped-def]
+        gate.wait(5)
+        return original(self, events)
+
+    monkeypatch.setattr(group_commit.GroupCommitter, "_commit", slow)
+    started = time.monotonic()
+    with pytest.raises(AuditWriteFailed):
+        record_event_committed(request=_request(world), event_type="document_open", outcome="granted")
+    assert time.monotonic() - started < 2
+    gate.set()
+    # As after any lost COMMIT answer, the event may still land: the log errs on the side
+    # of saying too much, never too little.
+    group_commit.committer().stop()
+    assert AccessEvent.objects.filter(event_type="document_open").count() == 1
+
+
+def test_a_chain_head_held_elsewhere_fails_after_the_lock_timeout_then_recovers(world, settings):
+    settings.AUDIT_LOCK_TIMEOUT_MS = 200
+    group_commit.committer().stop()  # a fresh writer connection takes the setting
+    first = record_event(
+        request=_request(world), event_type="patient_lookup", outcome="granted", patient=world.patient
+    )
+    other = connections.create_connection("default")
+    try:
+        other.set_autocommit(False)
+        with other.cursor() as cursor:
+            cursor.execute("SELECT seq FROM audit_auditchainhead WHERE chain = %s FOR UPDATE", [first.chain])
+        started = time.monotonic()
+        with pytest.raises(AuditWriteFailed):
+            record_event(
+                request=_request(world), event_type="patient_lookup", outcome="granted", patient=world.patient
+            )
+        assert time.monotonic() - started < 3
+        # Events on other chains are not held up by it.
+        elsewhere = record_event(
+            request=_request(world),
+            event_type="patient_lookup",
+            outcome="granted",
+            patient=world.other_patient,
+        )
+        assert elsewhere.chain != first.chain and elsewhere.pk is not None
+        other.rollback()
+    finally:
+        other.close()
+    again = record_event(
+        request=_request(world), event_type="patient_lookup", outcome="granted", patient=world.patient
+    )
+    assert again.chain_seq == 2 and again.prev_hash == first.entry_hash
+    assert AuditChainHead.objects.get(chain=first.chain).seq == 2
+    ok, printed = verify()
+    assert ok, printed
+
+
+def test_the_writer_reconnects_after_its_connection_is_killed(world):
+    first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    with connections["default"].cursor() as cursor:
+        cursor.execute(
+            "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
+            "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
+        )
+    # The dead connection fails the batch; the event is retried alone on a new one.
+    second = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    assert second.pk is not None and second.pk != first.pk
+    assert AccessEvent.objects.count() == 2
+
+
+def test_a_document_open_whose_event_cannot_commit_is_a_503_without_the_document(world, monkeypatch):
+    doc = add_document(world)
+    client = login(Client(), world.fastlege, world.gp_office)
+    handle = lookup_and_attest(client)
+    opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert opened.status_code == 200 and b"".join(opened.streaming_content) == FAKE_PDF  # type: ignore[attr-defined]
+
+    def broken(events):  # type: ignore[no-untyped-def]
+        raise DatabaseError("disk full")
+
+    monkeypatch.setattr(chain, "link_batch", broken)
+    response = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
+    assert response.status_code == 503
+    body = response.content
+    assert FAKE_PDF not in body and response["Content-Type"].startswith("text/html")
+    assert "no-store" in response["Cache-Control"]
+    assert AccessEvent.objects.filter(event_type="document_open", outcome="granted").count() == 1
