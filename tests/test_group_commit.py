@@ -141,10 +141,10 @@ def test_one_bad_event_in_a_batch_fails_alone(world):
 
 
 def test_a_failing_commit_raises_audit_write_failed_and_leaves_nothing(world, monkeypatch):
-    def broken(events):  # type: ignore[no-untyped-def]
+    def broken(conn, events):  # type: ignore[no-untyped-def]
         raise DatabaseError("connection lost")
 
-    monkeypatch.setattr(chain, "link_batch", broken)
+    monkeypatch.setattr(group_commit, "_append", broken)
     with pytest.raises(AuditWriteFailed):
         record_event_committed(request=_request(world), event_type="document_open", outcome="granted")
     assert not AccessEvent.objects.exists()
@@ -228,10 +228,10 @@ def test_a_document_open_whose_event_cannot_commit_is_a_503_without_the_document
     opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
     assert opened.status_code == 200 and b"".join(opened.streaming_content) == FAKE_PDF  # type: ignore[attr-defined]
 
-    def broken(events):  # type: ignore[no-untyped-def]
+    def broken(conn, events):  # type: ignore[no-untyped-def]
         raise DatabaseError("disk full")
 
-    monkeypatch.setattr(chain, "link_batch", broken)
+    monkeypatch.setattr(group_commit, "_append", broken)
     response = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
     assert response.status_code == 503
     body = response.content

@@ -111,49 +111,6 @@ def link(event: AccessEvent) -> None:
         )
 
 
-def link_batch(events: list[AccessEvent]) -> None:
-    """Give each of `events` its place in its chain, in list order, and move the heads on.
-    Call inside the transaction that inserts them (the group writer's, audit/group_commit.py).
-
-    The heads are locked in one statement, in chain order: two batch writers (one per
-    process) then always lock in the same order and cannot deadlock each other.
-    """
-
-    for event in events:
-        event.chain = chain_for(event.patient_national_id, event.actor_pid)
-    chains = sorted({event.chain for event in events})
-    table = AuditChainHead._meta.db_table
-    with connection.cursor() as cursor:
-        heads = _lock_heads(cursor, table, chains)
-        if len(heads) < len(chains):  # a chain's first event ever: make its head, then lock it
-            cursor.executemany(
-                f"INSERT INTO {table} (chain, seq, last_hash) VALUES (%s, 0, %s) ON CONFLICT (chain) DO NOTHING",  # noqa: S608
-                [(c, GENESIS) for c in chains if c not in heads],
-            )
-            heads = _lock_heads(cursor, table, chains)
-        for event in events:
-            seq, last = heads[event.chain]
-            event.chain_seq, event.prev_hash = seq + 1, last
-            event.entry_hash = entry_hash(event)
-            heads[event.chain] = (event.chain_seq, event.entry_hash)
-        values = ", ".join(["(%s, %s, %s)"] * len(chains))
-        cursor.execute(
-            f"UPDATE {table} AS h SET seq = v.seq, last_hash = v.last_hash "  # noqa: S608
-            f"FROM (VALUES {values}) AS v (chain, seq, last_hash) WHERE h.chain = v.chain",
-            [x for c in chains for x in (c, heads[c][0], heads[c][1])],
-        )
-
-
-def _lock_heads(cursor: Any, table: str, chains: list[int]) -> dict[int, tuple[int, str]]:
-    # ORDER BY before FOR UPDATE: PostgreSQL locks the rows in the sorted order.
-    cursor.execute(
-        f"SELECT chain, seq, last_hash FROM {table} WHERE chain IN ({', '.join(['%s'] * len(chains))}) "  # noqa: S608
-        "ORDER BY chain FOR UPDATE",
-        chains,
-    )
-    return {int(c): (int(seq), str(last)) for c, seq, last in cursor.fetchall()}
-
-
 @dataclass(frozen=True)
 class BrokenLink:
     chain: int

@@ -121,7 +121,8 @@ record_event = _written(build_event)
 
 
 def group_commit_enabled() -> bool:
-    return bool(settings.AUDIT_GROUP_COMMIT)
+    # The group writer inserts with PostgreSQL's COPY; SQLite (the demo) never uses it.
+    return bool(settings.AUDIT_GROUP_COMMIT) and connection.vendor == "postgresql"
 
 
 def write(event: AccessEvent) -> None:

@@ -117,6 +117,8 @@ class Command(BaseCommand):
             raise CommandError("The benchmark is for PostgreSQL (DATABASE_URL=postgres://...).")
         if not options["database_is_disposable"]:
             raise CommandError("This writes millions of synthetic events: pass --database-is-disposable.")
+        # As in production: DEBUG would keep every query's SQL in memory and time it.
+        settings.DEBUG = False
         self.rng = random.Random(20261123)
         if not options["skip_load"]:
             patient_ids = self._patients(options["patients"])
