@@ -15,7 +15,7 @@ from django.db import DatabaseError, connections, transaction
 from django.test import Client, RequestFactory
 
 from pjd_portal.audit import chain, group_commit
-from pjd_portal.audit.models import AccessEvent, AuditChainHead
+from pjd_portal.audit.models import AccessEvent
 from pjd_portal.audit.services import AuditWriteFailed, build_event, record_event, record_event_committed
 from tests.conftest import FAKE_PDF, World, add_document, login, lookup_and_attest
 from tests.test_audit_integrity import verify
@@ -86,14 +86,9 @@ def test_concurrent_events_share_commits_and_each_returns_committed(world):
     assert committer.events - events_before == 400
     commits = committer.commits - commits_before
     assert commits < 400, "concurrent events did not share commits"
-    # Two patients, two chains, each gap-free from 1.
-    for patient in patients:
-        seqs = sorted(
-            AccessEvent.objects.filter(patient=patient, event_type="document_open").values_list(
-                "chain_seq", flat=True
-            )
-        )
-        assert seqs == list(range(1, len(seqs) + 1))
+    # One writer, one chain of its own, gap-free from 1 in commit order.
+    assert {e.chain for e in returned} == {chain.WRITER_CHAINS.start}
+    assert sorted(e.chain_seq for e in returned) == list(range(1, 401))
     ok, printed = verify()
     assert ok and "OK: 400 events" in printed, printed
 
@@ -132,7 +127,7 @@ def test_one_bad_event_in_a_batch_fails_alone(world):
     batch = [group_commit._Pending(event) for event in events]
     group_commit.committer()._write_batch(batch)
 
-    assert all(p.done.is_set() for p in batch)
+    assert all(p.is_answered() for p in batch)
     assert [p.error is None for p in batch] == [True, True, False, True, True]
     assert events[2].pk is None
     assert AccessEvent.objects.count() == 4
@@ -171,41 +166,72 @@ def test_a_writer_that_does_not_answer_in_time_is_audit_write_failed(world, monk
     assert AccessEvent.objects.filter(event_type="document_open").count() == 1
 
 
-def test_a_chain_head_held_elsewhere_fails_after_the_lock_timeout_then_recovers(world, settings):
+def test_its_chain_head_held_elsewhere_fails_after_the_lock_timeout_then_recovers(world, settings):
     settings.AUDIT_LOCK_TIMEOUT_MS = 200
     group_commit.committer().stop()  # a fresh writer connection takes the setting
-    first = record_event(
-        request=_request(world), event_type="patient_lookup", outcome="granted", patient=world.patient
-    )
+    first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
     other = connections.create_connection("default")
     try:
         other.set_autocommit(False)
-        with other.cursor() as cursor:
+        with other.cursor() as cursor:  # say, an operator's transaction left open
             cursor.execute("SELECT seq FROM audit_auditchainhead WHERE chain = %s FOR UPDATE", [first.chain])
         started = time.monotonic()
         with pytest.raises(AuditWriteFailed):
-            record_event(
-                request=_request(world), event_type="patient_lookup", outcome="granted", patient=world.patient
-            )
+            record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
         assert time.monotonic() - started < 3
-        # Events on other chains are not held up by it.
-        elsewhere = record_event(
-            request=_request(world),
-            event_type="patient_lookup",
-            outcome="granted",
-            patient=world.other_patient,
-        )
-        assert elsewhere.chain != first.chain and elsewhere.pk is not None
         other.rollback()
     finally:
         other.close()
-    again = record_event(
-        request=_request(world), event_type="patient_lookup", outcome="granted", patient=world.patient
-    )
-    assert again.chain_seq == 2 and again.prev_hash == first.entry_hash
-    assert AuditChainHead.objects.get(chain=first.chain).seq == 2
+    again = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    assert again.pk is not None
     ok, printed = verify()
     assert ok, printed
+    assert AccessEvent.objects.count() == 2
+
+
+def test_each_writer_connection_holds_a_chain_of_its_own(world):
+    """Two writers (two processes, say) never share a chain: the second takes the next."""
+
+    mine = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    other = group_commit.GroupCommitter()
+    try:
+        theirs = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+        other.write(theirs)
+    finally:
+        other.stop()
+    assert mine.chain == chain.WRITER_CHAINS.start
+    assert theirs.chain == chain.WRITER_CHAINS.start + 1 and theirs.chain_seq == 1
+    # The first writer's chain goes on where it was.
+    again = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    assert (again.chain, again.chain_seq, again.prev_hash) == (mine.chain, 2, mine.entry_hash)
+    ok, printed = verify()
+    assert ok, printed
+
+
+def test_a_head_moved_behind_the_writers_back_fails_the_batch_and_is_reloaded(world):
+    """The database moves a chain's head only from where the writer last left it."""
+
+    first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    committer = group_commit.committer()
+    assert committer._head is not None
+    committer._head.seq = 0  # a stale idea of the head (as if another writer had appended)
+    # Refused as a batch, then written alone on a fresh connection with the reloaded head.
+    second = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    assert (second.chain, second.chain_seq, second.prev_hash) == (first.chain, 2, first.entry_hash)
+    ok, printed = verify()
+    assert ok, printed
+
+
+def test_the_append_function_inserts_every_column_of_the_model(world):
+    import importlib
+
+    from pjd_portal.audit.migrations import __path__ as migrations_path  # noqa: F401
+
+    migration = importlib.import_module("pjd_portal.audit.migrations.0013_group_writer_functions")
+    insert = migration.FUNCTIONS.split("INSERT INTO audit_accessevent AS e (")[1].split(")")[0]
+    inserted = {name.strip() for name in insert.split(",")}
+    expected = {f.column for f in AccessEvent._meta.concrete_fields if not f.primary_key}
+    assert inserted == expected
 
 
 def test_the_writer_reconnects_after_its_connection_is_killed(world):

@@ -1,28 +1,33 @@
 """Tamper evidence for the access log: hash chains.
 
 Every event carries `entry_hash = sha256(prev_hash + canonical content)` and the
-`prev_hash` of the event before it in the same chain. Chains are sharded (by a hash of
-the patient's national id, or of the actor when there is no patient) so concurrent
-writers for different patients do not queue on one row. Editing, deleting or reordering
-rows, even behind the database triggers' back, breaks a link that `verify_audit` finds;
-the chain heads also catch a deleted tail.
+`prev_hash` of the event before it in the same chain. Chains are sharded so concurrent
+writers do not queue on one row:
+- an event written inside a transaction (with the work it describes) goes to one of 64
+  chains by a hash of the patient's national id, or of the actor when there is no patient;
+- an event committed by a group writer (audit/group_commit.py) goes to that writer's own
+  chain (WRITER_CHAINS), held by it alone for the life of its database connection.
+Editing, deleting or reordering rows, even behind the database triggers' back, breaks a
+link that `verify_audit` finds; the chain heads also catch a deleted tail.
 """
 
 from __future__ import annotations
 
 import datetime
+import functools
 import hashlib
 import ipaddress
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass
-from typing import Any
 
 from django.db import connection
 
 from pjd_portal.audit.models import AccessEvent, AuditChainHead
 
 CHAINS = 64  # fixed: changing it would re-shard existing chains
+# The group writers' own chains: each claims the first free one (migration 0013).
+WRITER_CHAINS = range(1000, 2000)
 GENESIS = "0" * 64
 
 # The content a hash covers: every field of the event but the database id and the hash.
@@ -63,20 +68,32 @@ def chain_for(patient_national_id: str, actor_pid: str) -> int:
     return int.from_bytes(hashlib.sha256(key.encode()).digest()[:4], "big") % CHAINS
 
 
-def _normal(name: str, value: Any) -> Any:
-    if name == "occurred_at" and isinstance(value, datetime.datetime):
-        return value.astimezone(datetime.UTC).isoformat(timespec="microseconds")
-    if name == "event_id":
-        return str(value)
-    if name == "client_ip":
-        return ipaddress.ip_address(value).compressed if value else ""
-    return value
+@functools.lru_cache(maxsize=4096)
+def _ip(value: str) -> str:
+    return ipaddress.ip_address(value).compressed
+
+
+def canonical_content(event: AccessEvent) -> str:
+    """The JSON text an event's hash covers (and, for the group writer, the row it sends).
+
+    Exactly this form is what every stored hash was made from: change it only together
+    with a new hash scheme, never in place."""
+
+    content = {name: getattr(event, name) for name in HASHED_FIELDS}
+    occurred_at = content["occurred_at"]
+    if isinstance(occurred_at, datetime.datetime):
+        content["occurred_at"] = occurred_at.astimezone(datetime.UTC).isoformat(timespec="microseconds")
+    content["event_id"] = str(content["event_id"])
+    content["client_ip"] = _ip(content["client_ip"]) if content["client_ip"] else ""
+    return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+
+
+def hash_of(canonical: str) -> str:
+    return hashlib.sha256(canonical.encode()).hexdigest()
 
 
 def entry_hash(event: AccessEvent) -> str:
-    content = {name: _normal(name, getattr(event, name)) for name in HASHED_FIELDS}
-    canonical = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
-    return hashlib.sha256(canonical.encode()).hexdigest()
+    return hash_of(canonical_content(event))
 
 
 def link(event: AccessEvent) -> None:

@@ -3,12 +3,13 @@
 A document's bytes may leave only once its event is committed, so every request waits for
 a commit. One transaction per event makes the commit, its round trips and the chain-head
 updates the cost of every request: on two cores that capped the log near 1,000 events/s.
-Here each process has one writer thread with its own database connection. A request
-hands its event over and waits; the writer takes every event that is waiting, links them
-into their chains, inserts them with one INSERT, moves the chain heads on with one UPDATE
-and commits once; then each waiting request is told its own event is committed (or that it
-failed). Nothing is delayed to make a batch: a lone event is written at once, and events
-that arrive while a commit is under way form the next batch.
+Here each process has one writer thread with its own database connection and its own
+hash chain (claimed with an advisory lock, so no writer waits on another's chain head). A
+request hands its event over and waits; the writer takes every event that is waiting,
+links them onto its chain, and writes them, moves the head on and commits in one
+statement, one round trip (migration 0013); then each waiting request is told its own
+event is committed (or that it failed). Nothing is delayed to make a batch: a lone event
+is written at once, and events that arrive while a commit is under way form the next.
 
 The guarantee is unchanged: `write` returns only after the COMMIT that holds the event has
 succeeded. If a batch fails, each of its events is written again on its own, so one bad
@@ -21,14 +22,11 @@ event inside a transaction must commit or roll back with the work it describes.
 
 from __future__ import annotations
 
-import datetime
-import functools
-import json
 import logging
 import os
 import threading
 from collections import deque
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 
 import psycopg
 from django.conf import settings
@@ -36,7 +34,7 @@ from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 
 from pjd_portal.audit import chain
-from pjd_portal.audit.models import AccessEvent, AuditChainHead
+from pjd_portal.audit.models import AccessEvent
 
 logger = logging.getLogger(__name__)
 
@@ -45,12 +43,40 @@ class GroupCommitFailed(Exception):
     """The event is not known to be committed. The caller must not show what it was about."""
 
 
-@dataclass(eq=False)
 class _Pending:
-    event: AccessEvent
-    done: threading.Event = field(default_factory=threading.Event)
-    error: BaseException | None = None
-    abandoned: bool = False  # the request stopped waiting (timed out)
+    """One request's event and its answer. The request waits on a plain lock that the
+    writer releases: far cheaper per event than a threading.Event (a Python Condition)."""
+
+    __slots__ = ("_answered", "abandoned", "error", "event")
+
+    def __init__(self, event: AccessEvent) -> None:
+        self.event = event
+        self.error: BaseException | None = None
+        self.abandoned = False  # the request stopped waiting (timed out)
+        self._answered = threading.Lock()
+        self._answered.acquire()
+
+    def answer(self, error: BaseException | None) -> None:
+        self.error = error
+        self._answered.release()
+
+    def wait(self, timeout: float) -> bool:
+        return self._answered.acquire(timeout=timeout)
+
+    def is_answered(self) -> bool:
+        if self._answered.acquire(blocking=False):
+            self._answered.release()
+            return True
+        return False
+
+
+@dataclass
+class _Head:
+    """Where this writer's own chain ends, as committed."""
+
+    chain: int
+    seq: int
+    last_hash: str
 
 
 class GroupCommitter:
@@ -63,7 +89,8 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._stopping = False
-        self._session_set_for: object = None
+        self._head: _Head | None = None
+        self._head_for_connection: object = None
         # Figures for the benchmark and the tests: commits made and events they held.
         self.commits = 0
         self.events = 0
@@ -78,7 +105,7 @@ class GroupCommitter:
             self._ensure_thread()
             self._queue.append(pending)
             self._cond.notify()
-        if not pending.done.wait(settings.AUDIT_WRITE_TIMEOUT):
+        if not pending.wait(settings.AUDIT_WRITE_TIMEOUT):
             pending.abandoned = True
             # The event may still commit later (as after any lost COMMIT answer); the
             # request shows nothing, and the log errs on the side of saying too much.
@@ -118,7 +145,7 @@ class GroupCommitter:
                         if not self._cond.wait(timeout=idle_close) and not self._queue:
                             # Idle: give the connection back (the database may restart,
                             # a test database be dropped); the next batch reconnects.
-                            connections[self.alias].close()
+                            self._reset_connection()
                     if not self._queue and self._stopping:
                         return
                     batch = [
@@ -126,7 +153,7 @@ class GroupCommitter:
                     ]
                 self._write_batch(batch)
         finally:
-            connections[self.alias].close()
+            self._reset_connection()
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         try:
@@ -153,33 +180,45 @@ class GroupCommitter:
             self._answer(batch, None)
 
     def _commit(self, events: list[AccessEvent]) -> None:
-        self._prepare_session()
         conn = connections[self.alias]
         with conn.wrap_database_errors:
-            _append(conn, events)
+            head = self._head_for(conn)
+            _append(conn, head, events)
         self.commits += 1
         self.events += len(events)
 
-    def _prepare_session(self) -> None:
-        # A head locked by a long transaction must not hold every request in this process
-        # for long: the batch fails after lock_timeout and is retried event by event.
-        conn = connections[self.alias]
+    def _head_for(self, conn: BaseDatabaseWrapper) -> _Head:
+        """This connection's own chain: claimed (advisory lock) when the connection is new."""
+
         conn.ensure_connection()
-        if conn.vendor == "postgresql" and self._session_set_for is not conn.connection:
-            with conn.cursor() as cursor:
+        raw = conn.connection
+        if self._head is None or self._head_for_connection is not raw:
+            with psycopg.Cursor(raw) as cursor:
+                # A head row locked by someone else's long transaction must not hold every
+                # request in this process: the batch fails after lock_timeout and is retried.
                 cursor.execute(
                     "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
                     [f"{settings.AUDIT_LOCK_TIMEOUT_MS}ms", f"{settings.AUDIT_STATEMENT_TIMEOUT_MS}ms"],
                 )
-            self._session_set_for = conn.connection
+                cursor.execute(
+                    "SELECT * FROM audit_claim_writer_chain(%s, %s)",
+                    [chain.WRITER_CHAINS.start, chain.WRITER_CHAINS.stop - 1],
+                )
+                row = cursor.fetchone()
+            assert row is not None
+            self._head = _Head(chain=int(row[0]), seq=int(row[1]), last_hash=str(row[2]))
+            self._head_for_connection = raw
+        return self._head
 
     def _reset_connection(self) -> None:
         # After a failure the connection may be broken or mid-transaction: start afresh.
+        # Closing it also frees its chain; the next connection claims one and reloads it.
         try:
             connections[self.alias].close()
         except Exception:  # noqa: BLE001 - closing a dead connection may itself fail
             logger.warning("audit writer: closing the failed connection failed")
-        self._session_set_for = None
+        self._head = None
+        self._head_for_connection = None
 
     @staticmethod
     def _answer(batch: list[_Pending], error: BaseException | None) -> None:
@@ -189,90 +228,36 @@ class GroupCommitter:
         for pending in batch:
             if error is not None:
                 pending.event.pk = None
-            pending.error = error
-            pending.done.set()
+            pending.answer(error)
 
 
-# Prepared once per connection, so the database plans nothing per batch.
-_HEADS = AuditChainHead._meta.db_table
-_EVENTS = AccessEvent._meta.db_table
-_LOCK_HEADS = f"SELECT chain, seq, last_hash FROM {_HEADS} WHERE chain = ANY(%s) ORDER BY chain FOR UPDATE"  # noqa: S608
-_MAKE_HEADS = (
-    f"INSERT INTO {_HEADS} (chain, seq, last_hash) SELECT c, 0, %s FROM unnest(%s::smallint[]) AS c "  # noqa: S608
-    "ON CONFLICT (chain) DO NOTHING"
-)
-_MOVE_HEADS = (
-    f"UPDATE {_HEADS} AS h SET seq = v.seq, last_hash = v.last_hash "  # noqa: S608
-    "FROM unnest(%s::smallint[], %s::bigint[], %s::varchar[]) AS v (chain, seq, last_hash) WHERE h.chain = v.chain"
-)
-# The rows go in as one JSON document (json.dumps is C; the database parses it as fast),
-# one INSERT whatever the batch size; the record's column types are the table's.
-_FIELDS = [f for f in AccessEvent._meta.concrete_fields if not f.primary_key]
-_COLUMNS = [f.column for f in _FIELDS]
-_ATTNAMES = [f.attname for f in _FIELDS]
+_APPEND = "SELECT new_id, new_event_id FROM audit_append_batch(%s, %s, %s, %s)"  # migration 0013
 
 
-@functools.cache
-def _insert_sql() -> str:
-    conn = connections["default"]
-    record = ", ".join(f"{f.column} {f.db_type(conn)}" for f in _FIELDS)
-    columns = ", ".join(_COLUMNS)
-    return (
-        f"INSERT INTO {_EVENTS} ({columns}) SELECT {columns} "  # noqa: S608
-        f"FROM jsonb_to_recordset(%s::jsonb) AS r ({record}) RETURNING id, event_id"
-    )
+def _append(conn: BaseDatabaseWrapper, head: _Head, events: list[AccessEvent]) -> None:
+    """Link the batch onto this writer's chain, insert it and commit: one round trip.
 
-
-def _json_value(value: object) -> object:
-    # UUIDs, times and addresses as the database reads them back; exact to the microsecond.
-    if isinstance(value, datetime.datetime):
-        return value.isoformat()
-    return str(value)
-
-
-def _append(conn: BaseDatabaseWrapper, events: list[AccessEvent]) -> None:
-    """Link the batch into its chains, insert it and commit: one transaction.
-
-    Two round trips whatever the batch size: BEGIN with the head locks; then the INSERT,
-    the heads' UPDATE and the COMMIT together. The heads are locked in chain order, so
-    batch writers in different processes cannot deadlock each other, and they are held
-    only for those two round trips. The connection is this thread's alone; on any error
-    the caller closes it, which rolls back.
+    The hashes are computed here, from the head as this writer last committed it; the
+    database moves the head on only if it is still there (else nothing is written and the
+    caller reconnects, which reloads it). Each row is sent as the very JSON its hash was
+    made from, plus the hash. One statement in autocommit is one transaction: when it
+    returns, the batch is committed.
     """
 
+    seq, last = head.seq, head.last_hash
+    rows = []
     for event in events:
-        event.chain = chain.chain_for(event.patient_national_id, event.actor_pid)
-    chains = sorted({event.chain for event in events})
+        seq += 1
+        event.chain, event.chain_seq, event.prev_hash = head.chain, seq, last
+        canonical = chain.canonical_content(event)
+        event.entry_hash = last = chain.hash_of(canonical)
+        rows.append(f'{canonical[:-1]},"entry_hash":"{last}"}}')
     raw = conn.connection
-    assert raw is not None and raw.autocommit  # Django's default: BEGIN/COMMIT are ours
-    with psycopg.Cursor(raw) as cursor, psycopg.Cursor(raw) as insert:
-        with raw.pipeline():
-            cursor.execute("BEGIN")
-            cursor.execute(_LOCK_HEADS, [chains], prepare=True)
-        heads = {c: (seq, last) for c, seq, last in cursor.fetchall()}
-        if len(heads) < len(chains):  # a chain's first event ever: make its head, lock it
-            cursor.execute(_MAKE_HEADS, [chain.GENESIS, [c for c in chains if c not in heads]])
-            cursor.execute(_LOCK_HEADS, [chains])
-            heads = {c: (seq, last) for c, seq, last in cursor.fetchall()}
-        for event in events:
-            seq, last = heads[event.chain]
-            event.chain_seq, event.prev_hash = seq + 1, last
-            event.entry_hash = chain.entry_hash(event)
-            heads[event.chain] = (event.chain_seq, event.entry_hash)
-        rows = json.dumps(
-            [dict(zip(_COLUMNS, (getattr(e, a) for a in _ATTNAMES), strict=True)) for e in events],
-            default=_json_value,
-            ensure_ascii=False,
-        )
-        with raw.pipeline():
-            insert.execute(_insert_sql(), [rows], prepare=True)
-            cursor.execute(
-                _MOVE_HEADS,
-                [chains, [heads[c][0] for c in chains], [heads[c][1] for c in chains]],
-                prepare=True,
-            )
-            cursor.execute("COMMIT")  # the pipeline's end waits for it, and raises if it failed
-        ids = dict((event_id, pk) for pk, event_id in insert.fetchall())
+    assert raw is not None and raw.autocommit  # Django's default: the statement commits
+    with psycopg.Cursor(raw) as cursor:  # server-side binding: prepared once per connection
+        cursor.execute(_APPEND, [head.chain, head.seq, last, f"[{','.join(rows)}]"], prepare=True)
+        ids = dict((event_id, pk) for pk, event_id in cursor.fetchall())
+    head.seq, head.last_hash = seq, last
     for event in events:
         event.pk = ids[event.event_id]
         event._state.adding = False

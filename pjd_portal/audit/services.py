@@ -100,7 +100,8 @@ def build_event(
         reason_text=reason_text,
         request_id=getattr(request, "request_id", ""),
         client_ip=_client_ip(request),
-        user_agent=request.META.get("HTTP_USER_AGENT", "")[:300],
+        # A NUL cannot be stored in PostgreSQL text: it must not make the event unwritable.
+        user_agent=request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")[:300],
         details=details or {},
     )
     return event
