@@ -264,3 +264,46 @@ def test_a_document_open_whose_event_cannot_commit_is_a_503_without_the_document
     assert FAKE_PDF not in body and response["Content-Type"].startswith("text/html")
     assert "no-store" in response["Cache-Control"]
     assert AccessEvent.objects.filter(event_type="document_open", outcome="granted").count() == 1
+
+
+def test_the_production_role_can_run_the_group_writer_and_still_not_rewrite_the_log(world):
+    """deploy/postgres/portal_role.sql: the group writer's functions work under the role
+    with only INSERT and SELECT on the log (they run with the caller's rights)."""
+
+    import uuid
+
+    from tests.test_audit_integrity import ROOT
+
+    role = f"pjd_app_test_{uuid.uuid4().hex[:8]}"
+    script = (ROOT / "deploy" / "postgres" / "portal_role.sql").read_text(encoding="utf-8")
+    admin = connections.create_connection("default")
+    app = connections.create_connection("default")
+    try:
+        with admin.cursor() as cursor:
+            cursor.execute(f"CREATE ROLE {role} NOLOGIN")
+            cursor.execute(script.replace(":'app_role'", f"'{role}'").replace(":app_role", role))
+        with app.cursor() as cursor:
+            cursor.execute(f"SET ROLE {role}")
+            cursor.execute("SELECT * FROM audit_claim_writer_chain(1000, 1999)")
+            claimed, seq, last = cursor.fetchone()
+            event = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+            event.chain, event.chain_seq, event.prev_hash = claimed, seq + 1, last
+            canonical = chain.canonical_content(event)
+            event.entry_hash = chain.hash_of(canonical)
+            row = f'{canonical[:-1]},"entry_hash":"{event.entry_hash}"}}'
+            cursor.execute(
+                "SELECT new_id FROM audit_append_batch(%s::smallint, %s::bigint, %s::varchar, %s::jsonb)",
+                [claimed, seq, event.entry_hash, f"[{row}]"],
+            )
+            [(new_id,)] = cursor.fetchall()
+            with pytest.raises(DatabaseError, match="permission denied"):
+                cursor.execute("UPDATE audit_accessevent SET outcome = 'denied'")
+    finally:
+        app.close()
+        with admin.cursor() as cursor:
+            cursor.execute(f"DROP OWNED BY {role}")
+            cursor.execute(f"DROP ROLE {role}")
+        admin.close()
+    assert AccessEvent.objects.filter(pk=new_id, outcome="granted").exists()
+    ok, printed = verify()
+    assert ok, printed

@@ -231,7 +231,7 @@ class GroupCommitter:
             pending.answer(error)
 
 
-_APPEND = "SELECT new_id, new_event_id FROM audit_append_batch(%s, %s, %s, %s)"  # migration 0013
+_APPEND = "SELECT new_id, new_event_id FROM audit_append_batch(%s::smallint, %s::bigint, %s::varchar, %s::jsonb)"  # migration 0013
 
 
 def _append(conn: BaseDatabaseWrapper, head: _Head, events: list[AccessEvent]) -> None:
