@@ -136,7 +136,7 @@ def test_one_bad_event_in_a_batch_fails_alone(world):
 
 
 def test_a_failing_commit_raises_audit_write_failed_and_leaves_nothing(world, monkeypatch):
-    def broken(conn, events):  # type: ignore[no-untyped-def]
+    def broken(*args):  # type: ignore[no-untyped-def]
         raise DatabaseError("connection lost")
 
     monkeypatch.setattr(group_commit, "_append", broken)
@@ -254,7 +254,7 @@ def test_a_document_open_whose_event_cannot_commit_is_a_503_without_the_document
     opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
     assert opened.status_code == 200 and b"".join(opened.streaming_content) == FAKE_PDF  # type: ignore[attr-defined]
 
-    def broken(conn, events):  # type: ignore[no-untyped-def]
+    def broken(*args):  # type: ignore[no-untyped-def]
         raise DatabaseError("disk full")
 
     monkeypatch.setattr(group_commit, "_append", broken)
@@ -287,10 +287,12 @@ def test_the_production_role_can_run_the_group_writer_and_still_not_rewrite_the_
             cursor.execute("SELECT * FROM audit_claim_writer_chain(1000, 1999)")
             claimed, seq, last = cursor.fetchone()
             event = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
-            event.chain, event.chain_seq, event.prev_hash = claimed, seq + 1, last
-            canonical = chain.canonical_content(event)
-            event.entry_hash = chain.hash_of(canonical)
-            row = f'{canonical[:-1]},"entry_hash":"{event.entry_hash}"}}'
+            canonical, digest = chain.content_digest(event)
+            event.entry_hash = chain.link_hash(last, claimed, seq + 1, digest)
+            row = (
+                f'{canonical[:-1]},"chain":{claimed},"chain_seq":{seq + 1},"prev_hash":"{last}",'
+                f'"entry_hash":"{event.entry_hash}"}}'
+            )
             cursor.execute(
                 "SELECT new_id FROM audit_append_batch(%s::smallint, %s::bigint, %s::varchar, %s::jsonb)",
                 [claimed, seq, event.entry_hash, f"[{row}]"],

@@ -1,8 +1,14 @@
 """Tamper evidence for the access log: hash chains.
 
-Every event carries `entry_hash = sha256(prev_hash + canonical content)` and the
-`prev_hash` of the event before it in the same chain. Chains are sharded so concurrent
-writers do not queue on one row:
+Every event carries an `entry_hash` over its content and its place in its chain (chain,
+seq and the `prev_hash` of the event before it). Two schemes, told apart by the chain:
+- patient chains (0-63): sha256 of the canonical JSON of the whole event, place included;
+- writer chains (WRITER_CHAINS): sha256 of "prev_hash:chain:seq:content digest", where the
+  digest is sha256 of the canonical JSON of the event without its place. The request's
+  own thread makes the digest before handing the event over, so the group writer's
+  serial part per event is one short hash.
+Both bind the content, the order and the predecessor alike. Chains are sharded so
+concurrent writers do not queue on one row:
 - an event written inside a transaction (with the work it describes) goes to one of 64
   chains by a hash of the patient's national id, or of the actor when there is no patient;
 - an event committed by a group writer (audit/group_commit.py) goes to that writer's own
@@ -61,6 +67,9 @@ HASHED_FIELDS = (
     "chain_seq",
     "prev_hash",
 )
+# Where an event sits in its chain: in a writer chain's link, not in its content digest.
+PLACE_FIELDS = ("chain", "chain_seq", "prev_hash")
+CONTENT_FIELDS = tuple(name for name in HASHED_FIELDS if name not in PLACE_FIELDS)
 
 
 def chain_for(patient_national_id: str, actor_pid: str) -> int:
@@ -73,13 +82,13 @@ def _ip(value: str) -> str:
     return ipaddress.ip_address(value).compressed
 
 
-def canonical_content(event: AccessEvent) -> str:
-    """The JSON text an event's hash covers (and, for the group writer, the row it sends).
+def canonical_content(event: AccessEvent, fields: tuple[str, ...] = HASHED_FIELDS) -> str:
+    """The JSON text a hash covers (for the group writer, also the row it sends).
 
     Exactly this form is what every stored hash was made from: change it only together
     with a new hash scheme, never in place."""
 
-    content = {name: getattr(event, name) for name in HASHED_FIELDS}
+    content = {name: getattr(event, name) for name in fields}
     occurred_at = content["occurred_at"]
     if isinstance(occurred_at, datetime.datetime):
         content["occurred_at"] = occurred_at.astimezone(datetime.UTC).isoformat(timespec="microseconds")
@@ -92,7 +101,20 @@ def hash_of(canonical: str) -> str:
     return hashlib.sha256(canonical.encode()).hexdigest()
 
 
+def content_digest(event: AccessEvent) -> tuple[str, str]:
+    """A writer-chain event's content without its place, and that content's digest."""
+
+    canonical = canonical_content(event, CONTENT_FIELDS)
+    return canonical, hash_of(canonical)
+
+
+def link_hash(prev_hash: str, chain: int, seq: int, digest: str) -> str:
+    return hashlib.sha256(f"{prev_hash}:{chain}:{seq}:{digest}".encode()).hexdigest()
+
+
 def entry_hash(event: AccessEvent) -> str:
+    if event.chain in WRITER_CHAINS:
+        return link_hash(event.prev_hash, event.chain, event.chain_seq, content_digest(event)[1])
     return hash_of(canonical_content(event))
 
 

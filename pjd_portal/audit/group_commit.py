@@ -27,11 +27,14 @@ import os
 import threading
 from collections import deque
 from dataclasses import dataclass
+from typing import Any
 
 import psycopg
 from django.conf import settings
 from django.db import connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from psycopg.pq import ExecStatus, TransactionStatus
+from psycopg.pq.abc import PGresult
 
 from pjd_portal.audit import chain
 from pjd_portal.audit.models import AccessEvent
@@ -47,10 +50,12 @@ class _Pending:
     """One request's event and its answer. The request waits on a plain lock that the
     writer releases: far cheaper per event than a threading.Event (a Python Condition)."""
 
-    __slots__ = ("_answered", "abandoned", "error", "event")
+    __slots__ = ("_answered", "abandoned", "content", "error", "event")
 
     def __init__(self, event: AccessEvent) -> None:
         self.event = event
+        # Made here, in the request's thread: the writer's serial part stays short.
+        self.content = chain.content_digest(event)
         self.error: BaseException | None = None
         self.abandoned = False  # the request stopped waiting (timed out)
         self._answered = threading.Lock()
@@ -157,7 +162,7 @@ class GroupCommitter:
 
     def _write_batch(self, batch: list[_Pending]) -> None:
         try:
-            self._commit([p.event for p in batch])
+            self._commit(batch)
         except Exception as exc:  # noqa: BLE001 - every waiting request must be answered
             # One bad event, or a connection that died while idle, must fail no one else:
             # each event is tried once more, alone, on a fresh connection.
@@ -170,7 +175,7 @@ class GroupCommitter:
                     self._answer([pending], exc)
                     continue
                 try:
-                    self._commit([pending.event])
+                    self._commit([pending])
                 except Exception as single_exc:  # noqa: BLE001
                     self._reset_connection()
                     self._answer([pending], single_exc)
@@ -179,13 +184,13 @@ class GroupCommitter:
         else:
             self._answer(batch, None)
 
-    def _commit(self, events: list[AccessEvent]) -> None:
+    def _commit(self, batch: list[_Pending]) -> None:
         conn = connections[self.alias]
         with conn.wrap_database_errors:
             head = self._head_for(conn)
-            _append(conn, head, events)
+            _append(conn, head, [p.event for p in batch], [p.content for p in batch])
         self.commits += 1
-        self.events += len(events)
+        self.events += len(batch)
 
     def _head_for(self, conn: BaseDatabaseWrapper) -> _Head:
         """This connection's own chain: claimed (advisory lock) when the connection is new."""
@@ -205,6 +210,7 @@ class GroupCommitter:
                     [chain.WRITER_CHAINS.start, chain.WRITER_CHAINS.stop - 1],
                 )
                 row = cursor.fetchone()
+            _check(raw.pgconn.prepare(_APPEND_NAME, _APPEND.encode()), raw)
             assert row is not None
             self._head = _Head(chain=int(row[0]), seq=int(row[1]), last_hash=str(row[2]))
             self._head_for_connection = raw
@@ -231,35 +237,53 @@ class GroupCommitter:
             pending.answer(error)
 
 
-_APPEND = "SELECT new_id, new_event_id FROM audit_append_batch(%s::smallint, %s::bigint, %s::varchar, %s::jsonb)"  # migration 0013
+# Migration 0013. Prepared by name on each new connection and run straight through
+# libpq: the call waits for the database without holding Python's GIL, so the requests'
+# threads go on making the next batch meanwhile.
+_APPEND_NAME = b"pjd_audit_append_batch"
+_APPEND = (
+    "SELECT new_id, new_event_id FROM audit_append_batch($1::smallint, $2::bigint, $3::varchar, $4::jsonb)"
+)
 
 
-def _append(conn: BaseDatabaseWrapper, head: _Head, events: list[AccessEvent]) -> None:
+def _check(result: PGresult, raw: psycopg.Connection[Any]) -> PGresult:
+    if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+        raise psycopg.errors.error_from_result(result, encoding=raw.info.encoding)
+    return result
+
+
+def _append(
+    conn: BaseDatabaseWrapper, head: _Head, events: list[AccessEvent], contents: list[tuple[str, str]]
+) -> None:
     """Link the batch onto this writer's chain, insert it and commit: one round trip.
 
-    The hashes are computed here, from the head as this writer last committed it; the
-    database moves the head on only if it is still there (else nothing is written and the
-    caller reconnects, which reloads it). Each row is sent as the very JSON its hash was
-    made from, plus the hash. One statement in autocommit is one transaction: when it
+    `contents` are the events' content JSON and digests, made by the requests' threads.
+    The links are made here, from the head as this writer last committed it; the database
+    moves the head on only if it is still there (else nothing is written and the caller
+    reconnects, which reloads it). Each row is sent as the very JSON its digest was made
+    from, plus its place and hash. One statement in autocommit is one transaction: when it
     returns, the batch is committed.
     """
 
     seq, last = head.seq, head.last_hash
     rows = []
-    for event in events:
+    for event, (canonical, digest) in zip(events, contents, strict=True):
         seq += 1
         event.chain, event.chain_seq, event.prev_hash = head.chain, seq, last
-        canonical = chain.canonical_content(event)
-        event.entry_hash = last = chain.hash_of(canonical)
-        rows.append(f'{canonical[:-1]},"entry_hash":"{last}"}}')
+        event.entry_hash = link = chain.link_hash(last, head.chain, seq, digest)
+        rows.append(
+            f'{canonical[:-1]},"chain":{head.chain},"chain_seq":{seq},"prev_hash":"{last}","entry_hash":"{link}"}}'
+        )
+        last = link
     raw = conn.connection
     assert raw is not None and raw.autocommit  # Django's default: the statement commits
-    with psycopg.Cursor(raw) as cursor:  # server-side binding: prepared once per connection
-        cursor.execute(_APPEND, [head.chain, head.seq, last, f"[{','.join(rows)}]"], prepare=True)
-        ids = dict((event_id, pk) for pk, event_id in cursor.fetchall())
+    assert raw.pgconn.transaction_status == TransactionStatus.IDLE
+    params = [str(head.chain).encode(), str(head.seq).encode(), last.encode(), f"[{','.join(rows)}]".encode()]
+    result = _check(raw.pgconn.exec_prepared(_APPEND_NAME, params), raw)
+    ids = {result.get_value(i, 1): int(result.get_value(i, 0) or 0) for i in range(result.ntuples)}
     head.seq, head.last_hash = seq, last
     for event in events:
-        event.pk = ids[event.event_id]
+        event.pk = ids[str(event.event_id).encode()]
         event._state.adding = False
         event._state.db = conn.alias
 

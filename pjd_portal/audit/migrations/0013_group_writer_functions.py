@@ -6,8 +6,8 @@ chain head. `audit_claim_writer_chain` claims the first free chain of a range an
 its head. `audit_append_batch` appends a batch in one statement (one round trip, its own
 transaction in autocommit): it moves the head on only if it is still where the writer
 last left it (else the whole statement fails and the writer reloads), and inserts the
-rows from one JSON document (each row the very JSON its hash was made from, plus the
-hash), returning their ids.
+rows from one JSON document (each row the very JSON its content digest was made from,
+plus its place in the chain and its hash), returning their ids.
 
 The column list is the access event's; tests/test_group_commit.py fails when the model
 gains a column this function does not insert.
