@@ -161,6 +161,9 @@ AUDIT_WRITE_TIMEOUT = envfloat("PJD_AUDIT_WRITE_TIMEOUT_SECONDS", 5.0)  # a requ
 AUDIT_LOCK_TIMEOUT_MS = envint("PJD_AUDIT_LOCK_TIMEOUT_MS", 2000)  # for a chain head held elsewhere
 AUDIT_STATEMENT_TIMEOUT_MS = envint("PJD_AUDIT_STATEMENT_TIMEOUT_MS", 4000)
 AUDIT_WRITER_IDLE_CLOSE_SECONDS = envfloat("PJD_AUDIT_WRITER_IDLE_CLOSE_SECONDS", 30.0)
+# The key that signs anchors of the log's chain heads (audit/anchors.py). Production sets
+# its own, kept away from the database host; the demo signs with its development secret.
+AUDIT_ANCHOR_KEY = os.environ.get("PJD_AUDIT_ANCHOR_KEY", "") or (SECRET_KEY if DEBUG else "")
 if AUDIT_BATCH_MAX < 1 or AUDIT_WRITE_TIMEOUT <= 0:
     raise ImproperlyConfigured("PJD_AUDIT_BATCH_MAX must be at least 1 and the write timeout positive.")
 

@@ -113,15 +113,106 @@ def test_reordered_rows_are_found(world):
     assert not ok and "seq 2" in printed and "reordered" in printed
 
 
+def anchor_file(tmp_path: Path) -> Path:
+    path = tmp_path / "anchor.json"
+    call_command("audit_anchor", "--output", str(path), stdout=StringIO())
+    return path
+
+
+def verify_against(*anchors: Path) -> tuple[bool, str]:
+    out, err = StringIO(), StringIO()
+    args = [arg for a in anchors for arg in ("--anchor", str(a))]
+    try:
+        call_command("verify_audit", *args, stdout=out, stderr=err)
+    except CommandError as exc:
+        return False, err.getvalue() + str(exc)
+    return True, out.getvalue()
+
+
+def rewrite_history(events: list[AccessEvent], outcome: str) -> None:
+    """What a database owner could do: edit the first event, recompute every later hash
+    and move the head to match. The chains alone cannot tell."""
+    prev = chain.GENESIS
+    for i, event in enumerate(events):
+        stored = AccessEvent.objects.get(pk=event.pk)
+        if i == 0:
+            stored.outcome = outcome
+        stored.prev_hash = prev
+        stored.entry_hash = prev = chain.entry_hash(stored)
+        behind_the_triggers(
+            "UPDATE audit_accessevent SET outcome = %s, prev_hash = %s, entry_hash = %s WHERE id = %s",
+            [stored.outcome, stored.prev_hash, stored.entry_hash, stored.pk],
+        )
+    AuditChainHead.objects.filter(chain=events[0].chain).update(last_hash=prev)
+
+
 @pytest.mark.django_db
-def test_a_rewritten_history_with_recomputed_hashes_is_found_at_the_head(world):
-    """Even an attacker who recomputes every hash after an edit leaves the head behind
-    unless they can also write the head row, and then the tail check still needs it."""
-    events = write_events(world, 2)
-    last = events[-1]
-    behind_the_triggers("DELETE FROM audit_accessevent WHERE id = %s", [last.pk])
+def test_a_history_rewritten_with_recomputed_hashes_is_found_against_an_anchor(world, tmp_path):
+    events = write_events(world, 3)
+    anchor = anchor_file(tmp_path)
+    rewrite_history(events, "denied")
     ok, printed = verify()
-    assert not ok and "tail deleted" in printed
+    assert ok, "the chains alone cannot see a consistent rewrite"
+    ok, printed = verify_against(anchor)
+    assert not ok and f"chain {events[0].chain}, seq 3" in printed and "history rewritten" in printed
+
+
+@pytest.mark.django_db
+def test_a_chain_deleted_with_its_head_is_found_against_an_anchor(world, tmp_path):
+    events = write_events(world, 2)
+    anchor = anchor_file(tmp_path)
+    behind_the_triggers("DELETE FROM audit_accessevent WHERE chain = %s", [events[0].chain])
+    AuditChainHead.objects.filter(chain=events[0].chain).delete()
+    assert verify()[0]
+    ok, printed = verify_against(anchor)
+    assert not ok and "now gone (deleted with its head)" in printed
+
+
+@pytest.mark.django_db
+def test_a_deleted_tail_with_the_head_rolled_back_is_found_against_an_anchor(world, tmp_path):
+    events = write_events(world, 3)
+    anchor = anchor_file(tmp_path)
+    behind_the_triggers("DELETE FROM audit_accessevent WHERE id = %s", [events[2].pk])
+    AuditChainHead.objects.filter(chain=events[0].chain).update(seq=2, last_hash=events[1].entry_hash)
+    assert verify()[0]
+    ok, printed = verify_against(anchor)
+    assert not ok and "the head is back at seq 2 (tail deleted)" in printed
+
+
+@pytest.mark.django_db
+def test_a_log_that_only_grew_matches_its_anchors(world, tmp_path):
+    write_events(world, 2)
+    first = anchor_file(tmp_path)
+    second = tmp_path / "later.json"
+    write_events(world, 3, patient=world.other_patient)
+    write_events(world, 1)
+    call_command("audit_anchor", "--output", str(second), stdout=StringIO())
+    write_events(world, 1)
+    ok, printed = verify_against(first, second)
+    assert ok and "OK: 7 events in intact chains, matching 2 anchor(s)" in printed
+
+
+@pytest.mark.django_db
+def test_an_edited_or_foreign_anchor_is_refused(world, tmp_path, settings):
+    write_events(world, 1)
+    anchor = anchor_file(tmp_path)
+    text = anchor.read_text()
+    edited = tmp_path / "edited.json"
+    edited.write_text(text.replace('"heads": {"', '"heads": {"9'))
+    ok, printed = verify_against(edited)
+    assert not ok and "signature does not match" in printed
+    settings.AUDIT_ANCHOR_KEY = "another key"
+    ok, printed = verify_against(anchor)
+    assert not ok and "signature does not match" in printed
+    (tmp_path / "junk.json").write_text("{")
+    ok, printed = verify_against(tmp_path / "junk.json")
+    assert not ok and "not an anchor file" in printed
+
+
+def test_anchors_need_a_key(settings):
+    settings.AUDIT_ANCHOR_KEY = ""
+    with pytest.raises(CommandError, match="PJD_AUDIT_ANCHOR_KEY"):
+        call_command("audit_anchor", stdout=StringIO())
 
 
 @pytest.mark.django_db

@@ -1,24 +1,46 @@
-"""Check every hash chain of the access log and name the first broken link of each."""
+"""Check every hash chain of the access log and name the first broken link of each; with
+--anchor, also check the log against signed anchors kept outside the database."""
 
 from __future__ import annotations
 
 import time
+from pathlib import Path
 from typing import Any
 
 from django.core.management.base import BaseCommand, CommandError
 
+from pjd_portal.audit.anchors import AnchorInvalid, check_anchor, load_anchor
 from pjd_portal.audit.chain import verify_all
 
 
 class Command(BaseCommand):
-    help = "Verify the access log's hash chains; exit 1 and name the first broken link if any."
+    help = "Verify the access log's hash chains (and anchors); exit 1 and name what is broken if any."
+
+    def add_arguments(self, parser: Any) -> None:
+        parser.add_argument(
+            "--anchor",
+            action="append",
+            default=[],
+            metavar="FILE",
+            help="an anchor written by audit_anchor; may be given more than once",
+        )
 
     def handle(self, *args: Any, **options: Any) -> None:
         started = time.monotonic()
+        anchors = []
+        for path in options["anchor"]:
+            try:
+                anchors.append((path, load_anchor(Path(path).read_text(encoding="utf-8"))))
+            except (OSError, AnchorInvalid) as exc:
+                raise CommandError(f"anchor {path}: {exc}") from exc
         checked, broken = verify_all()
+        problems = [f"BROKEN {link}" for link in broken]
+        for path, anchor in anchors:
+            problems += [f"BROKEN against anchor {path}: {b}" for b in check_anchor(anchor)]
         seconds = time.monotonic() - started
-        if broken:
-            for link in broken:
-                self.stderr.write(f"BROKEN {link}")
-            raise CommandError(f"{len(broken)} broken chain(s) among {checked} events ({seconds:.1f} s)")
-        self.stdout.write(f"OK: {checked} events in intact chains ({seconds:.1f} s)")
+        if problems:
+            for problem in problems:
+                self.stderr.write(problem)
+            raise CommandError(f"{len(problems)} problem(s) among {checked} events ({seconds:.1f} s)")
+        against = f", matching {len(anchors)} anchor(s)" if anchors else ""
+        self.stdout.write(f"OK: {checked} events in intact chains{against} ({seconds:.1f} s)")
