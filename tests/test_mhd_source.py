@@ -682,6 +682,8 @@ def test_a_remote_pdf_opens_streamed_after_its_event_is_committed(
     assert b"".join(response.streaming_content) == seeded.pdf
     [event] = AccessEvent.objects.filter(event_type="document_open", outcome="granted")
     assert event.source_orgnr == "310400009" and event.details["remote_document_id"] == seeded.ids["epikrise"]
+    # What the patient's log will show of it, as the source described it at the open.
+    assert event.details["confidentiality_code"] and event.details["title"]
     # The source was told the basis and the event id.
     retrieval = [r for r in healthy.requests_seen() if "/Binary/" in r.get("path", "")][-1]
     headers = {k.lower(): v for k, v in retrieval["headers"].items()}

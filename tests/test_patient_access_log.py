@@ -410,11 +410,17 @@ def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_
         "system": "urn:oid:2.16.578.1.12.4.1.4.1",
         "value": LIST_PATIENT_ID,
     }
-    [document] = entity(resource, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2")
+    objects = entity(resource, "http://terminology.hl7.org/CodeSystem/audit-entity-type", "2")
+    [document] = [e for e in objects if e["what"].get("type") == "DocumentReference"]
     assert document["role"]["code"] == "4"
     assert document["what"]["identifier"]["value"] == f"urn:uuid:{doc.document_id}"
     assert document["what"]["display"] == "Epikrise hjerteavdelingen"
     assert document["description"] == "Oslo universitetssykehus HF"
+    # ... with the organisation that holds and shares it,
+    assert {"type": "source-orgnr", "valueString": doc.source.organisation.orgnr} in document["detail"]
+    # ... and the attest the open was made under.
+    [attested] = [e for e in objects if e.get("name") == "access attest"]
+    assert attested["what"]["identifier"]["value"] == f"urn:uuid:{attest.attest_id}"
     [transaction] = entity(resource, fhir.BALP_ENTITY_TYPE, "XrequestId")
     assert transaction["what"]["identifier"]["value"] == event.request_id
 
@@ -503,6 +509,57 @@ def test_a_document_kept_from_the_citizen_is_logged_without_its_title(world, cod
     assert f"urn:uuid:{doc.document_id}" in text  # the access itself is still there
     assert not policy.citizen_may_see_document_details(code)
     assert policy.citizen_may_see_document_details(ConfidentialityCode.NORMAL)
+
+
+def _remote_open(world, code, outcome=Outcome.GRANTED, event_type=EventType.DOCUMENT_OPEN):
+    details = {"source_id": 7, "remote_document_id": "DocumentReference/abc-123"}
+    if outcome == Outcome.GRANTED:
+        details |= {
+            "title": "Epikrise fra UNN",
+            "institution_name": "Universitetssykehuset Nord-Norge",
+            "institution_orgnr": "983974899",
+            "confidentiality_code": code,
+        }
+    return record(
+        world,
+        T0,
+        event_type,
+        outcome,
+        patient=world.patient,
+        attest=make_attest(world),
+        source_orgnr="310400009",
+        details=details,
+    )
+
+
+def test_a_remote_open_is_a_patient_read_naming_the_document_at_its_source(world):
+    resource = fhir.audit_event(_loaded(_remote_open(world, ConfidentialityCode.NORMAL)))
+    validate_event(resource)
+    assert resource["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientRead")
+    [document] = [e for e in resource["entity"] if e["what"].get("type") == "DocumentReference"]
+    assert document["what"]["identifier"] == {
+        "system": "urn:pjd:mhd-source:310400009",
+        "value": "DocumentReference/abc-123",
+    }
+    assert document["name"] == "Epikrise fra UNN"
+    assert {"type": "source-orgnr", "valueString": "310400009"} in document["detail"]
+    assert any(e.get("name") == "access attest" for e in resource["entity"])
+
+
+@pytest.mark.parametrize("code", [ConfidentialityCode.NORN_DUE, ConfidentialityCode.NORU, ""])
+def test_a_remote_document_kept_from_the_citizen_or_of_unknown_confidentiality_has_no_title(world, code):
+    resource = fhir.audit_event(_loaded(_remote_open(world, code)))
+    validate_event(resource)
+    assert "Epikrise fra UNN" not in json.dumps(resource)
+    [document] = [e for e in resource["entity"] if e["what"].get("type") == "DocumentReference"]
+    assert document["what"]["identifier"]["value"] == "DocumentReference/abc-123"
+
+
+def test_a_refused_remote_open_follows_patient_read(world):
+    event = _remote_open(world, "", outcome=Outcome.DENIED, event_type=EventType.ACCESS_DENIED)
+    resource = fhir.audit_event(_loaded(event))
+    validate_event(resource)
+    assert resource["subtype"][0]["code"] == "read" and resource["outcome"] == "4"
 
 
 # --- 2. the Bundle -------------------------------------------------------------------
@@ -945,6 +1002,19 @@ def test_the_printed_log_withholds_documents_kept_from_the_patient(world, as_pri
     record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc)
     body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()
     assert "Hemmelig tittel" not in body
+    assert "Kari Fastlege" in body
+
+
+def test_the_printed_log_names_a_remote_document_the_patient_may_see(world, as_privacy_officer):
+    _remote_open(world, ConfidentialityCode.NORMAL)
+    body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()
+    assert "Epikrise fra UNN" in body and "Universitetssykehuset Nord-Norge" in body
+
+
+def test_the_printed_log_withholds_a_remote_document_kept_from_the_patient(world, as_privacy_officer):
+    _remote_open(world, ConfidentialityCode.NORN_DUE)
+    body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()
+    assert "Epikrise fra UNN" not in body
     assert "Kari Fastlege" in body
 
 

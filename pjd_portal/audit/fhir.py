@@ -37,7 +37,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from pjd_portal.access import policy
+from pjd_portal.audit.logged_documents import logged_document
 from pjd_portal.audit.models import AccessEvent, EventType, Outcome
 
 JSON = dict[str, Any]
@@ -156,7 +156,8 @@ def pattern_for(event: AccessEvent) -> Pattern:
     """The BALP (or DICOM) pattern an event follows; a refusal follows what it refused."""
 
     if event.event_type == EventType.ACCESS_DENIED:
-        if event.document_id is not None or "document_id" in (event.details or {}):
+        details = event.details or {}
+        if event.document_id is not None or "document_id" in details or "remote_document_id" in details:
             return PATIENT_READ
         if event.attest_id is None and event.basis:
             return PATIENT_CREATE  # a basis the policy did not accept
@@ -312,21 +313,24 @@ def _data_object(what: JSON, **extra: Any) -> JSON:
 
 
 def _document_entity(event: AccessEvent) -> JSON | None:
-    document = event.document if event.document_id is not None else None
-    requested = (event.details or {}).get("document_id", "")
-    document_id = str(document.document_id) if document is not None else str(requested)
-    if not document_id:
+    document = logged_document(event)
+    if document is None:
         return None
     what: JSON = {
         "type": "DocumentReference",
-        "identifier": _identifier(URI_SYSTEM, f"urn:uuid:{document_id}"),
+        "identifier": _identifier(document.identifier_system, document.identifier_value),
     }
     extra: JSON = {}
-    if document is not None and policy.citizen_may_see_document_details(document.confidentiality_code):
+    detail = []
+    if document.title:
         what["display"] = document.title
         extra["name"] = document.title
         extra["description"] = document.institution_name
-        extra["detail"] = [{"type": "institution-orgnr", "valueString": document.institution_orgnr}]
+        detail.append({"type": "institution-orgnr", "valueString": document.institution_orgnr})
+    if document.source_orgnr:  # the organisation that holds (and shared) the document
+        detail.append({"type": "source-orgnr", "valueString": document.source_orgnr})
+    if detail:
+        extra["detail"] = detail
     return _data_object(what, **extra)
 
 
@@ -377,12 +381,13 @@ def _entities(event: AccessEvent, pattern: Pattern) -> list[JSON]:
         data = _document_entity(event)
         if data is not None:
             entities.append(data)
-    elif pattern is PATIENT_CREATE:
-        data = _attest_entity(event)
-        if data is not None:
-            entities.append(data)
     elif pattern is PATIENT_QUERY:
         entities.append(_query_entity(event))
+    # The attest the access was made under: what was stated (PatientCreate), and what
+    # every list and open after it relied on.
+    attest = _attest_entity(event)
+    if attest is not None:
+        entities.append(attest)
     if event.patient_national_id:
         entities.append(_patient_entity(event))
     if event.request_id:

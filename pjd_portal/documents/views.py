@@ -23,6 +23,7 @@ from pjd_portal.access import policy
 from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess, access_patient_by_handle
 from pjd_portal.accounts.decorators import clinician_required
+from pjd_portal.audit import logged_documents
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event, record_event_committed
 from pjd_portal.documents import remote, rendering, selectors
@@ -319,7 +320,7 @@ def remote_document_open(
             attest=access.attest,
             source_orgnr=orgnr,
             flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
-            details={**details, "nhn_event_id": event_id, "title": document.title[:200]},
+            details={**details, "nhn_event_id": event_id, **logged_documents.remote_details(document)},
         )
     except AuditWriteFailed:
         return service_unavailable(request, reason="audit")

@@ -23,6 +23,7 @@ from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.context import current_organisation
 from pjd_portal.audit.log_reads import record_log_read
+from pjd_portal.audit.logged_documents import logged_document
 from pjd_portal.audit.models import AccessEvent, Outcome
 from pjd_portal.audit.selectors import InvalidCursor, patient_log_page
 from pjd_portal.forvaltning.access import staff_required
@@ -63,10 +64,7 @@ def _basis_label(code: str) -> str:
 def log_rows(events: list[AccessEvent]) -> list[LogRow]:
     rows = []
     for event in events:
-        document = event.document if event.document_id is not None else None
-        shown = document is not None and policy.citizen_may_see_document_details(
-            document.confidentiality_code
-        )
+        document = logged_document(event)
         rows.append(
             LogRow(
                 occurred_at=event.occurred_at,
@@ -75,9 +73,9 @@ def log_rows(events: list[AccessEvent]) -> list[LogRow]:
                 actor_hpr_number=event.actor_hpr_number,
                 organisation_name=event.organisation_name,
                 organisation_orgnr=event.organisation_orgnr,
-                document_title=document.title if shown and document is not None else "",
-                document_institution=document.institution_name if shown and document is not None else "",
-                document_withheld=document is not None and not shown,
+                document_title=document.title if document is not None else "",
+                document_institution=document.institution_name if document is not None else "",
+                document_withheld=document is not None and document.withheld,
                 basis=_basis_label(event.basis),
                 reason_text=event.reason_text,
                 outcome=event.get_outcome_display(),
