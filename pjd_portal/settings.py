@@ -227,6 +227,10 @@ SECURE_HSTS_INCLUDE_SUBDOMAINS = True
 SECURE_HSTS_PRELOAD = envbool("SECURE_HSTS_PRELOAD", True)
 SECURE_SSL_REDIRECT = envbool("SECURE_SSL_REDIRECT", not DEBUG)
 SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https") if envbool("BEHIND_TLS_PROXY", False) else None
+# How many proxies of our own stand before the portal: the client address in the access
+# log is the one the outermost of them saw (X-Forwarded-For, counted from the right; what a
+# client writes further left is not trusted). 0: REMOTE_ADDR is the client.
+TRUSTED_PROXY_COUNT = envint("PJD_TRUSTED_PROXIES", 1 if envbool("BEHIND_TLS_PROXY", False) else 0)
 
 CONTENT_SECURITY_POLICY = {
     "DIRECTIVES": {

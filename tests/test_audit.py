@@ -100,3 +100,27 @@ def test_database_failure_becomes_audit_write_failed(world, monkeypatch):
     request.session = {}
     with pytest.raises(AuditWriteFailed):
         record_event(request=request, event_type="document_open", outcome="granted")
+
+
+@pytest.mark.parametrize(
+    ("proxies", "forwarded", "expected"),
+    [
+        (0, "203.0.113.5", "127.0.0.1"),  # no proxy of ours: the header is the client's own words
+        (1, "203.0.113.5", "203.0.113.5"),
+        (1, "198.51.100.9, 203.0.113.5", "203.0.113.5"),  # the client wrote the first one itself
+        (2, "198.51.100.9, 203.0.113.5, 10.1.2.3", "203.0.113.5"),
+        (2, "203.0.113.5", "203.0.113.5"),
+        (1, "not-an-address", "127.0.0.1"),
+        (1, "", "127.0.0.1"),
+        (1, "2001:db8:0:0:0:0:0:1", "2001:db8::1"),
+    ],
+)
+def test_the_client_address_behind_our_proxies_is_the_one_the_outermost_saw(
+    world, settings, proxies, forwarded, expected
+):
+    settings.TRUSTED_PROXY_COUNT = proxies
+    request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")
+    request.user = world.fastlege
+    request.session = {}
+    event = record_event(request=request, event_type="patient_lookup", outcome="granted")
+    assert AccessEvent.objects.get(pk=event.pk).client_ip == expected

@@ -12,6 +12,7 @@ still waits for the commit that holds its own event.
 
 from __future__ import annotations
 
+import ipaddress
 import logging
 from collections.abc import Callable
 from typing import Any, ParamSpec
@@ -35,6 +36,16 @@ class AuditWriteFailed(Exception):
 
 
 def _client_ip(request: HttpRequest) -> str | None:
+    """The client's address: behind our own proxies, the one the outermost proxy saw."""
+
+    proxies = settings.TRUSTED_PROXY_COUNT
+    forwarded = [a.strip() for a in request.META.get("HTTP_X_FORWARDED_FOR", "").split(",") if a.strip()]
+    if proxies > 0 and forwarded:
+        candidate = forwarded[-proxies] if len(forwarded) >= proxies else forwarded[0]
+        try:
+            return ipaddress.ip_address(candidate).compressed
+        except ValueError:
+            logger.warning("unparseable X-Forwarded-For entry; logging the proxy's address")
     return request.META.get("REMOTE_ADDR") or None
 
 
