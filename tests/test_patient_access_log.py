@@ -743,6 +743,11 @@ def test_api_bad_requests_are_400_operation_outcomes(world, citizen_portal, citi
     response = api(Client(), data, token(citizen_key, citizen_portal), query=query)
     assert response.status_code == 400
     FhirOperationOutcome.model_validate(json.loads(response.content))
+    # The known client's refused request is logged once, without what it asked for.
+    [event] = AccessEvent.objects.all()
+    assert (event.event_type, event.outcome) == (EventType.PATIENT_LOG_READ, Outcome.INVALID)
+    assert event.reason_code.startswith("bad_request_") and event.details["client_id"] == CLIENT_ID
+    assert event.patient_id is None and not event.patient_national_id
 
 
 def test_api_refuses_a_body_that_is_not_json(world, citizen_portal, citizen_key):
@@ -840,6 +845,17 @@ def test_api_refuses_a_replayed_token(world, citizen_portal, citizen_key):
 def test_api_refuses_everything_when_no_client_is_configured(world, settings, citizen_key, citizen_portal):
     settings.CITIZEN_PORTAL_CLIENT_ID = ""
     assert api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal)).status_code == 401
+
+
+def test_api_logs_a_known_client_the_policy_refuses(world, citizen_key, citizen_portal, monkeypatch):
+    from pjd_portal.access import policy
+
+    monkeypatch.setattr(policy, "may_read_patient_access_log_as_client", lambda client_id, allowed: False)
+    response = api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal))
+    assert response.status_code == 401
+    [event] = AccessEvent.objects.all()
+    assert (event.outcome, event.reason_code) == (Outcome.DENIED, "client_not_allowed")
+    assert event.details["client_id"] == CLIENT_ID and not event.patient_national_id
 
 
 def test_api_reads_the_jwks_from_a_file(world, settings, tmp_path, citizen_key, citizen_portal):

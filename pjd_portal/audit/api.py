@@ -46,10 +46,11 @@ CHANNEL = "fhir_api"
 
 
 class BadRequest(Exception):
-    def __init__(self, diagnostics: str, code: str = "invalid") -> None:
+    def __init__(self, diagnostics: str, code: str = "invalid", *, logged: bool = False) -> None:
         super().__init__(diagnostics)
         self.diagnostics = diagnostics
         self.code = code
+        self.logged = logged  # its event is written already
 
 
 def _fhir_response(body: dict[str, Any], status: int = 200) -> HttpResponse:
@@ -128,15 +129,36 @@ def auditevent_search(request: HttpRequest) -> HttpResponse:
     except ClientAuthenticationFailed as exc:
         logger.warning("FHIR AuditEvent search refused: %s", exc.code)
         return _unauthorized()
-    if not policy.may_read_patient_access_log_as_client(
-        assertion.client_id, frozenset({settings.CITIZEN_PORTAL_CLIENT_ID})
-    ):
-        return _unauthorized()
+    # From here on the caller is a client we know (its signed assertion checked out), so
+    # what it is refused is logged. An unauthenticated call is not: it must not be able to
+    # fill the log (it goes to the application log above).
     audit: dict[str, Any] = {"client_id": assertion.client_id, "jti": assertion.jti}
     try:
-        return _search(request, endpoint, audit)
-    except BadRequest as exc:
-        return _outcome(400, exc.code, exc.diagnostics)
+        if not policy.may_read_patient_access_log_as_client(
+            assertion.client_id, frozenset({settings.CITIZEN_PORTAL_CLIENT_ID})
+        ):
+            record_log_read(
+                request=request,
+                outcome=Outcome.DENIED,
+                channel=CHANNEL,
+                reason_code="client_not_allowed",
+                details=audit,
+                actor_from_request=False,
+            )
+            return _unauthorized()
+        try:
+            return _search(request, endpoint, audit)
+        except BadRequest as exc:
+            if not exc.logged:  # the request's own words are not stored: only what was wrong
+                record_log_read(
+                    request=request,
+                    outcome=Outcome.INVALID,
+                    channel=CHANNEL,
+                    reason_code=f"bad_request_{exc.code}"[:50],
+                    details=audit,
+                    actor_from_request=False,
+                )
+            return _outcome(400, exc.code, exc.diagnostics)
     except AuditWriteFailed:
         # Nothing is returned that could not be logged.
         return _outcome(503, "transient", "The access log is unavailable. Try again later.")
@@ -159,7 +181,7 @@ def _search(request: HttpRequest, endpoint: str, audit: dict[str, Any]) -> HttpR
             details=audit,
             actor_from_request=False,
         )
-        raise BadRequest("The patient parameter is not a valid national id.", "value") from exc
+        raise BadRequest("The patient parameter is not a valid national id.", "value", logged=True) from exc
     count = _count(params.get("_count"))
     cursor = params.get("cursor") or None
     server = fhir.ServerIdentity(host=request.get_host())
