@@ -466,3 +466,16 @@ def test_a_grant_moved_to_another_organisation_ends_the_old_permission(world):
     grant.save()
     assert perms(world.fastlege, world.gp_office) == set()
     assert "role_clinician" in perms(world.fastlege, world.legevakt)
+
+
+def test_a_grant_the_policy_refuses_by_hpr_number_is_logged(world, persona_client):
+    world.administrator.hpr_number = "910000099"
+    world.administrator.save()
+    admin = persona_client("administrator")
+    before = set(AccessEvent.objects.values_list("pk", flat=True))
+    response = admin.post(GRANT, {"hpr_number": "910000099", "role": "auditor"})
+    assert response.status_code == 400
+    assert perms(world.administrator, world.gp_office) == {"role_access_administrator"}
+    [event] = AccessEvent.objects.exclude(pk__in=before)
+    assert (event.event_type, event.outcome) == ("access_denied", "denied")
+    assert event.reason_code and event.details["view"] == "access_role_grant"

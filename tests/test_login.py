@@ -1073,3 +1073,20 @@ def test_malformed_provider_answers_give_the_clear_page(
     assert response.status_code in (403, 503)
     assert 'data-testid="login-refused"' in response.content.decode()
     assert_logged_out(client)
+
+
+def test_a_failed_login_in_a_logged_in_browser_logs_the_previous_users_logout(
+    provider: FakeProvider, world: World
+) -> None:
+    client = Client()
+    assert provider.login(client).status_code == 302
+    assert session_user_id(client) == world.fastlege.pk
+    provider.token_status = 400  # the next login here fails at the token endpoint
+
+    assert_refused(provider.login(client), status=403)
+
+    assert_logged_out(client)
+    (logout,) = events(EventType.LOGOUT)
+    assert (logout.actor_user_id, logout.reason_code) == (world.fastlege.pk, "another_login_failed")
+    (refused,) = events(EventType.LOGIN_REFUSED)
+    assert refused.pk > logout.pk

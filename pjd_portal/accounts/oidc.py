@@ -39,7 +39,7 @@ from pjd_portal.accounts.context import (
 )
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
 from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import record_event
+from pjd_portal.audit.services import AuditWriteFailed, record_event
 
 logger = logging.getLogger(__name__)
 
@@ -320,8 +320,19 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
         refusal = getattr(self.request, "pjd_login_refusal", None)
         if reason_code != "state_invalid" and self.request.user.is_authenticated:
             # A login begun in this browser failed: whoever was logged in here before must
-            # not stay so (someone else is at the keyboard).
-            auth.logout(self.request)
+            # not stay so (someone else is at the keyboard). Their session's end is logged
+            # in their name; it ends even if that event cannot be written.
+            try:
+                record_event(
+                    request=self.request,
+                    event_type=EventType.LOGOUT,
+                    outcome=Outcome.GRANTED,
+                    reason_code="another_login_failed",
+                )
+            except AuditWriteFailed:
+                logger.error("logout event for the previous user could not be written")
+            finally:
+                auth.logout(self.request)
         record_event(
             request=self.request,
             event_type=EventType.LOGIN_REFUSED,

@@ -235,6 +235,13 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
             staff, role, target_organisation_ids=frozenset({organisation.pk}), target_user_id=target.pk
         )
         if not decision:
+            record_event(
+                request=request,
+                event_type=EventType.ACCESS_DENIED,
+                outcome=Outcome.DENIED,
+                reason_code=decision.reason_code[:50],
+                details={"view": "access_role_grant", "hpr_number": hpr, "role": role},
+            )
             form.add_error("role", decision.message)
             return _page(request, grant_form=form, status=400)
         via = "hpr_number"
