@@ -9,6 +9,9 @@ from __future__ import annotations
 import sys
 
 NB = {
+    # The point of care's legal entity in the access log (audit 0014).
+    "part of %(name)s": "del av %(name)s",
+    "Legal entity": "Juridisk enhet",
     "%(name)s is not answering right now. Its documents are not in the list; try again in a while.": "%(name)s svarer ikke akkurat nå. Dokumentene derfra er ikke med i listen; prøv igjen om litt.",
     "From other sources (fetched now)": "Fra andre kilder (hentet nå)",
     "Choose a date between 2000 and 2100.": "Velg en dato mellom 2000 og 2100.",

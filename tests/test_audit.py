@@ -124,3 +124,60 @@ def test_the_client_address_behind_our_proxies_is_the_one_the_outermost_saw(
     request.session = {}
     event = record_event(request=request, event_type="patient_lookup", outcome="granted")
     assert AccessEvent.objects.get(pk=event.pk).client_ip == expected
+
+
+# --- where: the point of care and its legal entity ---------------------------------------
+
+
+def _event_for(world, organisation):
+    request = RequestFactory().get("/")
+    request.user = world.fastlege
+    request.session = {}
+    return record_event(
+        request=request,
+        event_type="document_list",
+        outcome="granted",
+        patient=world.patient,
+        organisation=organisation,
+    )
+
+
+def test_an_event_at_a_sub_unit_records_the_point_of_care_and_its_legal_entity(world):
+    from pjd_portal.accounts.models import Organisation, OrganisationKind
+
+    unit = Organisation.objects.create(
+        orgnr="974589095",
+        name="OUS, Akuttmottaket",
+        kind=OrganisationKind.HELSEFORETAK,
+        parent=world.hospital,
+    )
+    stored = AccessEvent.objects.get(pk=_event_for(world, unit).pk)
+    assert (stored.organisation_orgnr, stored.organisation_name) == ("974589095", "OUS, Akuttmottaket")
+    assert (stored.legal_entity_orgnr, stored.legal_entity_name) == (
+        world.hospital.orgnr,
+        world.hospital.name,
+    )
+
+
+def test_an_organisation_without_a_parent_is_its_own_legal_entity(world):
+    stored = AccessEvent.objects.get(pk=_event_for(world, world.gp_office).pk)
+    assert stored.legal_entity_orgnr == stored.organisation_orgnr == world.gp_office.orgnr
+
+
+def test_events_from_before_the_legal_entity_keep_their_hashes(world):
+    """Fields added to the hash later are hashed only when set: an event without them
+    hashes exactly as it did before they existed."""
+    import hashlib
+    import json
+
+    from pjd_portal.audit import chain
+
+    event = AccessEvent.objects.get(pk=_event_for(world, None).pk)
+    assert event.legal_entity_orgnr == ""
+    old_fields = [f for f in chain.HASHED_FIELDS if f not in chain.LATER_FIELDS]
+    content = {name: getattr(event, name) for name in old_fields}
+    content["occurred_at"] = event.occurred_at.isoformat(timespec="microseconds")
+    content["event_id"] = str(event.event_id)
+    content["client_ip"] = event.client_ip or ""
+    before = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
+    assert chain.entry_hash(event) == hashlib.sha256(before.encode()).hexdigest() == event.entry_hash

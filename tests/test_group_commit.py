@@ -227,8 +227,9 @@ def test_the_append_function_inserts_every_column_of_the_model(world):
 
     from pjd_portal.audit.migrations import __path__ as migrations_path  # noqa: F401
 
-    migration = importlib.import_module("pjd_portal.audit.migrations.0013_group_writer_functions")
-    insert = migration.FUNCTIONS.split("INSERT INTO audit_accessevent AS e (")[1].split(")")[0]
+    # The newest definition of the function (0014 replaced 0013's).
+    migration = importlib.import_module("pjd_portal.audit.migrations.0014_legal_entity")
+    insert = migration.FUNCTION.split("INSERT INTO audit_accessevent AS e (")[1].split(")")[0]
     inserted = {name.strip() for name in insert.split(",")}
     expected = {f.column for f in AccessEvent._meta.concrete_fields if not f.primary_key}
     assert inserted == expected
@@ -307,5 +308,28 @@ def test_the_production_role_can_run_the_group_writer_and_still_not_rewrite_the_
             cursor.execute(f"DROP ROLE {role}")
         admin.close()
     assert AccessEvent.objects.filter(pk=new_id, outcome="granted").exists()
+    ok, printed = verify()
+    assert ok, printed
+
+
+def test_the_group_writer_records_the_legal_entity_of_a_sub_unit(world):
+    from pjd_portal.accounts.models import Organisation, OrganisationKind
+
+    unit = Organisation.objects.create(
+        orgnr="974589095",
+        name="OUS, Akuttmottaket",
+        kind=OrganisationKind.HELSEFORETAK,
+        parent=world.hospital,
+    )
+    at_unit = record_event(
+        request=_request(world), event_type="document_list", outcome="granted", organisation=unit
+    )
+    alone = record_event(
+        request=_request(world), event_type="document_list", outcome="granted", organisation=None
+    )
+    rows = {e.pk: e for e in AccessEvent.objects.filter(pk__in=[at_unit.pk, alone.pk])}
+    assert rows[at_unit.pk].legal_entity_orgnr == world.hospital.orgnr
+    assert rows[at_unit.pk].legal_entity_name == world.hospital.name
+    assert rows[alone.pk].legal_entity_orgnr == ""  # written without the key: the column's empty value
     ok, printed = verify()
     assert ok, printed

@@ -425,6 +425,35 @@ def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_
     assert transaction["what"]["identifier"]["value"] == event.request_id
 
 
+def test_a_sub_unit_is_part_of_its_legal_entity_in_the_audit_event(world):
+    unit = Organisation.objects.create(
+        orgnr="974589095",
+        name="OUS, Akuttmottaket",
+        kind=OrganisationKind.HELSEFORETAK,
+        parent=world.hospital,
+    )
+    event = record(world, T0, EventType.DOCUMENT_LIST, patient=world.patient, org=unit)
+    resource = fhir.audit_event(_loaded(event))
+    validate_event(resource)
+    contained = {r["id"]: r for r in resource["contained"]}
+    assert contained["organisation"]["identifier"][0]["value"] == "974589095"
+    assert contained["organisation"]["partOf"] == {"reference": "#legal-entity"}
+    assert contained["legal-entity"]["identifier"][0]["value"] == world.hospital.orgnr
+    assert contained["legal-entity"]["name"] == world.hospital.name
+
+
+def test_the_printed_log_names_the_legal_entity_of_a_sub_unit(world, as_privacy_officer):
+    unit = Organisation.objects.create(
+        orgnr="974589095",
+        name="OUS, Akuttmottaket",
+        kind=OrganisationKind.HELSEFORETAK,
+        parent=world.hospital,
+    )
+    record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, org=unit, document=add_document(world))
+    body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()
+    assert "OUS, Akuttmottaket" in body and f"del av {world.hospital.name}" in body
+
+
 def test_lookup_and_list_are_balp_patient_query_with_the_query_base64(world):
     lookup = record(world, T0, EventType.PATIENT_LOOKUP, patient=world.patient)
     listed = record(

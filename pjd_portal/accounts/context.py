@@ -38,7 +38,7 @@ def current_organisation(request: HttpRequest) -> Organisation | None:
     org: Organisation | None = None
     org_id = request.session.get(SESSION_ORG_KEY) if hasattr(request, "session") else None
     if org_id is not None and request.user.is_authenticated:
-        org = Organisation.objects.filter(pk=org_id).first()
+        org = Organisation.objects.filter(pk=org_id).select_related("parent").first()
     request._pjd_organisation = org  # type: ignore[attr-defined]
     return org
 

@@ -29,6 +29,10 @@ class Organisation(models.Model):
     region = models.CharField(max_length=100, blank=True)
     is_source = models.BooleanField(default=False)
     is_consumer = models.BooleanField(default=False)
+    # A sub-unit's legal entity (Enhetsregisteret: underenhet -> hovedenhet; HelseID's
+    # orgnr_child / orgnr_parent). The access log records both: the sub-unit as the
+    # point of care, the parent as the legal entity responsible.
+    parent = models.ForeignKey("self", null=True, blank=True, on_delete=models.PROTECT, related_name="units")
 
     class Meta:
         ordering = ["name"]

@@ -66,7 +66,12 @@ HASHED_FIELDS = (
     "chain",
     "chain_seq",
     "prev_hash",
+    # Added after the first events were written: hashed only when set, so every earlier
+    # hash still holds (an event from before has them empty).
+    "legal_entity_orgnr",
+    "legal_entity_name",
 )
+LATER_FIELDS = frozenset({"legal_entity_orgnr", "legal_entity_name"})
 # Where an event sits in its chain: in a writer chain's link, not in its content digest.
 PLACE_FIELDS = ("chain", "chain_seq", "prev_hash")
 CONTENT_FIELDS = tuple(name for name in HASHED_FIELDS if name not in PLACE_FIELDS)
@@ -89,6 +94,9 @@ def canonical_content(event: AccessEvent, fields: tuple[str, ...] = HASHED_FIELD
     with a new hash scheme, never in place."""
 
     content = {name: getattr(event, name) for name in fields}
+    for name in LATER_FIELDS:
+        if not content.get(name, True):
+            del content[name]
     occurred_at = content["occurred_at"]
     if isinstance(occurred_at, datetime.datetime):
         content["occurred_at"] = occurred_at.astimezone(datetime.UTC).isoformat(timespec="microseconds")

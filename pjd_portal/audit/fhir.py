@@ -218,6 +218,18 @@ def _contained_actor(event: AccessEvent) -> tuple[list[JSON], JSON | None]:
         }
         if event.organisation_name:
             organisation["name"] = event.organisation_name
+        legal_entity: list[JSON] = []
+        if event.legal_entity_orgnr and event.legal_entity_orgnr != event.organisation_orgnr:
+            # The point of care is a sub-unit: its legal entity is the one responsible.
+            organisation["partOf"] = {"reference": "#legal-entity"}
+            legal_entity.append(
+                {
+                    "resourceType": "Organization",
+                    "id": "legal-entity",
+                    "identifier": [_identifier(ORGNR_SYSTEM, event.legal_entity_orgnr)],
+                    **({"name": event.legal_entity_name} if event.legal_entity_name else {}),
+                }
+            )
         role: JSON = {
             "resourceType": "PractitionerRole",
             "id": "actor-role",
@@ -227,7 +239,7 @@ def _contained_actor(event: AccessEvent) -> tuple[list[JSON], JSON | None]:
         codes = _authorization_codes(event)
         if codes:
             role["code"] = codes
-        contained += [organisation, role]
+        contained += [organisation, *legal_entity, role]
         target = "#actor-role"
     who: JSON = {"reference": target}
     if identifiers:

@@ -75,9 +75,13 @@ class AccessEvent(models.Model):
     actor_hpr_number = models.CharField(max_length=9, blank=True)
     actor_name = models.CharField(max_length=200, blank=True)
     actor_authorizations = models.CharField(max_length=100, blank=True)
-    # where
+    # where: the organisation acted for (the point of care when it is a sub-unit) and
+    # its legal entity (itself when it has no parent)
     organisation_orgnr = models.CharField(max_length=9, blank=True)
     organisation_name = models.CharField(max_length=200, blank=True)
+    # (with a database default too: the benchmark's COPY and older writers leave them out)
+    legal_entity_orgnr = models.CharField(max_length=9, blank=True, default="", db_default="")
+    legal_entity_name = models.CharField(max_length=200, blank=True, default="", db_default="")
     # whom
     patient = models.ForeignKey(
         "patients.Patient", null=True, blank=True, on_delete=models.PROTECT, related_name="+"

@@ -87,6 +87,9 @@ def build_event(
         user = request.user
     if organisation is None and actor_from_request:
         organisation = current_organisation(request)
+    legal_entity = (
+        organisation.parent if organisation is not None and organisation.parent_id else organisation
+    )
     event = AccessEvent(
         occurred_at=timezone.now(),
         event_type=event_type,
@@ -100,6 +103,8 @@ def build_event(
         actor_authorizations=",".join(sorted(_authorizations(request, user))) if user else "",
         organisation_orgnr=organisation.orgnr if organisation else "",
         organisation_name=organisation.name if organisation else "",
+        legal_entity_orgnr=legal_entity.orgnr if legal_entity else "",
+        legal_entity_name=legal_entity.name if legal_entity else "",
         patient=patient,
         patient_national_id=patient.national_id if patient is not None else patient_national_id,
         document=document,
