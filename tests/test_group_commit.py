@@ -333,3 +333,26 @@ def test_the_group_writer_records_the_legal_entity_of_a_sub_unit(world):
     assert rows[alone.pk].legal_entity_orgnr == ""  # written without the key: the column's empty value
     ok, printed = verify()
     assert ok, printed
+
+
+def test_with_the_database_gone_a_batch_fails_at_once_not_event_by_event(world, monkeypatch):
+    """Two tries (the second on a fresh connection), then every request is answered: no
+    connect timeout waited out per event."""
+    from django.db import OperationalError
+
+    calls = []
+
+    def unreachable(self, batch):  # type: ignore[no-untyped-def]
+        calls.append(len(batch))
+        raise OperationalError("connection refused")
+
+    monkeypatch.setattr(group_commit.GroupCommitter, "_commit", unreachable)
+    batch = [
+        group_commit._Pending(
+            build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+        )
+        for _ in range(5)
+    ]
+    group_commit.GroupCommitter()._write_batch(batch)
+    assert calls == [5, 5]
+    assert all(p.is_answered() and isinstance(p.error, OperationalError) for p in batch)

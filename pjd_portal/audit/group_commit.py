@@ -31,7 +31,7 @@ from typing import Any
 
 import psycopg
 from django.conf import settings
-from django.db import connections
+from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
 from psycopg.pq import ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGresult
@@ -164,12 +164,27 @@ class GroupCommitter:
         try:
             self._commit(batch)
         except Exception as exc:  # noqa: BLE001 - every waiting request must be answered
-            # One bad event, or a connection that died while idle, must fail no one else:
-            # each event is tried once more, alone, on a fresh connection.
+            self._reset_connection()
+            if isinstance(exc, (OperationalError, InterfaceError)):
+                # A connection that died while idle, or a head someone else moved: once
+                # more, whole, on a fresh connection (which reloads the head).
+                try:
+                    self._commit(batch)
+                except Exception as again:  # noqa: BLE001
+                    self._reset_connection()
+                    if isinstance(again, (OperationalError, InterfaceError)):
+                        # The database is not there: fail fast, one by one would only wait
+                        # out the connect timeout for each.
+                        self._answer(batch, again)
+                        return
+                    exc = again
+                else:
+                    self._answer(batch, None)
+                    return
+            # One bad event must fail no one else's: each is tried once more, alone.
             logger.warning(
                 "audit batch of %d failed (%s); writing each alone", len(batch), type(exc).__name__
             )
-            self._reset_connection()
             for pending in batch:
                 if pending.abandoned:  # nobody waits for it: no retry to hold the others up
                     self._answer([pending], exc)
