@@ -3,6 +3,11 @@
 Run daily (cron or a systemd timer). Rows that arrive for a month without a partition
 land in the DEFAULT partition rather than failing, but they should not: this command
 keeps the next months ready, each protected against TRUNCATE like the rest.
+
+Run it as the migration role that owns the tables (as `migrate` runs), not as the
+portal's application role: that role may only INSERT and SELECT on the log and cannot
+create partitions. Then run deploy/postgres/portal_role.sql again, so the application
+role's grants reach the new partitions as they reach the rest.
 """
 
 from __future__ import annotations
