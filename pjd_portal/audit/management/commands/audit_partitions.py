@@ -6,8 +6,9 @@ keeps the next months ready, each protected against TRUNCATE like the rest.
 
 Run it as the migration role that owns the tables (as `migrate` runs), not as the
 portal's application role: that role may only INSERT and SELECT on the log and cannot
-create partitions. Then run deploy/postgres/portal_role.sql again, so the application
-role's grants reach the new partitions as they reach the rest.
+create partitions. A new partition has no grants of its own; the application role
+reaches it through the parent table only, as deploy/postgres/portal_role.sql leaves the
+existing ones.
 """
 
 from __future__ import annotations
