@@ -209,6 +209,32 @@ def test_an_edited_or_foreign_anchor_is_refused(world, tmp_path, settings):
     assert not ok and "not an anchor file" in printed
 
 
+@pytest.mark.django_db
+def test_from_an_anchor_only_the_log_since_is_checked_and_found_whole_or_broken(world, tmp_path):
+    write_events(world, 3)
+    anchor = anchor_file(tmp_path)
+    later = write_events(world, 2)
+    out, err = StringIO(), StringIO()
+    call_command("verify_audit", "--from-anchor", str(anchor), stdout=out, stderr=err)
+    assert "OK: 2 events since the anchor of" in out.getvalue()
+    # An edit after the anchor is found; one before it is the anchor's to find.
+    behind_the_triggers("UPDATE audit_accessevent SET outcome = 'denied' WHERE id = %s", [later[1].pk])
+    with pytest.raises(CommandError):
+        call_command("verify_audit", "--from-anchor", str(anchor), stdout=StringIO(), stderr=err)
+    assert f"seq 5 (event {later[1].event_id}): content does not match its hash (edited)" in err.getvalue()
+
+
+@pytest.mark.django_db
+def test_from_an_anchor_a_rewritten_history_before_it_is_still_found(world, tmp_path):
+    events = write_events(world, 3)
+    anchor = anchor_file(tmp_path)
+    rewrite_history(events, "denied")
+    err = StringIO()
+    with pytest.raises(CommandError):
+        call_command("verify_audit", "--from-anchor", str(anchor), stdout=StringIO(), stderr=err)
+    assert "history rewritten" in err.getvalue()
+
+
 def test_anchors_need_a_key(settings):
     settings.AUDIT_ANCHOR_KEY = ""
     with pytest.raises(CommandError, match="PJD_AUDIT_ANCHOR_KEY"):

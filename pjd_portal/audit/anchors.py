@@ -104,3 +104,8 @@ def check_anchor(anchor: dict[str, Any]) -> list[AnchorBreak]:
                 AnchorBreak(chain, seq, f"does not hold the hash anchored at {created} (history rewritten)")
             )
     return breaks
+
+
+def starts(anchor: dict[str, Any]) -> dict[int, tuple[int, str]]:
+    """Where each chain's check may begin once the anchor holds (verify_audit --from-anchor)."""
+    return {int(chain): (int(seq), str(last_hash)) for chain, (seq, last_hash) in anchor["heads"].items()}

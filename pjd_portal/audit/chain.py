@@ -169,15 +169,23 @@ class BrokenLink:
         return f"chain {self.chain}, seq {self.seq} (event {self.event_id}): {self.problem}"
 
 
-def verify_chain(chain: int, head: AuditChainHead | None) -> BrokenLink | None:
-    """The first broken link of one chain, or None when it is whole."""
+def verify_chain(
+    chain: int, head: AuditChainHead | None, start: tuple[int, str] | None = None
+) -> tuple[int, BrokenLink | None]:
+    """The number of events checked and the first broken link of one chain (None when it
+    is whole). `start` (seq, hash): check only after that link, taken as given (an
+    anchor's; anchors.check_anchor makes sure the chain still holds it)."""
 
     expected_seq, expected_prev = 1, GENESIS
+    query = AccessEvent.objects.filter(chain=chain)
+    if start is not None and start[0] > 0:
+        expected_seq, expected_prev = start[0] + 1, start[1]
+        query = query.filter(chain_seq__gt=start[0])
     last_event_id = ""
-    events: Iterator[AccessEvent] = (
-        AccessEvent.objects.filter(chain=chain).order_by("chain_seq", "id").iterator(chunk_size=5000)
-    )
+    checked = 0
+    events: Iterator[AccessEvent] = query.order_by("chain_seq", "id").iterator(chunk_size=5000)
     for event in events:
+        checked += 1
         last_event_id = str(event.event_id)
         if event.chain_seq != expected_seq:
             problem = (
@@ -185,16 +193,16 @@ def verify_chain(chain: int, head: AuditChainHead | None) -> BrokenLink | None:
                 if event.chain_seq > expected_seq
                 else f"seq {event.chain_seq} appears twice (inserted or copied)"
             )
-            return BrokenLink(chain, expected_seq, last_event_id, problem)
+            return checked, BrokenLink(chain, expected_seq, last_event_id, problem)
         if event.prev_hash != expected_prev:
-            return BrokenLink(
+            return checked, BrokenLink(
                 chain,
                 event.chain_seq,
                 last_event_id,
                 "does not follow its predecessor (reordered or replaced)",
             )
         if entry_hash(event) != event.entry_hash:
-            return BrokenLink(
+            return checked, BrokenLink(
                 chain, event.chain_seq, last_event_id, "content does not match its hash (edited)"
             )
         expected_seq += 1
@@ -202,20 +210,25 @@ def verify_chain(chain: int, head: AuditChainHead | None) -> BrokenLink | None:
     head_seq = head.seq if head else 0
     head_hash = head.last_hash if head else GENESIS
     if head_seq != expected_seq - 1 or (head_seq and head_hash != expected_prev):
-        return BrokenLink(
+        return checked, BrokenLink(
             chain,
             expected_seq,
             last_event_id,
             f"chain ends at seq {expected_seq - 1} but its head says {head_seq} (tail deleted)",
         )
-    return None
+    return checked, None
 
 
-def verify_all() -> tuple[int, list[BrokenLink]]:
-    """Check every chain; returns the number of events checked and the first broken link
-    of each broken chain."""
+def verify_all(starts: dict[int, tuple[int, str]] | None = None) -> tuple[int, list[BrokenLink]]:
+    """Check every chain (each after its `starts` link, if given); returns the number of
+    events checked and the first broken link of each broken chain."""
 
     heads = {h.chain: h for h in AuditChainHead.objects.all()}
     chains = set(heads) | set(AccessEvent.objects.values_list("chain", flat=True).distinct())
-    broken = [b for chain in sorted(chains) if (b := verify_chain(chain, heads.get(chain))) is not None]
-    return AccessEvent.objects.count(), broken
+    checked, broken = 0, []
+    for chain in sorted(chains):
+        count, link = verify_chain(chain, heads.get(chain), (starts or {}).get(chain))
+        checked += count
+        if link is not None:
+            broken.append(link)
+    return checked, broken

@@ -350,7 +350,7 @@ class Command(BaseCommand):
         """The chains the service wrote during the write test must be whole."""
         heads = {h.chain: h for h in AuditChainHead.objects.all()}
         started = time.monotonic()
-        broken = [b for c, head in heads.items() if (b := chain.verify_chain(c, head)) is not None]
+        broken = [b for c, head in heads.items() if (b := chain.verify_chain(c, head)[1]) is not None]
         seconds = time.monotonic() - started
         self.stdout.write(
             f"verify ({len(heads)} service-written chains): {broken or 'OK'} in {seconds:.1f} s"
