@@ -208,18 +208,80 @@ def test_each_writer_connection_holds_a_chain_of_its_own(world):
     assert ok, printed
 
 
+def _rogue_append(event, head):  # type: ignore[no-untyped-def]
+    """An append to a writer's chain from another connection (a bug, a rogue client)."""
+    conn = connections["default"]
+    conn.ensure_connection()
+    conn.connection.pgconn.prepare(group_commit._APPEND_NAME, group_commit._APPEND.encode())
+    group_commit._append(conn, head, [event], [chain.content_digest(event)])
+
+
 def test_a_head_moved_behind_the_writers_back_fails_the_batch_and_is_reloaded(world):
-    """The database moves a chain's head only from where the writer last left it."""
+    """The database moves a chain's head only from where its writer last left it: an
+    append by anyone else makes the writer reload, never fork the chain."""
 
     first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
-    committer = group_commit.committer()
-    assert committer._head is not None
-    committer._head.seq = 0  # a stale idea of the head (as if another writer had appended)
-    # Refused as a batch, then written alone on a fresh connection with the reloaded head.
+    rogue = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    _rogue_append(rogue, group_commit._Head(chain=first.chain, seq=1, last_hash=first.entry_hash))
+    # The writer's next batch is refused, then written again with the reloaded head.
     second = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
-    assert (second.chain, second.chain_seq, second.prev_hash) == (first.chain, 2, first.entry_hash)
+    assert (second.chain, second.chain_seq, second.prev_hash) == (first.chain, 3, rogue.entry_hash)
+    ok, printed = verify()
+    assert ok and "OK: 3 events" in printed, printed
+
+
+def test_the_head_moves_only_from_the_exact_link_seq_and_hash(world):
+    first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    wrong = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    import psycopg
+
+    with pytest.raises(psycopg.errors.SerializationFailure, match="no longer at seq 1"):
+        _rogue_append(wrong, group_commit._Head(chain=first.chain, seq=1, last_hash="f" * 64))
+    assert AccessEvent.objects.count() == 1
     ok, printed = verify()
     assert ok, printed
+
+
+def test_a_database_that_does_not_answer_times_the_writer_out(world, settings):
+    """A network that swallows packets must not hold the writer (and every request of its
+    process) until TCP gives up: the wait has a deadline of its own."""
+    from django.db import connections as conns
+
+    settings.AUDIT_STATEMENT_TIMEOUT_MS = 100  # deadline: 0.1 s + 1 s
+    conn = conns["default"]
+    conn.ensure_connection()
+    started = time.monotonic()
+    import psycopg
+
+    with pytest.raises(psycopg.OperationalError, match="timed out waiting for the database"):
+        group_commit._timed(conn.connection, lambda pg: pg.send_query(b"SELECT pg_sleep(5)"))
+    assert 1.0 <= time.monotonic() - started < 3
+    conn.close()
+
+
+def test_what_is_stored_is_what_was_hashed_for_awkward_content(world):
+    """Floats jsonb would rewrite, keys of mixed types, text overflowing its column with
+    spaces (PostgreSQL would cut them silently), IPv6 and IPv4-mapped client addresses."""
+    request = _request(world)
+    events = [
+        record_event(
+            request=request,
+            event_type="patient_lookup",
+            outcome="granted",
+            reason_code="invalid_x" + " " * 60,
+            details={1: "one", "f": 1e20, "z": -0.0, "n": [0.1, {"k": 2.5}], "u": "\u2028 æøå"},
+        )
+    ]
+    for address in ("2001:db8::1", "::ffff:10.0.0.1"):
+        request = RequestFactory().get("/", REMOTE_ADDR=address)
+        request.user = world.fastlege
+        request.session = {}
+        events.append(record_event(request=request, event_type="patient_lookup", outcome="granted"))
+    stored = AccessEvent.objects.get(pk=events[0].pk)
+    assert stored.details["1"] == "one" and stored.details["f"] == "1e+20"
+    assert len(stored.reason_code) == 50
+    ok, printed = verify()
+    assert ok and "OK: 3 events" in printed, printed
 
 
 def test_the_append_function_inserts_every_column_of_the_model(world):
@@ -295,8 +357,8 @@ def test_the_production_role_can_run_the_group_writer_and_still_not_rewrite_the_
                 f'"entry_hash":"{event.entry_hash}"}}'
             )
             cursor.execute(
-                "SELECT new_id FROM audit_append_batch(%s::smallint, %s::bigint, %s::varchar, %s::jsonb)",
-                [claimed, seq, event.entry_hash, f"[{row}]"],
+                "SELECT new_id FROM audit_append_batch(%s::smallint, %s::bigint, %s::varchar, %s::varchar, %s::jsonb)",
+                [claimed, seq, last, event.entry_hash, f"[{row}]"],
             )
             [(new_id,)] = cursor.fetchall()
             with pytest.raises(DatabaseError, match="permission denied"):
@@ -356,3 +418,29 @@ def test_with_the_database_gone_a_batch_fails_at_once_not_event_by_event(world, 
     group_commit.GroupCommitter()._write_batch(batch)
     assert calls == [5, 5]
     assert all(p.is_answered() and isinstance(p.error, OperationalError) for p in batch)
+
+
+def test_verify_while_writers_append_sees_one_view_and_no_false_break(world):
+    stop = threading.Event()
+    written = []
+
+    def writer() -> None:
+        request = _request(world)
+        try:
+            while not stop.is_set():
+                written.append(record_event(request=request, event_type="patient_lookup", outcome="granted"))
+        finally:
+            connections.close_all()
+
+    threads = [threading.Thread(target=writer) for _ in range(4)]
+    for thread in threads:
+        thread.start()
+    try:
+        time.sleep(0.3)
+        results = [verify() for _ in range(5)]
+    finally:
+        stop.set()
+        for thread in threads:
+            thread.join()
+    assert all(ok for ok, _ in results), [printed for ok, printed in results if not ok]
+    assert len(written) > 50

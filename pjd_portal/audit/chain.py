@@ -19,6 +19,7 @@ link that `verify_audit` finds; the chain heads also catch a deleted tail.
 
 from __future__ import annotations
 
+import contextlib
 import datetime
 import functools
 import hashlib
@@ -27,7 +28,7 @@ import json
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.db import connection
+from django.db import connection, transaction
 
 from pjd_portal.audit.models import AccessEvent, AuditChainHead
 
@@ -84,7 +85,26 @@ def chain_for(patient_national_id: str, actor_pid: str) -> int:
 
 @functools.lru_cache(maxsize=4096)
 def _ip(value: str) -> str:
-    return ipaddress.ip_address(value).compressed
+    """An address as the hash covers it, the same on every Python version: IPv4 dotted,
+    IPv6 as RFC 5952 hextets (also when IPv4-mapped, which Python 3.13 started to print
+    dotted; the hashes were made with 3.11, which printed hextets)."""
+
+    address = ipaddress.ip_address(value)
+    if address.version == 4:
+        return str(address)
+    hextets = [format(int(h, 16), "x") for h in address.exploded.split(":")]
+    best_start, best_len, start = -1, 1, -1  # the longest run of 2+ zero groups, first wins
+    for i, h in enumerate([*hextets, "end"]):
+        if h == "0":
+            start = i if start < 0 else start
+            continue
+        if start >= 0 and i - start > best_len:
+            best_start, best_len = start, i - start
+        start = -1
+    if best_start < 0:
+        return ":".join(hextets)
+    head, tail = hextets[:best_start], hextets[best_start + best_len :]
+    return ":".join(head) + "::" + ":".join(tail)
 
 
 def canonical_content(event: AccessEvent, fields: tuple[str, ...] = HASHED_FIELDS) -> str:
@@ -232,3 +252,19 @@ def verify_all(starts: dict[int, tuple[int, str]] | None = None) -> tuple[int, l
         if link is not None:
             broken.append(link)
     return checked, broken
+
+
+@contextlib.contextmanager
+def consistent_snapshot() -> Iterator[None]:
+    """One view of the whole log for a check while writers go on appending: without it,
+    events committed between reading the heads and reading a chain look like a head that
+    fell behind its chain. PostgreSQL: a read-only REPEATABLE READ transaction. SQLite (the
+    one-user demo) reads as it is: a long read there would hold its writers back."""
+
+    if connection.vendor != "postgresql" or connection.in_atomic_block:
+        yield
+        return
+    with transaction.atomic():
+        with connection.cursor() as cursor:
+            cursor.execute("SET TRANSACTION ISOLATION LEVEL REPEATABLE READ, READ ONLY")
+        yield

@@ -24,8 +24,11 @@ from __future__ import annotations
 
 import logging
 import os
+import select
 import threading
+import time
 from collections import deque
+from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -33,8 +36,8 @@ import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
-from psycopg.pq import ExecStatus, TransactionStatus
-from psycopg.pq.abc import PGresult
+from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
+from psycopg.pq.abc import PGconn, PGresult
 
 from pjd_portal.audit import chain
 from pjd_portal.audit.models import AccessEvent
@@ -94,8 +97,9 @@ class GroupCommitter:
         self._thread: threading.Thread | None = None
         self._pid = 0
         self._stopping = False
-        self._head: _Head | None = None
-        self._head_for_connection: object = None
+        # Each writer thread's own chain head and the connection it was claimed on.
+        self._local = threading.local()
+        os.register_at_fork(after_in_child=self._after_fork)
         # Figures for the benchmark and the tests: commits made and events they held.
         self.commits = 0
         self.events = 0
@@ -105,7 +109,10 @@ class GroupCommitter:
     def write(self, event: AccessEvent) -> None:
         """Return once `event` is committed; raise GroupCommitFailed otherwise."""
 
-        pending = _Pending(event)
+        try:
+            pending = _Pending(event)
+        except (TypeError, ValueError) as exc:  # content that cannot be hashed: never a 500
+            raise GroupCommitFailed(type(exc).__name__) from exc
         with self._cond:
             self._ensure_thread()
             self._queue.append(pending)
@@ -117,6 +124,15 @@ class GroupCommitter:
             raise GroupCommitFailed("timed out waiting for the audit commit")
         if pending.error is not None:
             raise GroupCommitFailed(type(pending.error).__name__) from pending.error
+
+    def _after_fork(self) -> None:
+        # The child has none of the parent's threads, and the parent's lock may have been
+        # held at the fork: start from nothing (the child's first write starts its writer).
+        self._cond = threading.Condition()
+        self._queue = deque()
+        self._thread = None
+        self._pid = os.getpid()
+        self._local = threading.local()
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # a forked worker: the parent's thread is not here
@@ -212,24 +228,34 @@ class GroupCommitter:
 
         conn.ensure_connection()
         raw = conn.connection
-        if self._head is None or self._head_for_connection is not raw:
-            with psycopg.Cursor(raw) as cursor:
-                # A head row locked by someone else's long transaction must not hold every
-                # request in this process: the batch fails after lock_timeout and is retried.
-                cursor.execute(
-                    "SELECT set_config('lock_timeout', %s, false), set_config('statement_timeout', %s, false)",
-                    [f"{settings.AUDIT_LOCK_TIMEOUT_MS}ms", f"{settings.AUDIT_STATEMENT_TIMEOUT_MS}ms"],
-                )
-                cursor.execute(
-                    "SELECT * FROM audit_claim_writer_chain(%s, %s)",
-                    [chain.WRITER_CHAINS.start, chain.WRITER_CHAINS.stop - 1],
-                )
-                row = cursor.fetchone()
-            _check(raw.pgconn.prepare(_APPEND_NAME, _APPEND.encode()), raw)
-            assert row is not None
-            self._head = _Head(chain=int(row[0]), seq=int(row[1]), last_hash=str(row[2]))
-            self._head_for_connection = raw
-        return self._head
+        local = self._local
+        if getattr(local, "head", None) is None or local.connection is not raw:
+            # A head row locked by someone else's long transaction must not hold every
+            # request in this process: the batch fails after lock_timeout and is retried.
+            timeouts = [
+                f"{settings.AUDIT_LOCK_TIMEOUT_MS}ms".encode(),
+                f"{settings.AUDIT_STATEMENT_TIMEOUT_MS}ms".encode(),
+            ]
+            _timed(
+                raw,
+                lambda pg: pg.send_query_params(
+                    b"SELECT set_config('lock_timeout', $1, false), set_config('statement_timeout', $2, false)",
+                    timeouts,
+                ),
+            )
+            claimed = _timed(
+                raw,
+                lambda pg: pg.send_query_params(
+                    b"SELECT * FROM audit_claim_writer_chain($1, $2)",
+                    [str(chain.WRITER_CHAINS.start).encode(), str(chain.WRITER_CHAINS.stop - 1).encode()],
+                ),
+            )
+            _timed(raw, lambda pg: pg.send_prepare(_APPEND_NAME, _APPEND.encode()))
+            values = [claimed.get_value(0, i) or b"" for i in range(3)]
+            local.head = _Head(chain=int(values[0]), seq=int(values[1]), last_hash=values[2].decode())
+            local.connection = raw
+        head: _Head = local.head
+        return head
 
     def _reset_connection(self) -> None:
         # After a failure the connection may be broken or mid-transaction: start afresh.
@@ -238,8 +264,8 @@ class GroupCommitter:
             connections[self.alias].close()
         except Exception:  # noqa: BLE001 - closing a dead connection may itself fail
             logger.warning("audit writer: closing the failed connection failed")
-        self._head = None
-        self._head_for_connection = None
+        self._local.head = None
+        self._local.connection = None
 
     @staticmethod
     def _answer(batch: list[_Pending], error: BaseException | None) -> None:
@@ -252,16 +278,42 @@ class GroupCommitter:
             pending.answer(error)
 
 
-# Migration 0013. Prepared by name on each new connection and run straight through
-# libpq: the call waits for the database without holding Python's GIL, so the requests'
-# threads go on making the next batch meanwhile.
+# Migrations 0013/0014. Prepared by name on each new connection and run straight through
+# libpq: the wait for the database is without Python's GIL, so the requests' threads go
+# on making the next batch meanwhile.
 _APPEND_NAME = b"pjd_audit_append_batch"
 _APPEND = (
-    "SELECT new_id, new_event_id FROM audit_append_batch($1::smallint, $2::bigint, $3::varchar, $4::jsonb)"
+    "SELECT new_id, new_event_id "
+    "FROM audit_append_batch($1::smallint, $2::bigint, $3::varchar, $4::varchar, $5::jsonb)"
 )
 
 
-def _check(result: PGresult, raw: psycopg.Connection[Any]) -> PGresult:
+def _timed(raw: psycopg.Connection[Any], send: Callable[[PGconn], None]) -> PGresult:
+    """Send one command through libpq and wait for its answer, but not for ever: a network
+    that swallows packets (no reset, no answer) would otherwise hold this writer, and so
+    every request of the process, until TCP gives up (minutes). The wait is in select(),
+    without Python's GIL. On time-out the connection is useless; the caller closes it."""
+
+    pg = raw.pgconn
+    deadline = time.monotonic() + settings.AUDIT_STATEMENT_TIMEOUT_MS / 1000 + 1.0
+    send(pg)
+    while pg.flush():  # the connection is non-blocking: push the rest of the command out
+        if not select.select([], [pg.socket], [], max(0.0, deadline - time.monotonic()))[1]:
+            raise psycopg.OperationalError("audit write timed out sending")
+    result: PGresult | None = None
+    while True:
+        while pg.is_busy():
+            if not select.select([pg.socket], [], [], max(0.0, deadline - time.monotonic()))[0]:
+                raise psycopg.OperationalError("audit write timed out waiting for the database")
+            pg.consume_input()
+        next_result = pg.get_result()
+        if next_result is None:
+            break
+        if result is None or result.status in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
+            result = next_result  # keep the first failure, if any
+    if result is None or pg.status != ConnStatus.OK:
+        # A connection that died answers without an SQLSTATE: say so as what it is.
+        raise psycopg.OperationalError(pg.error_message.decode(errors="replace") or "connection lost")
     if result.status not in (ExecStatus.COMMAND_OK, ExecStatus.TUPLES_OK):
         raise psycopg.errors.error_from_result(result, encoding=raw.info.encoding)
     return result
@@ -293,8 +345,14 @@ def _append(
     raw = conn.connection
     assert raw is not None and raw.autocommit  # Django's default: the statement commits
     assert raw.pgconn.transaction_status == TransactionStatus.IDLE
-    params = [str(head.chain).encode(), str(head.seq).encode(), last.encode(), f"[{','.join(rows)}]".encode()]
-    result = _check(raw.pgconn.exec_prepared(_APPEND_NAME, params), raw)
+    params = [
+        str(head.chain).encode(),
+        str(head.seq).encode(),
+        head.last_hash.encode(),
+        last.encode(),
+        f"[{','.join(rows)}]".encode(),
+    ]
+    result = _timed(raw, lambda pg: pg.send_query_prepared(_APPEND_NAME, params))
     ids = {result.get_value(i, 1): int(result.get_value(i, 0) or 0) for i in range(result.ntuples)}
     head.seq, head.last_hash = seq, last
     for event in events:

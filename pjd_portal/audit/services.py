@@ -19,6 +19,7 @@ from typing import Any, ParamSpec
 
 from django.conf import settings
 from django.db import DatabaseError, connection, transaction
+from django.db.models import CharField
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -46,7 +47,11 @@ def _client_ip(request: HttpRequest) -> str | None:
             return ipaddress.ip_address(candidate).compressed
         except ValueError:
             logger.warning("unparseable X-Forwarded-For entry; logging the proxy's address")
-    return request.META.get("REMOTE_ADDR") or None
+    remote = request.META.get("REMOTE_ADDR") or ""
+    try:
+        return ipaddress.ip_address(remote).compressed if remote else None
+    except ValueError:
+        return None  # not an address (a misconfigured server): logged as unknown, not a 500
 
 
 def _authorizations(request: HttpRequest, user: User) -> frozenset[str]:
@@ -118,9 +123,37 @@ def build_event(
         client_ip=_client_ip(request),
         # A NUL cannot be stored in PostgreSQL text: it must not make the event unwritable.
         user_agent=request.META.get("HTTP_USER_AGENT", "").replace("\x00", "")[:300],
-        details=details or {},
+        details=plain_details(details or {}),
     )
+    # The database must store exactly what is hashed: PostgreSQL silently cuts trailing
+    # spaces that overflow a varchar, so every text is cut to its column here instead.
+    for attname, max_length in _CHAR_FIELDS:
+        value = getattr(event, attname)
+        if isinstance(value, str) and len(value) > max_length:
+            setattr(event, attname, value[:max_length])
     return event
+
+
+_CHAR_FIELDS = [
+    (f.attname, f.max_length)
+    for f in AccessEvent._meta.concrete_fields
+    if isinstance(f, CharField) and f.max_length is not None
+]
+
+
+def plain_details(value: Any) -> Any:
+    """Details as JSON that comes back from the database exactly as it went in (and so
+    hashes the same when verified): text keys; strings, integers, booleans and null;
+    anything else (a float, which jsonb may rewrite as 1e20 -> 100000000000000000000, a
+    date, a UUID) as its text."""
+
+    if isinstance(value, dict):
+        return {str(k): plain_details(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [plain_details(v) for v in value]
+    if value is None or isinstance(value, (str, bool, int)):
+        return value
+    return str(value)
 
 
 def _written(build: Callable[P, AccessEvent]) -> Callable[P, AccessEvent]:

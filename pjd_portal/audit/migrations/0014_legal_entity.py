@@ -3,8 +3,9 @@
 The organisation acted for stays in organisation_*; a sub-unit's legal entity (its
 parent) goes in legal_entity_*. Both columns are added with an empty default, which on
 PostgreSQL 11+ rewrites nothing, however large the log. The group writer's function
-inserts them too (it replaces the one of 0013). They are hashed only when set, so every
-earlier event's hash still holds (audit/chain.py).
+inserts them too, and now moves a head only from the exact link the writer left it at
+(seq and hash; it replaces the one of 0013). The new columns are hashed only when set,
+so every earlier event's hash still holds (audit/chain.py).
 """
 
 import importlib
@@ -12,14 +13,18 @@ import importlib
 from django.db import migrations, models
 
 FUNCTION = r"""
-CREATE OR REPLACE FUNCTION audit_append_batch(p_chain smallint, p_old_seq bigint, p_last_hash varchar, p_rows jsonb)
+-- 0013's had no p_old_hash: the head is now moved only from the exact link it was at.
+DROP FUNCTION IF EXISTS audit_append_batch(smallint, bigint, varchar, jsonb);
+CREATE OR REPLACE FUNCTION audit_append_batch(
+  p_chain smallint, p_old_seq bigint, p_old_hash varchar, p_last_hash varchar, p_rows jsonb
+)
 RETURNS TABLE (new_id bigint, new_event_id uuid)
 LANGUAGE plpgsql AS $$
 BEGIN
   UPDATE audit_auditchainhead AS h SET seq = p_old_seq + jsonb_array_length(p_rows), last_hash = p_last_hash
-   WHERE h.chain = p_chain AND h.seq = p_old_seq;
+   WHERE h.chain = p_chain AND h.seq = p_old_seq AND h.last_hash = p_old_hash;
   IF NOT FOUND THEN
-    RAISE EXCEPTION 'audit chain % is no longer at seq %', p_chain, p_old_seq
+    RAISE EXCEPTION 'audit chain % is no longer at seq % with that hash', p_chain, p_old_seq
       USING ERRCODE = 'serialization_failure';
   END IF;
   RETURN QUERY
@@ -57,6 +62,9 @@ def forward(apps, schema_editor):  # type: ignore[no-untyped-def]
 def backward(apps, schema_editor):  # type: ignore[no-untyped-def]
     if schema_editor.connection.vendor == "postgresql":
         migration = importlib.import_module("pjd_portal.audit.migrations.0013_group_writer_functions")
+        schema_editor.execute(
+            "DROP FUNCTION IF EXISTS audit_append_batch(smallint, bigint, varchar, varchar, jsonb)", params=None
+        )
         schema_editor.execute(migration.FUNCTIONS, params=None)
 
 

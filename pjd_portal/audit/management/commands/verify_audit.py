@@ -10,7 +10,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError
 
 from pjd_portal.audit.anchors import AnchorInvalid, check_anchor, load_anchor, starts
-from pjd_portal.audit.chain import verify_all
+from pjd_portal.audit.chain import consistent_snapshot, verify_all
 
 
 class Command(BaseCommand):
@@ -41,10 +41,11 @@ class Command(BaseCommand):
                 anchors.append((path, load_anchor(Path(path).read_text(encoding="utf-8"))))
             except (OSError, AnchorInvalid) as exc:
                 raise CommandError(f"anchor {path}: {exc}") from exc
-        checked, broken = verify_all(starts(anchors[-1][1]) if options["from_anchor"] else None)
-        problems = [f"BROKEN {link}" for link in broken]
-        for path, anchor in anchors:
-            problems += [f"BROKEN against anchor {path}: {b}" for b in check_anchor(anchor)]
+        with consistent_snapshot():  # the chains, their heads and the anchors: one view
+            checked, broken = verify_all(starts(anchors[-1][1]) if options["from_anchor"] else None)
+            problems = [f"BROKEN {link}" for link in broken]
+            for path, anchor in anchors:
+                problems += [f"BROKEN against anchor {path}: {b}" for b in check_anchor(anchor)]
         seconds = time.monotonic() - started
         if problems:
             for problem in problems:
