@@ -181,3 +181,22 @@ def test_events_from_before_the_legal_entity_keep_their_hashes(world):
     content["client_ip"] = event.client_ip or ""
     before = json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
     assert chain.entry_hash(event) == hashlib.sha256(before.encode()).hexdigest() == event.entry_hash
+
+
+def test_a_patient_or_document_the_log_refers_to_cannot_be_deleted(world):
+    """No database foreign keys on the log (migration 0015), but the ORM still refuses."""
+    from django.db.models import ProtectedError
+
+    from tests.conftest import add_document
+
+    doc = add_document(world)
+    request = RequestFactory().get("/")
+    request.user = world.fastlege
+    request.session = {}
+    record_event(
+        request=request, event_type="document_open", outcome="granted", patient=world.patient, document=doc
+    )
+    for referred in (doc, world.patient):
+        with pytest.raises(ProtectedError) as refused:
+            referred.delete()
+        assert any(isinstance(o, AccessEvent) for o in refused.value.protected_objects)

@@ -83,8 +83,16 @@ class AccessEvent(models.Model):
     legal_entity_orgnr = models.CharField(max_length=9, blank=True, default="", db_default="")
     legal_entity_name = models.CharField(max_length=200, blank=True, default="", db_default="")
     # whom
+    # No database foreign keys (migration 0015): each would lock the referred row for every
+    # event written. The row copies what it needs (national id, source); PROTECT still
+    # stops the ORM from deleting a patient, document or attest the log refers to.
     patient = models.ForeignKey(
-        "patients.Patient", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "patients.Patient",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     patient_national_id = models.CharField(max_length=11, blank=True)
     # what
@@ -94,6 +102,7 @@ class AccessEvent(models.Model):
         blank=True,
         on_delete=models.PROTECT,
         related_name="+",
+        db_constraint=False,
     )
     source_orgnr = models.CharField(max_length=9, blank=True)
     # why
@@ -101,7 +110,12 @@ class AccessEvent(models.Model):
     purpose_of_use = models.CharField(max_length=10, blank=True)
     reason_text = models.TextField(blank=True)
     attest = models.ForeignKey(
-        "access.AccessAttest", null=True, blank=True, on_delete=models.PROTECT, related_name="+"
+        "access.AccessAttest",
+        null=True,
+        blank=True,
+        on_delete=models.PROTECT,
+        related_name="+",
+        db_constraint=False,
     )
     # how
     request_id = models.CharField(max_length=64, blank=True)

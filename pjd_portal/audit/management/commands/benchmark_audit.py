@@ -248,6 +248,10 @@ class Command(BaseCommand):
             for shape, procs, threads, count in shapes:
                 seconds, latencies, commits, events = self._run_writers(user, patients, procs, threads, count)
                 written = len(latencies)
+                if written < count // (procs * threads) * procs * threads:
+                    raise CommandError(
+                        f"{shape}: only {written:,} of the events were written (see the errors above)"
+                    )
                 batch = f", {events / max(commits, 1):.1f} events/commit" if group else ""
                 self.stdout.write(
                     f"single-event writes, {label}, {shape}: {written:,} in {seconds:.2f} s = "
