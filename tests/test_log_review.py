@@ -909,3 +909,10 @@ def test_context_signals_are_not_shown_for_another_organisations_staff(world, se
     found = signals_by_event(world)
     assert shared.pk in found
     assert not set(found[shared.pk]) & risk.CONTEXT_SIGNALS
+
+
+def test_a_tampered_page_link_shows_nothing_and_is_logged(world, as_auditor):
+    response = as_auditor.post(SEARCH, {"cursor": "tampered"})
+    assert response.status_code == 400
+    [event] = AccessEvent.objects.filter(event_type=EventType.LOG_SEARCH)
+    assert (event.outcome, event.reason_code) == (Outcome.INVALID, "invalid_cursor")

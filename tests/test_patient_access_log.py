@@ -1050,6 +1050,19 @@ def test_the_printed_log_withholds_documents_kept_from_the_patient(world, as_pri
     assert "Kari Fastlege" in body
 
 
+def test_the_printed_log_with_a_tampered_page_link_shows_nothing_and_is_logged(world, as_privacy_officer):
+    record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=add_document(world))
+    response = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID, "cursor": "tampered"})
+    assert response.status_code == 400
+    assert "Kari Fastlege" not in response.content.decode()
+    [event] = AccessEvent.objects.filter(details__log_read="privacy_officer")
+    assert (event.outcome, event.reason_code, event.patient_id) == (
+        Outcome.INVALID,
+        "invalid_cursor",
+        world.patient.pk,
+    )
+
+
 def test_the_printed_log_names_a_remote_document_the_patient_may_see(world, as_privacy_officer):
     _remote_open(world, ConfidentialityCode.NORMAL)
     body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()

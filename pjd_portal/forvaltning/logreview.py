@@ -216,6 +216,16 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
             staff, filters, thresholds=thresholds, cursor=cursor, limit=settings.LOG_REVIEW_PAGE_SIZE
         )
     except InvalidCursor:
+        # A forged or stale page link: nothing is shown, and the attempt is logged.
+        record_event(
+            request=request,
+            event_type=EventType.LOG_SEARCH,
+            outcome=Outcome.INVALID,
+            reason_code="invalid_cursor",
+            patient=patient,
+            patient_national_id=filters.patient_national_id,
+            details={"filters": _audit_details(form)},
+        )
         form.add_error(None, _("The page could not be shown. Search again from the first page."))
         return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     record_event_committed(

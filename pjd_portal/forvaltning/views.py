@@ -136,6 +136,14 @@ def patient_access_log(request: HttpRequest) -> HttpResponse:
     try:
         page = patient_log_page(patient.pk, cursor=cursor, limit=settings.PATIENT_LOG_PAGE_SIZE)
     except InvalidCursor:
+        # A forged or stale page link: nothing is shown, and the attempt is logged.
+        record_log_read(
+            request=request,
+            outcome=Outcome.INVALID,
+            channel=CHANNEL,
+            patient=patient,
+            reason_code="invalid_cursor",
+        )
         form.add_error(None, _("The page could not be shown. Search again from the first page."))
         return render(request, template, {"form": form}, status=400)
     record_log_read(
