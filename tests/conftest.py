@@ -198,6 +198,16 @@ def add_document(
     return doc
 
 
+def add_sub_unit(world: World) -> Organisation:
+    """A sub-unit (underenhet) of the hospital: the point of care, its legal entity the parent."""
+    return Organisation.objects.create(
+        orgnr="974589095",
+        name="OUS, Akuttmottaket",
+        kind=OrganisationKind.HELSEFORETAK,
+        parent=world.hospital,
+    )
+
+
 def login(client: Client, user: User, org: Organisation) -> Client:
     client.force_login(user)
     session = client.session

@@ -143,14 +143,9 @@ def _event_for(world, organisation):
 
 
 def test_an_event_at_a_sub_unit_records_the_point_of_care_and_its_legal_entity(world):
-    from pjd_portal.accounts.models import Organisation, OrganisationKind
+    from tests.conftest import add_sub_unit
 
-    unit = Organisation.objects.create(
-        orgnr="974589095",
-        name="OUS, Akuttmottaket",
-        kind=OrganisationKind.HELSEFORETAK,
-        parent=world.hospital,
-    )
+    unit = add_sub_unit(world)
     stored = AccessEvent.objects.get(pk=_event_for(world, unit).pk)
     assert (stored.organisation_orgnr, stored.organisation_name) == ("974589095", "OUS, Akuttmottaket")
     assert (stored.legal_entity_orgnr, stored.legal_entity_name) == (

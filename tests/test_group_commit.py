@@ -17,7 +17,7 @@ from django.test import Client, RequestFactory
 from pjd_portal.audit import chain, group_commit
 from pjd_portal.audit.models import AccessEvent
 from pjd_portal.audit.services import AuditWriteFailed, build_event, record_event, record_event_committed
-from tests.conftest import FAKE_PDF, World, add_document, login, lookup_and_attest
+from tests.conftest import FAKE_PDF, World, add_document, add_sub_unit, login, lookup_and_attest
 from tests.test_audit_integrity import verify
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
@@ -375,14 +375,7 @@ def test_the_production_role_can_run_the_group_writer_and_still_not_rewrite_the_
 
 
 def test_the_group_writer_records_the_legal_entity_of_a_sub_unit(world):
-    from pjd_portal.accounts.models import Organisation, OrganisationKind
-
-    unit = Organisation.objects.create(
-        orgnr="974589095",
-        name="OUS, Akuttmottaket",
-        kind=OrganisationKind.HELSEFORETAK,
-        parent=world.hospital,
-    )
+    unit = add_sub_unit(world)
     at_unit = record_event(
         request=_request(world), event_type="document_list", outcome="granted", organisation=unit
     )

@@ -49,6 +49,7 @@ from tests.conftest import (
     OTHER_PATIENT_ID,
     UNKNOWN_PATIENT_ID,
     add_document,
+    add_sub_unit,
     comparable,
     login,
     lookup_and_attest,
@@ -426,12 +427,7 @@ def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_
 
 
 def test_a_sub_unit_is_part_of_its_legal_entity_in_the_audit_event(world):
-    unit = Organisation.objects.create(
-        orgnr="974589095",
-        name="OUS, Akuttmottaket",
-        kind=OrganisationKind.HELSEFORETAK,
-        parent=world.hospital,
-    )
+    unit = add_sub_unit(world)
     event = record(world, T0, EventType.DOCUMENT_LIST, patient=world.patient, org=unit)
     resource = fhir.audit_event(_loaded(event))
     validate_event(resource)
@@ -443,12 +439,7 @@ def test_a_sub_unit_is_part_of_its_legal_entity_in_the_audit_event(world):
 
 
 def test_the_printed_log_names_the_legal_entity_of_a_sub_unit(world, as_privacy_officer):
-    unit = Organisation.objects.create(
-        orgnr="974589095",
-        name="OUS, Akuttmottaket",
-        kind=OrganisationKind.HELSEFORETAK,
-        parent=world.hospital,
-    )
+    unit = add_sub_unit(world)
     record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, org=unit, document=add_document(world))
     body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()
     assert "OUS, Akuttmottaket" in body and f"del av {world.hospital.name}" in body
