@@ -7,14 +7,15 @@ Here each process has one writer thread with its own database connection and its
 hash chain (claimed with an advisory lock, so no writer waits on another's chain head). A
 request hands its event over and waits; the writer takes every event that is waiting,
 links them onto its chain, and writes them, moves the head on and commits in one
-statement, one round trip (migration 0013); then each waiting request is told its own
+statement, one round trip (migrations 0013, 0014); then each waiting request is told its own
 event is committed (or that it failed). Nothing is delayed to make a batch: a lone event
 is written at once, and events that arrive while a commit is under way form the next.
 
 The guarantee is unchanged: `write` returns only after the COMMIT that holds the event has
-succeeded. If a batch fails, each of its events is written again on its own, so one bad
-event (or a lost connection) fails no one else's; an event that still fails raises
-`GroupCommitFailed` in its own request.
+succeeded. A batch that fails on its connection (lost, or its head moved) is tried once
+more whole on a fresh one; one that fails on its content is tried event by event, so one
+bad event fails no one else's. An event that still fails raises `GroupCommitFailed` in
+its own request, and so does one not committed within AUDIT_WRITE_TIMEOUT.
 
 Only events written outside any transaction come here (audit/services.py decides): an
 event inside a transaction must commit or roll back with the work it describes.
