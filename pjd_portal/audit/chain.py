@@ -84,7 +84,7 @@ def chain_for(patient_national_id: str, actor_pid: str) -> int:
 
 
 @functools.lru_cache(maxsize=4096)
-def _ip(value: str) -> str:
+def canonical_ip(value: str) -> str:
     """An address as the hash covers it, the same on every Python version: IPv4 dotted,
     IPv6 as RFC 5952 hextets (also when IPv4-mapped, which Python 3.13 started to print
     dotted; the hashes were made with 3.11, which printed hextets)."""
@@ -121,7 +121,7 @@ def canonical_content(event: AccessEvent, fields: tuple[str, ...] = HASHED_FIELD
     if isinstance(occurred_at, datetime.datetime):
         content["occurred_at"] = occurred_at.astimezone(datetime.UTC).isoformat(timespec="microseconds")
     content["event_id"] = str(content["event_id"])
-    content["client_ip"] = _ip(content["client_ip"]) if content["client_ip"] else ""
+    content["client_ip"] = canonical_ip(content["client_ip"]) if content["client_ip"] else ""
     return json.dumps(content, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=str)
 
 

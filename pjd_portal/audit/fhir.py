@@ -219,7 +219,7 @@ def _contained_actor(event: AccessEvent) -> tuple[list[JSON], JSON | None]:
         if event.organisation_name:
             organisation["name"] = event.organisation_name
         legal_entity: list[JSON] = []
-        if event.legal_entity_orgnr and event.legal_entity_orgnr != event.organisation_orgnr:
+        if event.has_separate_legal_entity:
             # The point of care is a sub-unit: its legal entity is the one responsible.
             organisation["partOf"] = {"reference": "#legal-entity"}
             legal_entity.append(

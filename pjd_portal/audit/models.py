@@ -153,6 +153,11 @@ class AccessEvent(models.Model):
     def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
         raise AppendOnlyError("access events cannot be deleted")
 
+    @property
+    def has_separate_legal_entity(self) -> bool:
+        """The organisation acted for is a sub-unit: its legal entity is another one."""
+        return bool(self.legal_entity_orgnr) and self.legal_entity_orgnr != self.organisation_orgnr
+
 
 class AuditChainHead(models.Model):
     """The newest link of one hash chain. The only mutable audit table: appending an

@@ -74,9 +74,7 @@ def log_rows(events: list[AccessEvent]) -> list[LogRow]:
                 actor_hpr_number=event.actor_hpr_number,
                 organisation_name=event.organisation_name,
                 organisation_orgnr=event.organisation_orgnr,
-                legal_entity_name=event.legal_entity_name
-                if event.legal_entity_orgnr and event.legal_entity_orgnr != event.organisation_orgnr
-                else "",
+                legal_entity_name=event.legal_entity_name if event.has_separate_legal_entity else "",
                 document_title=document.title if document is not None else "",
                 document_institution=document.institution_name if document is not None else "",
                 document_withheld=document is not None and document.withheld,
