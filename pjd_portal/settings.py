@@ -309,6 +309,15 @@ DOCUMENT_SOURCE_READ_TIMEOUT = envfloat("PJD_SOURCE_READ_TIMEOUT_SECONDS", 5.0)
 DOCUMENT_SOURCE_RETRIES = envint("PJD_SOURCE_RETRIES", 1)  # idempotent reads only
 DOCUMENT_SOURCE_SEARCH_BUDGET = envfloat("PJD_SOURCE_SEARCH_BUDGET_SECONDS", 8.0)  # all sources together
 DOCUMENT_SOURCE_SEARCH_COUNT = envint("PJD_SOURCE_SEARCH_COUNT", 100)  # _count per page
+# Pages are followed until every current document has arrived or this many of the newest
+# have; the list then says so ("Viser de 2 000 nyeste dokumentene fra ...").
+DOCUMENT_SOURCE_MAX_DOCUMENTS = envint("PJD_SOURCE_MAX_DOCUMENTS", 2000)
+# A source's answer is kept this long for the clinician's own list (sorting, filtering and
+# paging do not ask the source again); a failure only briefly, so a retry asks again.
+DOCUMENT_SOURCE_ANSWER_SECONDS = envint("PJD_SOURCE_ANSWER_SECONDS", 120)
+DOCUMENT_SOURCE_FAILURE_SECONDS = envint("PJD_SOURCE_FAILURE_SECONDS", 20)
+if DOCUMENT_SOURCE_MAX_DOCUMENTS < 1 or DOCUMENT_SOURCE_SEARCH_COUNT < 1:
+    raise ImproperlyConfigured("PJD_SOURCE_MAX_DOCUMENTS and PJD_SOURCE_SEARCH_COUNT must be positive.")
 DOCUMENT_SOURCE_BREAKER_FAILURES = envint("PJD_SOURCE_BREAKER_FAILURES", 3)
 DOCUMENT_SOURCE_BREAKER_COOLDOWN = envfloat("PJD_SOURCE_BREAKER_COOLDOWN_SECONDS", 30.0)
 # The patient's access log: rows per page, on the printable page and in the API.

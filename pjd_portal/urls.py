@@ -52,6 +52,12 @@ documents_patterns = (
     [
         path("<uuid:handle>/", document_views.document_list, name="list"),
         path("<uuid:handle>/dokument/<uuid:document_id>/", document_views.document_open, name="open"),
+        # One remote source's part of the list (an htmx fragment request).
+        path(
+            "<uuid:handle>/kilde/<int:source_id>/liste/",
+            document_views.document_list_source,
+            name="list_source",
+        ),
         # A document at a remote (MHD) source: its source and the source's own id.
         path(
             "<uuid:handle>/kilde/<int:source_id>/dokument/<fhir_id:document_id>/",

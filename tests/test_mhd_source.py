@@ -11,6 +11,7 @@ from __future__ import annotations
 import base64
 import datetime
 import http.server
+import io
 import json
 import os
 import select
@@ -256,7 +257,7 @@ def closed_port_url() -> str:
 
 
 def test_search_by_patient_identifier_parses_document_references(healthy: FhirServer, seeded: Seeded) -> None:
-    documents = client(healthy.base_url).search(PATIENT, access=ACCESS)
+    documents = client(healthy.base_url).search(PATIENT, access=ACCESS).documents
 
     ids = seeded.ids
     # Current documents of this patient only, newest first; the NORS one comes back
@@ -299,22 +300,22 @@ def test_search_by_patient_identifier_parses_document_references(healthy: FhirSe
 
 def test_search_filters_by_category_and_date(healthy: FhirServer, seeded: Seeded) -> None:
     source = client(healthy.base_url)
-    by_category = source.search(PATIENT, access=ACCESS, categories=["A00-1", "C00-1"])
+    by_category = source.search(PATIENT, access=ACCESS, categories=["A00-1", "C00-1"]).documents
     assert {d.document_id for d in by_category} == {
         seeded.ids["epikrise"],
         seeded.ids["blocked"],
         seeded.ids["provesvar"],
     }
-    recent = source.search(PATIENT, access=ACCESS, date_from=datetime.date(2025, 2, 1))
+    recent = source.search(PATIENT, access=ACCESS, date_from=datetime.date(2025, 2, 1)).documents
     assert {d.document_id for d in recent} == {seeded.ids["epikrise"], seeded.ids["provesvar"]}
-    assert source.search("01010199999", access=ACCESS) == []
+    assert source.search("01010199999", access=ACCESS).documents == []
 
 
 def test_requests_carry_access_headers_and_bearer_token(healthy: FhirServer, seeded: Seeded) -> None:
     event_id = str(uuid.uuid4())
     access = AccessContext(basis="AKUTT", event_id=event_id, source_system="pjd-portal-test")
     source = client(healthy.base_url)
-    document = source.search(PATIENT, access=access, categories=["C00-1"])[0]
+    document = source.search(PATIENT, access=access, categories=["C00-1"]).documents[0]
     _, _, chunks = source.retrieve(document, access=access)
     b"".join(chunks)
 
@@ -339,7 +340,7 @@ def test_requests_carry_access_headers_and_bearer_token(healthy: FhirServer, see
 def test_retrieve_streams_the_document(healthy: FhirServer, seeded: Seeded) -> None:
     source = client(healthy.base_url)
     document = next(
-        d for d in source.search(PATIENT, access=ACCESS) if d.document_id == seeded.ids["epikrise"]
+        d for d in source.search(PATIENT, access=ACCESS).documents if d.document_id == seeded.ids["epikrise"]
     )
     content_type, size, chunks = source.retrieve(document, access=ACCESS)
     received = list(chunks)
@@ -351,7 +352,9 @@ def test_retrieve_streams_the_document(healthy: FhirServer, seeded: Seeded) -> N
 
 def test_retrieve_refuses_another_content_type_than_announced(healthy: FhirServer, seeded: Seeded) -> None:
     source = client(healthy.base_url)
-    liar = next(d for d in source.search(PATIENT, access=ACCESS) if d.document_id == seeded.ids["liar"])
+    liar = next(
+        d for d in source.search(PATIENT, access=ACCESS).documents if d.document_id == seeded.ids["liar"]
+    )
     with pytest.raises(SourceError) as raised:
         source.retrieve(liar, access=ACCESS)
     assert raised.value.reason_code == base.WRONG_CONTENT_TYPE
@@ -359,7 +362,7 @@ def test_retrieve_refuses_another_content_type_than_announced(healthy: FhirServe
 
 def test_retrieve_only_from_the_sources_own_base_url(healthy: FhirServer, seeded: Seeded) -> None:
     source = client(healthy.base_url)
-    document = source.search(PATIENT, access=ACCESS)[0]
+    document = source.search(PATIENT, access=ACCESS).documents[0]
     for url in ("http://attacker.example/fhir/R4/Binary/1", closed_port_url() + "/Binary/1"):
         with pytest.raises(SourceError) as raised:
             source.retrieve(replace(document, url=url), access=ACCESS)
@@ -438,7 +441,7 @@ def test_the_breaker_answers_at_once_after_n_failures_then_tries_again(faulty: F
     faulty.set_fault("none")
     now[0] += 31
     assert breaker.state == HALF_OPEN
-    assert len(source.search(PATIENT, access=ACCESS)) == 5
+    assert len(source.search(PATIENT, access=ACCESS).documents) == 5
     assert breaker.state == CLOSED
 
 
@@ -563,10 +566,13 @@ def test_local_source_searches_and_retrieves(world: Any) -> None:
     add_document(world, world.other_patient)
     source = LocalSourceClient(world.source)
 
-    documents = source.search(world.patient.national_id, access=ACCESS)
+    documents = source.search(world.patient.national_id, access=ACCESS).documents
     assert [d.document_id for d in documents][0] == str(epikrise.document_id)
     assert len(documents) == 2
-    assert source.search(world.patient.national_id, access=ACCESS, categories=["A00-1"]) == documents[:1]
+    assert (
+        source.search(world.patient.national_id, access=ACCESS, categories=["A00-1"]).documents
+        == documents[:1]
+    )
 
     content_type, size, chunks = source.retrieve(documents[0], access=ACCESS)
     assert (content_type, size, b"".join(chunks)) == ("application/pdf", 14, b"%PDF-1.4 local")
@@ -643,12 +649,15 @@ def remote_world(world: Any, healthy: FhirServer, faulty: FhirServer, settings: 
     reset_breakers()
 
 
-def _open_list(client: Any) -> tuple[str, str, float]:
+def _open_list(client: Any, *, wait: bool = True) -> tuple[str, str, float]:
+    """Look the patient up, state UNNTAK, open the list. `wait`: the list as a browser
+    without JavaScript gets it (every source asked in the page's own request)."""
+
     from tests.conftest import lookup_and_attest
 
     handle = lookup_and_attest(client, national_id=PATIENT)
     started = time.monotonic()
-    page = client.get(f"/pasient/{handle}/").content.decode()
+    page = client.get(f"/pasient/{handle}/" + ("?wait=1" if wait else "")).content.decode()
     return handle, page, time.monotonic() - started
 
 
@@ -734,7 +743,7 @@ def test_a_source_that_asks_for_dpop_gets_proofs(faulty: FhirServer, seeded: See
     requests.delete(f"{faulty.control_url}/requests", timeout=5)
     faulty.set_fault("dpop")
     source = client(faulty.base_url)
-    documents = source.search(PATIENT, access=ACCESS)
+    documents = source.search(PATIENT, access=ACCESS).documents
     assert documents, "the search succeeds once the proof is sent"
     seen = faulty.requests_seen()
     # The first try (a bearer token) is asked for DPoP; the retry carries a proof.
@@ -826,16 +835,32 @@ def test_a_blocked_clinician_never_reaches_the_remote_source(
 # --- answers a source must not get away with ------------------------------------------------
 
 
-def _fake(monkeypatch: pytest.MonkeyPatch, source: MhdSourceClient, body: bytes) -> None:
+def _fake(
+    monkeypatch: pytest.MonkeyPatch,
+    source: MhdSourceClient,
+    body: bytes,
+    *,
+    status: int = 200,
+    content_type: str = "application/fhir+json",
+    headers: dict[str, str] | None = None,
+) -> list[dict[str, Any]]:
+    """Answer every request of `source` with this body (read as a stream, as from a
+    socket); returns the requests made."""
+
+    made: list[dict[str, Any]] = []
+
     def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
+        made.append({"method": method, "url": url, **kwargs})
         response = requests.Response()
-        response.status_code = 200
-        response.headers["Content-Type"] = "application/fhir+json"
-        response._content = body
+        response.status_code = status
+        response.headers["Content-Type"] = content_type
+        response.headers.update(headers or {})
+        response.raw = io.BytesIO(body)
         response.url = url
         return response
 
     monkeypatch.setattr(source.session, "request", answer)
+    return made
 
 
 def _document_reference(subject: dict[str, Any]) -> dict[str, Any]:
@@ -878,7 +903,7 @@ def test_only_documents_about_the_patient_asked_for_are_kept(
         "entry": [{"resource": _document_reference(subject)}],
     }
     _fake(monkeypatch, source, json.dumps(bundle).encode())
-    assert bool(source.search(PATIENT, access=ACCESS)) is kept
+    assert bool(source.search(PATIENT, access=ACCESS).documents) is kept
 
 
 @pytest.mark.parametrize(

@@ -39,6 +39,9 @@ MATRIX = {
     "documents:open": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
     # No MHD source is configured here: the owner's request names no remote source, 404.
     "documents:open_remote": ("get", [LOGIN_REDIRECT, 404, 404, 403, 403]),
+    # A source's part of the list is an htmx fragment: a plain GET by the owner goes to the
+    # list (tests/test_mhd_source.py has the fragment itself).
+    "documents:list_source": ("get", [LOGIN_REDIRECT, 302, 404, 403, 403]),
     "oidc_authentication_init": ("get", [302, 302, 302, 302, 302]),
     "oidc_authentication_callback": ("get", [403, 403, 403, 403, 403]),
     "set_language": ("post", [302, 302, 302, 302, 302]),
@@ -107,6 +110,8 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
         kwargs = {"handle": handle}
     elif route == "documents:open":
         kwargs = {"handle": handle, "document_id": doc.document_id}
+    elif route == "documents:list_source":
+        kwargs = {"handle": handle, "source_id": world.source.pk}
     elif route == "documents:open_remote":
         kwargs = {"handle": handle, "source_id": world.source.pk, "document_id": "abc-123"}
     elif route == "forvaltning:log_event":

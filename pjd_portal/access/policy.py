@@ -112,6 +112,14 @@ class DocumentFacts:
 SHOWABLE_CONTENT_TYPES = frozenset(
     {"application/pdf", "application/xml", "text/xml", "application/hl7-v3+xml"}
 )
+# A remote document reference that names no content type (FHIR does not require one): it is
+# listed and may be opened, and then only a showable type is taken from the source
+# (`SHOWABLE_CONTENT_TYPES` is what the source is asked for and all that is accepted).
+UNKNOWN_CONTENT_TYPE = ""
+
+
+def content_type_may_be_shown(content_type: str) -> bool:
+    return content_type in SHOWABLE_CONTENT_TYPES or content_type == UNKNOWN_CONTENT_TYPE
 
 
 @dataclass(frozen=True)
@@ -355,7 +363,7 @@ def may_open_document(
         return _deny("category_not_allowed", "")
     if document.confidentiality_code in HIDDEN_CONFIDENTIALITY:
         return _deny("document_blocked", "")
-    if document.content_type not in SHOWABLE_CONTENT_TYPES:
+    if not content_type_may_be_shown(document.content_type):
         return _deny("unsupported_content_type", "")
     start = window_start(document.category, timezone.localtime(now).date())
     if start is not None and document.service_date < start:
@@ -377,7 +385,7 @@ def document_listable(facts: DocumentFacts, today: datetime.date) -> bool:
     return (
         _in_window(facts, today)
         and facts.confidentiality_code not in HIDDEN_CONFIDENTIALITY
-        and facts.content_type in SHOWABLE_CONTENT_TYPES
+        and content_type_may_be_shown(facts.content_type)
     )
 
 

@@ -1,42 +1,55 @@
 """Documents from remote IHE MHD sources in the clinician's list and document view.
 
 A `DocumentSource` whose organisation number is configured in `PJD_MHD_SOURCES` is
-remote: its documents are asked for at the source on every list (never stored here), and
-an open fetches the source's current description of the document before the policy
-decides, then the bytes after the access event is committed. The same policy functions
-decide as for the local store; a source that fails or is slow shows as "… svarer ikke
-akkurat nå" while the other sources' documents show.
+remote: its documents are asked for at the source (never stored in the database), and an
+open fetches the source's current description of the document before the policy decides,
+then the bytes after the access event is committed. The same policy functions decide as
+for the local store.
+
+The list never waits on the slowest source: each source is asked on its own request
+(`ask_source`, from the list's per-source fragment), and its answer is kept for a short
+while for this clinician's list of this patient under this attest (`cached_answer`), so
+that sorting, filtering and paging merge the answers that have arrived without asking the
+sources again. A source that fails, refuses the search or sends fewer documents than it
+has is said so on the list, by source (`SourceListing`).
 """
 
 from __future__ import annotations
 
 import datetime
-import logging
 import uuid
+from collections.abc import Sequence
 from dataclasses import dataclass, field
-from typing import Any
 
 from django.conf import settings
+from django.core.cache import cache
 
 from pjd_portal.access import policy
 from pjd_portal.access.services import PatientAccess
 from pjd_portal.documents.models import DocumentSource
 from pjd_portal.documents.sources import client_for, merge
 from pjd_portal.documents.sources.base import (
+    INTERNAL_ERROR,
+    NEXT_OUTSIDE,
+    SEARCH_REFUSED,
+    SHORT_ANSWER,
     AccessContext,
-    DocumentSourceClient,
     RemoteDocument,
+    SearchResult,
 )
 
 __all__ = [
+    "SourceAnswer",
+    "SourceListing",
     "access_context",
+    "answer_for_list",
+    "ask_sources",
+    "cached_answer",
     "client_for",
-    "listing",
     "merge",
     "remote_sources",
+    "source_listing",
 ]
-
-logger = logging.getLogger(__name__)
 
 
 def remote_sources() -> dict[int, DocumentSource]:
@@ -61,110 +74,178 @@ def access_context(access: PatientAccess, event_id: str | None = None) -> Access
     )
 
 
-@dataclass
-class RemoteListing:
-    documents: list[RemoteDocument] = field(default_factory=list)
-    hidden_count: int = 0
-    failures: list[merge.SourceFailure] = field(default_factory=list)
-    elapsed_seconds: float = 0.0
+@dataclass(frozen=True)
+class SourceAnswer:
+    """What one source answered to one search for the list: its result, or why none."""
 
-
-def listing(
-    access: PatientAccess,
-    listable_source_ids: frozenset[int],
-    remote: dict[int, DocumentSource],
-    today: datetime.date,
-) -> RemoteListing:
-    """The remote sources' documents this clinician may see in the list: the sources that
-    list to them, then per document the same rules as the local list (window, blocked,
-    format), decided by the policy."""
-
-    clients: list[DocumentSourceClient] = [
-        client_for(s) for pk, s in remote.items() if pk in listable_source_ids
-    ]
-    if not clients:
-        return RemoteListing()
-    found = merge.search_sources(clients, access.patient.national_id, access=access_context(access))
-    result = RemoteListing(failures=list(found.failures), elapsed_seconds=found.elapsed_seconds)
-    for document in found.documents:
-        facts = document.facts(access.patient.pk)
-        if policy.document_listable(facts, today):
-            result.documents.append(document)
-        elif policy.document_counted_as_blocked(facts, today):
-            result.hidden_count += 1
-    return result
-
-
-@dataclass
-class ListRow:
-    """One row of the merged list, from the local store or from a remote source."""
-
-    service_date: datetime.date
-    category: str
-    category_label: str
-    type_name: str
-    title: str
-    institution_name: str
-    department: str
-    author: str
     source_id: int
-    document_id: str
-    open_url: str = ""
-
-    def get_category_display(self) -> str:
-        return self.category_label
-
-
-SORT_KEYS = {
-    "date": "service_date",
-    "category": "category",
-    "type": "type_name",
-    "title": "title",
-    "institution": "institution_name",
-    "author": "author",
-}
+    source_name: str
+    result: SearchResult | None
+    failure: str = ""  # a sources.base reason code when there is no result
+    nhn_event_id: str = ""  # the id the source was given (nhn-event-id), for its log
 
 
-def merged_rows(
-    local: list[Any], remote_documents: list[RemoteDocument], *, category: str, sort: str
-) -> list[ListRow]:
-    """The local store's listable documents and the remote sources' in one list, filtered
-    and sorted as the clinician asked (the list's paging then applies to all of them)."""
+def _key(access: PatientAccess, source_id: int, kind: str) -> str:
+    # Bound to the lookup (one clinician, one patient) and to the attest: a new basis asks
+    # the sources again, and nobody else's list can ever read this answer.
+    attest = access.attest.pk if access.attest is not None else 0
+    return f"pjd:source-{kind}:{access.lookup.handle}:{attest}:{source_id}"
 
-    from pjd_portal.documents.models import DocumentCategory  # noqa: PLC0415 - model import
 
-    labels = dict(DocumentCategory.choices)
-    rows = [
-        ListRow(
-            service_date=d.service_date,
-            category=d.category,
-            category_label=str(labels.get(d.category, d.category)),
-            type_name=d.type_name,
-            title=d.title,
-            institution_name=d.institution_name,
-            department=d.department,
-            author=d.author,
-            source_id=d.source_id,
-            document_id=str(d.document_id),
+def cached_answer(access: PatientAccess, source_id: int) -> SourceAnswer | None:
+    answer = cache.get(_key(access, source_id, "answer"))
+    return answer if isinstance(answer, SourceAnswer) else None
+
+
+def _keep(access: PatientAccess, answer: SourceAnswer) -> None:
+    seconds = (
+        settings.DOCUMENT_SOURCE_ANSWER_SECONDS
+        if answer.result is not None
+        else settings.DOCUMENT_SOURCE_FAILURE_SECONDS
+    )
+    cache.set(_key(access, answer.source_id, "answer"), answer, seconds)
+    cache.delete(_key(access, answer.source_id, "pending"))
+
+
+def is_pending(access: PatientAccess, source_id: int) -> bool:
+    """A fragment request for this source is on its way (or was sent, for a browser
+    without JavaScript: the marker lapses after the time a source may take)."""
+
+    return cache.get(_key(access, source_id, "pending")) is not None
+
+
+def mark_pending(access: PatientAccess, source_id: int) -> None:
+    seconds = int(settings.DOCUMENT_SOURCE_SEARCH_BUDGET) + 5
+    cache.set(_key(access, source_id, "pending"), True, seconds)
+
+
+def ask_sources(access: PatientAccess, sources: Sequence[DocumentSource]) -> list[SourceAnswer]:
+    """Ask these sources now, together, within the time budget, and keep their answers.
+    The policy has let this clinician see the patient's documents and these sources'
+    lists; the sources decide nothing."""
+
+    if not sources:
+        return []
+    context = access_context(access)
+    found = merge.search_sources([client_for(s) for s in sources], access.patient.national_id, access=context)
+    failures = {f.source_id: f.reason_code for f in found.failures}
+    answers = []
+    for source in sources:
+        result = found.results.get(source.pk)
+        answer = SourceAnswer(
+            source_id=source.pk,
+            source_name=source.name,
+            result=result,
+            failure="" if result is not None else failures.get(source.pk, INTERNAL_ERROR),
+            nhn_event_id=context.event_id,
         )
-        for d in local
-    ]
-    rows += [
-        ListRow(
-            service_date=d.service_date,
-            category=d.category,
-            category_label=str(labels.get(d.category, d.category)),
-            type_name=d.type_name,
-            title=d.title,
-            institution_name=d.institution_name,
-            department=d.source_name,
-            author=d.author,
-            source_id=d.source_id,
-            document_id=d.document_id,
-        )
-        for d in remote_documents
-        if not category or d.category == category
-    ]
-    key = SORT_KEYS[sort.lstrip("-")]
-    rows.sort(key=lambda r: (getattr(r, key), r.service_date, r.document_id), reverse=sort.startswith("-"))
-    return rows
+        _keep(access, answer)
+        answers.append(answer)
+    return answers
+
+
+def answer_for_list(access: PatientAccess, source: DocumentSource) -> tuple[SourceAnswer, bool]:
+    """The source's answer for this list: the one kept, else asked now. True when the
+    source was asked (and so told of an access)."""
+
+    answer = cached_answer(access, source.pk)
+    if answer is not None:
+        return answer, False
+    return ask_sources(access, [source])[0], True
+
+
+@dataclass
+class SourceListing:
+    """One remote source's part of the clinician's list, after the policy: the documents
+    it may show, the blocked ones counted, and what the list must say about the rest."""
+
+    source_id: int
+    source_name: str
+    state: str  # ANSWERED, FAILED, PENDING
+    documents: list[RemoteDocument] = field(default_factory=list)
+    blocked: int = 0
+    failure: str = ""
+    ceiling: int | None = None
+    total: int | None = None
+    received: int = 0
+    incomplete: str = ""
+    missing: int | None = 0
+    unverified: int = 0
+
+    def event_details(self) -> dict[str, object]:
+        """What the fragment's list event records of this source's answer (counts, never
+        the documents' content)."""
+
+        return {
+            "source_id": self.source_id,
+            "source_answer": self.failure or self.state,
+            "listed": len(self.documents),
+            "blocked": self.blocked,
+            "received": self.received,
+            "total": self.total,
+            "ceiling": self.ceiling,
+            "incomplete": self.incomplete,
+            "missing": self.missing,
+            "unverified": self.unverified,
+        }
+
+    # What the template asks, so that it never compares codes itself.
+    @property
+    def pending(self) -> bool:
+        return self.state == PENDING
+
+    @property
+    def failed(self) -> bool:
+        return self.state == FAILED
+
+    @property
+    def refused(self) -> bool:
+        """The source answered and refused the search ("kunne ikke svare på søket")."""
+
+        return self.failure == SEARCH_REFUSED
+
+    @property
+    def short_answer(self) -> bool:
+        """It reported more than it sent, with no next page."""
+
+        return self.incomplete == SHORT_ANSWER
+
+    @property
+    def left_source(self) -> bool:
+        """Its next page was at an address outside itself (not followed)."""
+
+        return self.incomplete == NEXT_OUTSIDE
+
+
+ANSWERED, FAILED, PENDING = "answered", "failed", "pending"
+
+
+def source_listing(
+    answer: SourceAnswer | None, source: DocumentSource, today: datetime.date, patient_id: int
+) -> SourceListing:
+    """The answer as the list shows it: per document the same rules as the local list
+    (window, blocked, format), decided by the policy."""
+
+    if answer is None:
+        return SourceListing(source.pk, source.name, PENDING)
+    if answer.result is None:
+        return SourceListing(source.pk, source.name, FAILED, failure=answer.failure)
+    result = answer.result
+    listing = SourceListing(
+        source.pk,
+        source.name,
+        ANSWERED,
+        ceiling=result.ceiling,
+        total=result.total,
+        received=result.received,
+        incomplete=result.incomplete,
+        missing=result.missing,
+        unverified=result.unverified,
+    )
+    for document in result.documents:
+        facts = document.facts(patient_id)
+        if policy.document_listable(facts, today):
+            listing.documents.append(document)
+        elif policy.document_counted_as_blocked(facts, today):
+            listing.blocked += 1
+    return listing

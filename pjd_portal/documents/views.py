@@ -5,16 +5,14 @@ from __future__ import annotations
 import logging
 import uuid
 from collections.abc import Iterator
-from typing import Any
 from uuid import UUID
 
 from django.conf import settings
 from django.contrib.auth.decorators import login_required
-from django.core.paginator import Paginator
+from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
-from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
@@ -26,7 +24,7 @@ from pjd_portal.accounts.decorators import clinician_required
 from pjd_portal.audit import logged_documents
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event, record_event_committed
-from pjd_portal.documents import remote, rendering, selectors
+from pjd_portal.documents import listing, remote, rendering, selectors
 from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference
 from pjd_portal.lib.errors import service_unavailable
 
@@ -58,6 +56,23 @@ def _banner(access: PatientAccess) -> dict[str, object] | None:
     }
 
 
+def _list_view_id(request: HttpRequest, handle: UUID) -> str:
+    """The page view a list request belongs to: the request id of the page that asked for
+    this fragment or refresh (signed, so it cannot be made up), else this request's own."""
+
+    token = request.GET.get("v", "")
+    if token:
+        try:
+            return signing.Signer(salt=f"pjd.list-view.{handle}").unsign(token)
+        except signing.BadSignature:
+            pass
+    return str(getattr(request, "request_id", ""))
+
+
+def _list_view_token(view_id: str, handle: UUID) -> str:
+    return signing.Signer(salt=f"pjd.list-view.{handle}").sign(view_id)
+
+
 @login_required
 @clinician_required
 @require_GET
@@ -85,49 +100,16 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         )
         return render(request, "documents/list_page.html", context)
 
-    today = timezone.localdate()
-    sources = access_selectors.source_rules()
-    listable = policy.listable_source_ids(access.clinician, sources)
-    remote_sources = remote.remote_sources()
-    # Remote sources are asked at the source; the local store holds only the others.
-    remote_listing = remote.listing(access, listable, remote_sources, today)
-    listable = listable - frozenset(remote_sources)
     params = selectors.parse_list_params(
         request.GET.dict(),
         page_sizes=settings.DOCUMENT_PAGE_SIZES,
         default_size=settings.DOCUMENT_DEFAULT_PAGE_SIZE,
     )
-    page: Any
-    if remote_sources:
-        # Remote sources configured: one list of everything, merged, sorted and paged here.
-        rows = remote.merged_rows(
-            list(selectors.listable_documents(access.patient.pk, today, listable, params.category)),
-            remote_listing.documents,
-            category=params.category,
-            sort=params.sort,
-        )
-        for row in rows:
-            row.open_url = (
-                reverse("documents:open_remote", args=[handle, row.source_id, row.document_id])
-                if row.source_id in remote_sources
-                else reverse("documents:open", args=[handle, row.document_id])
-            )
-        page = Paginator(rows, params.page_size).get_page(params.page)
-    else:
-        page = selectors.document_page(access.patient.pk, today, listable, params)
-    context.update(
-        {
-            "page": page,
-            "params": params,
-            "hidden_count": selectors.hidden_document_count(access.patient.pk, today, listable)
-            + remote_listing.hidden_count,
-            "remote": remote_listing,
-            "openable_source_ids": policy.openable_source_ids(access.clinician, sources),
-            "categories": DocumentCategory.choices,
-            "page_sizes": settings.DOCUMENT_PAGE_SIZES,
-            "sort_columns": SORT_COLUMNS,
-        }
+    # `wait`: a browser without JavaScript, sent here by the page's <noscript> refresh.
+    listed = listing.list_page(
+        access, params, today=timezone.localdate(), wait=request.GET.get("wait") == "1"
     )
+    view_id = _list_view_id(request, handle)
     record_event(
         request=request,
         event_type=EventType.DOCUMENT_LIST,
@@ -135,20 +117,77 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         patient=access.patient,
         attest=access.attest,
         flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
-        details={
-            "page": page.number,
-            "sort": params.sort,
-            "category": params.category,
-            "shown": len(page.object_list),
-            "document_ids": [str(d.document_id) for d in page.object_list],
-            "remote_document_ids": [
-                f"{d.source_id}/{d.document_id}" for d in page.object_list if d.source_id in remote_sources
-            ],
-            "sources_not_answering": [f.source_id for f in remote_listing.failures],
-        },
+        details={**listed.event_details(), "list_request_id": view_id},
+    )
+    query = request.GET.copy()
+    query.pop("v", None)
+    query.pop("wait", None)
+    context.update(
+        {
+            "listing": listed,
+            "page": listed.page,
+            "params": params,
+            "view_token": _list_view_token(view_id, handle),
+            "list_query": query.urlencode(),
+            "categories": DocumentCategory.choices,
+            "page_sizes": settings.DOCUMENT_PAGE_SIZES,
+            "sort_columns": SORT_COLUMNS,
+        }
     )
     template = "documents/_list.html" if request.htmx else "documents/list_page.html"  # type: ignore[attr-defined]
     return render(request, template, context)
+
+
+@login_required
+@clinician_required
+@require_GET
+def document_list_source(request: HttpRequest, handle: UUID, source_id: int) -> HttpResponse:
+    """One remote source's part of the list, asked on its own request so that the list
+    never waits on the slowest source. It answers no content: the list refreshes itself on
+    `source-arrived` and merges the answer kept for it. One list event per source asked,
+    with the page's request id (`list_request_id`)."""
+
+    access = access_patient_by_handle(request=request, handle=handle)
+    if not request.htmx:  # type: ignore[attr-defined]
+        return redirect("documents:list", handle=handle)  # a fragment is no page of its own
+    status = policy.may_see_patient_documents(
+        access.clinician, access.patient_facts, access.attest_facts, access.now
+    )
+    source = remote.remote_sources().get(source_id) if status else None
+    listable = policy.listable_source_ids(access.clinician, access_selectors.source_rules())
+    if source is None or source_id not in listable:
+        record_event_committed(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.DENIED if not status else Outcome.NOT_FOUND,
+            reason_code=status.reason_code if not status else "unknown_source",
+            patient=access.patient,
+            attest=access.attest,
+            details={"source_id": source_id},
+        )
+        raise Http404()
+    answer, asked = remote.answer_for_list(access, source)
+    if asked:
+        shown = remote.source_listing(answer, source, timezone.localdate(), access.patient.pk)
+        record_event(
+            request=request,
+            event_type=EventType.DOCUMENT_LIST,
+            # The clinician may see the list; the source's own answer is the outcome here.
+            outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
+            reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
+            patient=access.patient,
+            attest=access.attest,
+            source_orgnr=source.organisation.orgnr,
+            flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
+            details={
+                **shown.event_details(),
+                "list_request_id": _list_view_id(request, handle),
+                "nhn_event_id": answer.nhn_event_id,
+            },
+        )
+    response = HttpResponse("")
+    response["HX-Trigger"] = "source-arrived"
+    return response
 
 
 @login_required
@@ -282,7 +321,10 @@ def remote_document_open(
         client = remote.client_for(source)
         # The source's current description, asked under the same time budget as the list.
         found = remote.merge.search_sources(
-            [client], access.patient.national_id, access=remote.access_context(access)
+            [client],
+            access.patient.national_id,
+            access=remote.access_context(access),
+            document_id=document_id,
         )
         if found.failures:
             decision = policy.Decision(False, f"source_{found.failures[0].reason_code}"[:50])

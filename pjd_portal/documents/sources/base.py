@@ -37,6 +37,10 @@ TOKEN_UNAVAILABLE = "token_unavailable"  # noqa: S105
 WRONG_CONTENT_TYPE = "wrong_content_type"  # not FHIR JSON, or not the document's type
 MALFORMED_RESPONSE = "malformed_response"  # not JSON, or not a valid FHIR Bundle
 INCOMPLETE_RESULT = "incomplete_result"  # more pages than the portal follows
+# The source answered, and refused this search (a 4xx, usually with an OperationOutcome:
+# a parameter it does not support). Not a sign that it is down: no breaker failure.
+SEARCH_REFUSED = "search_refused"
+TOO_LARGE = "too_large"  # an answer bigger than the portal reads
 BUDGET_EXCEEDED = "budget_exceeded"  # did not answer within the overall search budget
 NOT_FOUND = "not_found"
 INTERNAL_ERROR = "internal_error"  # a bug on our side; logged with its traceback
@@ -88,6 +92,42 @@ class RemoteDocument:
         )
 
 
+# Why a source's answer holds fewer documents than the source has (SearchResult.incomplete).
+SHORT_ANSWER = "short_answer"  # Bundle.total says more, and there is no next page
+NEXT_OUTSIDE = "next_outside"  # the next page's link leaves the source: not followed
+PAGING_STALLED = "paging_stalled"  # a next page with nothing on it, or a link seen before
+
+
+@dataclass(frozen=True)
+class SearchResult:
+    """One source's answer to a search: its documents (newest first, no duplicates) and
+    what the list must say about the ones that are not there."""
+
+    documents: list[RemoteDocument]
+    # Bundle.total as the source reported it (None when it did not say).
+    total: int | None = None
+    # Distinct matching document references received (before any was left out).
+    received: int = 0
+    # The reading stopped at this many documents, the newest, though the source has more.
+    ceiling: int | None = None
+    # Why fewer arrived than the source has ("" when nothing is known to be missing).
+    incomplete: str = ""
+    # Documents whose subject could not be tied to the patient asked for: never shown,
+    # counted so the list can say so.
+    unverified: int = 0
+
+    @property
+    def missing(self) -> int | None:
+        """How many documents the source has that did not arrive: 0 when none are known
+        to be missing, None when some are but the source did not say how many."""
+
+        if not self.incomplete:
+            return 0
+        if self.total is None or self.total <= self.received:
+            return None
+        return self.total - self.received
+
+
 Retrieved = tuple[str, int | None, Iterator[bytes]]
 
 
@@ -106,8 +146,10 @@ class DocumentSourceClient(Protocol):
         access: AccessContext,
         categories: Sequence[str] = (),
         date_from: datetime.date | None = None,
-    ) -> list[RemoteDocument]:
-        """The patient's current documents at this source, newest first. Raises SourceError."""
+        document_id: str = "",
+    ) -> SearchResult:
+        """The patient's current documents at this source, newest first (only the one
+        with `document_id` when given). Raises SourceError."""
         ...
 
     def retrieve(self, document: RemoteDocument, *, access: AccessContext) -> Retrieved:

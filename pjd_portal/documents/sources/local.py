@@ -3,10 +3,18 @@
 from __future__ import annotations
 
 import datetime
+import uuid
 from collections.abc import Iterator, Sequence
 
 from pjd_portal.documents.models import DocumentContent, DocumentReference, DocumentSource
-from pjd_portal.documents.sources.base import NOT_FOUND, AccessContext, RemoteDocument, Retrieved, SourceError
+from pjd_portal.documents.sources.base import (
+    NOT_FOUND,
+    AccessContext,
+    RemoteDocument,
+    Retrieved,
+    SearchResult,
+    SourceError,
+)
 
 CHUNK_SIZE = 64 * 1024
 
@@ -27,15 +35,22 @@ class LocalSourceClient:
         access: AccessContext,
         categories: Sequence[str] = (),
         date_from: datetime.date | None = None,
-    ) -> list[RemoteDocument]:
+        document_id: str = "",
+    ) -> SearchResult:
         qs = DocumentReference.objects.filter(
             source_id=self.source_id, patient__national_id=patient_national_id
         )
+        if document_id:
+            try:
+                qs = qs.filter(document_id=uuid.UUID(document_id))
+            except ValueError:  # not an id of this store
+                return SearchResult([])
         if categories:
             qs = qs.filter(category__in=list(categories))
         if date_from is not None:
             qs = qs.filter(service_date__gte=date_from)
-        return [self._document(d) for d in qs.order_by("-service_date", "-id")]
+        documents = [self._document(d) for d in qs.order_by("-service_date", "-id")]
+        return SearchResult(documents, total=len(documents), received=len(documents))
 
     def _document(self, d: DocumentReference) -> RemoteDocument:
         return RemoteDocument(

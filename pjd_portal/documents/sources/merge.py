@@ -10,7 +10,7 @@ import datetime
 import logging
 import time
 from collections.abc import Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from django.conf import settings
 
@@ -20,6 +20,7 @@ from pjd_portal.documents.sources.base import (
     AccessContext,
     DocumentSourceClient,
     RemoteDocument,
+    SearchResult,
     SourceError,
 )
 
@@ -38,17 +39,27 @@ class MergedSearch:
     documents: list[RemoteDocument]  # newest service date first
     failures: list[SourceFailure]
     elapsed_seconds: float
+    # Each answering source's own result, by source id: what it said is missing.
+    results: dict[int, SearchResult] = field(default_factory=dict)
 
 
 def _search_one(
     client: DocumentSourceClient,
     patient_national_id: str,
+    *,
     access: AccessContext,
     categories: Sequence[str],
     date_from: datetime.date | None,
-) -> list[RemoteDocument] | SourceFailure:
+    document_id: str = "",
+) -> SearchResult | SourceFailure:
     try:
-        return client.search(patient_national_id, access=access, categories=categories, date_from=date_from)
+        return client.search(
+            patient_national_id,
+            access=access,
+            categories=categories,
+            date_from=date_from,
+            document_id=document_id,
+        )
     except SourceError as exc:
         logger.warning("document source %s failed: %s", client.name, exc.reason_code)
         return SourceFailure(client.source_id, client.name, exc.reason_code)
@@ -64,6 +75,7 @@ def search_sources(
     access: AccessContext,
     categories: Sequence[str] = (),
     date_from: datetime.date | None = None,
+    document_id: str = "",
     budget_seconds: float | None = None,
 ) -> MergedSearch:
     """Ask every source; wait at most `budget_seconds` (setting by default) for remote ones.
@@ -75,19 +87,34 @@ def search_sources(
 
     budget = settings.DOCUMENT_SOURCE_SEARCH_BUDGET if budget_seconds is None else budget_seconds
     started = time.monotonic()
-    results: dict[int, list[RemoteDocument] | SourceFailure] = {}
+    results: dict[int, SearchResult | SourceFailure] = {}
     remote = [(i, c) for i, c in enumerate(clients) if not c.in_request_thread]
     pool = concurrent.futures.ThreadPoolExecutor(
         max_workers=max(1, len(remote)), thread_name_prefix="document-source"
     )
     try:
         futures = {
-            pool.submit(_search_one, c, patient_national_id, access, categories, date_from): i
+            pool.submit(
+                _search_one,
+                c,
+                patient_national_id,
+                access=access,
+                categories=categories,
+                date_from=date_from,
+                document_id=document_id,
+            ): i
             for i, c in remote
         }
         for i, client in enumerate(clients):
             if client.in_request_thread:
-                results[i] = _search_one(client, patient_national_id, access, categories, date_from)
+                results[i] = _search_one(
+                    client,
+                    patient_national_id,
+                    access=access,
+                    categories=categories,
+                    date_from=date_from,
+                    document_id=document_id,
+                )
         remaining = max(0.0, budget - (time.monotonic() - started))
         done, _pending = concurrent.futures.wait(futures, timeout=remaining)
         for future, i in futures.items():
@@ -102,11 +129,13 @@ def search_sources(
 
     documents: list[RemoteDocument] = []
     failures: list[SourceFailure] = []
-    for i in range(len(clients)):
+    answered: dict[int, SearchResult] = {}
+    for i, client in enumerate(clients):
         result = results[i]
         if isinstance(result, SourceFailure):
             failures.append(result)
         else:
-            documents.extend(result)
+            documents.extend(result.documents)
+            answered[client.source_id] = result
     documents.sort(key=lambda d: (d.service_date, d.source_id, d.document_id), reverse=True)
-    return MergedSearch(documents, failures, time.monotonic() - started)
+    return MergedSearch(documents, failures, time.monotonic() - started, answered)

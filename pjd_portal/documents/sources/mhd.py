@@ -3,30 +3,48 @@ sources: ITI-67 (find document references) and ITI-68 (retrieve a document).
 
 - ITI-67: `POST {base}/DocumentReference/_search`, form-encoded: the patient by national id
   (`patient.identifier=urn:oid:2.16.578.1.12.4.1.4.1|<id>`), `status=current`, categories
-  (Volven 9602), `date=ge<from>`, `_sort=-date`, `_count`. The answer is validated as an
-  R4B `Bundle` (fhir.resources); anything else is a failure of that source, never a
-  partial list. `date` is when the reference was made, never before the service date, so
-  `date=ge<from>` cannot drop a document whose service date is inside the window; the
-  policy applies the windows to the service date afterwards.
+  (Volven 9602), `date=ge<from>`, `_sort=-date`, `_count`, `_include` of the subject. Each
+  page is validated as an R4B `Bundle` (fhir.resources); a page that is not one is a
+  failure of that source, never a partial list. `date` is when the reference was made,
+  never before the service date, so `date=ge<from>` cannot drop a document whose service
+  date is inside the window; the policy applies the windows to the service date afterwards.
+- Paging: `Bundle.link[next]` is followed when it stays on the source: the base itself
+  (HAPI FHIR's `{base}?_getpages=...`), under it, or relative to it; until every current
+  document has arrived or `max_documents` (PJD_SOURCE_MAX_DOCUMENTS) of the newest have.
+  What did not arrive is said in the `SearchResult` (a `Bundle.total` larger than what
+  came, a link that leaves the source, a page with nothing new), never dropped silently.
+- A document is kept only when its subject is verifiably the patient asked for: the
+  national id as identifier, or a reference (relative, absolute on this base, versioned)
+  to an included Patient with it. Unverifiable ones are counted, never shown.
+- A 4xx answer to a search (usually an OperationOutcome: a parameter it does not support)
+  is `search_refused`: the source is up, so it is no breaker failure; its diagnostics go
+  to the application log with national ids taken out.
 - ITI-68: `GET` of the attachment URL, streamed (`stream=True`, `iter_content`), only on
   the source's own base URL (the bearer token goes nowhere else), and only when the answer
-  has the content type the reference announced (the policy decided on that type).
+  has the content type the reference announced (the policy decided on that type); with
+  none announced, the showable types are asked for and only they are taken. A Binary
+  resource in its FHIR JSON form (base64 `data`) is decoded, within the size limits.
 
 Every request carries `nhn-access-basis`, `nhn-event-id`, `nhn-source-system` and
-`Authorization: Bearer` from the token provider; connect and read timeouts and one retry
-of these idempotent reads; a circuit breaker per source answers at once while the source
-is known to be down.
+`Authorization: Bearer` (or `DPoP` once the source asks for it, whatever the case of the
+scheme) from the token provider; connect and read timeouts and one retry of these
+idempotent reads; a circuit breaker per source answers at once while the source is known
+to be down.
 """
 
 from __future__ import annotations
 
+import base64
+import binascii
 import datetime
 import json
 import logging
 import posixpath
+import re
 from collections.abc import Callable, Iterator, Sequence
+from dataclasses import replace
 from typing import Any, TypeVar
-from urllib.parse import urljoin, urlsplit
+from urllib.parse import SplitResult, urljoin, urlsplit
 
 import requests
 from django.conf import settings
@@ -35,10 +53,19 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.documentreference import DocumentReference as FhirDocumentReference
 from urllib3.exceptions import ReadTimeoutError
 
+from pjd_portal.access import policy
+from pjd_portal.documents import rendering
 from pjd_portal.documents.sources import base, dpop
-from pjd_portal.documents.sources.base import AccessContext, RemoteDocument, Retrieved, SourceError
+from pjd_portal.documents.sources.base import (
+    AccessContext,
+    RemoteDocument,
+    Retrieved,
+    SearchResult,
+    SourceError,
+)
 from pjd_portal.documents.sources.breaker import CircuitBreaker, breaker_for
 from pjd_portal.documents.sources.tokens import TokenProvider
+from pjd_portal.lib.redact import redact_national_ids
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
@@ -55,9 +82,16 @@ BLOCKED_CONFIDENTIALITY = "NORS"
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 FHIR_JSON_TYPES = frozenset({"application/fhir+json", "application/json"})
 RETRY_STATUSES = frozenset({502, 503, 504})
-MAX_PAGES = 10
 CHUNK_SIZE = 64 * 1024
+# One page of a search, read whole to parse it: a hundred references are some 100 KB.
+MAX_BUNDLE_BYTES = 16 * 1024 * 1024
+MAX_OUTCOME_BYTES = 64 * 1024  # an OperationOutcome with a refusal, read for the log
 FOREIGN_URL = "foreign_url"  # an attachment URL outside the source's base URL
+DEFAULT_PORTS = {"http": 80, "https": 443}
+# What a document reference's subject turns out to be (MhdSourceClient._about).
+PATIENT, OTHER_PATIENT, UNVERIFIED = "patient", "other_patient", "unverified"
+_RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+_LOGICAL_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
 def _media_type(response: requests.Response) -> str:
@@ -92,6 +126,7 @@ class MhdSourceClient:
         read_timeout: float,
         retries: int = 1,
         count: int = 100,
+        max_documents: int = 2000,
         breaker: CircuitBreaker | None = None,
         session: requests.Session | None = None,
     ) -> None:
@@ -102,6 +137,7 @@ class MhdSourceClient:
         self.timeout = (connect_timeout, read_timeout)
         self.retries = max(0, retries)
         self.count = count
+        self.max_documents = max(1, max_documents)
         self.breaker = breaker
         self.session = session or requests.Session()
 
@@ -118,6 +154,7 @@ class MhdSourceClient:
             read_timeout=settings.DOCUMENT_SOURCE_READ_TIMEOUT,
             retries=settings.DOCUMENT_SOURCE_RETRIES,
             count=settings.DOCUMENT_SOURCE_SEARCH_COUNT,
+            max_documents=settings.DOCUMENT_SOURCE_MAX_DOCUMENTS,
             breaker=breaker_for(base_url.rstrip("/")),
         )
 
@@ -131,7 +168,8 @@ class MhdSourceClient:
         categories: Sequence[str] = (),
         date_from: datetime.date | None = None,
         date_to: datetime.date | None = None,
-    ) -> list[RemoteDocument]:
+        document_id: str = "",
+    ) -> SearchResult:
         params: list[tuple[str, str]] = [
             ("patient.identifier", f"{NATIONAL_ID_SYSTEM}|{patient_national_id}"),
             ("status", "current"),
@@ -141,36 +179,88 @@ class MhdSourceClient:
             # that ignored the patient parameter must not hand over someone else's documents.
             ("_include", "DocumentReference:subject"),
         ]
+        if document_id:
+            params.append(("_id", document_id))
         if categories:
             params.append(("category", ",".join(f"{CATEGORY_SYSTEM}|{c}" for c in categories)))
         if date_from is not None:
             params.append(("date", f"ge{date_from.isoformat()}"))
         if date_to is not None:
             params.append(("date", f"le{date_to.isoformat()}"))
-        return self._guarded(lambda: self._search(params, access, patient_national_id))
+        result = self._guarded(lambda: self._search(params, access, patient_national_id))
+        if document_id:  # a source that ignores `_id` still answers only for that one
+            kept = [d for d in result.documents if d.document_id == document_id]
+            return replace(result, documents=kept)
+        return result
 
     def _search(
         self, params: list[tuple[str, str]], access: AccessContext, patient_national_id: str
-    ) -> list[RemoteDocument]:
-        documents: list[RemoteDocument] = []
+    ) -> SearchResult:
+        """Read the search's pages until every current document has arrived or the ceiling
+        is reached. A next link is followed only while it stays on the source (the token
+        goes nowhere else); what could not be read is said in the result, never dropped."""
+
+        documents: dict[str, RemoteDocument] = {}  # in the source's order, once each
+        received: set[str] = set()
+        unverified = 0
+        total: int | None = None
+        incomplete = ""
+        ceiling: int | None = None
+        followed: set[str] = set()
         response = self._send(
-            "POST", f"{self.base_url}/DocumentReference/_search", access, "application/fhir+json", data=params
+            "POST",
+            f"{self.base_url}/DocumentReference/_search",
+            access,
+            "application/fhir+json",
+            data=params,
+            searching=True,
         )
-        for _page in range(MAX_PAGES):
+        first = True
+        while True:
             bundle = self._bundle(response)
+            if first and bundle.total is not None:
+                total = int(bundle.total)
+            first = False
             try:
-                documents.extend(self._documents(bundle, patient_national_id))
+                page, matches, page_unverified = self._page(bundle, patient_national_id)
             except SourceError:
                 raise
             except Exception as exc:
                 raise SourceError(base.MALFORMED_RESPONSE, type(exc).__name__) from exc
-            next_url = next((link.url for link in bundle.link or [] if link.relation == "next"), None)
-            if not next_url:
-                return documents
-            if not self._own_url(str(next_url)):
-                raise SourceError(base.INCOMPLETE_RESULT, "next link outside the base URL")
-            response = self._send("GET", str(next_url), access, "application/fhir+json")
-        raise SourceError(base.INCOMPLETE_RESULT, f"more than {MAX_PAGES} pages")
+            new_matches = matches - received
+            received |= matches
+            unverified += page_unverified
+            for document in page:
+                documents.setdefault(document.document_id, document)
+            next_link = next((str(link.url) for link in bundle.link or [] if link.relation == "next"), "")
+            if len(documents) > self.max_documents or (len(documents) == self.max_documents and next_link):
+                ceiling = self.max_documents
+                break
+            if not next_link:
+                if total is not None and total > len(received):
+                    incomplete = base.SHORT_ANSWER
+                break
+            next_url = self._next_url(next_link)
+            if next_url is None:
+                # Never followed: the token and the patient's id would leave the source.
+                logger.warning("source %s: a next link outside its base URL was not followed", self.name)
+                incomplete = base.NEXT_OUTSIDE
+                break
+            if not new_matches or next_url in followed:
+                logger.warning("source %s: paging stopped on a page that brought nothing new", self.name)
+                incomplete = base.PAGING_STALLED
+                break
+            followed.add(next_url)
+            response = self._send("GET", next_url, access, "application/fhir+json", searching=True)
+        kept = list(documents.values())[: self.max_documents]
+        return SearchResult(
+            kept,
+            total=total,
+            received=len(received),
+            ceiling=ceiling,
+            incomplete=incomplete,
+            unverified=unverified,
+        )
 
     def _bundle(self, response: requests.Response) -> Bundle:
         with response:
@@ -178,7 +268,7 @@ class MhdSourceClient:
             if media_type not in FHIR_JSON_TYPES:
                 raise SourceError(base.WRONG_CONTENT_TYPE, media_type or "none")
             try:
-                body = json.loads(response.content)
+                body = json.loads(_read_capped(response, MAX_BUNDLE_BYTES))
             except requests.RequestException as exc:
                 raise SourceError(base.TIMEOUT if _timed_out(exc) else base.UNREACHABLE) from exc
             except (ValueError, RecursionError) as exc:  # deep nesting is refused, not a 500
@@ -193,31 +283,94 @@ class MhdSourceClient:
             raise SourceError(base.MALFORMED_RESPONSE, f"Bundle.type {bundle.type}")
         return bundle
 
-    def _documents(self, bundle: Bundle, patient_national_id: str) -> list[RemoteDocument]:
-        # The included patients (by reference) whose national id is the one asked for.
-        ours: set[str] = set()
+    def _page(self, bundle: Bundle, patient_national_id: str) -> tuple[list[RemoteDocument], set[str], int]:
+        """One page: the current documents about the patient asked for, the ids of every
+        matching reference on it, and how many could not be tied to the patient."""
+
+        # The included patients by (type, id): those with the national id asked for, and
+        # those with another.
+        ours: set[tuple[str, str]] = set()
+        theirs: set[tuple[str, str]] = set()
         for entry in bundle.entry or []:
             resource = entry.resource
             if resource is not None and type(resource).__name__ == "Patient" and resource.id:
                 ids = {(i.system, i.value) for i in (getattr(resource, "identifier", None) or [])}
-                if (NATIONAL_ID_SYSTEM, patient_national_id) in ids:
-                    ours.add(f"Patient/{resource.id}")
+                key = ("Patient", str(resource.id))
+                (ours if (NATIONAL_ID_SYSTEM, patient_national_id) in ids else theirs).add(key)
         documents = []
+        matches: set[str] = set()
+        unverified = 0
         for entry in bundle.entry or []:
             if entry.search is not None and entry.search.mode not in (None, "match"):
                 continue  # included resources, OperationOutcome
             resource = entry.resource
             if not isinstance(resource, FhirDocumentReference):
                 continue
+            matches.add(str(resource.id or ""))
             if resource.status != "current":
                 continue
-            if not _is_about(resource, patient_national_id, ours):
+            about = self._about(resource, patient_national_id, ours, theirs)
+            if about == OTHER_PATIENT:
+                logger.warning("source %s: a document about another patient was dropped", self.name)
+                continue
+            if about == UNVERIFIED:
                 logger.warning(
-                    "source %s: a document whose subject is not the patient asked for was dropped", self.name
+                    "source %s: a document whose subject cannot be checked was left out", self.name
                 )
+                unverified += 1
                 continue
             documents.append(self._document(resource))
-        return documents
+        return documents, matches, unverified
+
+    def _about(
+        self,
+        resource: FhirDocumentReference,
+        patient_national_id: str,
+        ours: set[tuple[str, str]],
+        theirs: set[tuple[str, str]],
+    ) -> str:
+        """Is this document about the patient asked for? By the subject's identifier, or by
+        a reference (relative, absolute on this source, or versioned) to an included Patient
+        with that national id. What cannot be checked is UNVERIFIED, never ours."""
+
+        subject = resource.subject
+        if subject is None:
+            return UNVERIFIED
+        identifier = getattr(subject, "identifier", None)
+        if identifier is not None and identifier.value:
+            same = identifier.system == NATIONAL_ID_SYSTEM and identifier.value == patient_national_id
+            return PATIENT if same else OTHER_PATIENT
+        key = self._reference_key(str(subject.reference or ""))
+        if key in ours:
+            return PATIENT
+        if key in theirs:
+            return OTHER_PATIENT
+        return UNVERIFIED
+
+    def _reference_key(self, reference: str) -> tuple[str, str] | None:
+        """A FHIR reference as (resource type, logical id): `Patient/1`, `Patient/1/_history/2`,
+        or either absolute on this source's base. An absolute reference elsewhere names a
+        resource on another server: no key."""
+
+        if "://" in reference:
+            parts = urlsplit(reference)
+            own = urlsplit(self.base_url)
+            if _origin(parts) != _origin(own) or parts.query or parts.fragment:
+                return None
+            prefix = f"{own.path}/"
+            if not parts.path.startswith(prefix):
+                return None
+            reference = parts.path[len(prefix) :]
+        segments = reference.split("/")
+        if len(segments) == 4 and segments[2] == "_history":
+            segments = segments[:2]
+        if (
+            len(segments) != 2
+            or not _RESOURCE_TYPE.fullmatch(segments[0])
+            or not _LOGICAL_ID.fullmatch(segments[1])
+        ):
+            return None
+        return segments[0], segments[1]
 
     def _document(self, resource: FhirDocumentReference) -> RemoteDocument:
         attachment = resource.content[0].attachment
@@ -283,19 +436,56 @@ class MhdSourceClient:
     def retrieve(self, document: RemoteDocument, *, access: AccessContext) -> Retrieved:
         if not self._own_url(document.url):
             raise SourceError(FOREIGN_URL, "attachment URL outside the source's base URL")
+        # A reference without a content type: ask for what the portal can show, and take
+        # only that (the policy let it into the list on that condition).
+        acceptable = (
+            frozenset({document.content_type}) if document.content_type else policy.SHOWABLE_CONTENT_TYPES
+        )
 
-        def start() -> requests.Response:
-            response = self._send("GET", document.url, access, document.content_type or "*/*", stream=True)
+        def start() -> Retrieved:
+            response = self._send("GET", document.url, access, ", ".join(sorted(acceptable)))
             media_type = _media_type(response)
-            if media_type != document.content_type:
+            if media_type in FHIR_JSON_TYPES and media_type not in acceptable:
+                # The Binary resource's FHIR form (its bytes in base64 `data`), which some
+                # servers answer whatever the Accept header says.
+                return self._binary_resource(response, acceptable)
+            if media_type not in acceptable:
                 response.close()
-                raise SourceError(base.WRONG_CONTENT_TYPE, f"{media_type} for {document.content_type}")
-            return response
+                raise SourceError(
+                    base.WRONG_CONTENT_TYPE, f"{media_type} for {document.content_type or 'any'}"
+                )
+            length = response.headers.get("content-length", "")
+            size = int(length) if length.isdigit() else None
+            return media_type, size, self._stream(response)
 
-        response = self._guarded(start)
-        length = response.headers.get("content-length", "")
-        size = int(length) if length.isdigit() else None
-        return _media_type(response), size, self._stream(response)
+        return self._guarded(start)
+
+    def _binary_resource(self, response: requests.Response, acceptable: frozenset[str]) -> Retrieved:
+        # Read whole (JSON cannot be streamed into base64 decoding safely), so bounded: the
+        # largest document the portal shows, in base64, and a little for the JSON around it.
+        limit = max(int(settings.MAX_PDF_BYTES), int(settings.MAX_XML_BYTES)) * 4 // 3 + 64 * 1024
+        with response:
+            try:
+                body = json.loads(_read_capped(response, limit))
+            except requests.RequestException as exc:
+                raise SourceError(base.TIMEOUT if _timed_out(exc) else base.UNREACHABLE) from exc
+            except (ValueError, RecursionError) as exc:
+                raise SourceError(base.MALFORMED_RESPONSE, "Binary: not JSON") from exc
+        if not isinstance(body, dict) or body.get("resourceType") != "Binary":
+            raise SourceError(base.MALFORMED_RESPONSE, "not a Binary resource")
+        content_type = body.get("contentType")
+        data = body.get("data")
+        if not isinstance(content_type, str) or not isinstance(data, str):
+            raise SourceError(base.MALFORMED_RESPONSE, "Binary without contentType or data")
+        media_type = content_type.split(";")[0].strip().lower()
+        if media_type not in acceptable:
+            raise SourceError(base.WRONG_CONTENT_TYPE, f"Binary {media_type}")
+        try:
+            # FHIR's base64Binary may carry whitespace between the groups.
+            content = base64.b64decode("".join(data.split()), validate=True)
+        except (binascii.Error, ValueError) as exc:
+            raise SourceError(base.MALFORMED_RESPONSE, "Binary data is not base64") from exc
+        return media_type, len(content), rendering.chunked(content)
 
     def _stream(self, response: requests.Response) -> Iterator[bytes]:
         try:
@@ -311,17 +501,36 @@ class MhdSourceClient:
 
     # --- HTTP -------------------------------------------------------------------------
 
-    def _own_url(self, url: str) -> bool:
-        """Under the source's own base URL, after the client would resolve it: no dot
-        segments, no encoded dots or slashes, no doubled slashes."""
+    def _within(self, url: str, *, base_itself: bool) -> bool:
+        """On the source's own origin and under its base path (or the base path itself),
+        after the client would resolve it: no dot segments, no encoded dots or slashes, no
+        doubled slashes, no user info."""
 
-        own, other = urlsplit(self.base_url), urlsplit(url)
+        own = urlsplit(self.base_url)
+        other = urlsplit(url)
         path = other.path
+        if "@" in other.netloc or _origin(other) != _origin(own):
+            return False
         if "%2e" in path.lower() or "%2f" in path.lower() or "//" in path:
             return False
         if posixpath.normpath(path) != path.rstrip("/") and posixpath.normpath(path) + "/" != path:
             return False
-        return (other.scheme, other.netloc) == (own.scheme, own.netloc) and path.startswith(f"{own.path}/")
+        if base_itself and path.rstrip("/") == own.path:
+            return True
+        return path.startswith(f"{own.path}/") and path.rstrip("/") != own.path
+
+    def _own_url(self, url: str) -> bool:
+        """An attachment URL the token may go to: under the source's base URL."""
+
+        return self._within(url, base_itself=False)
+
+    def _next_url(self, link: str) -> str | None:
+        """A next link resolved against the base (FHIR's relative references are relative
+        to the service base URL), if it stays on the source: the base itself (HAPI FHIR's
+        `{base}?_getpages=...`) or under it. None when it leaves the source."""
+
+        url = urljoin(f"{self.base_url}/", link.strip())
+        return url if self._within(url, base_itself=True) else None
 
     def _guarded(self, call: Callable[[], T]) -> T:
         """Run one exchange under the breaker: answer at once while it is open."""
@@ -333,7 +542,9 @@ class MhdSourceClient:
             result = call()
         except SourceError as exc:
             if breaker is not None:
-                if exc.reason_code == base.NOT_FOUND:
+                # The source answered (it has no such document, or it refused this
+                # search): it is up, whatever this answer means for the list.
+                if exc.reason_code in (base.NOT_FOUND, base.SEARCH_REFUSED):
                     breaker.record_success()
                 else:
                     breaker.record_failure()
@@ -370,10 +581,35 @@ class MhdSourceClient:
         nonce = response.headers.get("DPoP-Nonce")
         if nonce:
             state.nonce = nonce
-        asks = response.status_code == 401 and response.headers.get("WWW-Authenticate", "").startswith("DPoP")
+        asks = response.status_code == 401 and "dpop" in _auth_schemes(
+            response.headers.get("WWW-Authenticate", "")
+        )
         if asks:
             state.required = True
         return asks
+
+    def _refused(self, response: requests.Response) -> SourceError:
+        """A 4xx answer to a search: the source is up and refused this request. What it
+        said goes to the application log, with anything like a national id taken out."""
+
+        status = response.status_code
+        diagnostics = ""
+        try:
+            if _media_type(response) in FHIR_JSON_TYPES:
+                body = json.loads(_read_capped(response, MAX_OUTCOME_BYTES))
+                if isinstance(body, dict) and body.get("resourceType") == "OperationOutcome":
+                    diagnostics = "; ".join(_outcome_texts(body))
+        except (requests.RequestException, SourceError, ValueError, RecursionError):
+            diagnostics = ""
+        finally:
+            response.close()
+        logger.warning(
+            "source %s refused the search (%s): %s",
+            self.name,
+            status,
+            redact_national_ids(diagnostics)[:500] or "no OperationOutcome",
+        )
+        return SourceError(base.SEARCH_REFUSED, str(status))
 
     def _send(
         self,
@@ -383,10 +619,11 @@ class MhdSourceClient:
         accept: str,
         *,
         data: list[tuple[str, str]] | None = None,
-        stream: bool = False,
+        searching: bool = False,
     ) -> requests.Response:
         """One read, retried once (or `retries` times) on a timeout, a refused or broken
-        connection, or a 502/503/504: these reads change nothing at the source."""
+        connection, or a 502/503/504: these reads change nothing at the source. The body is
+        left unread (streamed), so that every caller reads at most what it can take."""
 
         failure = SourceError(base.INTERNAL_ERROR)
         dpop_retry_left = True
@@ -402,7 +639,7 @@ class MhdSourceClient:
                     headers=headers,
                     data=data,
                     timeout=self.timeout,
-                    stream=stream,
+                    stream=True,
                     allow_redirects=False,
                 )
             except requests.RequestException as exc:
@@ -425,23 +662,58 @@ class MhdSourceClient:
                 continue
             if status < 300:
                 return response
-            response.close()
             if status in (401, 403):
+                response.close()
                 raise SourceError(base.UNAUTHORIZED, str(status))
+            if searching and 400 <= status < 500 and status not in (408, 429):
+                raise self._refused(response)
+            response.close()
             if status in (404, 410):
                 raise SourceError(base.NOT_FOUND, str(status))
             raise SourceError(base.HTTP_ERROR, str(status))
         raise failure
 
 
-def _is_about(resource: FhirDocumentReference, patient_national_id: str, ours: set[str]) -> bool:
-    """Is this document about the patient asked for? By the subject's identifier, or by a
-    reference to an included Patient with that national id; unverifiable means no."""
+def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
+    """(scheme, host, port) as a client connects: case-insensitive, default ports filled in."""
 
-    subject = resource.subject
-    if subject is None:
-        return False
-    identifier = getattr(subject, "identifier", None)
-    if identifier is not None and identifier.value:
-        return bool(identifier.system == NATIONAL_ID_SYSTEM and identifier.value == patient_national_id)
-    return bool(subject.reference) and str(subject.reference) in ours
+    scheme = parts.scheme.lower()
+    try:
+        port = parts.port
+    except ValueError:
+        return ("", "", None)
+    return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
+
+
+def _read_capped(response: requests.Response, limit: int) -> bytes:
+    """The body, at most `limit` bytes: a bigger answer is refused, not read on."""
+
+    received = bytearray()
+    for chunk in response.iter_content(CHUNK_SIZE):
+        received += chunk
+        if len(received) > limit:
+            raise SourceError(base.TOO_LARGE, f"more than {limit} bytes")
+    return bytes(received)
+
+
+def _outcome_texts(outcome: dict[str, Any]) -> Iterator[str]:
+    issues = outcome.get("issue")
+    for issue in issues if isinstance(issues, list) else []:
+        if not isinstance(issue, dict):
+            continue
+        details = issue.get("details")
+        text = details.get("text") if isinstance(details, dict) else None
+        for value in (issue.get("diagnostics"), text):
+            if isinstance(value, str) and value:
+                yield value
+
+
+_QUOTED = re.compile(r'"(?:[^"\\]|\\.)*"')
+_SCHEME = re.compile(r"(?:^|,)\s*([!#$%&'*+.^_`|~0-9A-Za-z-]+)(?=\s|,|$)")
+
+
+def _auth_schemes(challenges: str) -> set[str]:
+    """The auth schemes in a WWW-Authenticate value, lower case (scheme names are
+    case-insensitive, RFC 9110 11.1); quoted parameter values cannot pose as one."""
+
+    return {m.group(1).lower() for m in _SCHEME.finditer(_QUOTED.sub('""', challenges))}
