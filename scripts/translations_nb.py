@@ -404,6 +404,15 @@ NB = {
     "No items match the filter.": "Ingen saker passer til filteret.",
     "There are no older items.": "Det finnes ingen eldre saker.",
     "Next page (older items)": "Neste side (eldre saker)",
+    # Remote sources in the list (documents/remote.py, templates/documents/_source_status.html).
+    "Fetching from %(name)s…": "Henter fra %(name)s…",
+    "%(name)s could not answer the search. Its documents are not in the list.": "%(name)s kunne ikke svare på søket. Dokumentene derfra er ikke med i listen.",
+    "Showing the %(count)s newest documents from %(name)s.": "Viser de %(count)s nyeste dokumentene fra %(name)s.",
+    "The source has %(total)s.": "Kilden har %(total)s.",
+    "Some documents from %(name)s are missing from the list:": "Noen dokumenter fra %(name)s mangler i listen:",
+    "the source reported %(total)s but sent only %(received)s.": "kilden oppga %(total)s treff, men sendte bare %(received)s.",
+    "the source pointed to its next page at an address outside itself, which the portal does not follow.": "kilden viste til neste side på en adresse utenfor seg selv, og slike lenker følger ikke portalen.",
+    "the source stopped sending further pages.": "kilden sluttet å sende flere sider.",
 }
 NB_PLURAL = {
     "%(counter)s document is blocked (sperret) and not shown.": (
@@ -411,6 +420,14 @@ NB_PLURAL = {
         "%(counter)s dokumenter er sperret og vises ikke.",
     ),
     "%(counter)s document": ("%(counter)s dokument", "%(counter)s dokumenter"),
+    "%(counter)s document from %(name)s is missing from the list:": (
+        "%(counter)s dokument fra %(name)s mangler i listen:",
+        "%(counter)s dokumenter fra %(name)s mangler i listen:",
+    ),
+    "%(counter)s document from %(name)s could not be tied to the patient with certainty and is not shown.": (
+        "%(counter)s dokument fra %(name)s kunne ikke knyttes sikkert til pasienten og vises ikke.",
+        "%(counter)s dokumenter fra %(name)s kunne ikke knyttes sikkert til pasienten og vises ikke.",
+    ),
 }
 
 

