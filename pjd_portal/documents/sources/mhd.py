@@ -241,26 +241,10 @@ class MhdSourceClient:
                 if total is not None and total > len(received):
                     incomplete = base.SHORT_ANSWER
                 break
-            next_url = self._next_url(next_link)
-            if next_url is None:
-                # Never followed: the token and the patient's id would leave the source.
-                logger.warning("source %s: a next link outside its base URL was not followed", self.name)
-                incomplete = base.NEXT_OUTSIDE
+            following, incomplete = self._follow(next_link, bool(new_matches), followed, access)
+            if following is None:
                 break
-            if not new_matches or next_url in followed:
-                logger.warning("source %s: paging stopped on a page that brought nothing new", self.name)
-                incomplete = base.PAGING_STALLED
-                break
-            followed.add(next_url)
-            try:
-                response = self._send("GET", next_url, access, "application/fhir+json", searching=True)
-            except SourceError as exc:
-                if exc.reason_code not in (base.SEARCH_REFUSED, base.NOT_FOUND):
-                    raise
-                # The source no longer has the rest (HAPI: 410 once its search has expired):
-                # what arrived is shown, and the rest is said to be missing.
-                incomplete = base.PAGING_STALLED
-                break
+            response = following
         kept = list(documents.values())[: self.max_documents]
         return SearchResult(
             kept,
@@ -270,6 +254,29 @@ class MhdSourceClient:
             incomplete=incomplete,
             unverified=unverified,
         )
+
+    def _follow(
+        self, link: str, page_was_new: bool, followed: set[str], access: AccessContext
+    ) -> tuple[requests.Response | None, str]:
+        """The next page, or None and why the reading stops there."""
+
+        url = self._next_url(link)
+        if url is None:
+            # Never followed: the token and the patient's id would leave the source.
+            logger.warning("source %s: a next link outside its base URL was not followed", self.name)
+            return None, base.NEXT_OUTSIDE
+        if not page_was_new or url in followed:
+            logger.warning("source %s: paging stopped on a page that brought nothing new", self.name)
+            return None, base.PAGING_STALLED
+        followed.add(url)
+        try:
+            return self._send("GET", url, access, "application/fhir+json", searching=True), ""
+        except SourceError as exc:
+            if exc.reason_code not in (base.SEARCH_REFUSED, base.NOT_FOUND):
+                raise
+            # The source no longer has the rest (HAPI: 410 once its search has expired):
+            # what arrived is shown, and the rest is said to be missing.
+            return None, base.PAGING_STALLED
 
     def _bundle(self, response: requests.Response) -> Bundle:
         with response:
