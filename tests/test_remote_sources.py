@@ -67,7 +67,7 @@ def _document(national_id: str, label: str, days_ago: int, **overrides: Any) -> 
 
 # The list patient's documents at each source (labels in the titles).
 BERGEN_DOCUMENTS = [
-    _document(LIST_PATIENT_ID, "bergen-epikrise", 3),
+    _document(LIST_PATIENT_ID, "bergen-epikrise", 3, department="Hjerteavdelingen"),
     _document(
         LIST_PATIENT_ID,
         "bergen-provesvar",
@@ -353,6 +353,7 @@ def test_a_reference_without_content_type_asks_for_what_can_be_shown_and_takes_o
     result = source.search(LIST_PATIENT_ID, access=ACCESS)
     untyped = _by_title(result, "bergen-uten-type")
     assert untyped.content_type == ""
+    assert _by_title(result, "bergen-epikrise").department == "Hjerteavdelingen"  # practiceSetting
     assert policy.document_listable(untyped.facts(1), TODAY)
 
     content_type, size, chunks = source.retrieve(untyped, access=ACCESS)

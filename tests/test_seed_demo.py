@@ -158,3 +158,41 @@ def test_readme_rule_examples_hold_in_the_demo_data() -> None:
     fastlege = client_for("fastlege")
     handle = lookup_and_attest(fastlege, national_id=NHN_TEST_PATIENTS[1])
     assert 'data-count="1"' in fastlege.get(f"/pasient/{handle}/").content.decode()
+
+
+def test_the_remote_source_has_the_demo_patients_documents(tmp_path) -> None:
+    """`make run` seeds the test FHIR server with St. Olavs hospital HF's documents: a dozen
+    for NHN's first test patient (one blocked, one without a content type), 260 for the
+    second, so the portal pages through the source."""
+
+    from pjd_portal.documents.management.commands.seed_demo import REMOTE_SOURCE_ORGNR
+
+    seed()
+    assert not DocumentReference.objects.filter(source__organisation__orgnr=REMOTE_SOURCE_ORGNR).exists()
+    path = tmp_path / "seed.json"
+    out = StringIO()
+    call_command("seed_remote_demo", str(path), stdout=out)
+    bundle = json.loads(path.read_text(encoding="utf-8"))
+    assert bundle["resourceType"] == "Bundle" and bundle["type"] == "batch"
+    patients = {
+        e["fullUrl"]: e["resource"]["identifier"][0]["value"]
+        for e in bundle["entry"]
+        if e["resource"]["resourceType"] == "Patient"
+    }
+    references = [
+        e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"
+    ]
+    per_patient: dict[str, list[dict]] = {}
+    for reference in references:
+        per_patient.setdefault(patients[reference["subject"]["reference"]], []).append(reference)
+        assert reference["custodian"]["identifier"]["value"] == REMOTE_SOURCE_ORGNR
+    first, second = NHN_TEST_PATIENTS[0], NHN_TEST_PATIENTS[1]
+    assert len(per_patient[first]) == 12 and len(per_patient[second]) == 260
+    codes = [r["securityLabel"][0]["coding"][0]["code"] for r in per_patient[first]]
+    assert codes.count("NORS") == 1
+    assert sum("contentType" not in r["content"][0]["attachment"] for r in per_patient[first]) == 1
+    assert f"Wrote {len(references)} documents" in out.getvalue()
+    # Written once: a second run changes nothing.
+    again = StringIO()
+    call_command("seed_remote_demo", str(path), stdout=again)
+    assert "nothing changed" in again.getvalue()

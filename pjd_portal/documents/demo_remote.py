@@ -46,7 +46,7 @@ class SeedDocument:
     served_type: str = ""  # the Binary's own type, when not the announced one
     confidentiality: str = "N"  # N, R, V (HL7) or NORS ... (Volven 9603)
     status: str = "current"
-    department: str = ""
+    department: str = ""  # context.practiceSetting
 
 
 def _urn() -> str:
@@ -119,7 +119,10 @@ def seed_bundle(patients: Sequence[SeedPatient], documents: Sequence[SeedDocumen
                 "display": document.custodian_name,
                 "identifier": {"system": ORGNR_SYSTEM, "value": document.custodian_orgnr},
             },
-            "context": {"period": {"start": document.service_date.isoformat()}},
+            "context": {
+                "period": {"start": document.service_date.isoformat()},
+                **({"practiceSetting": {"text": document.department}} if document.department else {}),
+            },
             "content": [{"attachment": attachment}],
         }
         entries.append(_entry(_urn(), reference))

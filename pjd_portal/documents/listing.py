@@ -84,7 +84,7 @@ def merged_rows(
             type_name=d.type_name,
             title=d.title,
             institution_name=d.institution_name,
-            department=d.source_name,
+            department=d.department,
             author=d.author,
             source_id=d.source_id,
             document_id=d.document_id,

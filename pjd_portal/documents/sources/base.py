@@ -77,6 +77,7 @@ class RemoteDocument:
     content_type: str
     size: int | None
     url: str  # the attachment URL (ITI-68); empty for the local store
+    department: str = ""  # the clinical unit, where the source names one
 
     def facts(self, patient_id: int) -> policy.DocumentFacts:
         """What `policy.may_open_document` decides on. `patient_id` is the portal's own

@@ -69,6 +69,7 @@ class LocalSourceClient:
             content_type=d.content_type,
             size=d.size,
             url="",
+            department=d.department,
         )
 
     def retrieve(self, document: RemoteDocument, *, access: AccessContext) -> Retrieved:

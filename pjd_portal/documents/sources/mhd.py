@@ -445,6 +445,7 @@ class MhdSourceClient:
             content_type=str(attachment.contentType or "").lower(),
             size=int(attachment.size) if attachment.size is not None else None,
             url=urljoin(f"{self.base_url}/", str(attachment.url)),
+            department=_department(resource),
         )
 
     # --- ITI-68 -----------------------------------------------------------------------
@@ -688,6 +689,16 @@ class MhdSourceClient:
                 raise SourceError(base.NOT_FOUND, str(status))
             raise SourceError(base.HTTP_ERROR, str(status))
         raise failure
+
+
+def _department(resource: FhirDocumentReference) -> str:
+    """The clinical unit (MHD: `context.practiceSetting`), as text."""
+
+    setting = resource.context.practiceSetting if resource.context is not None else None
+    if setting is None:
+        return ""
+    display = next((str(c.display) for c in setting.coding or [] if c.display), "")
+    return str(setting.text or display)
 
 
 def _origin(parts: SplitResult) -> tuple[str, str, int | None]:

@@ -53,8 +53,12 @@ ORGANISATIONS = [
         True,
         True,
     ),
+    # Its documents are not in the database: they are at a remote MHD source, the test FHIR
+    # server that `make run` starts beside the portal (seed_remote_demo writes its data).
+    ("310600008", "St. Olavs hospital HF", OrganisationKind.HELSEFORETAK, "Helse Midt-Norge", True, True),
     ("310900001", "PJD forvaltning", OrganisationKind.FORVALTNING, "", False, False),
 ]
+REMOTE_SOURCE_ORGNR = "310600008"
 
 # username -> (HPR authorizations, role, orgnr of membership)
 STAFF = {
@@ -95,6 +99,13 @@ SOURCE_RULES: dict[str, dict[str, Any]] = {
         "open_organisation_kinds": ["fastlegekontor", "legevakt", "helseforetak", "avtalespesialist"],
         "list_only_if_may_open": True,
     },
+    "310600008": {  # St. Olavs hospital HF (Helse Midt-Norge), a remote MHD source in the demo
+        "list_authorizations": ALL_HEALTH_PERSONNEL,
+        "list_organisation_kinds": CLINICAL_KINDS,
+        "open_authorizations": ["LE", "SP"],
+        "open_organisation_kinds": CLINICAL_KINDS,
+        "list_only_if_may_open": False,
+    },
     "310100005": {  # Bergen legevakt
         "list_authorizations": ["LE", "SP"],
         "list_organisation_kinds": CLINICAL_KINDS,
@@ -119,6 +130,11 @@ DEPARTMENTS = {
     ],
     "310500003": [("Indremedisinsk klinikk", "6001"), ("Diagnostisk klinikk", "6002")],
     "310100005": [("Legevakten", "7001")],
+    "310600008": [
+        ("Klinikk for hjertemedisin", "8001"),
+        ("Avdeling for medisinsk biokjemi", "8002"),
+        ("Klinikk for bildediagnostikk", "8003"),
+    ],
 }
 GIVEN_F = ["Ingrid", "Sofie", "Nora", "Emma", "Kari", "Hanne", "Marit", "Astrid", "Liv", "Sigrid"]
 GIVEN_M = ["Ola", "Per", "Jonas", "Henrik", "Lars", "Knut", "Erik", "Magnus", "Arne", "Nils"]
@@ -276,7 +292,12 @@ class Command(BaseCommand):
 
     def _documents(self, patients: list[Patient], orgs: dict[str, Organisation], low: int, high: int) -> int:
         rng = random.Random(8)
-        sources = list(DocumentSource.objects.select_related("organisation").order_by("organisation__orgnr"))
+        # The remote source's documents stay at the source (seed_remote_demo).
+        sources = list(
+            DocumentSource.objects.select_related("organisation")
+            .exclude(organisation__orgnr=REMOTE_SOURCE_ORGNR)
+            .order_by("organisation__orgnr")
+        )
         types = demo_content.document_types()
         categories = list(DocumentCategory.values)
         today = timezone.localdate()
