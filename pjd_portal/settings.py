@@ -360,9 +360,14 @@ LOGGING = {
     "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
     "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
     "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
-    # The development server logs every request line; URLs carry no national ids, so
-    # these are safe, but keep them at WARNING to keep logs short.
-    "loggers": {"django.server": {"level": "WARNING"}},
+    # The development server logs every request line; the portal's URLs carry no national
+    # ids, so these are safe, but keep them at WARNING to keep logs short. urllib3 logs the
+    # full URL of every request to a source at DEBUG: a source's own next link could carry
+    # a query the portal did not write, so it stays at WARNING whatever LOG_LEVEL says.
+    "loggers": {
+        "django.server": {"level": "WARNING"},
+        "urllib3": {"level": "WARNING"},
+    },
 }
 
 # --- Refuse to start on development defaults in production ----------------------

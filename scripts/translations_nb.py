@@ -413,6 +413,7 @@ NB = {
     "the source reported %(total)s but sent only %(received)s.": "kilden oppga %(total)s treff, men sendte bare %(received)s.",
     "the source pointed to its next page at an address outside itself, which the portal does not follow.": "kilden viste til neste side på en adresse utenfor seg selv, og slike lenker følger ikke portalen.",
     "the source stopped sending further pages.": "kilden sluttet å sende flere sider.",
+    "the source did not send its further pages in time.": "kilden sendte ikke de neste sidene i tide.",
 }
 NB_PLURAL = {
     "%(counter)s document is blocked (sperret) and not shown.": (

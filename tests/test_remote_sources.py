@@ -333,10 +333,25 @@ def test_a_refused_search_is_said_as_such_logged_without_the_national_id_and_no_
     assert "[fnr fjernet]" in logged
 
 
-def test_national_ids_are_taken_out_of_log_text() -> None:
-    assert redact_national_ids("patient.identifier=x|13116900216&y") == "patient.identifier=x|[fnr fjernet]&y"
-    assert redact_national_ids("fnr 131169 00216.") == "fnr [fnr fjernet]."
-    assert redact_national_ids("order 123456789012 and 12345") == "order 123456789012 and 12345"
+@pytest.mark.parametrize(
+    ("text", "redacted"),
+    [
+        ("patient.identifier=x|13116900216&y", "patient.identifier=x|[fnr fjernet]&y"),
+        ("fnr 131169 00216.", "fnr [fnr fjernet]."),
+        ("131169-00216", "[fnr fjernet]"),
+        ("131169%2000216", "[fnr fjernet]"),
+        ("131169+00216", "[fnr fjernet]"),
+        ("1311 6900 216", "[fnr fjernet]"),
+        ("urn:oid:2.16.578.1.12.4.1.4.1%7C13116900216", "urn:oid:[fnr fjernet]%7C[fnr fjernet]"),
+        ("…4.1.4.113116900216", "…[fnr fjernet]"),  # run together with the system
+        ("013116900216", "[fnr fjernet]"),  # inside a longer run of digits
+        # What is no national id stays: dates, times, org.nr and HPR numbers, short counts.
+        ("2026-12-02 04:40:09, total 260", "2026-12-02 04:40:09, total 260"),
+        ("HPR 910000011, org.nr 310600008", "HPR 910000011, org.nr 310600008"),
+    ],
+)
+def test_national_ids_are_taken_out_of_log_text(text: str, redacted: str) -> None:
+    assert redact_national_ids(text) == redacted
 
 
 # --- content types and the Binary resource's JSON form -------------------------------------
@@ -550,10 +565,10 @@ def _fetch_urls(page: str) -> dict[int, str]:
     """The per-source fragment URLs the page asks for (hx-get with hx-trigger=load)."""
 
     found = re.findall(
-        r'<div hx-get="([^"]+)" hx-trigger="load" hx-swap="none" data-testid="source-fetch" data-source="(\d+)"',
+        r'data-testid="source-loading" data-source="(\d+)"\s+hx-get="([^"]+)" hx-trigger="load" hx-swap="none"',
         page,
     )
-    return {int(source): url.replace("&amp;", "&") for url, source in found}
+    return {int(source): url.replace("&amp;", "&") for source, url in found}
 
 
 def _refresh_url(page: str) -> str:
@@ -708,5 +723,321 @@ def test_without_javascript_the_page_waits_for_every_source(
     assert "<noscript>" not in page and 'data-testid="source-loading"' not in page
     # The document without a content type is listed; its HTML twin too (decided at the open).
     assert "bergen-uten-type" in page
-    [event] = _events(event_type="document_list")
-    assert event.details["sources_pending"] == [] and event.details["nhn_event_id"]
+    # Each source asked is logged as from its fragment, then the page; one request id.
+    bergen_event, nord_event, page_event = _events(event_type="document_list")
+    assert (bergen_event.source_orgnr, nord_event.source_orgnr, page_event.source_orgnr) == (BERGEN, NORD, "")
+    assert page_event.details["sources_pending"] == []
+    view = {e.details["list_request_id"] for e in (bergen_event, nord_event, page_event)}
+    assert len(view) == 1 and bergen_event.details["nhn_event_id"]
+
+
+@pytest.mark.django_db
+def test_a_refused_search_without_javascript_is_logged_per_source_too(
+    remote_world: Any, as_fastlege: Client, bergen: FhirServer
+) -> None:
+    from tests.conftest import lookup_and_attest
+
+    bergen.set_behaviour(rejectParams=["_include"])
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/?wait=1").content.decode()
+    assert "Helse Bergen HF kunne ikke svare på søket" in page
+    [refused] = _events(event_type="document_list", source_orgnr=BERGEN)
+    assert (refused.outcome, refused.reason_code) == ("not_found", "source_search_refused")
+
+
+@pytest.mark.django_db
+def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
+    remote_world: Any, as_fastlege: Client, bergen: FhirServer
+) -> None:
+    """A reload, a second tab or a list shown again while a source answers: the fragment
+    waits for the request already asking it, and the source is asked once."""
+
+    import threading
+
+    from pjd_portal.access.services import access_patient_by_handle
+    from pjd_portal.documents import remote
+    from pjd_portal.documents.models import DocumentSource
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    request = as_fastlege.get(f"/pasient/{handle}/").wsgi_request
+    access = access_patient_by_handle(request=request, handle=uuid.UUID(handle))
+    source = DocumentSource.objects.select_related("organisation").get(organisation__orgnr=BERGEN)
+    assert remote._claim(access, source.pk)  # as if another request were asking it now
+    answer = remote.ask_sources(access, [source])[0]
+    asked_before = len([r for r in bergen.requests_seen() if r["method"] == "POST"])
+    threading.Timer(0.4, remote.keep, args=(access, answer)).start()
+
+    started = time.monotonic()
+    response = as_fastlege.get(_fetch_urls(page)[source.pk], **HX)
+    assert response["HX-Trigger"] == "source-arrived"
+    assert 0.3 < time.monotonic() - started < BUDGET
+    assert len([r for r in bergen.requests_seen() if r["method"] == "POST"]) == asked_before
+    assert not _events(event_type="document_list", source_orgnr=BERGEN)  # it asked nobody
+    refreshed = as_fastlege.get(_refresh_url(page), **HX).content.decode()
+    assert "bergen-epikrise" in refreshed
+
+
+@pytest.mark.django_db
+def test_an_answer_whose_event_cannot_be_written_is_never_shown(
+    remote_world: Any, as_fastlege: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pjd_portal.audit.services import AuditWriteFailed
+    from pjd_portal.documents import views
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    real = views.record_event_committed
+
+    def failing(**kwargs: Any) -> Any:
+        if kwargs.get("source_orgnr") == BERGEN:
+            raise AuditWriteFailed("test")
+        return real(**kwargs)
+
+    monkeypatch.setattr(views, "record_event_committed", failing)
+    response = as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
+    assert response.status_code == 503
+    monkeypatch.setattr(views, "record_event_committed", real)
+    shown = as_fastlege.get(_refresh_url(page), **HX).content.decode()
+    assert "bergen-epikrise" not in shown and "Henter fra Helse Bergen HF" in shown
+    # The claim was let go: the next fragment asks again (and this time it is logged).
+    as_fastlege.get(_fetch_urls(shown)[_source_pk(BERGEN)], **HX)
+    assert _events(event_type="document_list", source_orgnr=BERGEN)
+
+
+@pytest.mark.django_db
+def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
+    remote_world: Any, as_fastlege: Client
+) -> None:
+    from pjd_portal.documents.models import DocumentSource
+    from tests.conftest import lookup_and_attest
+
+    DocumentSource.objects.filter(organisation__orgnr=NORD).update(list_authorizations=["SP"])
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    assert "UNN HF" not in page  # not this clinician's to see, not even pending
+    denied = as_fastlege.get(f"/pasient/{handle}/kilde/{_source_pk(NORD)}/liste/", **HX)
+    missing = as_fastlege.get(f"/pasient/{handle}/kilde/99999/liste/", **HX)
+    assert denied.status_code == missing.status_code == 404
+    reasons = [(e.outcome, e.reason_code) for e in _events(event_type="access_denied")]
+    assert reasons[-2:] == [("denied", "source_rule_list"), ("not_found", "unknown_source")]
+
+
+@pytest.mark.django_db
+def test_a_list_refresh_that_is_now_refused_reloads_the_page(remote_world: Any, as_fastlege: Client) -> None:
+    from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    PrivacyChoice.objects.create(
+        patient=remote_world.patient, kind=PrivacyChoiceKind.BLOCKED_CLINICIAN, blocked_hpr_number="910000011"
+    )
+    refreshed = as_fastlege.get(_refresh_url(page), **HX)
+    assert refreshed["HX-Refresh"] == "true" and b"document-row" not in refreshed.content
+
+
+# --- paging within the time budget, and next links that would carry the national id ---------
+
+
+def test_paging_stops_at_the_budget_and_keeps_what_came(
+    bergen: FhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pjd_portal.documents.sources import merge
+
+    source = client(bergen, count=20)
+    real = source.session.request
+    asked: list[str] = []
+
+    def slow(method: str, url: str, **kwargs: Any) -> requests.Response:
+        asked.append(url)
+        time.sleep(0.15)  # a source that answers, slowly, page after page
+        return real(method, url, **kwargs)
+
+    monkeypatch.setattr(source.session, "request", slow)
+    found = merge.search_sources([source], PAGED_PATIENT, access=ACCESS, budget_seconds=1.0)
+    assert found.failures == []  # it answered: not "svarer ikke"
+    result = found.results[1]
+    assert 0 < len(result.documents) < PAGED and result.incomplete == base.PAGING_TIMED_OUT
+    assert result.missing == PAGED - result.received
+    assert _titles(result) == ALL_PAGED[: len(result.documents)]
+    pages = len(asked)
+    time.sleep(0.5)
+    assert len(asked) == pages  # and it asks for no more pages afterwards
+
+
+def test_a_next_link_that_repeats_the_search_is_asked_by_post(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some servers (not HAPI) build the next link by repeating the search in its query:
+    following it by GET would put the national id into a URL (and a proxy's log)."""
+
+    from tests.test_mhd_source import _document_reference
+
+    system = "urn:oid:2.16.578.1.12.4.1.4.1"
+    source = MhdSourceClient(
+        source_id=1,
+        name="x",
+        base_url="http://127.0.0.1:9/fhir/R4",
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    pages = []
+    for n in range(2):
+        entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+        entry["id"] = f"d{n}"
+        link = [
+            {
+                "relation": "next",
+                "url": f"DocumentReference?patient.identifier={system}%7C{PAGED_PATIENT}&_offset=1",
+            }
+        ]
+        pages.append(
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": 2,
+                "entry": [{"resource": entry}],
+                "link": link if n == 0 else [],
+            }
+        )
+    made: list[dict[str, Any]] = []
+
+    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
+        made.append({"method": method, "url": url, "data": kwargs.get("data")})
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/fhir+json"
+        response.raw = __import__("io").BytesIO(json.dumps(pages[len(made) - 1]).encode())
+        return response
+
+    monkeypatch.setattr(source.session, "request", answer)
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+    assert [d.document_id for d in result.documents] == ["d0", "d1"] and result.incomplete == ""
+    assert [m["method"] for m in made] == ["POST", "POST"]
+    assert made[1]["url"] == "http://127.0.0.1:9/fhir/R4/DocumentReference/_search"
+    assert ("_offset", "1") in made[1]["data"]
+    assert all(PAGED_PATIENT not in m["url"] for m in made)
+
+
+@pytest.mark.parametrize(
+    ("base_url", "link", "followed"),
+    [
+        ("http://127.0.0.1:8103", "/?_getpages=a", True),  # a source at the host's root
+        ("http://127.0.0.1:8103/", "?_getpages=a", True),
+        ("http://127.0.0.1:8103", "DocumentReference?_getpages=a", True),
+        ("http://127.0.0.1:8103/fhir/R4", "{base}/..;/x", False),  # servlet path parameters
+        ("http://127.0.0.1:8103/fhir/R4", "{base}/\\..\\..\\x", False),
+        ("http://127.0.0.1:8103/fhir/R4", "{base}/%5c..%5c..", False),
+        ("http://127.0.0.1:8103/fhir/R4", "{base}/%252e%252e/x", False),
+        ("http://127.0.0.1:8103/fhir/R4", "http://[::1/fhir/R4?x", False),  # malformed: no crash
+        ("http://127.0.0.1:8103/fhir/R4", "{base}/$binary-access-read?x=1", True),
+    ],
+)
+def test_paths_that_a_server_reads_otherwise_are_not_followed(
+    base_url: str, link: str, followed: bool
+) -> None:
+    source = MhdSourceClient(
+        source_id=1,
+        name="x",
+        base_url=base_url,
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    assert (source._next_url(link.format(base=base_url.rstrip("/"))) is not None) is followed
+
+
+@pytest.mark.parametrize(
+    ("subject", "verdict"),
+    [
+        (
+            {
+                "identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.2", "value": "x"},
+                "reference": "Patient/p1",
+            },
+            "kept",
+        ),
+        ({"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.2", "value": "x"}}, "unverified"),
+        ({"identifier": {"value": "x"}}, "unverified"),  # no system: cannot be checked
+        ({"reference": "Patient/p3"}, "unverified"),  # included twice, with two national ids
+        ({"reference": "http://[x/Patient/1"}, "unverified"),  # malformed: no crash
+    ],
+)
+def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
+    monkeypatch: pytest.MonkeyPatch, subject: dict[str, Any], verdict: str
+) -> None:
+    from tests.test_mhd_source import _document_reference, _fake
+
+    system = "urn:oid:2.16.578.1.12.4.1.4.1"
+    source = MhdSourceClient(
+        source_id=1,
+        name="x",
+        base_url="http://127.0.0.1:9/fhir/R4",
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    patients = [("p1", PAGED_PATIENT), ("p3", PAGED_PATIENT), ("p3", OTHER_PATIENT_ID)]
+    bundle = {
+        "resourceType": "Bundle",
+        "type": "searchset",
+        "entry": [{"resource": _document_reference(subject), "search": {"mode": "match"}}]
+        + [
+            {
+                "resource": {
+                    "resourceType": "Patient",
+                    "id": pid,
+                    "identifier": [{"system": system, "value": value}],
+                },
+                "search": {"mode": "include"},
+            }
+            for pid, value in patients
+        ],
+    }
+    _fake(monkeypatch, source, json.dumps(bundle).encode())
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+    assert (len(result.documents), result.unverified) == ((1, 0) if verdict == "kept" else (0, 1))
+
+
+def test_an_unverifiable_document_on_two_pages_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
+    from tests.test_mhd_source import _document_reference
+
+    source = MhdSourceClient(
+        source_id=1,
+        name="x",
+        base_url="http://127.0.0.1:9/fhir/R4",
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=1,
+        read_timeout=1,
+    )
+    unknown = _document_reference({"reference": "Patient/nobody"})
+    other = _document_reference({"reference": "Patient/nobody"})
+    other["id"] = "d2"
+    pages = [
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": unknown}],
+            "link": [{"relation": "next", "url": "?_getpages=a&_getpagesoffset=1"}],
+        },
+        {
+            "resourceType": "Bundle",
+            "type": "searchset",
+            "entry": [{"resource": unknown}, {"resource": other}],
+        },
+    ]
+    calls = []
+
+    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
+        calls.append(url)
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/fhir+json"
+        response.raw = __import__("io").BytesIO(json.dumps(pages[len(calls) - 1]).encode())
+        return response
+
+    monkeypatch.setattr(source.session, "request", answer)
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+    assert result.unverified == 2 and result.received == 2

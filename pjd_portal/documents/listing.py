@@ -3,15 +3,15 @@ answers in one list, filtered, sorted and paged together.
 
 Without remote sources the database pages the list. With them, the list is built from the
 answers that have arrived (`remote.cached_answer`); a source without one is PENDING and
-its rows come through the list's per-source fragment (`to_fetch`), or, for a browser
-without JavaScript, the page is asked again with `wait` and the sources are asked there
-and then, together, within the time budget (`remote.ask_sources`).
+its rows come through the list's per-source fragment, or, for a browser without
+JavaScript, the page is asked again with `wait` and the sources are asked there and
+then, together, within the time budget (`remote.answers_for_list`).
 """
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.paginator import Page, Paginator
@@ -20,8 +20,8 @@ from pjd_portal.access import policy
 from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess
 from pjd_portal.documents import remote, selectors
-from pjd_portal.documents.models import DocumentCategory, DocumentReference
-from pjd_portal.documents.remote import FAILED, PENDING, SourceListing
+from pjd_portal.documents.models import DocumentCategory, DocumentReference, DocumentSource
+from pjd_portal.documents.remote import SourceAnswer, SourceListing
 from pjd_portal.documents.sources.base import RemoteDocument
 
 
@@ -104,16 +104,15 @@ class ListPage:
     hidden_count: int
     # The remote sources whose lists this clinician may see, by name, with their answers.
     sources: list[SourceListing]
-    # Of those, the ones without an answer that no fragment is on its way for yet.
-    to_fetch: list[SourceListing]
     remote_source_ids: frozenset[int]
     openable_source_ids: frozenset[int]
-    # The nhn-event-id given to the sources this request asked itself (`wait`).
-    asked_event_id: str = ""
+    # The answers this request asked for itself (`wait`), with their sources: their
+    # events are the view's to write before they are kept (remote.keep).
+    asked: list[tuple[DocumentSource, SourceAnswer]] = field(default_factory=list)
 
     @property
     def pending(self) -> list[SourceListing]:
-        return [s for s in self.sources if s.state == PENDING]
+        return [s for s in self.sources if s.pending]
 
     def event_details(self) -> dict[str, object]:
         """What the list event records: the page as shown, and each source's state."""
@@ -128,18 +127,18 @@ class ListPage:
             "remote_document_ids": [
                 f"{d.source_id}/{d.document_id}" for d in rows if d.source_id in self.remote_source_ids
             ],
-            "sources_not_answering": [s.source_id for s in self.sources if s.state == FAILED],
+            "sources_not_answering": [s.source_id for s in self.sources if s.failed],
             "sources_pending": [s.source_id for s in self.pending],
             "sources_incomplete": [s.source_id for s in self.sources if s.incomplete or s.ceiling],
-            **({"nhn_event_id": self.asked_event_id} if self.asked_event_id else {}),
         }
 
 
 def list_page(
     access: PatientAccess, params: selectors.ListParams, *, today: datetime.date, wait: bool
 ) -> ListPage:
-    """The page of the list the clinician asked for. `wait`: ask the sources without an
-    answer now (the page for a browser without JavaScript)."""
+    """The page of the list the clinician asked for, from the sources' kept answers; a
+    source without one is PENDING (its fragment brings it). `wait`: ask those sources now
+    (the page for a browser without JavaScript)."""
 
     rules = access_selectors.source_rules()
     listable = policy.listable_source_ids(access.clinician, rules)
@@ -152,19 +151,15 @@ def list_page(
     page: Page[Any]
     if not remote_sources:
         page = selectors.document_page(patient_id, today, local_ids, params)
-        return ListPage(page, params, hidden, [], [], frozenset(), openable)
+        return ListPage(page, params, hidden, [], frozenset(), openable)
 
-    listed = sorted((s for pk, s in remote_sources.items() if pk in listable), key=lambda s: s.name)
-    answers = {s.pk: remote.cached_answer(access, s.pk) for s in listed}
-    asked_event_id = ""
+    listed = remote.listed_sources(remote_sources, listable)
+    asked: list[SourceAnswer] = []
     if wait:
-        for answer in remote.ask_sources(access, [s for s in listed if answers[s.pk] is None]):
-            answers[answer.source_id] = answer
-            asked_event_id = answer.nhn_event_id
-    sources = [remote.source_listing(answers[s.pk], s, today, patient_id) for s in listed]
-    to_fetch = [s for s in sources if s.state == PENDING and not remote.is_pending(access, s.source_id)]
-    for source in to_fetch:
-        remote.mark_pending(access, source.source_id)
+        answers, asked = remote.answers_for_list(access, listed)
+    else:
+        answers = {s.pk: a for s in listed if (a := remote.cached_answer(access, s.pk)) is not None}
+    sources = [remote.source_listing(answers.get(s.pk), s, today, patient_id) for s in listed]
     rows = merged_rows(
         list(selectors.listable_documents(patient_id, today, local_ids, params.category)),
         [d for s in sources for d in s.documents],
@@ -173,6 +168,13 @@ def list_page(
     )
     page = Paginator(rows, params.page_size).get_page(params.page)
     hidden += sum(s.blocked for s in sources)
+    by_id = {s.pk: s for s in listed}
     return ListPage(
-        page, params, hidden, sources, to_fetch, frozenset(remote_sources), openable, asked_event_id
+        page,
+        params,
+        hidden,
+        sources,
+        frozenset(remote_sources),
+        openable,
+        [(by_id[a.source_id], a) for a in asked],
     )

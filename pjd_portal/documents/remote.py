@@ -17,6 +17,7 @@ has is said so on the list, by source (`SourceListing`).
 from __future__ import annotations
 
 import datetime
+import time
 import uuid
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -31,6 +32,7 @@ from pjd_portal.documents.sources import client_for, merge
 from pjd_portal.documents.sources.base import (
     INTERNAL_ERROR,
     NEXT_OUTSIDE,
+    PAGING_TIMED_OUT,
     SEARCH_REFUSED,
     SHORT_ANSWER,
     AccessContext,
@@ -42,11 +44,12 @@ __all__ = [
     "SourceAnswer",
     "SourceListing",
     "access_context",
-    "answer_for_list",
+    "answers_for_list",
     "ask_sources",
     "cached_answer",
-    "client_for",
-    "merge",
+    "keep",
+    "listed_sources",
+    "release",
     "remote_sources",
     "source_listing",
 ]
@@ -85,6 +88,13 @@ class SourceAnswer:
     nhn_event_id: str = ""  # the id the source was given (nhn-event-id), for its log
 
 
+def listed_sources(remote: dict[int, DocumentSource], listable: frozenset[int]) -> list[DocumentSource]:
+    """The remote sources whose lists this clinician may see (`policy.listable_source_ids`),
+    by name: the ones the list asks."""
+
+    return sorted((s for pk, s in remote.items() if pk in listable), key=lambda s: s.name)
+
+
 def _key(access: PatientAccess, source_id: int, kind: str) -> str:
     # Bound to the lookup (one clinician, one patient) and to the attest: a new basis asks
     # the sources again, and nobody else's list can ever read this answer.
@@ -97,32 +107,38 @@ def cached_answer(access: PatientAccess, source_id: int) -> SourceAnswer | None:
     return answer if isinstance(answer, SourceAnswer) else None
 
 
-def _keep(access: PatientAccess, answer: SourceAnswer) -> None:
+def keep(access: PatientAccess, answer: SourceAnswer) -> None:
+    """Keep an answer for the list, once its access event is committed (never before: an
+    answer whose contact is not in the log must not be shown)."""
+
     seconds = (
         settings.DOCUMENT_SOURCE_ANSWER_SECONDS
         if answer.result is not None
         else settings.DOCUMENT_SOURCE_FAILURE_SECONDS
     )
     cache.set(_key(access, answer.source_id, "answer"), answer, seconds)
-    cache.delete(_key(access, answer.source_id, "pending"))
+    release(access, answer.source_id)
 
 
-def is_pending(access: PatientAccess, source_id: int) -> bool:
-    """A fragment request for this source is on its way (or was sent, for a browser
-    without JavaScript: the marker lapses after the time a source may take)."""
+def release(access: PatientAccess, source_id: int) -> None:
+    """This request no longer asks the source (its answer is kept, or was not logged)."""
 
-    return cache.get(_key(access, source_id, "pending")) is not None
+    cache.delete(_key(access, source_id, "asking"))
 
 
-def mark_pending(access: PatientAccess, source_id: int) -> None:
+def _claim(access: PatientAccess, source_id: int) -> bool:
+    """Become the one request asking this source for this list (atomic), so that a reload,
+    a second tab or a list shown again while the source answers never asks it twice. The
+    claim lapses after the time a source may take, should its request die."""
+
     seconds = int(settings.DOCUMENT_SOURCE_SEARCH_BUDGET) + 5
-    cache.set(_key(access, source_id, "pending"), True, seconds)
+    return bool(cache.add(_key(access, source_id, "asking"), True, seconds))
 
 
 def ask_sources(access: PatientAccess, sources: Sequence[DocumentSource]) -> list[SourceAnswer]:
-    """Ask these sources now, together, within the time budget, and keep their answers.
-    The policy has let this clinician see the patient's documents and these sources'
-    lists; the sources decide nothing."""
+    """Ask these sources now, together, within the time budget (nothing is kept: see
+    `keep`). The policy has let this clinician see the patient's documents and these
+    sources' lists; the sources decide nothing."""
 
     if not sources:
         return []
@@ -132,26 +148,53 @@ def ask_sources(access: PatientAccess, sources: Sequence[DocumentSource]) -> lis
     answers = []
     for source in sources:
         result = found.results.get(source.pk)
-        answer = SourceAnswer(
-            source_id=source.pk,
-            source_name=source.name,
-            result=result,
-            failure="" if result is not None else failures.get(source.pk, INTERNAL_ERROR),
-            nhn_event_id=context.event_id,
+        answers.append(
+            SourceAnswer(
+                source_id=source.pk,
+                source_name=source.name,
+                result=result,
+                failure="" if result is not None else failures.get(source.pk, INTERNAL_ERROR),
+                nhn_event_id=context.event_id,
+            )
         )
-        _keep(access, answer)
-        answers.append(answer)
     return answers
 
 
-def answer_for_list(access: PatientAccess, source: DocumentSource) -> tuple[SourceAnswer, bool]:
-    """The source's answer for this list: the one kept, else asked now. True when the
-    source was asked (and so told of an access)."""
+def answers_for_list(
+    access: PatientAccess, sources: Sequence[DocumentSource]
+) -> tuple[dict[int, SourceAnswer], list[SourceAnswer]]:
+    """Every source's answer for this list: the one kept; or, while another request is
+    asking that source, the one it gets (waited for, within the budget); else asked now.
+    Returns all answers by source id, and the ones this request asked: their events are
+    the caller's to write, and then it keeps them."""
 
-    answer = cached_answer(access, source.pk)
-    if answer is not None:
-        return answer, False
-    return ask_sources(access, [source])[0], True
+    answers: dict[int, SourceAnswer] = {}
+    to_ask: list[DocumentSource] = []
+    waiting: list[DocumentSource] = []
+    for source in sources:
+        kept = cached_answer(access, source.pk)
+        if kept is not None:
+            answers[source.pk] = kept
+        elif _claim(access, source.pk):
+            to_ask.append(source)
+        else:
+            waiting.append(source)
+    asked = ask_sources(access, to_ask)
+    deadline = time.monotonic() + settings.DOCUMENT_SOURCE_SEARCH_BUDGET + 1
+    while waiting and time.monotonic() < deadline:
+        time.sleep(WAIT_STEP_SECONDS)
+        for source in list(waiting):
+            kept = cached_answer(access, source.pk)
+            if kept is not None:
+                answers[source.pk] = kept
+                waiting.remove(source)
+    if waiting:  # the other request never kept an answer (it died, or its event failed)
+        asked += ask_sources(access, waiting)
+    answers.update((a.source_id, a) for a in asked)
+    return answers, asked
+
+
+WAIT_STEP_SECONDS = 0.1
 
 
 @dataclass
@@ -203,6 +246,12 @@ class SourceListing:
         """The source answered and refused the search ("kunne ikke svare på søket")."""
 
         return self.failure == SEARCH_REFUSED
+
+    @property
+    def timed_out(self) -> bool:
+        """A later page did not come, or not within the time budget."""
+
+        return self.incomplete == PAGING_TIMED_OUT
 
     @property
     def short_answer(self) -> bool:

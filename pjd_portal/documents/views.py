@@ -13,9 +13,11 @@ from django.core import signing
 from django.http import Http404, HttpRequest, HttpResponse, StreamingHttpResponse
 from django.http.response import HttpResponseBase
 from django.shortcuts import redirect, render
+from django.urls import reverse
 from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
+from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from pjd_portal.access import policy
 from pjd_portal.access import selectors as access_selectors
@@ -25,7 +27,8 @@ from pjd_portal.audit import logged_documents
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event, record_event_committed
 from pjd_portal.documents import listing, remote, rendering, selectors
-from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference
+from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference, DocumentSource
+from pjd_portal.documents.sources import client_for, merge
 from pjd_portal.lib.errors import service_unavailable
 
 logger = logging.getLogger(__name__)
@@ -73,6 +76,47 @@ def _list_view_token(view_id: str, handle: UUID) -> str:
     return signing.Signer(salt=f"pjd.list-view.{handle}").sign(view_id)
 
 
+def _flagged(access: PatientAccess) -> bool:
+    return policy.flagged_for_review(access.attest.basis if access.attest else "")
+
+
+def _keep_logged_answers(
+    request: HttpRequest,
+    access: PatientAccess,
+    asked: list[tuple[DocumentSource, remote.SourceAnswer]],
+    view_id: str,
+) -> None:
+    """One list event per source this request asked, committed, and only then is its answer
+    kept for the list: an answer whose contact is not in the log is never shown."""
+
+    today = timezone.localdate()
+    try:
+        for source, answer in asked:
+            shown = remote.source_listing(answer, source, today, access.patient.pk)
+            record_event_committed(
+                request=request,
+                event_type=EventType.DOCUMENT_LIST,
+                # The clinician may see the list; the source's own answer is the outcome here.
+                outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
+                reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
+                patient=access.patient,
+                attest=access.attest,
+                source_orgnr=source.organisation.orgnr,
+                flagged_for_review=_flagged(access),
+                details={
+                    **shown.event_details(),
+                    "list_request_id": view_id,
+                    "nhn_event_id": answer.nhn_event_id,
+                },
+            )
+    except AuditWriteFailed:
+        for _source, answer in asked:
+            remote.release(access, answer.source_id)
+        raise
+    for _source, answer in asked:
+        remote.keep(access, answer)
+
+
 @login_required
 @clinician_required
 @require_GET
@@ -82,6 +126,8 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         access.clinician, access.patient_facts, access.attest_facts, access.now
     )
     if decision.reason_code == "no_valid_attest":
+        if request.htmx:  # type: ignore[attr-defined]
+            return HttpResponseClientRedirect(reverse("patients:basis", args=[handle]))
         return redirect("patients:basis", handle=handle)
     context: dict[str, object] = {
         "handle": handle,
@@ -98,6 +144,9 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
             patient=access.patient,
             attest=access.attest,
         )
+        # A refresh of the list: the whole page says why, not a list inside the list.
+        if request.htmx:  # type: ignore[attr-defined]
+            return HttpResponseClientRefresh()
         return render(request, "documents/list_page.html", context)
 
     params = selectors.parse_list_params(
@@ -110,13 +159,14 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         access, params, today=timezone.localdate(), wait=request.GET.get("wait") == "1"
     )
     view_id = _list_view_id(request, handle)
+    _keep_logged_answers(request, access, listed.asked, view_id)
     record_event(
         request=request,
         event_type=EventType.DOCUMENT_LIST,
         outcome=Outcome.GRANTED,
         patient=access.patient,
         attest=access.attest,
-        flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
+        flagged_for_review=_flagged(access),
         details={**listed.event_details(), "list_request_id": view_id},
     )
     query = request.GET.copy()
@@ -145,7 +195,8 @@ def document_list_source(request: HttpRequest, handle: UUID, source_id: int) -> 
     """One remote source's part of the list, asked on its own request so that the list
     never waits on the slowest source. It answers no content: the list refreshes itself on
     `source-arrived` and merges the answer kept for it. One list event per source asked,
-    with the page's request id (`list_request_id`)."""
+    with the page's request id (`list_request_id`); an answer already kept (or being got
+    by another request, waited for) asks nobody and logs nothing new."""
 
     access = access_patient_by_handle(request=request, handle=handle)
     if not request.htmx:  # type: ignore[attr-defined]
@@ -156,35 +207,20 @@ def document_list_source(request: HttpRequest, handle: UUID, source_id: int) -> 
     source = remote.remote_sources().get(source_id) if status else None
     listable = policy.listable_source_ids(access.clinician, access_selectors.source_rules())
     if source is None or source_id not in listable:
+        # Not allowed and not found look the same; the log tells them apart.
+        reason = status.reason_code if not status else "source_rule_list" if source else "unknown_source"
         record_event_committed(
             request=request,
             event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED if not status else Outcome.NOT_FOUND,
-            reason_code=status.reason_code if not status else "unknown_source",
+            outcome=Outcome.NOT_FOUND if source is None and status else Outcome.DENIED,
+            reason_code=reason,
             patient=access.patient,
             attest=access.attest,
             details={"source_id": source_id},
         )
         raise Http404()
-    answer, asked = remote.answer_for_list(access, source)
-    if asked:
-        shown = remote.source_listing(answer, source, timezone.localdate(), access.patient.pk)
-        record_event(
-            request=request,
-            event_type=EventType.DOCUMENT_LIST,
-            # The clinician may see the list; the source's own answer is the outcome here.
-            outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
-            reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
-            patient=access.patient,
-            attest=access.attest,
-            source_orgnr=source.organisation.orgnr,
-            flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
-            details={
-                **shown.event_details(),
-                "list_request_id": _list_view_id(request, handle),
-                "nhn_event_id": answer.nhn_event_id,
-            },
-        )
+    _answers, asked = remote.answers_for_list(access, [source])
+    _keep_logged_answers(request, access, [(source, a) for a in asked], _list_view_id(request, handle))
     response = HttpResponse("")
     response["HX-Trigger"] = "source-arrived"
     return response
@@ -245,7 +281,7 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
             patient=access.patient,
             document=document,
             attest=access.attest,
-            flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
+            flagged_for_review=_flagged(access),
         )
     except AuditWriteFailed:
         return service_unavailable(request, reason="audit")
@@ -318,9 +354,9 @@ def remote_document_open(
     document = None
     decision = status if not status else policy.Decision(False, "unknown_document")
     if source is not None:
-        client = remote.client_for(source)
+        client = client_for(source)
         # The source's current description, asked under the same time budget as the list.
-        found = remote.merge.search_sources(
+        found = merge.search_sources(
             [client],
             access.patient.national_id,
             access=remote.access_context(access),
@@ -361,7 +397,7 @@ def remote_document_open(
             patient=access.patient,
             attest=access.attest,
             source_orgnr=orgnr,
-            flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
+            flagged_for_review=_flagged(access),
             details={**details, "nhn_event_id": event_id, **logged_documents.remote_details(document)},
         )
     except AuditWriteFailed:

@@ -9,9 +9,13 @@ from __future__ import annotations
 
 import re
 
-# Eleven digits on their own, also written 6 + 5 with a space (131169 00216): fødselsnummer,
-# D- and H-numbers and synthetic ones alike. Longer digit runs are left as they are.
-_NATIONAL_ID = re.compile(r"(?<!\d)\d{6}[ \u00a0]?\d{5}(?!\d)")
+# Eleven or more digits in a row, also with single separators between them (131169 00216,
+# 131169-00216, 131169%2000216, 1311 6900 216), and also run together with other digits
+# (an OID and a value, urn:oid:...4.1.4.113116900216): fødselsnummer, D- and H-numbers and
+# synthetic ones alike. This takes out some numbers that are none (long order numbers):
+# for a log line that is the right side to err on.
+_SEPARATOR = r"(?:[ \u00a0+.\-/]|%20|%2[bB]|%2[dD])"
+_NATIONAL_ID = re.compile(rf"\d(?:{_SEPARATOR}?\d){{10,}}")
 REDACTED = "[fnr fjernet]"
 
 

@@ -97,6 +97,7 @@ class RemoteDocument:
 SHORT_ANSWER = "short_answer"  # Bundle.total says more, and there is no next page
 NEXT_OUTSIDE = "next_outside"  # the next page's link leaves the source: not followed
 PAGING_STALLED = "paging_stalled"  # a next page with nothing on it, or a link seen before
+PAGING_TIMED_OUT = "paging_timed_out"  # a later page did not come, or not within the budget
 
 
 @dataclass(frozen=True)
@@ -148,9 +149,11 @@ class DocumentSourceClient(Protocol):
         categories: Sequence[str] = (),
         date_from: datetime.date | None = None,
         document_id: str = "",
+        deadline: float | None = None,
     ) -> SearchResult:
         """The patient's current documents at this source, newest first (only the one
-        with `document_id` when given). Raises SourceError."""
+        with `document_id` when given; no page asked for after `deadline`, a
+        time.monotonic() value). Raises SourceError."""
         ...
 
     def retrieve(self, document: RemoteDocument, *, access: AccessContext) -> Retrieved:

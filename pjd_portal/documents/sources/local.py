@@ -36,6 +36,7 @@ class LocalSourceClient:
         categories: Sequence[str] = (),
         date_from: datetime.date | None = None,
         document_id: str = "",
+        deadline: float | None = None,
     ) -> SearchResult:
         qs = DocumentReference.objects.filter(
             source_id=self.source_id, patient__national_id=patient_national_id

@@ -25,6 +25,7 @@ from pjd_portal.documents.sources.base import (
 )
 
 logger = logging.getLogger(__name__)
+PAGING_SHARE = 0.85  # of the budget, for pages; the rest for the last page in flight
 
 
 @dataclass(frozen=True)
@@ -51,6 +52,7 @@ def _search_one(
     categories: Sequence[str],
     date_from: datetime.date | None,
     document_id: str = "",
+    deadline: float | None = None,
 ) -> SearchResult | SourceFailure:
     try:
         return client.search(
@@ -59,6 +61,7 @@ def _search_one(
             categories=categories,
             date_from=date_from,
             document_id=document_id,
+            deadline=deadline,
         )
     except SourceError as exc:
         logger.warning("document source %s failed: %s", client.name, exc.reason_code)
@@ -87,6 +90,9 @@ def search_sources(
 
     budget = settings.DOCUMENT_SOURCE_SEARCH_BUDGET if budget_seconds is None else budget_seconds
     started = time.monotonic()
+    # A source that pages stops asking for pages a little before the budget is spent, so
+    # that what it has read is collected here rather than thrown away as a failure.
+    deadline = started + budget * PAGING_SHARE
     results: dict[int, SearchResult | SourceFailure] = {}
     remote = [(i, c) for i, c in enumerate(clients) if not c.in_request_thread]
     pool = concurrent.futures.ThreadPoolExecutor(
@@ -102,6 +108,7 @@ def search_sources(
                 categories=categories,
                 date_from=date_from,
                 document_id=document_id,
+                deadline=deadline,
             ): i
             for i, c in remote
         }

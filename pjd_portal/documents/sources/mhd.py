@@ -39,12 +39,12 @@ import binascii
 import datetime
 import json
 import logging
-import posixpath
 import re
+import time
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from typing import Any, TypeVar
-from urllib.parse import SplitResult, urljoin, urlsplit
+from urllib.parse import SplitResult, parse_qsl, unquote_plus, urljoin, urlsplit, urlunsplit
 
 import requests
 from django.conf import settings
@@ -92,6 +92,7 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # What a document reference's subject turns out to be (MhdSourceClient._about).
 PATIENT, OTHER_PATIENT, UNVERIFIED = "patient", "other_patient", "unverified"
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
+_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9\-._~$]+")
 _LOGICAL_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
@@ -170,7 +171,11 @@ class MhdSourceClient:
         date_from: datetime.date | None = None,
         date_to: datetime.date | None = None,
         document_id: str = "",
+        deadline: float | None = None,
     ) -> SearchResult:
+        """`deadline` (time.monotonic()): no further page is asked for after it; what has
+        arrived is the answer, and the rest is said to be missing."""
+
         params: list[tuple[str, str]] = [
             ("patient.identifier", f"{NATIONAL_ID_SYSTEM}|{patient_national_id}"),
             ("status", "current"),
@@ -188,26 +193,22 @@ class MhdSourceClient:
             params.append(("date", f"ge{date_from.isoformat()}"))
         if date_to is not None:
             params.append(("date", f"le{date_to.isoformat()}"))
-        result = self._guarded(lambda: self._search(params, access, patient_national_id))
+        reading = _Reading(patient_national_id, deadline)
+        result = self._guarded(lambda: self._search(params, access, reading))
         if document_id:  # a source that ignores `_id` still answers only for that one
             kept = [d for d in result.documents if d.document_id == document_id]
             return replace(result, documents=kept)
         return result
 
     def _search(
-        self, params: list[tuple[str, str]], access: AccessContext, patient_national_id: str
+        self, params: list[tuple[str, str]], access: AccessContext, reading: _Reading
     ) -> SearchResult:
-        """Read the search's pages until every current document has arrived or the ceiling
-        is reached. A next link is followed only while it stays on the source (the token
-        goes nowhere else); what could not be read is said in the result, never dropped."""
+        """Read the search's pages until every current document has arrived, the ceiling
+        is reached or the deadline has passed. A next link is followed only while it stays
+        on the source (the token goes nowhere else); what could not be read is said in the
+        result, never dropped."""
 
-        documents: dict[str, RemoteDocument] = {}  # in the source's order, once each
-        received: set[str] = set()
-        unverified = 0
-        total: int | None = None
-        incomplete = ""
-        ceiling: int | None = None
-        followed: set[str] = set()
+        asked = time.monotonic()
         response = self._send(
             "POST",
             f"{self.base_url}/DocumentReference/_search",
@@ -216,67 +217,82 @@ class MhdSourceClient:
             data=params,
             searching=True,
         )
-        first = True
         while True:
             bundle = self._bundle(response)
-            if first and bundle.total is not None:
-                total = int(bundle.total)
-            first = False
+            reading.page_seconds = time.monotonic() - asked
+            asked = time.monotonic()
             try:
-                page, matches, page_unverified = self._page(bundle, patient_national_id)
+                brought_new = self._page(bundle, reading)
             except SourceError:
                 raise
             except Exception as exc:
                 raise SourceError(base.MALFORMED_RESPONSE, type(exc).__name__) from exc
-            new_matches = matches - received
-            received |= matches
-            unverified += page_unverified
-            for document in page:
-                documents.setdefault(document.document_id, document)
             next_link = next((str(link.url) for link in bundle.link or [] if link.relation == "next"), "")
-            if len(documents) > self.max_documents or (len(documents) == self.max_documents and next_link):
-                ceiling = self.max_documents
+            count = len(reading.documents)
+            if count > self.max_documents or (count == self.max_documents and next_link):
+                reading.ceiling = self.max_documents
                 break
             if not next_link:
-                if total is not None and total > len(received):
-                    incomplete = base.SHORT_ANSWER
+                if reading.total is not None and reading.total > len(reading.received):
+                    reading.incomplete = base.SHORT_ANSWER
                 break
-            following, incomplete = self._follow(next_link, bool(new_matches), followed, access)
+            following = self._follow(next_link, brought_new, reading, access)
             if following is None:
                 break
             response = following
-        kept = list(documents.values())[: self.max_documents]
-        return SearchResult(
-            kept,
-            total=total,
-            received=len(received),
-            ceiling=ceiling,
-            incomplete=incomplete,
-            unverified=unverified,
-        )
+        return reading.result(self.max_documents)
 
     def _follow(
-        self, link: str, page_was_new: bool, followed: set[str], access: AccessContext
-    ) -> tuple[requests.Response | None, str]:
-        """The next page, or None and why the reading stops there."""
+        self, link: str, brought_new: bool, reading: _Reading, access: AccessContext
+    ) -> requests.Response | None:
+        """The next page, or None (and why, in `reading.incomplete`) where the reading stops."""
 
         url = self._next_url(link)
         if url is None:
             # Never followed: the token and the patient's id would leave the source.
             logger.warning("source %s: a next link outside its base URL was not followed", self.name)
-            return None, base.NEXT_OUTSIDE
-        if not page_was_new or url in followed:
+            reading.incomplete = base.NEXT_OUTSIDE
+            return None
+        if not brought_new or url in reading.followed:
             logger.warning("source %s: paging stopped on a page that brought nothing new", self.name)
-            return None, base.PAGING_STALLED
-        followed.add(url)
+            reading.incomplete = base.PAGING_STALLED
+            return None
+        if reading.deadline is not None and time.monotonic() + 1.5 * reading.page_seconds > reading.deadline:
+            # Another page would likely not arrive in time: show what has, and say the rest
+            # is missing (rather than lose every page to the budget).
+            logger.warning("source %s: paging stopped at the time budget", self.name)
+            reading.incomplete = base.PAGING_TIMED_OUT
+            return None
+        reading.followed.add(url)
+        parts = urlsplit(url)
         try:
-            return self._send("GET", url, access, "application/fhir+json", searching=True), ""
+            if reading.national_id in unquote_plus(parts.query):
+                # A link that repeats the search in its query (not HAPI's, others' way) would
+                # put the patient's national id into a URL: ask for the same page by POST,
+                # as the search itself was (FHIR: GET and POST _search are the same search).
+                path = parts.path.rstrip("/")
+                if not path.rsplit("/", 1)[-1][:1].isupper():
+                    reading.incomplete = base.NEXT_OUTSIDE
+                    return None
+                return self._send(
+                    "POST",
+                    urlunsplit((parts.scheme, parts.netloc, f"{path}/_search", "", "")),
+                    access,
+                    "application/fhir+json",
+                    data=parse_qsl(parts.query, keep_blank_values=True),
+                    searching=True,
+                )
+            return self._send("GET", url, access, "application/fhir+json", searching=True)
         except SourceError as exc:
-            if exc.reason_code not in (base.SEARCH_REFUSED, base.NOT_FOUND):
+            # What arrived is shown, and the rest is said to be missing: the source no
+            # longer has it (HAPI: 410 once its search has expired), or a later page failed.
+            if exc.reason_code in (base.SEARCH_REFUSED, base.NOT_FOUND):
+                reading.incomplete = base.PAGING_STALLED
+            elif exc.reason_code in (base.TIMEOUT, base.UNREACHABLE, base.HTTP_ERROR):
+                reading.incomplete = base.PAGING_TIMED_OUT
+            else:
                 raise
-            # The source no longer has the rest (HAPI: 410 once its search has expired):
-            # what arrived is shown, and the rest is said to be missing.
-            return None, base.PAGING_STALLED
+            return None
 
     def _bundle(self, response: requests.Response) -> Bundle:
         with response:
@@ -299,12 +315,15 @@ class MhdSourceClient:
             raise SourceError(base.MALFORMED_RESPONSE, f"Bundle.type {bundle.type}")
         return bundle
 
-    def _page(self, bundle: Bundle, patient_national_id: str) -> tuple[list[RemoteDocument], set[str], int]:
-        """One page: the current documents about the patient asked for, the ids of every
-        matching reference on it, and how many could not be tied to the patient."""
+    def _page(self, bundle: Bundle, reading: _Reading) -> bool:
+        """Take one page into the reading: its current documents about the patient asked
+        for, the ids of every matching reference, the unverifiable ones counted. True when
+        it brought a matching reference not seen before."""
 
+        if reading.total is None and bundle.total is not None:
+            reading.total = int(bundle.total)  # the first page's, as every page repeats it
         # The included patients by (type, id): those with the national id asked for, and
-        # those with another.
+        # those with another. One id in both (a source contradicting itself) is neither.
         ours: set[tuple[str, str]] = set()
         theirs: set[tuple[str, str]] = set()
         for entry in bundle.entry or []:
@@ -312,31 +331,34 @@ class MhdSourceClient:
             if resource is not None and type(resource).__name__ == "Patient" and resource.id:
                 ids = {(i.system, i.value) for i in (getattr(resource, "identifier", None) or [])}
                 key = ("Patient", str(resource.id))
-                (ours if (NATIONAL_ID_SYSTEM, patient_national_id) in ids else theirs).add(key)
-        documents = []
-        matches: set[str] = set()
-        unverified = 0
+                (ours if (NATIONAL_ID_SYSTEM, reading.national_id) in ids else theirs).add(key)
+        contradicted = ours & theirs
+        ours -= contradicted
+        theirs -= contradicted
+        before = len(reading.received)
         for entry in bundle.entry or []:
             if entry.search is not None and entry.search.mode not in (None, "match"):
                 continue  # included resources, OperationOutcome
             resource = entry.resource
             if not isinstance(resource, FhirDocumentReference):
                 continue
-            matches.add(str(resource.id or ""))
-            if resource.status != "current":
+            document_id = str(resource.id or "")
+            # Every match counts against Bundle.total, current or not: a source that ignores
+            # `status` counts its superseded ones there too.
+            reading.received.add(document_id)
+            if resource.status != "current" or document_id in reading.documents:
                 continue
-            about = self._about(resource, patient_national_id, ours, theirs)
+            about = self._about(resource, reading.national_id, ours, theirs)
             if about == OTHER_PATIENT:
                 logger.warning("source %s: a document about another patient was dropped", self.name)
-                continue
-            if about == UNVERIFIED:
+            elif about == UNVERIFIED:
                 logger.warning(
                     "source %s: a document whose subject cannot be checked was left out", self.name
                 )
-                unverified += 1
-                continue
-            documents.append(self._document(resource))
-        return documents, matches, unverified
+                reading.unverified.add(document_id)
+            else:
+                reading.documents[document_id] = self._document(resource)
+        return len(reading.received) > before
 
     def _about(
         self,
@@ -345,17 +367,17 @@ class MhdSourceClient:
         ours: set[tuple[str, str]],
         theirs: set[tuple[str, str]],
     ) -> str:
-        """Is this document about the patient asked for? By the subject's identifier, or by
-        a reference (relative, absolute on this source, or versioned) to an included Patient
-        with that national id. What cannot be checked is UNVERIFIED, never ours."""
+        """Is this document about the patient asked for? By the subject's national id, or
+        by a reference (relative, absolute on this source, or versioned) to an included
+        Patient with it. Another national id is another patient; anything that cannot be
+        checked (another identifier system, an unknown reference) is UNVERIFIED."""
 
         subject = resource.subject
         if subject is None:
             return UNVERIFIED
         identifier = getattr(subject, "identifier", None)
-        if identifier is not None and identifier.value:
-            same = identifier.system == NATIONAL_ID_SYSTEM and identifier.value == patient_national_id
-            return PATIENT if same else OTHER_PATIENT
+        if identifier is not None and identifier.value and identifier.system == NATIONAL_ID_SYSTEM:
+            return PATIENT if identifier.value == patient_national_id else OTHER_PATIENT
         key = self._reference_key(str(subject.reference or ""))
         if key in ours:
             return PATIENT
@@ -369,11 +391,14 @@ class MhdSourceClient:
         resource on another server: no key."""
 
         if "://" in reference:
-            parts = urlsplit(reference)
+            try:
+                parts = urlsplit(reference)
+            except ValueError:  # e.g. an unclosed IPv6 bracket: names nothing checkable
+                return None
             own = urlsplit(self.base_url)
             if _origin(parts) != _origin(own) or parts.query or parts.fragment:
                 return None
-            prefix = f"{own.path}/"
+            prefix = f"{own.path.rstrip('/')}/"
             if not parts.path.startswith(prefix):
                 return None
             reference = parts.path[len(prefix) :]
@@ -442,7 +467,8 @@ class MhdSourceClient:
             institution_name=institution_name,
             institution_orgnr=institution_orgnr,
             confidentiality_code=confidentiality,
-            content_type=str(attachment.contentType or "").lower(),
+            # The media type alone: "application/pdf; charset=..." is a PDF.
+            content_type=str(attachment.contentType or "").split(";")[0].strip().lower(),
             size=int(attachment.size) if attachment.size is not None else None,
             url=urljoin(f"{self.base_url}/", str(attachment.url)),
             department=_department(resource),
@@ -480,7 +506,8 @@ class MhdSourceClient:
     def _binary_resource(self, response: requests.Response, acceptable: frozenset[str]) -> Retrieved:
         # Read whole (JSON cannot be streamed into base64 decoding safely), so bounded: the
         # largest document the portal shows, in base64, and a little for the JSON around it.
-        limit = max(int(settings.MAX_PDF_BYTES), int(settings.MAX_XML_BYTES)) * 4 // 3 + BINARY_JSON_OVERHEAD
+        largest = max(rendering.size_limit_for(t) for t in acceptable)  # of the types asked for
+        limit = largest * 4 // 3 + BINARY_JSON_OVERHEAD
         with response:
             try:
                 body = json.loads(_read_capped(response, limit))
@@ -519,22 +546,26 @@ class MhdSourceClient:
     # --- HTTP -------------------------------------------------------------------------
 
     def _within(self, url: str, *, base_itself: bool) -> bool:
-        """On the source's own origin and under its base path (or the base path itself),
-        after the client would resolve it: no dot segments, no encoded dots or slashes, no
-        doubled slashes, no user info."""
+        """On the source's own origin and under its base path (or the base path itself when
+        `base_itself`). Below the base only plain segments are allowed (resource types,
+        ids, `_search`, `$operations`): no dot segments, no percent-escapes, no `;` or `\\`,
+        which servlet containers read as path parameters or separators, no empty segments,
+        so that what the server resolves is what was checked. No user info."""
 
-        own = urlsplit(self.base_url)
-        other = urlsplit(url)
+        try:
+            own, other = urlsplit(self.base_url), urlsplit(url)
+        except ValueError:
+            return False
+        if "@" in other.netloc or _origin(other) != _origin(own) or not other.scheme:
+            return False
+        own_path = own.path.rstrip("/")
         path = other.path
-        if "@" in other.netloc or _origin(other) != _origin(own):
-            return False
-        if "%2e" in path.lower() or "%2f" in path.lower() or "//" in path:
-            return False
-        if posixpath.normpath(path) != path.rstrip("/") and posixpath.normpath(path) + "/" != path:
-            return False
-        if base_itself and path.rstrip("/") == own.path:
+        if base_itself and path in (own_path, f"{own_path}/"):
             return True
-        return path.startswith(f"{own.path}/") and path.rstrip("/") != own.path
+        if not path.startswith(f"{own_path}/"):
+            return False
+        segments = path[len(own_path) + 1 :].split("/")
+        return all(_PLAIN_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments)
 
     def _own_url(self, url: str) -> bool:
         """An attachment URL the token may go to: under the source's base URL."""
@@ -546,7 +577,10 @@ class MhdSourceClient:
         to the service base URL), if it stays on the source: the base itself (HAPI FHIR's
         `{base}?_getpages=...`) or under it. None when it leaves the source."""
 
-        url = urljoin(f"{self.base_url}/", link.strip())
+        try:
+            url = urljoin(f"{self.base_url}/", link.strip())
+        except ValueError:
+            return None
         return url if self._within(url, base_itself=True) else None
 
     def _guarded(self, call: Callable[[], T]) -> T:
@@ -689,6 +723,32 @@ class MhdSourceClient:
                 raise SourceError(base.NOT_FOUND, str(status))
             raise SourceError(base.HTTP_ERROR, str(status))
         raise failure
+
+
+@dataclass
+class _Reading:
+    """One search's pages as they are read: what has arrived and what is known of the rest."""
+
+    national_id: str
+    deadline: float | None
+    documents: dict[str, RemoteDocument] = field(default_factory=dict)  # in the source's order
+    received: set[str] = field(default_factory=set)  # every matching reference's id
+    unverified: set[str] = field(default_factory=set)
+    followed: set[str] = field(default_factory=set)
+    total: int | None = None
+    ceiling: int | None = None
+    incomplete: str = ""
+    page_seconds: float = 0.0  # how long the last page took
+
+    def result(self, max_documents: int) -> SearchResult:
+        return SearchResult(
+            list(self.documents.values())[:max_documents],
+            total=self.total,
+            received=len(self.received),
+            ceiling=self.ceiling,
+            incomplete=self.incomplete,
+            unverified=len(self.unverified),
+        )
 
 
 def _department(resource: FhirDocumentReference) -> str:
