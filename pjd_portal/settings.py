@@ -300,6 +300,25 @@ MAX_PDF_BYTES = envint("PJD_MAX_PDF_BYTES", 25 * 1024 * 1024)
 MAX_XML_BYTES = envint("PJD_MAX_XML_BYTES", 5 * 1024 * 1024)
 if MAX_PDF_BYTES < 1 or MAX_XML_BYTES < 1:
     raise ImproperlyConfigured("PJD_MAX_PDF_BYTES and PJD_MAX_XML_BYTES must be positive.")
+# The cache every instance shares: remote sources' answers for a clinician's list, and the
+# claim that one request is asking a source (documents/remote.py). PJD_CACHE_URL is a
+# redis:// URL; without it the cache is this process's own, enough for the one-process
+# demo only (with more processes a source may be asked once per process, each time logged).
+CACHE_URL = os.environ.get("PJD_CACHE_URL", "")
+if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
+    raise ImproperlyConfigured("PJD_CACHE_URL must be a redis://, rediss:// or unix:// URL.")
+CACHES = {
+    "default": {
+        "BACKEND": "django_redis.cache.RedisCache",
+        "LOCATION": CACHE_URL,
+        "KEY_PREFIX": "pjd",
+        # A cache that does not answer must not hold a page: the list then asks its
+        # sources in the page's own request (listing.list_page).
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+    }
+    if CACHE_URL
+    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pjd"}
+}
 # Remote document sources (IHE MHD). PJD_MHD_SOURCES is JSON: organisation number of the
 # source -> {"base_url": "https://.../fhir/R4", "scope": "..."}; sources not named are local.
 MHD_SOURCES = json.loads(os.environ.get("PJD_MHD_SOURCES", "") or "{}")

@@ -13,6 +13,7 @@ from __future__ import annotations
 import datetime
 import json
 import logging
+import os
 import re
 import time
 import uuid
@@ -1041,3 +1042,109 @@ def test_an_unverifiable_document_on_two_pages_is_counted_once(monkeypatch: pyte
     monkeypatch.setattr(source.session, "request", answer)
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert result.unverified == 2 and result.received == 2
+
+
+# --- the answers are shared by every instance (a real Redis, two processes) ------------------
+
+REDIS_URL = os.environ.get("PJD_TEST_REDIS_URL", "redis://127.0.0.1:6379/15")
+CHILD = """
+import sys, types, uuid
+import django
+django.setup()
+from pjd_portal.documents import remote
+from pjd_portal.documents.sources.base import SearchResult
+handle = uuid.UUID(sys.argv[1])
+access = types.SimpleNamespace(lookup=types.SimpleNamespace(handle=handle), attest=types.SimpleNamespace(pk=7))
+assert remote._claim(access, 3)
+print("claimed", flush=True)
+sys.stdin.readline()
+remote.keep(access, remote.SourceAnswer(3, "Helse Bergen HF", SearchResult([], total=0), nhn_event_id="e1"))
+print("kept", flush=True)
+"""
+
+
+def _redis_cache(settings: Any, url: str = REDIS_URL) -> None:
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": url,
+            "KEY_PREFIX": "pjd",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        }
+    }
+
+
+def test_an_answer_and_a_claim_in_one_process_are_seen_by_another(settings: Any) -> None:
+    import subprocess
+    import sys
+    import types
+
+    import redis
+
+    try:
+        redis.Redis.from_url(REDIS_URL, socket_connect_timeout=1).ping()
+    except redis.RedisError:
+        message = f"Redis is not reachable at {REDIS_URL} (.ci/run starts it)"
+        if os.environ.get("CI") == "true":
+            pytest.fail(message)
+        pytest.skip(message)
+    from pjd_portal.documents import remote
+
+    _redis_cache(settings)
+    handle = uuid.uuid4()
+    access: Any = types.SimpleNamespace(
+        lookup=types.SimpleNamespace(handle=handle), attest=types.SimpleNamespace(pk=7)
+    )
+    env = {
+        **os.environ,
+        "PJD_CACHE_URL": REDIS_URL,
+        "DJANGO_SETTINGS_MODULE": "pjd_portal.settings",
+        "DEBUG": "true",
+    }
+    child = subprocess.Popen(
+        [sys.executable, "-c", CHILD, str(handle)],
+        cwd=Path(__file__).resolve().parent.parent,
+        env=env,
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        assert child.stdout is not None and child.stdin is not None
+        assert child.stdout.readline().strip() == "claimed"
+        assert not remote._claim(access, 3)  # the other process is asking this source
+        assert remote.cached_answer(access, 3) is None
+        child.stdin.write("go\n")
+        child.stdin.flush()
+        assert child.stdout.readline().strip() == "kept"
+        answer = remote.cached_answer(access, 3)
+        assert answer is not None and answer.nhn_event_id == "e1"  # kept there, read here
+        assert remote._claim(access, 3)  # and its claim was let go
+        remote.release(access, 3)
+    finally:
+        child.wait(timeout=10)
+    assert child.returncode == 0
+
+
+@pytest.mark.django_db
+def test_a_cache_that_does_not_answer_makes_the_list_ask_its_sources_itself(
+    remote_world: Any, as_fastlege: Client
+) -> None:
+    from tests.conftest import lookup_and_attest
+
+    from django.test import override_settings
+
+    handle = lookup_and_attest(as_fastlege)
+    nothing_listens = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": "redis://127.0.0.1:9/0",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        }
+    }
+    with override_settings(CACHES=nothing_listens):
+        response = as_fastlege.get(f"/pasient/{handle}/")
+    page = response.content.decode()
+    assert response.status_code == 200
+    assert "bergen-epikrise" in page and "nord-epikrise" in page
+    assert 'data-testid="source-loading"' not in page

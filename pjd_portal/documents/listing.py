@@ -155,7 +155,8 @@ def list_page(
 
     listed = remote.listed_sources(remote_sources, listable)
     asked: list[SourceAnswer] = []
-    if wait:
+    # Without a working cache no fragment's answer could reach the list: ask here.
+    if wait or (listed and not remote.cache_works()):
         answers, asked = remote.answers_for_list(access, listed)
     else:
         answers = {s.pk: a for s in listed if (a := remote.cached_answer(access, s.pk)) is not None}

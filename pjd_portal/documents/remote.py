@@ -17,10 +17,12 @@ has is said so on the list, by source (`SourceListing`).
 from __future__ import annotations
 
 import datetime
+import logging
 import time
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
+from typing import TypeVar
 
 from django.conf import settings
 from django.core.cache import cache
@@ -53,6 +55,10 @@ __all__ = [
     "remote_sources",
     "source_listing",
 ]
+
+
+logger = logging.getLogger(__name__)
+T = TypeVar("T")
 
 
 def remote_sources() -> dict[int, DocumentSource]:
@@ -102,8 +108,25 @@ def _key(access: PatientAccess, source_id: int, kind: str) -> str:
     return f"pjd:source-{kind}:{access.lookup.handle}:{attest}:{source_id}"
 
 
+def _cached(call: Callable[[], T], fallback: T) -> T:
+    """A cache call that cannot break the list: a cache that does not answer is a cache
+    without the entry (and `cache_works` makes the list ask its sources itself)."""
+
+    try:
+        return call()
+    except Exception as exc:  # noqa: BLE001 - whatever the backend raises; logged, never a 500
+        logger.warning("cache unavailable: %s", type(exc).__name__)
+        return fallback
+
+
+def cache_works() -> bool:
+    """Does the shared cache answer? Without it no answer can be kept for the list."""
+
+    return _cached(lambda: cache.get("source-probe", True), False)
+
+
 def cached_answer(access: PatientAccess, source_id: int) -> SourceAnswer | None:
-    answer = cache.get(_key(access, source_id, "answer"))
+    answer = _cached(lambda: cache.get(_key(access, source_id, "answer")), None)
     return answer if isinstance(answer, SourceAnswer) else None
 
 
@@ -116,14 +139,14 @@ def keep(access: PatientAccess, answer: SourceAnswer) -> None:
         if answer.result is not None
         else settings.DOCUMENT_SOURCE_FAILURE_SECONDS
     )
-    cache.set(_key(access, answer.source_id, "answer"), answer, seconds)
+    _cached(lambda: cache.set(_key(access, answer.source_id, "answer"), answer, seconds), None)
     release(access, answer.source_id)
 
 
 def release(access: PatientAccess, source_id: int) -> None:
     """This request no longer asks the source (its answer is kept, or was not logged)."""
 
-    cache.delete(_key(access, source_id, "asking"))
+    _cached(lambda: cache.delete(_key(access, source_id, "asking")), None)
 
 
 def _claim(access: PatientAccess, source_id: int) -> bool:
@@ -132,7 +155,7 @@ def _claim(access: PatientAccess, source_id: int) -> bool:
     claim lapses after the time a source may take, should its request die."""
 
     seconds = int(settings.DOCUMENT_SOURCE_SEARCH_BUDGET) + 5
-    return bool(cache.add(_key(access, source_id, "asking"), True, seconds))
+    return bool(_cached(lambda: cache.add(_key(access, source_id, "asking"), True, seconds), True))
 
 
 def ask_sources(access: PatientAccess, sources: Sequence[DocumentSource]) -> list[SourceAnswer]:
