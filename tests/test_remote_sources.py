@@ -1130,9 +1130,9 @@ def test_an_answer_and_a_claim_in_one_process_are_seen_by_another(settings: Any)
 def test_a_cache_that_does_not_answer_makes_the_list_ask_its_sources_itself(
     remote_world: Any, as_fastlege: Client
 ) -> None:
-    from tests.conftest import lookup_and_attest
-
     from django.test import override_settings
+
+    from tests.conftest import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     nothing_listens = {
