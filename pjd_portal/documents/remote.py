@@ -6,12 +6,14 @@ open fetches the source's current description of the document before the policy 
 then the bytes after the access event is committed. The same policy functions decide as
 for the local store.
 
-The list never waits on the slowest source: each source is asked on its own request
-(`ask_source`, from the list's per-source fragment), and its answer is kept for a short
-while for this clinician's list of this patient under this attest (`cached_answer`), so
-that sorting, filtering and paging merge the answers that have arrived without asking the
-sources again. A source that fails, refuses the search or sends fewer documents than it
-has is said so on the list, by source (`SourceListing`).
+The list never waits on the slowest source: each source is asked on its own request (the
+list's per-source fragment, `answers_for_list`), and its answer is kept for a short while,
+once its access event is committed (`keep`), for this clinician's list of this patient
+under this attest (`cached_answer`), so that sorting, filtering and paging merge the answers
+that have arrived without asking the sources again. One request at a time asks a source
+for a list (`_claim`); the others wait for its answer. The cache is shared by every
+instance when `PJD_CACHE_URL` names a Redis. A source that fails, refuses the search or
+sends fewer documents than it has is said so on the list, by source (`SourceListing`).
 """
 
 from __future__ import annotations
@@ -48,6 +50,7 @@ __all__ = [
     "access_context",
     "answers_for_list",
     "ask_sources",
+    "cache_works",
     "cached_answer",
     "keep",
     "listed_sources",
@@ -55,7 +58,6 @@ __all__ = [
     "remote_sources",
     "source_listing",
 ]
-
 
 logger = logging.getLogger(__name__)
 T = TypeVar("T")
