@@ -153,6 +153,19 @@ def client(
     )
 
 
+def _offline(base_url: str = "http://127.0.0.1:9/fhir/R4") -> MhdSourceClient:
+    """A client for answers the test makes up (`_fake`); nothing listens at its base."""
+
+    return MhdSourceClient(
+        source_id=1,
+        name="x",
+        base_url=base_url,
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=READ_TIMEOUT,
+    )
+
+
 def _urls(source: MhdSourceClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Every URL the client asks for, in order."""
 
@@ -251,14 +264,7 @@ def test_a_search_that_expires_while_paging_keeps_what_came_and_says_the_rest_is
 def test_a_next_link_that_brings_nothing_new_stops_the_paging(monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_mhd_source import _document_reference, _fake
 
-    source = MhdSourceClient(
-        source_id=1,
-        name="Helse Bergen HF",
-        base_url="http://127.0.0.1:9/fhir/R4",
-        token_provider=StaticTokenProvider(None),
-        connect_timeout=CONNECT_TIMEOUT,
-        read_timeout=READ_TIMEOUT,
-    )
+    source = _offline()
     page = {
         "resourceType": "Bundle",
         "type": "searchset",
@@ -302,14 +308,7 @@ def test_a_next_link_that_brings_nothing_new_stops_the_paging(monkeypatch: pytes
 )
 def test_which_next_links_are_followed(link: str, followed: bool) -> None:
     base_url = "http://127.0.0.1:8103/fhir/R4"
-    source = MhdSourceClient(
-        source_id=1,
-        name="x",
-        base_url=base_url,
-        token_provider=StaticTokenProvider(None),
-        connect_timeout=1,
-        read_timeout=1,
-    )
+    source = _offline(base_url)
     assert (source._next_url(link.format(base=base_url)) is not None) is followed
 
 
@@ -405,14 +404,7 @@ def test_a_binary_json_of_another_type_than_announced_is_refused(monkeypatch: py
 
     from tests.test_mhd_source import _fake
 
-    source = MhdSourceClient(
-        source_id=1,
-        name="x",
-        base_url="http://127.0.0.1:9/fhir/R4",
-        token_provider=StaticTokenProvider(None),
-        connect_timeout=1,
-        read_timeout=1,
-    )
+    source = _offline()
     document = replace(BERGEN_AS_REMOTE, url="http://127.0.0.1:9/fhir/R4/Binary/b1")
     body = {"resourceType": "Binary", "contentType": "text/html", "data": "PGh0bWw+"}
     _fake(monkeypatch, source, json.dumps(body).encode())
@@ -472,14 +464,7 @@ def test_a_subject_is_compared_by_type_and_id(
 ) -> None:
     from tests.test_mhd_source import _document_reference, _fake
 
-    source = MhdSourceClient(
-        source_id=1,
-        name="x",
-        base_url="http://127.0.0.1:9/fhir/R4",
-        token_provider=StaticTokenProvider(None),
-        connect_timeout=1,
-        read_timeout=1,
-    )
+    source = _offline()
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     bundle = {
         "resourceType": "Bundle",
@@ -876,14 +861,7 @@ def test_a_next_link_that_repeats_the_search_is_asked_by_post(monkeypatch: pytes
     from tests.test_mhd_source import _document_reference
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
-    source = MhdSourceClient(
-        source_id=1,
-        name="x",
-        base_url="http://127.0.0.1:9/fhir/R4",
-        token_provider=StaticTokenProvider(None),
-        connect_timeout=1,
-        read_timeout=1,
-    )
+    source = _offline()
     pages = []
     for n in range(2):
         entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
@@ -939,14 +917,7 @@ def test_a_next_link_that_repeats_the_search_is_asked_by_post(monkeypatch: pytes
 def test_paths_that_a_server_reads_otherwise_are_not_followed(
     base_url: str, link: str, followed: bool
 ) -> None:
-    source = MhdSourceClient(
-        source_id=1,
-        name="x",
-        base_url=base_url,
-        token_provider=StaticTokenProvider(None),
-        connect_timeout=1,
-        read_timeout=1,
-    )
+    source = _offline(base_url)
     assert (source._next_url(link.format(base=base_url.rstrip("/"))) is not None) is followed
 
 
@@ -972,14 +943,7 @@ def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
     from tests.test_mhd_source import _document_reference, _fake
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
-    source = MhdSourceClient(
-        source_id=1,
-        name="x",
-        base_url="http://127.0.0.1:9/fhir/R4",
-        token_provider=StaticTokenProvider(None),
-        connect_timeout=1,
-        read_timeout=1,
-    )
+    source = _offline()
     patients = [("p1", PAGED_PATIENT), ("p3", PAGED_PATIENT), ("p3", OTHER_PATIENT_ID)]
     bundle = {
         "resourceType": "Bundle",
@@ -1005,14 +969,7 @@ def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
 def test_an_unverifiable_document_on_two_pages_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
     from tests.test_mhd_source import _document_reference
 
-    source = MhdSourceClient(
-        source_id=1,
-        name="x",
-        base_url="http://127.0.0.1:9/fhir/R4",
-        token_provider=StaticTokenProvider(None),
-        connect_timeout=1,
-        read_timeout=1,
-    )
+    source = _offline()
     unknown = _document_reference({"reference": "Patient/nobody"})
     other = _document_reference({"reference": "Patient/nobody"})
     other["id"] = "d2"

@@ -61,8 +61,9 @@ def merged_rows(
     and sorted as the clinician asked (the list's paging then applies to all of them)."""
 
     labels = dict(DocumentCategory.choices)
-    rows = [
-        ListRow(
+
+    def row(d: DocumentReference | RemoteDocument) -> ListRow:
+        return ListRow(
             service_date=d.service_date,
             category=d.category,
             category_label=str(labels.get(d.category, d.category)),
@@ -74,24 +75,9 @@ def merged_rows(
             source_id=d.source_id,
             document_id=str(d.document_id),
         )
-        for d in local
-    ]
-    rows += [
-        ListRow(
-            service_date=d.service_date,
-            category=d.category,
-            category_label=str(labels.get(d.category, d.category)),
-            type_name=d.type_name,
-            title=d.title,
-            institution_name=d.institution_name,
-            department=d.department,
-            author=d.author,
-            source_id=d.source_id,
-            document_id=d.document_id,
-        )
-        for d in remote_documents
-        if not category or d.category == category
-    ]
+
+    rows = [row(d) for d in local]
+    rows += [row(d) for d in remote_documents if not category or d.category == category]
     key = SORT_KEYS[sort.lstrip("-")]
     rows.sort(key=lambda r: (getattr(r, key), r.service_date, r.document_id), reverse=sort.startswith("-"))
     return rows

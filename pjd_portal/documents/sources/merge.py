@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import concurrent.futures
 import datetime
+import functools
 import logging
 import time
 from collections.abc import Sequence
@@ -99,29 +100,18 @@ def search_sources(
         max_workers=max(1, len(remote)), thread_name_prefix="document-source"
     )
     try:
-        futures = {
-            pool.submit(
-                _search_one,
-                c,
-                patient_national_id,
-                access=access,
-                categories=categories,
-                date_from=date_from,
-                document_id=document_id,
-                deadline=deadline,
-            ): i
-            for i, c in remote
-        }
+        search = functools.partial(
+            _search_one,
+            patient_national_id=patient_national_id,
+            access=access,
+            categories=categories,
+            date_from=date_from,
+            document_id=document_id,
+        )
+        futures = {pool.submit(search, c, deadline=deadline): i for i, c in remote}
         for i, client in enumerate(clients):
             if client.in_request_thread:
-                results[i] = _search_one(
-                    client,
-                    patient_national_id,
-                    access=access,
-                    categories=categories,
-                    date_from=date_from,
-                    document_id=document_id,
-                )
+                results[i] = search(client)
         remaining = max(0.0, budget - (time.monotonic() - started))
         done, _pending = concurrent.futures.wait(futures, timeout=remaining)
         for future, i in futures.items():
