@@ -314,7 +314,7 @@ CACHES = {
         "KEY_PREFIX": "pjd",
         # A cache that does not answer must not hold a page: the list then asks its
         # sources in the page's own request (listing.list_page).
-        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 1, "SOCKET_TIMEOUT": 1},
+        "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
     }
     if CACHE_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pjd"}
@@ -335,8 +335,15 @@ DOCUMENT_SOURCE_MAX_DOCUMENTS = envint("PJD_SOURCE_MAX_DOCUMENTS", 2000)
 # paging do not ask the source again); a failure only briefly, so a retry asks again.
 DOCUMENT_SOURCE_ANSWER_SECONDS = envint("PJD_SOURCE_ANSWER_SECONDS", 120)
 DOCUMENT_SOURCE_FAILURE_SECONDS = envint("PJD_SOURCE_FAILURE_SECONDS", 20)
-if DOCUMENT_SOURCE_MAX_DOCUMENTS < 1 or DOCUMENT_SOURCE_SEARCH_COUNT < 1:
-    raise ImproperlyConfigured("PJD_SOURCE_MAX_DOCUMENTS and PJD_SOURCE_SEARCH_COUNT must be positive.")
+if (
+    min(DOCUMENT_SOURCE_MAX_DOCUMENTS, DOCUMENT_SOURCE_SEARCH_COUNT) < 1
+    or min(DOCUMENT_SOURCE_ANSWER_SECONDS, DOCUMENT_SOURCE_FAILURE_SECONDS) < 1
+):
+    # An answer kept for no time never reaches the list: its fragment would ask again and again.
+    raise ImproperlyConfigured(
+        "PJD_SOURCE_MAX_DOCUMENTS, PJD_SOURCE_SEARCH_COUNT, PJD_SOURCE_ANSWER_SECONDS and "
+        "PJD_SOURCE_FAILURE_SECONDS must be positive."
+    )
 DOCUMENT_SOURCE_BREAKER_FAILURES = envint("PJD_SOURCE_BREAKER_FAILURES", 3)
 DOCUMENT_SOURCE_BREAKER_COOLDOWN = envfloat("PJD_SOURCE_BREAKER_COOLDOWN_SECONDS", 30.0)
 # The patient's access log: rows per page, on the printable page and in the API.

@@ -406,6 +406,7 @@ NB = {
     "Next page (older items)": "Neste side (eldre saker)",
     # Remote sources in the list (documents/remote.py, templates/documents/_source_status.html).
     "Fetching from %(name)s…": "Henter fra %(name)s…",
+    "%(name)s could not be asked right now. Reload the page to try again.": "%(name)s kunne ikke spørres akkurat nå. Last inn siden på nytt for å prøve igjen.",
     "%(name)s could not answer the search. Its documents are not in the list.": "%(name)s kunne ikke svare på søket. Dokumentene derfra er ikke med i listen.",
     "Showing the %(count)s newest documents from %(name)s.": "Viser de %(count)s nyeste dokumentene fra %(name)s.",
     "The source has %(total)s.": "Kilden har %(total)s.",

@@ -4,8 +4,9 @@ for a test session: on a free port, with the Node 22 that fhirserver/node_module
 from __future__ import annotations
 
 import os
-import select
+import queue
 import subprocess
+import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -72,16 +73,21 @@ def start(log_dir: Path, name: str, *, seed_file: Path | None = None) -> FhirSer
         text=True,
     )
     assert process.stdout is not None
+    # Lines are read in a thread: select() on the pipe cannot see lines already buffered
+    # by Python (the seed line and the ready line often arrive together).
+    lines: queue.Queue[str] = queue.Queue()
+    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
-        ready, _, _ = select.select([process.stdout], [], [], 0.5)
-        if ready:
-            line = process.stdout.readline()
-            if " on http://" in line:
-                url = line.split(" on ", 1)[1].split()[0]
-                origin = url.split("/fhir/", 1)[0]
-                return FhirServer(url, f"{origin}/_control", process)
-        if process.poll() is not None:
-            break
+        try:
+            line = lines.get(timeout=0.5)
+        except queue.Empty:
+            if process.poll() is not None:
+                break
+            continue
+        if " on http://" in line:
+            url = line.split(" on ", 1)[1].split()[0]
+            origin = url.split("/fhir/", 1)[0]
+            return FhirServer(url, f"{origin}/_control", process)
     process.kill()
     raise RuntimeError(f"FHIR server {name} did not start: {(log_dir / f'{name}.err').read_text()}")

@@ -123,6 +123,16 @@ def servers(tmp_path_factory: Any) -> Iterator[Servers]:
         nord.stop()
 
 
+@pytest.fixture(autouse=True)
+def _cache_not_resting(monkeypatch: pytest.MonkeyPatch) -> None:
+    """A cache failure in one test makes the process leave the cache alone for a while
+    (remote._cached): not into the next test."""
+
+    from pjd_portal.documents import remote
+
+    monkeypatch.setattr(remote, "_cache_down_until", 0.0)
+
+
 @pytest.fixture
 def bergen(servers: Servers) -> Iterator[FhirServer]:
     servers.bergen.reset()
@@ -1105,3 +1115,187 @@ def test_a_cache_that_does_not_answer_makes_the_list_ask_its_sources_itself(
     assert response.status_code == 200
     assert "bergen-epikrise" in page and "nord-epikrise" in page
     assert 'data-testid="source-loading"' not in page
+
+
+# --- second review: what a healthy but slow source, and a half-broken cache, do -------------
+
+
+def test_a_slow_search_does_not_stop_the_paging_of_a_healthy_source(
+    bergen: FhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pjd_portal.documents.sources import merge
+
+    source = client(bergen, count=100)
+    real = source.session.request
+
+    def fanning_out(method: str, url: str, **kwargs: Any) -> requests.Response:
+        if method == "POST":
+            time.sleep(1.6)  # the search fans out at the source; its pages are quick
+        return real(method, url, **kwargs)
+
+    monkeypatch.setattr(source.session, "request", fanning_out)
+    # The first page took 1.6 s of a 4 s budget: that says nothing of how long a page takes.
+    found = merge.search_sources([source], PAGED_PATIENT, access=ACCESS, budget_seconds=4.0)
+    result = found.results[1]
+    assert (len(result.documents), result.incomplete) == (PAGED, "")
+
+
+def test_a_later_page_that_stalls_keeps_the_pages_before_it_within_the_budget(
+    bergen: FhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pjd_portal.documents.sources import merge
+
+    source = MhdSourceClient(
+        source_id=1,
+        name="Helse Bergen HF",
+        base_url=bergen.base_url,
+        token_provider=StaticTokenProvider(None),
+        connect_timeout=CONNECT_TIMEOUT,
+        read_timeout=5.0,  # production's ratio to the budget: a stalled page outlives it
+        count=100,
+    )
+    real = source.session.request
+    waits: list[float] = []
+
+    def stalling(method: str, url: str, **kwargs: Any) -> requests.Response:
+        if "_getpages=" in url:
+            waits.append(kwargs["timeout"][1])
+            time.sleep(kwargs["timeout"][1])  # no answer within the read timeout given
+            raise requests.ReadTimeout("stalled")
+        return real(method, url, **kwargs)
+
+    monkeypatch.setattr(source.session, "request", stalling)
+    started = time.monotonic()
+    found = merge.search_sources([source], PAGED_PATIENT, access=ACCESS, budget_seconds=2.5)
+    assert time.monotonic() - started < 2.5
+    assert found.failures == []
+    result = found.results[1]
+    assert len(result.documents) == 100 and result.incomplete == base.PAGING_TIMED_OUT
+    assert waits and sum(waits) < 2.5  # no wait (nor retry) past the deadline
+
+
+def test_next_links_that_carry_the_id_on_search_or_base_paths_are_posted(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    from tests.test_mhd_source import _document_reference
+
+    system = "urn:oid:2.16.578.1.12.4.1.4.1"
+    query = f"patient.identifier={system}%7C{PAGED_PATIENT}&_page=2"
+    for link, posted_to in (
+        (f"DocumentReference/_search?{query}", "/fhir/R4/DocumentReference/_search"),  # IBM FHIR
+        (f"http://127.0.0.1:9/fhir/R4?{query}", "/fhir/R4/DocumentReference/_search"),  # on the base
+    ):
+        source = _offline()
+        pages = []
+        for n in range(2):
+            entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+            entry["id"] = f"d{n}"
+            links = [{"relation": "next", "url": link}] if n == 0 else []
+            pages.append(
+                {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": entry}], "link": links}
+            )
+        made: list[tuple[str, str]] = []
+
+        def answer(
+            method: str, url: str, made: list[tuple[str, str]] = made, pages: list[Any] = pages, **kwargs: Any
+        ) -> requests.Response:
+            made.append((method, url))
+            response = requests.Response()
+            response.status_code = 200
+            response.headers["Content-Type"] = "application/fhir+json"
+            response.raw = __import__("io").BytesIO(json.dumps(pages[len(made) - 1]).encode())
+            return response
+
+        monkeypatch.setattr(source.session, "request", answer)
+        result = source.search(PAGED_PATIENT, access=ACCESS)
+        assert len(result.documents) == 2, link
+        assert made[1] == ("POST", f"http://127.0.0.1:9{posted_to}")
+
+
+@pytest.mark.parametrize(
+    "link",
+    [
+        "Binary/1/",
+        "DocumentReference/?_page_token=abc",
+        "Binary/urn:oid:1.2.3",
+        "Binary/a%5Eb",
+        "Binary/abc/_history/1",
+    ],
+)
+def test_ordinary_fhir_urls_stay_on_the_source(link: str) -> None:
+    assert _offline()._next_url(link) is not None
+
+
+def test_the_total_is_the_latest_pages(monkeypatch: pytest.MonkeyPatch) -> None:
+    """Some servers estimate Bundle.total until the last page (Google's FHIR store)."""
+
+    from tests.test_mhd_source import _document_reference
+
+    system = "urn:oid:2.16.578.1.12.4.1.4.1"
+    pages = []
+    for n, total in ((0, 5), (1, 2)):
+        entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+        entry["id"] = f"d{n}"
+        links = [{"relation": "next", "url": "?_getpages=a&_getpagesoffset=1"}] if n == 0 else []
+        pages.append(
+            {
+                "resourceType": "Bundle",
+                "type": "searchset",
+                "total": total,
+                "entry": [{"resource": entry}],
+                "link": links,
+            }
+        )
+    calls: list[str] = []
+    source = _offline()
+
+    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
+        calls.append(url)
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/fhir+json"
+        response.raw = __import__("io").BytesIO(json.dumps(pages[len(calls) - 1]).encode())
+        return response
+
+    monkeypatch.setattr(source.session, "request", answer)
+    result = source.search(PAGED_PATIENT, access=ACCESS)
+    assert (result.total, result.incomplete, result.missing) == (2, "", 0)
+
+
+@pytest.mark.django_db
+def test_a_cache_that_reads_but_cannot_write_makes_the_list_ask_its_sources_itself(
+    remote_world: Any, as_fastlege: Client, bergen: FhirServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from django.core.cache import cache
+
+    from pjd_portal.documents import remote
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+
+    def read_only(*args: Any, **kwargs: Any) -> None:
+        raise ConnectionError("READONLY You can't write against a read only replica.")
+
+    monkeypatch.setattr(cache, "set", read_only)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    assert "bergen-epikrise" in page and 'data-testid="source-loading"' not in page
+    assert len(_events(event_type="document_list", source_orgnr=BERGEN)) == 1  # asked once, logged
+    assert remote._cache_down_until > time.monotonic()  # and the cache is left alone a while
+
+
+@pytest.mark.django_db
+def test_a_fragment_for_a_patient_now_refused_reloads_the_page(
+    remote_world: Any, as_fastlege: Client
+) -> None:
+    from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    PrivacyChoice.objects.create(
+        patient=remote_world.patient, kind=PrivacyChoiceKind.BLOCKED_CLINICIAN, blocked_hpr_number="910000011"
+    )
+    fragment = as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
+    assert fragment["HX-Refresh"] == "true"
+    assert _events(event_type="access_denied")[-1].reason_code == "clinician_blocked"
+    assert not _events(event_type="document_list", source_orgnr=BERGEN)  # the source was not asked

@@ -11,7 +11,8 @@ then, together, within the time budget (`remote.answers_for_list`).
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass, field
+from collections.abc import Callable
+from dataclasses import dataclass
 from typing import Any
 
 from django.core.paginator import Page, Paginator
@@ -20,7 +21,7 @@ from pjd_portal.access import policy
 from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess
 from pjd_portal.documents import remote, selectors
-from pjd_portal.documents.models import DocumentCategory, DocumentReference, DocumentSource
+from pjd_portal.documents.models import DocumentCategory, DocumentReference
 from pjd_portal.documents.remote import SourceAnswer, SourceListing
 from pjd_portal.documents.sources.base import RemoteDocument
 
@@ -92,9 +93,6 @@ class ListPage:
     sources: list[SourceListing]
     remote_source_ids: frozenset[int]
     openable_source_ids: frozenset[int]
-    # The answers this request asked for itself (`wait`), with their sources: their
-    # events are the view's to write before they are kept (remote.keep).
-    asked: list[tuple[DocumentSource, SourceAnswer]] = field(default_factory=list)
 
     @property
     def pending(self) -> list[SourceListing]:
@@ -120,11 +118,17 @@ class ListPage:
 
 
 def list_page(
-    access: PatientAccess, params: selectors.ListParams, *, today: datetime.date, wait: bool
+    access: PatientAccess,
+    params: selectors.ListParams,
+    *,
+    today: datetime.date,
+    wait: bool,
+    record: Callable[[list[SourceAnswer]], None],
 ) -> ListPage:
     """The page of the list the clinician asked for, from the sources' kept answers; a
     source without one is PENDING (its fragment brings it). `wait`: ask those sources now
-    (the page for a browser without JavaScript)."""
+    (the page for a browser without JavaScript); what is asked goes to `record` (its
+    events, then kept)."""
 
     rules = access_selectors.source_rules()
     listable = policy.listable_source_ids(access.clinician, rules)
@@ -140,10 +144,9 @@ def list_page(
         return ListPage(page, params, hidden, [], frozenset(), openable)
 
     listed = remote.listed_sources(remote_sources, listable)
-    asked: list[SourceAnswer] = []
     # Without a working cache no fragment's answer could reach the list: ask here.
     if wait or (listed and not remote.cache_works()):
-        answers, asked = remote.answers_for_list(access, listed)
+        answers = remote.answers_for_list(access, listed, record=record)
     else:
         answers = {s.pk: a for s in listed if (a := remote.cached_answer(access, s.pk)) is not None}
     sources = [remote.source_listing(answers.get(s.pk), s, today, patient_id) for s in listed]
@@ -155,13 +158,4 @@ def list_page(
     )
     page = Paginator(rows, params.page_size).get_page(params.page)
     hidden += sum(s.blocked for s in sources)
-    by_id = {s.pk: s for s in listed}
-    return ListPage(
-        page,
-        params,
-        hidden,
-        sources,
-        frozenset(remote_sources),
-        openable,
-        [(by_id[a.source_id], a) for a in asked],
-    )
+    return ListPage(page, params, hidden, sources, frozenset(remote_sources), openable)

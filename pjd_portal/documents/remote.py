@@ -34,6 +34,7 @@ from pjd_portal.access.services import PatientAccess
 from pjd_portal.documents.models import DocumentSource
 from pjd_portal.documents.sources import client_for, merge
 from pjd_portal.documents.sources.base import (
+    BUDGET_EXCEEDED,
     INTERNAL_ERROR,
     NEXT_OUTSIDE,
     PAGING_TIMED_OUT,
@@ -54,6 +55,7 @@ __all__ = [
     "cached_answer",
     "keep",
     "listed_sources",
+    "listing_of",
     "release",
     "remote_sources",
     "source_listing",
@@ -94,6 +96,7 @@ class SourceAnswer:
     result: SearchResult | None
     failure: str = ""  # a sources.base reason code when there is no result
     nhn_event_id: str = ""  # the id the source was given (nhn-event-id), for its log
+    source_orgnr: str = ""  # the source's organisation, for the access event
 
 
 def listed_sources(remote: dict[int, DocumentSource], listable: frozenset[int]) -> list[DocumentSource]:
@@ -110,21 +113,41 @@ def _key(access: PatientAccess, source_id: int, kind: str) -> str:
     return f"pjd:source-{kind}:{access.lookup.handle}:{attest}:{source_id}"
 
 
+_cache_down_until = 0.0  # time.monotonic(): after a failure the cache is left alone a while
+CACHE_REST_SECONDS = 10.0
+
+
 def _cached(call: Callable[[], T], fallback: T) -> T:
     """A cache call that cannot break the list: a cache that does not answer is a cache
-    without the entry (and `cache_works` makes the list ask its sources itself)."""
+    without the entry (and `cache_works` makes the list ask its sources itself). After a
+    failure the cache is not tried for a few seconds, so that a cache that hangs costs one
+    timeout, not one per call."""
 
+    global _cache_down_until  # noqa: PLW0603 - one flag per process, as the cache client is
+    if time.monotonic() < _cache_down_until:
+        return fallback
     try:
         return call()
     except Exception as exc:  # noqa: BLE001 - whatever the backend raises; logged, never a 500
         logger.warning("cache unavailable: %s", type(exc).__name__)
+        _cache_down_until = time.monotonic() + CACHE_REST_SECONDS
         return fallback
 
 
 def cache_works() -> bool:
-    """Does the shared cache answer? Without it no answer can be kept for the list."""
+    """Can the cache keep an answer now? Written and read back: a cache that reads but
+    cannot write (a replica after a failover, a full one) keeps nothing, and the list must
+    then ask its sources itself rather than wait for answers that are never kept."""
 
-    return _cached(lambda: cache.get("source-probe", True), False)
+    probe = f"source-probe:{uuid.uuid4().hex}"
+
+    def round_trip() -> bool:
+        cache.set(probe, True, 5)
+        kept = bool(cache.get(probe))
+        cache.delete(probe)
+        return kept
+
+    return _cached(round_trip, False)
 
 
 def cached_answer(access: PatientAccess, source_id: int) -> SourceAnswer | None:
@@ -180,22 +203,28 @@ def ask_sources(access: PatientAccess, sources: Sequence[DocumentSource]) -> lis
                 result=result,
                 failure="" if result is not None else failures.get(source.pk, INTERNAL_ERROR),
                 nhn_event_id=context.event_id,
+                source_orgnr=source.organisation.orgnr,
             )
         )
     return answers
 
 
 def answers_for_list(
-    access: PatientAccess, sources: Sequence[DocumentSource]
-) -> tuple[dict[int, SourceAnswer], list[SourceAnswer]]:
+    access: PatientAccess,
+    sources: Sequence[DocumentSource],
+    *,
+    record: Callable[[list[SourceAnswer]], None],
+) -> dict[int, SourceAnswer]:
     """Every source's answer for this list: the one kept; or, while another request is
-    asking that source, the one it gets (waited for, within the budget); else asked now.
-    Returns all answers by source id, and the ones this request asked: their events are
-    the caller's to write, and then it keeps them."""
+    asking that source, the one it gets (waited for); else asked now. What this request
+    asks goes to `record` (which writes its events, then keeps it) at once, before any
+    waiting. One deadline, the time budget, bounds the whole: a source whose answer has not
+    come by then is a failure on this page (`budget_exceeded`), asked by nobody twice."""
 
+    deadline = time.monotonic() + settings.DOCUMENT_SOURCE_SEARCH_BUDGET
     answers: dict[int, SourceAnswer] = {}
-    to_ask: list[DocumentSource] = []
     waiting: list[DocumentSource] = []
+    to_ask: list[DocumentSource] = []
     for source in sources:
         kept = cached_answer(access, source.pk)
         if kept is not None:
@@ -204,19 +233,26 @@ def answers_for_list(
             to_ask.append(source)
         else:
             waiting.append(source)
-    asked = ask_sources(access, to_ask)
-    deadline = time.monotonic() + settings.DOCUMENT_SOURCE_SEARCH_BUDGET + 1
-    while waiting and time.monotonic() < deadline:
+    while True:
+        if to_ask:
+            asked = ask_sources(access, to_ask)
+            record(asked)
+            answers.update((a.source_id, a) for a in asked)
+            to_ask = []
+        if not waiting or time.monotonic() >= deadline:
+            break
         time.sleep(WAIT_STEP_SECONDS)
         for source in list(waiting):
             kept = cached_answer(access, source.pk)
             if kept is not None:
                 answers[source.pk] = kept
                 waiting.remove(source)
-    if waiting:  # the other request never kept an answer (it died, or its event failed)
-        asked += ask_sources(access, waiting)
-    answers.update((a.source_id, a) for a in asked)
-    return answers, asked
+            elif _claim(access, source.pk):  # the one asking gave up (or died): ask now
+                waiting.remove(source)
+                to_ask.append(source)
+    for source in waiting:
+        answers[source.pk] = SourceAnswer(source.pk, source.name, None, BUDGET_EXCEEDED)
+    return answers
 
 
 WAIT_STEP_SECONDS = 0.1
@@ -297,17 +333,23 @@ ANSWERED, FAILED, PENDING = "answered", "failed", "pending"
 def source_listing(
     answer: SourceAnswer | None, source: DocumentSource, today: datetime.date, patient_id: int
 ) -> SourceListing:
-    """The answer as the list shows it: per document the same rules as the local list
-    (window, blocked, format), decided by the policy."""
+    """The source's part of the list: PENDING without an answer, else `listing_of`."""
 
     if answer is None:
         return SourceListing(source.pk, source.name, PENDING)
+    return listing_of(answer, today, patient_id)
+
+
+def listing_of(answer: SourceAnswer, today: datetime.date, patient_id: int) -> SourceListing:
+    """The answer as the list shows it: per document the same rules as the local list
+    (window, blocked, format), decided by the policy."""
+
     if answer.result is None:
-        return SourceListing(source.pk, source.name, FAILED, failure=answer.failure)
+        return SourceListing(answer.source_id, answer.source_name, FAILED, failure=answer.failure)
     result = answer.result
     listing = SourceListing(
-        source.pk,
-        source.name,
+        answer.source_id,
+        answer.source_name,
         ANSWERED,
         ceiling=result.ceiling,
         total=result.total,

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from uuid import UUID
 
 from django.conf import settings
@@ -27,7 +27,7 @@ from pjd_portal.audit import logged_documents
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event, record_event_committed
 from pjd_portal.documents import listing, remote, rendering, selectors
-from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference, DocumentSource
+from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference
 from pjd_portal.documents.sources import client_for, merge
 from pjd_portal.lib.errors import service_unavailable
 
@@ -80,41 +80,41 @@ def _flagged(access: PatientAccess) -> bool:
     return policy.flagged_for_review(access.attest.basis if access.attest else "")
 
 
-def _keep_logged_answers(
-    request: HttpRequest,
-    access: PatientAccess,
-    asked: list[tuple[DocumentSource, remote.SourceAnswer]],
-    view_id: str,
-) -> None:
-    """One list event per source this request asked, committed, and only then is its answer
-    kept for the list: an answer whose contact is not in the log is never shown."""
+def _answers_recorder(
+    request: HttpRequest, access: PatientAccess, view_id: str
+) -> Callable[[list[remote.SourceAnswer]], None]:
+    """What to do with the answers of the sources a request asks: one list event each,
+    committed, and only then is the answer kept for the list (an answer whose contact is
+    not in the log is never shown)."""
 
-    today = timezone.localdate()
-    try:
-        for source, answer in asked:
-            shown = remote.source_listing(answer, source, today, access.patient.pk)
-            record_event_committed(
-                request=request,
-                event_type=EventType.DOCUMENT_LIST,
-                # The clinician may see the list; the source's own answer is the outcome here.
-                outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
-                reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
-                patient=access.patient,
-                attest=access.attest,
-                source_orgnr=source.organisation.orgnr,
-                flagged_for_review=_flagged(access),
-                details={
-                    **shown.event_details(),
-                    "list_request_id": view_id,
-                    "nhn_event_id": answer.nhn_event_id,
-                },
-            )
-    except AuditWriteFailed:
-        for _source, answer in asked:
-            remote.release(access, answer.source_id)
-        raise
-    for _source, answer in asked:
-        remote.keep(access, answer)
+    def record(answers: list[remote.SourceAnswer]) -> None:
+        today = timezone.localdate()
+        try:
+            for answer in answers:
+                record_event_committed(
+                    request=request,
+                    event_type=EventType.DOCUMENT_LIST,
+                    # The clinician may see the list; the source's own answer is the outcome.
+                    outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
+                    reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
+                    patient=access.patient,
+                    attest=access.attest,
+                    source_orgnr=answer.source_orgnr,
+                    flagged_for_review=_flagged(access),
+                    details={
+                        **remote.listing_of(answer, today, access.patient.pk).event_details(),
+                        "list_request_id": view_id,
+                        "nhn_event_id": answer.nhn_event_id,
+                    },
+                )
+        except AuditWriteFailed:
+            for answer in answers:
+                remote.release(access, answer.source_id)
+            raise
+        for answer in answers:
+            remote.keep(access, answer)
+
+    return record
 
 
 @login_required
@@ -154,12 +154,15 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         page_sizes=settings.DOCUMENT_PAGE_SIZES,
         default_size=settings.DOCUMENT_DEFAULT_PAGE_SIZE,
     )
-    # `wait`: a browser without JavaScript, sent here by the page's <noscript> refresh.
-    listed = listing.list_page(
-        access, params, today=timezone.localdate(), wait=request.GET.get("wait") == "1"
-    )
     view_id = _list_view_id(request, handle)
-    _keep_logged_answers(request, access, listed.asked, view_id)
+    listed = listing.list_page(
+        access,
+        params,
+        today=timezone.localdate(),
+        # A browser without JavaScript, sent here by the page's <noscript> refresh.
+        wait=request.GET.get("wait") == "1",
+        record=_answers_recorder(request, access, view_id),
+    )
     record_event(
         request=request,
         event_type=EventType.DOCUMENT_LIST,
@@ -204,23 +207,36 @@ def document_list_source(request: HttpRequest, handle: UUID, source_id: int) -> 
     status = policy.may_see_patient_documents(
         access.clinician, access.patient_facts, access.attest_facts, access.now
     )
-    source = remote.remote_sources().get(source_id) if status else None
-    listable = policy.listable_source_ids(access.clinician, access_selectors.source_rules())
-    if source is None or source_id not in listable:
-        # Not allowed and not found look the same; the log tells them apart.
-        reason = status.reason_code if not status else "source_rule_list" if source else "unknown_source"
+    if not status:
+        # The patient-level rules now refuse (the attest lapsed, a block came in): the
+        # list itself says why, so the page is loaded again rather than left "Henter…".
         record_event_committed(
             request=request,
             event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.NOT_FOUND if source is None and status else Outcome.DENIED,
-            reason_code=reason,
+            outcome=Outcome.DENIED,
+            reason_code=status.reason_code,
+            patient=access.patient,
+            attest=access.attest,
+            details={"source_id": source_id},
+        )
+        return HttpResponseClientRefresh()
+    source = remote.remote_sources().get(source_id)
+    listable = policy.listable_source_ids(access.clinician, access_selectors.source_rules())
+    if source is None or source_id not in listable:
+        # Not allowed and not found look the same; the log tells them apart.
+        record_event_committed(
+            request=request,
+            event_type=EventType.ACCESS_DENIED,
+            outcome=Outcome.NOT_FOUND if source is None else Outcome.DENIED,
+            reason_code="unknown_source" if source is None else "source_rule_list",
             patient=access.patient,
             attest=access.attest,
             details={"source_id": source_id},
         )
         raise Http404()
-    _answers, asked = remote.answers_for_list(access, [source])
-    _keep_logged_answers(request, access, [(source, a) for a in asked], _list_view_id(request, handle))
+    remote.answers_for_list(
+        access, [source], record=_answers_recorder(request, access, _list_view_id(request, handle))
+    )
     response = HttpResponse("")
     response["HX-Trigger"] = "source-arrived"
     return response

@@ -92,7 +92,12 @@ DEFAULT_PORTS = {"http": 80, "https": 443}
 # What a document reference's subject turns out to be (MhdSourceClient._about).
 PATIENT, OTHER_PATIENT, UNVERIFIED = "patient", "other_patient", "unverified"
 _RESOURCE_TYPE = re.compile(r"[A-Z][A-Za-z]{1,63}")
-_PLAIN_SEGMENT = re.compile(r"[A-Za-z0-9\-._~$]+")
+# A path segment below the base: RFC 3986's pchar without ";" (servlet containers read it as
+# path parameters, Tomcat's "..;/" climbs), and percent-escapes except of ".", "/", "\\",
+# ";" and "%" itself (double encoding), which a server may decode into a climb.
+_PLAIN_SEGMENT = re.compile(
+    r"(?:[A-Za-z0-9\-._~!$&'()*+,=:@]|%(?![2][eEfF5]|[5][cC]|[3][bB])[0-9A-Fa-f]{2})+"
+)
 _LOGICAL_ID = re.compile(r"[A-Za-z0-9\-.]{1,64}")
 
 
@@ -208,7 +213,6 @@ class MhdSourceClient:
         on the source (the token goes nowhere else); what could not be read is said in the
         result, never dropped."""
 
-        asked = time.monotonic()
         response = self._send(
             "POST",
             f"{self.base_url}/DocumentReference/_search",
@@ -217,10 +221,8 @@ class MhdSourceClient:
             data=params,
             searching=True,
         )
+        bundle = self._bundle(response)
         while True:
-            bundle = self._bundle(response)
-            reading.page_seconds = time.monotonic() - asked
-            asked = time.monotonic()
             try:
                 brought_new = self._page(bundle, reading)
             except SourceError:
@@ -236,10 +238,19 @@ class MhdSourceClient:
                 if reading.total is not None and reading.total > len(reading.received):
                     reading.incomplete = base.SHORT_ANSWER
                 break
+            asked = time.monotonic()
             following = self._follow(next_link, brought_new, reading, access)
             if following is None:
                 break
-            response = following
+            try:
+                bundle = self._bundle(following)
+            except SourceError as exc:
+                if exc.reason_code not in (base.TIMEOUT, base.UNREACHABLE):
+                    raise
+                reading.incomplete = base.PAGING_TIMED_OUT  # the pages before it are kept
+                break
+            # The search itself may take long (a source fanning out); its pages do not.
+            reading.page_seconds = max(reading.page_seconds, time.monotonic() - asked)
         return reading.result(self.max_documents)
 
     def _follow(
@@ -257,7 +268,7 @@ class MhdSourceClient:
             logger.warning("source %s: paging stopped on a page that brought nothing new", self.name)
             reading.incomplete = base.PAGING_STALLED
             return None
-        if reading.deadline is not None and time.monotonic() + 1.5 * reading.page_seconds > reading.deadline:
+        if reading.deadline is not None and time.monotonic() + 1.5 * reading.page_seconds >= reading.deadline:
             # Another page would likely not arrive in time: show what has, and say the rest
             # is missing (rather than lose every page to the budget).
             logger.warning("source %s: paging stopped at the time budget", self.name)
@@ -267,22 +278,28 @@ class MhdSourceClient:
         parts = urlsplit(url)
         try:
             if reading.national_id in unquote_plus(parts.query):
-                # A link that repeats the search in its query (not HAPI's, others' way) would
-                # put the patient's national id into a URL: ask for the same page by POST,
-                # as the search itself was (FHIR: GET and POST _search are the same search).
-                path = parts.path.rstrip("/")
-                if not path.rsplit("/", 1)[-1][:1].isupper():
-                    reading.incomplete = base.NEXT_OUTSIDE
+                # A link that repeats the search in its query (not HAPI's way, some others')
+                # would put the patient's national id into a URL: ask for the same page by
+                # POST, as the search itself was (FHIR: GET and POST _search are one search).
+                target = self._search_path(parts.path)
+                if target is None:
+                    logger.warning(
+                        "source %s: a next link that names the patient was not followed", self.name
+                    )
+                    reading.incomplete = base.PAGING_STALLED
                     return None
                 return self._send(
                     "POST",
-                    urlunsplit((parts.scheme, parts.netloc, f"{path}/_search", "", "")),
+                    urlunsplit((parts.scheme, parts.netloc, target, "", "")),
                     access,
                     "application/fhir+json",
                     data=parse_qsl(parts.query, keep_blank_values=True),
                     searching=True,
+                    deadline=reading.deadline,
                 )
-            return self._send("GET", url, access, "application/fhir+json", searching=True)
+            return self._send(
+                "GET", url, access, "application/fhir+json", searching=True, deadline=reading.deadline
+            )
         except SourceError as exc:
             # What arrived is shown, and the rest is said to be missing: the source no
             # longer has it (HAPI: 410 once its search has expired), or a later page failed.
@@ -293,6 +310,19 @@ class MhdSourceClient:
             else:
                 raise
             return None
+
+    def _search_path(self, path: str) -> str | None:
+        """Where a next link's query is POSTed instead: its own `…/_search`, the document
+        search for a link on the base itself, `{base}/{Type}/_search` for one on a type."""
+
+        own = urlsplit(self.base_url).path.rstrip("/")
+        path = path.rstrip("/")
+        if path.endswith("/_search"):
+            return path
+        if path == own:
+            return f"{own}/DocumentReference/_search"
+        rest = path[len(own) + 1 :] if path.startswith(f"{own}/") else ""
+        return f"{path}/_search" if _RESOURCE_TYPE.fullmatch(rest) else None
 
     def _bundle(self, response: requests.Response) -> Bundle:
         with response:
@@ -320,8 +350,9 @@ class MhdSourceClient:
         for, the ids of every matching reference, the unverifiable ones counted. True when
         it brought a matching reference not seen before."""
 
-        if reading.total is None and bundle.total is not None:
-            reading.total = int(bundle.total)  # the first page's, as every page repeats it
+        if bundle.total is not None:
+            # The latest page's: some servers estimate it until the last page.
+            reading.total = int(bundle.total)
         # The included patients by (type, id): those with the national id asked for, and
         # those with another. One id in both (a source contradicting itself) is neither.
         ours: set[tuple[str, str]] = set()
@@ -547,10 +578,11 @@ class MhdSourceClient:
 
     def _within(self, url: str, *, base_itself: bool) -> bool:
         """On the source's own origin and under its base path (or the base path itself when
-        `base_itself`). Below the base only plain segments are allowed (resource types,
-        ids, `_search`, `$operations`): no dot segments, no percent-escapes, no `;` or `\\`,
-        which servlet containers read as path parameters or separators, no empty segments,
-        so that what the server resolves is what was checked. No user info."""
+        `base_itself`). Below the base, segments of RFC 3986 path characters without `;`
+        and without escapes of dots, slashes, backslashes, semicolons or percent signs (which
+        servlet containers and proxies read as climbs or path parameters); no dot segments,
+        no empty ones but a trailing slash; so that what the server resolves is what was
+        checked. No user info."""
 
         try:
             own, other = urlsplit(self.base_url), urlsplit(url)
@@ -565,6 +597,8 @@ class MhdSourceClient:
         if not path.startswith(f"{own_path}/"):
             return False
         segments = path[len(own_path) + 1 :].split("/")
+        if len(segments) > 1 and segments[-1] == "":
+            segments.pop()  # one trailing slash: `Binary/1/`, `DocumentReference/?page=2`
         return all(_PLAIN_SEGMENT.fullmatch(s) and s not in (".", "..") for s in segments)
 
     def _own_url(self, url: str) -> bool:
@@ -671,10 +705,12 @@ class MhdSourceClient:
         *,
         data: list[tuple[str, str]] | None = None,
         searching: bool = False,
+        deadline: float | None = None,
     ) -> requests.Response:
         """One read, retried once (or `retries` times) on a timeout, a refused or broken
         connection, or a 502/503/504: these reads change nothing at the source. The body is
-        left unread (streamed), so that every caller reads at most what it can take."""
+        left unread (streamed), so that every caller reads at most what it can take. With a
+        `deadline` (a next page) no wait goes past it, retries included."""
 
         failure = SourceError(base.INTERNAL_ERROR)
         dpop_retry_left = True
@@ -682,6 +718,12 @@ class MhdSourceClient:
         while attempt <= self.retries:
             last = attempt == self.retries
             attempt += 1
+            timeout = self.timeout
+            if deadline is not None:
+                remaining = deadline - time.monotonic()
+                if remaining <= 0:
+                    raise SourceError(base.TIMEOUT, "deadline")
+                timeout = (min(timeout[0], remaining), min(timeout[1], remaining))
             headers = self._headers(access, accept, method, url)
             try:
                 response = self.session.request(
@@ -689,7 +731,7 @@ class MhdSourceClient:
                     url,
                     headers=headers,
                     data=data,
-                    timeout=self.timeout,
+                    timeout=timeout,
                     stream=True,
                     allow_redirects=False,
                 )
@@ -738,7 +780,7 @@ class _Reading:
     total: int | None = None
     ceiling: int | None = None
     incomplete: str = ""
-    page_seconds: float = 0.0  # how long the last page took
+    page_seconds: float = 0.0  # the longest a next page has taken
 
     def result(self, max_documents: int) -> SearchResult:
         return SearchResult(
