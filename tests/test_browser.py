@@ -286,3 +286,28 @@ def test_a_hanging_source_does_not_hold_the_list(live_server, world, remote_sour
         assert plain.get_by_test_id("source-not-answering").is_visible()
     finally:
         no_js.close()
+
+
+def test_a_source_whose_fragment_fails_says_so_instead_of_spinning(
+    live_server, world, remote_sources, page, monkeypatch
+):
+    """The fragment answers 503 (its access event could not be written): the line says the
+    source could not be asked, and the list does not spin or retry."""
+
+    from pjd_portal.audit.services import AuditWriteFailed
+    from pjd_portal.documents import views
+
+    real = views.record_event_committed
+
+    def failing(**kwargs):
+        if kwargs.get("source_orgnr"):
+            raise AuditWriteFailed("test")
+        return real(**kwargs)
+
+    monkeypatch.setattr(views, "record_event_committed", failing)
+    url = _logged_in_with_a_list(live_server, world, page.context)
+    page.goto(url)
+    failed = page.get_by_test_id("source-fetch-failed")
+    failed.first.wait_for()
+    assert "Helse Bergen HF kunne ikke spørres akkurat nå" in page.content()
+    assert _axe_violations(page) == []
