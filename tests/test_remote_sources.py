@@ -11,6 +11,7 @@ answers at once, and each remote source's documents arrive through their own fra
 from __future__ import annotations
 
 import datetime
+import io
 import json
 import logging
 import os
@@ -174,6 +175,26 @@ def _offline(base_url: str = "http://127.0.0.1:9/fhir/R4") -> MhdSourceClient:
         connect_timeout=CONNECT_TIMEOUT,
         read_timeout=READ_TIMEOUT,
     )
+
+
+def _pages(
+    monkeypatch: pytest.MonkeyPatch, source: MhdSourceClient, pages: list[Any]
+) -> list[dict[str, Any]]:
+    """Answer the client's requests with these Bundles in turn (read as from a socket);
+    returns the requests made."""
+
+    made: list[dict[str, Any]] = []
+
+    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
+        made.append({"method": method, "url": url, "data": kwargs.get("data")})
+        response = requests.Response()
+        response.status_code = 200
+        response.headers["Content-Type"] = "application/fhir+json"
+        response.raw = io.BytesIO(json.dumps(pages[len(made) - 1]).encode())
+        return response
+
+    monkeypatch.setattr(source.session, "request", answer)
+    return made
 
 
 def _urls(source: MhdSourceClient, monkeypatch: pytest.MonkeyPatch) -> list[str]:
@@ -891,17 +912,7 @@ def test_a_next_link_that_repeats_the_search_is_asked_by_post(monkeypatch: pytes
                 "link": link if n == 0 else [],
             }
         )
-    made: list[dict[str, Any]] = []
-
-    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
-        made.append({"method": method, "url": url, "data": kwargs.get("data")})
-        response = requests.Response()
-        response.status_code = 200
-        response.headers["Content-Type"] = "application/fhir+json"
-        response.raw = __import__("io").BytesIO(json.dumps(pages[len(made) - 1]).encode())
-        return response
-
-    monkeypatch.setattr(source.session, "request", answer)
+    made = _pages(monkeypatch, source, pages)
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert [d.document_id for d in result.documents] == ["d0", "d1"] and result.incomplete == ""
     assert [m["method"] for m in made] == ["POST", "POST"]
@@ -996,17 +1007,7 @@ def test_an_unverifiable_document_on_two_pages_is_counted_once(monkeypatch: pyte
             "entry": [{"resource": unknown}, {"resource": other}],
         },
     ]
-    calls = []
-
-    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
-        calls.append(url)
-        response = requests.Response()
-        response.status_code = 200
-        response.headers["Content-Type"] = "application/fhir+json"
-        response.raw = __import__("io").BytesIO(json.dumps(pages[len(calls) - 1]).encode())
-        return response
-
-    monkeypatch.setattr(source.session, "request", answer)
+    _pages(monkeypatch, source, pages)
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert result.unverified == 2 and result.received == 2
 
@@ -1194,22 +1195,10 @@ def test_next_links_that_carry_the_id_on_search_or_base_paths_are_posted(
             pages.append(
                 {"resourceType": "Bundle", "type": "searchset", "entry": [{"resource": entry}], "link": links}
             )
-        made: list[tuple[str, str]] = []
-
-        def answer(
-            method: str, url: str, made: list[tuple[str, str]] = made, pages: list[Any] = pages, **kwargs: Any
-        ) -> requests.Response:
-            made.append((method, url))
-            response = requests.Response()
-            response.status_code = 200
-            response.headers["Content-Type"] = "application/fhir+json"
-            response.raw = __import__("io").BytesIO(json.dumps(pages[len(made) - 1]).encode())
-            return response
-
-        monkeypatch.setattr(source.session, "request", answer)
+        made = _pages(monkeypatch, source, pages)
         result = source.search(PAGED_PATIENT, access=ACCESS)
         assert len(result.documents) == 2, link
-        assert made[1] == ("POST", f"http://127.0.0.1:9{posted_to}")
+        assert (made[1]["method"], made[1]["url"]) == ("POST", f"http://127.0.0.1:9{posted_to}")
 
 
 @pytest.mark.parametrize(
@@ -1246,18 +1235,8 @@ def test_the_total_is_the_latest_pages(monkeypatch: pytest.MonkeyPatch) -> None:
                 "link": links,
             }
         )
-    calls: list[str] = []
     source = _offline()
-
-    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
-        calls.append(url)
-        response = requests.Response()
-        response.status_code = 200
-        response.headers["Content-Type"] = "application/fhir+json"
-        response.raw = __import__("io").BytesIO(json.dumps(pages[len(calls) - 1]).encode())
-        return response
-
-    monkeypatch.setattr(source.session, "request", answer)
+    _pages(monkeypatch, source, pages)
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert (result.total, result.incomplete, result.missing) == (2, "", 0)
 
