@@ -5,6 +5,8 @@ Personas (every view test checks each of them):
 - `other_clinician`: a legevakt doctor; may use the portal but not someone else's handles;
 - `auditor`: a loggkontrollør without HPR number;
 - `administrator`: an access administrator without HPR number;
+- `privacy_officer`: the national privacy officer (personvernombud) of the PJD
+  administration, without HPR number;
 - anonymous: not logged in.
 All national ids are synthetic (Tenor style, month + 80).
 """
@@ -102,6 +104,8 @@ class World:
     administrator: User
     patient: Patient
     other_patient: Patient
+    forvaltning: Organisation
+    privacy_officer: User
 
 
 def make_user(username: str, pid: str, hpr: str, name: str) -> User:
@@ -162,8 +166,25 @@ def world(db: Any) -> World:
         address="Testgata 2, 5003 Bergen",
         fastlege_hpr_number="",
     )
+    # The national privacy officer acts for the PJD administration, not for a care provider.
+    forvaltning = Organisation.objects.create(
+        orgnr="310900001", name="PJD forvaltning", kind=OrganisationKind.FORVALTNING
+    )
+    privacy_officer = make_user("t-personvern", synthetic_id(9, 12, 79, 376), "", "Pia Personvern")
+    Membership.objects.create(user=privacy_officer, organisation=forvaltning, role=Role.PRIVACY_OFFICER)
     return World(
-        gp_office, legevakt, hospital, source, fastlege, other, auditor, admin, patient, other_patient
+        gp_office,
+        legevakt,
+        hospital,
+        source,
+        fastlege,
+        other,
+        auditor,
+        admin,
+        patient,
+        other_patient,
+        forvaltning,
+        privacy_officer,
     )
 
 
@@ -234,10 +255,32 @@ def persona_client(world: World) -> Callable[[str], Client]:
             "other_clinician": (world.other_clinician, world.legevakt),
             "auditor": (world.auditor, world.hospital),
             "administrator": (world.administrator, world.gp_office),
+            "privacy_officer": (world.privacy_officer, world.forvaltning),
         }[name]
         return login(client, user, org)
 
     return make
+
+
+@pytest.fixture
+def privacy_officer(world: World) -> tuple[User, Organisation]:
+    """The privacy officer persona and the organisation they act for."""
+
+    return world.privacy_officer, world.forvaltning
+
+
+@pytest.fixture
+def as_privacy_officer(world: World) -> Client:
+    return login(Client(), world.privacy_officer, world.forvaltning)
+
+
+def events(event_type: str | None = None) -> list[Any]:
+    """The access events written so far, oldest first (of one type, if given)."""
+
+    from pjd_portal.audit.models import AccessEvent
+
+    events = AccessEvent.objects.order_by("id")
+    return list(events.filter(event_type=event_type) if event_type else events)
 
 
 def lookup_and_attest(
@@ -277,7 +320,7 @@ def comparable(response: Any) -> str:
     body = response.content.decode()
     body = re.sub(r'"X-CSRFToken": "[^"]+"', '"X-CSRFToken": ""', body)
     # The session dialog counts seconds: it differs by the clock, not by the answer.
-    body = re.sub(r'data-(idle|absolute)-remaining="\d+"', r'data-\1-remaining=""', body)
+    body = re.sub(r'data-(idle|absolute)-remaining="-?\d+"', r'data-\1-remaining=""', body)
     return re.sub(r'name="csrfmiddlewaretoken" value="[^"]+"', 'name="csrfmiddlewaretoken" value=""', body)
 
 

@@ -20,16 +20,9 @@ from tests.conftest import (
     UNKNOWN_PATIENT_ID,
     add_document,
     comparable,
+    events,
     lookup_and_attest,
 )
-
-
-def events(event_type=None):
-    qs = AccessEvent.objects.order_by("id")
-    if event_type:
-        qs = qs.filter(event_type=event_type)
-    return list(qs)
-
 
 # --- Step 1: lookup -----------------------------------------------------------------
 

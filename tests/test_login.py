@@ -28,8 +28,8 @@ from django.test import Client
 
 from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
-from pjd_portal.audit.models import AccessEvent, EventType, Outcome
-from tests.conftest import World, synthetic_id
+from pjd_portal.audit.models import EventType, Outcome
+from tests.conftest import World, events, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
 CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
@@ -244,10 +244,6 @@ def provider(world: World, monkeypatch: pytest.MonkeyPatch, client_key_file: Pat
 
 
 # --- helpers ------------------------------------------------------------------------
-
-
-def events(event_type: str) -> list[AccessEvent]:
-    return list(AccessEvent.objects.filter(event_type=event_type).order_by("id"))
 
 
 def session_user_id(client: Client) -> int | None:

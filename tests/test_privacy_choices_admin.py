@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pjd_portal.access import policy
-from pjd_portal.accounts.models import Membership, Organisation, OrganisationKind, Role
+from pjd_portal.accounts.models import Membership, Role
 from pjd_portal.audit.models import AccessEvent, EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed
 from pjd_portal.documents.models import ConfidentialityCode, DocumentBlock, DocumentReference
@@ -32,6 +32,7 @@ from tests.conftest import (
     UNKNOWN_PATIENT_ID,
     add_document,
     comparable,
+    events,
     login,
     lookup_and_attest,
     make_user,
@@ -51,28 +52,6 @@ ACTIONS = {
 
 
 # --- fixtures and helpers ----------------------------------------------------------------
-
-
-def _forvaltning() -> Organisation:
-    return Organisation.objects.get_or_create(
-        orgnr="310900001", defaults={"name": "PJD forvaltning", "kind": OrganisationKind.FORVALTNING}
-    )[0]
-
-
-@pytest.fixture
-def privacy_officer(world):
-    """The national privacy officer (personvernombud) of the PJD administration."""
-
-    forvaltning = _forvaltning()
-    user = make_user("t-personvern", synthetic_id(9, 12, 79, 376), "", "Pia Personvern")
-    Membership.objects.create(user=user, organisation=forvaltning, role=Role.PRIVACY_OFFICER)
-    return user, forvaltning
-
-
-@pytest.fixture
-def as_privacy_officer(privacy_officer):
-    user, org = privacy_officer
-    return login(Client(), user, org)
 
 
 def look_up(client: Client, national_id: str = LIST_PATIENT_ID) -> str:
@@ -99,15 +78,6 @@ def register(client: Client, page: str, kind: str, hpr: str = "", **overrides):
     return client.post(
         page + ACTIONS["register"], request_data(kind=kind, blocked_hpr_number=hpr, **overrides)
     )
-
-
-def events(event_type: str):
-    return list(AccessEvent.objects.filter(event_type=event_type).order_by("occurred_at", "pk"))
-
-
-def _same_page(response) -> str:
-    body = comparable(response)
-    return re.sub(r'data-(idle|absolute)-remaining="-?\d+"', "", body)
 
 
 # --- who gets in ----------------------------------------------------------------------------
@@ -141,7 +111,7 @@ def test_everyone_but_the_privacy_officer_gets_the_404_of_a_missing_page(
         for method in ("get", "post"):
             response = getattr(client, method)(url, data)
             assert response.status_code == 404, (persona, method, url)
-            assert _same_page(response) == _same_page(missing)
+            assert comparable(response) == comparable(missing)
             assert "Ingrid" not in response.content.decode()
     assert not PrivacyChoice.objects.exists() and not DocumentBlock.objects.exists()
     doc.refresh_from_db()
@@ -219,13 +189,13 @@ def test_a_bad_or_unknown_national_id_gets_a_clear_norwegian_message(
 def test_another_users_handle_an_expired_handle_and_an_unknown_handle_are_404(world, as_privacy_officer):
     page = look_up(as_privacy_officer)
     colleague = make_user("t-personvern2", synthetic_id(2, 6, 81, 222), "", "Per Personvern")
-    Membership.objects.create(user=colleague, organisation=_forvaltning(), role=Role.PRIVACY_OFFICER)
-    other = login(Client(), colleague, _forvaltning())
+    Membership.objects.create(user=colleague, organisation=world.forvaltning, role=Role.PRIVACY_OFFICER)
+    other = login(Client(), colleague, world.forvaltning)
     missing = other.get("/forvaltning/finnes-ikke/")
     for url in (page, f"/forvaltning/personvern/{uuid.uuid4()}/"):
         response = other.get(url)
         assert response.status_code == 404
-        assert _same_page(response) == _same_page(missing)
+        assert comparable(response) == comparable(missing)
     response = other.post(page + ACTIONS["register"], request_data(kind=PrivacyChoiceKind.RESERVATION))
     assert response.status_code == 404
     assert not PrivacyChoice.objects.exists()

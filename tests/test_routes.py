@@ -2,76 +2,81 @@
 
 from __future__ import annotations
 
+import datetime
 import uuid
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
+from django.utils import timezone
 
 from pjd_portal.audit.models import AccessEvent
 from pjd_portal.review.models import ReviewItem
 from pjd_portal.review.queue import build_queue
 from tests.conftest import add_document, login, lookup_and_attest
 
-PERSONAS = ["anonymous", "fastlege", "other_clinician", "auditor", "administrator"]
+PERSONAS = ["anonymous", "fastlege", "other_clinician", "auditor", "administrator", "privacy_officer"]
 LOGIN_REDIRECT = 302
 
 # route name -> (method, expected status per persona, in PERSONAS order).
 # The fastlege owns the handle and document used; the other clinician may use the
-# portal but gets 404 for someone else's handle; auditor and administrator have no
-# clinician role (403 with a clear page); anonymous users are sent to log in.
+# portal but gets 404 for someone else's handle; auditor, administrator and privacy officer
+# have no clinician role (403 with a clear page); anonymous users are sent to log in. The
+# privacy officer works on their own handle for the patient: registering a reservation and
+# blocking or unblocking the document succeed (302 to the patient's page), lifting without
+# a choice named is refused with its message (400).
 MATRIX = {
-    "accounts:home": ("get", [200, 200, 200, 200, 200]),
-    "accounts:logout": ("post", [302, 302, 302, 302, 302]),
-    "accounts:logged_out": ("get", [200, 200, 200, 200, 200]),
+    "accounts:home": ("get", [200, 200, 200, 200, 200, 200]),
+    "accounts:logout": ("post", [302, 302, 302, 302, 302, 302]),
+    "accounts:logged_out": ("get", [200, 200, 200, 200, 200, 200]),
     # Session lifetime: the expired page is for anonymous users (a live session goes home);
     # the JSON endpoints answer 401 without a session, never a login page.
-    "accounts:session_expired": ("get", [200, 302, 302, 302, 302]),
-    "accounts:session_status": ("get", [401, 200, 200, 200, 200]),
-    "accounts:session_keepalive": ("post", [401, 204, 204, 204, 204]),
-    "accounts:client_jwks": ("get", [200, 200, 200, 200, 200]),
+    "accounts:session_expired": ("get", [200, 302, 302, 302, 302, 302]),
+    "accounts:session_status": ("get", [401, 200, 200, 200, 200, 200]),
+    "accounts:session_keepalive": ("post", [401, 204, 204, 204, 204, 204]),
+    "accounts:client_jwks": ("get", [200, 200, 200, 200, 200, 200]),
     # Only for those who may act for several organisations; others are sent home.
-    "accounts:choose_organisation": ("get", [LOGIN_REDIRECT, 302, 302, 302, 302]),
-    "patients:lookup": ("post", [LOGIN_REDIRECT, 302, 302, 403, 403]),
-    "patients:basis": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
+    "accounts:choose_organisation": ("get", [LOGIN_REDIRECT, 302, 302, 302, 302, 302]),
+    "patients:lookup": ("post", [LOGIN_REDIRECT, 302, 302, 403, 403, 403]),
+    "patients:basis": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403, 403]),
     # Only for a restricted patient; for this one the step sends the owner to the list.
-    "patients:elevated": ("get", [LOGIN_REDIRECT, 302, 404, 403, 403]),
-    "documents:list": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
-    "documents:open": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403]),
+    "patients:elevated": ("get", [LOGIN_REDIRECT, 302, 404, 403, 403, 403]),
+    "documents:list": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403, 403]),
+    "documents:open": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403, 403]),
     # No MHD source is configured here: the owner's request names no remote source, 404.
-    "documents:open_remote": ("get", [LOGIN_REDIRECT, 404, 404, 403, 403]),
+    "documents:open_remote": ("get", [LOGIN_REDIRECT, 404, 404, 403, 403, 403]),
     # A source's part of the list is an htmx fragment: a plain GET by the owner goes to the
     # list (tests/test_mhd_source.py has the fragment itself).
-    "documents:list_source": ("get", [LOGIN_REDIRECT, 302, 404, 403, 403]),
-    "oidc_authentication_init": ("get", [302, 302, 302, 302, 302]),
-    "oidc_authentication_callback": ("get", [403, 403, 403, 403, 403]),
-    "set_language": ("post", [302, 302, 302, 302, 302]),
-    # The administration area: only a privacy officer (tests/test_patient_access_log.py);
-    # everyone here gets the 404 of a missing page.
-    "forvaltning:patient_log": ("get", [404, 404, 404, 404, 404]),
+    "documents:list_source": ("get", [LOGIN_REDIRECT, 302, 404, 403, 403, 403]),
+    "oidc_authentication_init": ("get", [302, 302, 302, 302, 302, 302]),
+    "oidc_authentication_callback": ("get", [403, 403, 403, 403, 403, 403]),
+    "set_language": ("post", [302, 302, 302, 302, 302, 302]),
+    # The administration area: only the privacy officer (tests/test_patient_access_log.py);
+    # everyone else gets the 404 of a missing page.
+    "forvaltning:patient_log": ("get", [404, 404, 404, 404, 404, 200]),
     # Log review (loggkontroll): only the auditor (tests/test_log_review.py); the event is
     # a document open on the auditor's hospital's document.
-    "forvaltning:log_search": ("get", [404, 404, 404, 200, 404]),
-    "forvaltning:log_event": ("get", [404, 404, 404, 200, 404]),
-    "forvaltning:log_export": ("post", [404, 404, 404, 200, 404]),
+    "forvaltning:log_search": ("get", [404, 404, 404, 200, 404, 404]),
+    "forvaltning:log_event": ("get", [404, 404, 404, 200, 404, 404]),
+    "forvaltning:log_export": ("post", [404, 404, 404, 200, 404, 404]),
     # The review queue (tests/test_review_queue.py): only the auditor; the item is that
     # document open, queued; the empty status form is refused with its messages (400).
-    "forvaltning:review_queue": ("get", [404, 404, 404, 200, 404]),
-    "forvaltning:review_item": ("get", [404, 404, 404, 200, 404]),
-    "forvaltning:review_item_status": ("post", [404, 404, 404, 400, 404]),
-    # Patients' privacy choices: only a privacy officer (tests/test_privacy_choices_admin.py).
-    "forvaltning:privacy_lookup": ("post", [404, 404, 404, 404, 404]),
-    "forvaltning:privacy_patient": ("get", [404, 404, 404, 404, 404]),
-    "forvaltning:privacy_register": ("post", [404, 404, 404, 404, 404]),
-    "forvaltning:privacy_lift": ("post", [404, 404, 404, 404, 404]),
-    "forvaltning:privacy_block_document": ("post", [404, 404, 404, 404, 404]),
-    "forvaltning:privacy_unblock_document": ("post", [404, 404, 404, 404, 404]),
+    "forvaltning:review_queue": ("get", [404, 404, 404, 200, 404, 404]),
+    "forvaltning:review_item": ("get", [404, 404, 404, 200, 404, 404]),
+    "forvaltning:review_item_status": ("post", [404, 404, 404, 400, 404, 404]),
+    # Patients' privacy choices: only the privacy officer (tests/test_privacy_choices_admin.py).
+    "forvaltning:privacy_lookup": ("post", [404, 404, 404, 404, 404, 302]),
+    "forvaltning:privacy_patient": ("get", [404, 404, 404, 404, 404, 200]),
+    "forvaltning:privacy_register": ("post", [404, 404, 404, 404, 404, 302]),
+    "forvaltning:privacy_lift": ("post", [404, 404, 404, 404, 404, 400]),
+    "forvaltning:privacy_block_document": ("post", [404, 404, 404, 404, 404, 302]),
+    "forvaltning:privacy_unblock_document": ("post", [404, 404, 404, 404, 404, 302]),
     # Access roles: only the access administrator of the GP office (tests/test_access_roles.py);
     # the grant gives the fastlege the auditor role, the revoke ends the fastlege's role.
-    "forvaltning:access_roles": ("get", [404, 404, 404, 404, 200]),
-    "forvaltning:access_role_grant": ("post", [404, 404, 404, 404, 302]),
-    "forvaltning:access_role_revoke": ("post", [404, 404, 404, 404, 302]),
+    "forvaltning:access_roles": ("get", [404, 404, 404, 404, 200, 404]),
+    "forvaltning:access_role_grant": ("post", [404, 404, 404, 404, 302, 404]),
+    "forvaltning:access_role_revoke": ("post", [404, 404, 404, 404, 302, 404]),
     # Token-authenticated (the citizen portal's signed JWT): a session is no credential.
-    "fhir:auditevent_search": ("post", [401, 401, 401, 401, 401]),
+    "fhir:auditevent_search": ("post", [401, 401, 401, 401, 401, 401]),
 }
 
 
@@ -105,6 +110,7 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
     owner = login(client, world.fastlege, world.gp_office)
     doc = add_document(world)
     handle = lookup_and_attest(owner)
+    c = owner if persona == "fastlege" else persona_client(persona)
     kwargs = {}
     if route in ("patients:basis", "patients:elevated", "documents:list"):
         kwargs = {"handle": handle}
@@ -124,12 +130,25 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
         kwargs = {"item_id": ReviewItem.objects.get(reviewer_orgnr=world.hospital.orgnr).item_id}
     elif route.startswith("forvaltning:privacy_") and route != "forvaltning:privacy_lookup":
         kwargs = {"handle": uuid.uuid4()}
+        if persona == "privacy_officer":  # the privacy officer's own handle for the patient
+            looked_up = c.post(
+                reverse("forvaltning:privacy_lookup"), {"national_id": world.patient.national_id}
+            )
+            kwargs = {"handle": looked_up["Location"].rstrip("/").rsplit("/", 1)[1]}
     url = reverse(route, kwargs=kwargs)
     method, expected = MATRIX[route]
-    c = owner if persona == "fastlege" else persona_client(persona)
     data = {}
-    if route == "patients:lookup":
+    if route in ("patients:lookup", "forvaltning:privacy_lookup"):
         data = {"national_id": world.patient.national_id}
+    patient_request = {
+        "reference": "PVO-2026/0042",
+        "request_date": (timezone.localdate() - datetime.timedelta(days=2)).isoformat(),
+        "reason": "Pasientens ønske (syntetiske testdata)",
+    }
+    if route == "forvaltning:privacy_register":
+        data = {**patient_request, "kind": "reservation", "blocked_hpr_number": ""}
+    if route in ("forvaltning:privacy_block_document", "forvaltning:privacy_unblock_document"):
+        data = {**patient_request, "document": str(doc.document_id)}
     if route == "set_language":
         data = {"language": "en", "next": "/"}
     if route == "forvaltning:access_role_grant":
