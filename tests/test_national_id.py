@@ -52,3 +52,37 @@ def test_invalid_numbers(value, code):
     with pytest.raises(InvalidNationalId) as exc:
         parse_national_id(value, allow_synthetic=True)
     assert exc.value.code == code
+
+
+@pytest.mark.parametrize(
+    ("first9", "kind", "birth"),
+    [
+        ("131169" + "002", NationalIdKind.FODSELSNUMMER, datetime.date(1969, 11, 13)),  # 000-499: 1900s
+        ("010160" + "600", NationalIdKind.FODSELSNUMMER, datetime.date(1860, 1, 1)),  # 500-749, 54-99: 1800s
+        ("010110" + "600", NationalIdKind.FODSELSNUMMER, datetime.date(2010, 1, 1)),  # 500-999, 00-39: 2000s
+        ("010145" + "950", NationalIdKind.FODSELSNUMMER, datetime.date(1945, 1, 1)),  # 900-999, 40-99: 1900s
+        ("530170" + "123", NationalIdKind.D_NUMMER, datetime.date(1970, 1, 13)),  # day + 40
+        ("134170" + "123", NationalIdKind.H_NUMMER, datetime.date(1970, 1, 13)),  # month + 40
+        ("138170" + "123", NationalIdKind.SYNTHETIC, datetime.date(1970, 1, 13)),  # month + 80
+        ("538170" + "123", NationalIdKind.SYNTHETIC, datetime.date(1970, 1, 13)),  # synthetic D-number
+    ],
+)
+def test_kinds_and_birth_dates_follow_stdnum_and_the_synthetic_convention(first9, kind, birth):
+    parsed = parse_national_id(_with_check_digits(first9), allow_synthetic=True)
+    assert (parsed.kind, parsed.birth_date) == (kind, birth)
+
+
+@pytest.mark.parametrize(
+    "first9",
+    [
+        "010145" + "600",  # 500-749 with 40-53: no century is defined for it
+        "311169" + "100",  # 31 November
+        "010139" + "600",  # born in 2039: not yet
+        "818170" + "123",  # day 81: an FH-number, no birth date by design
+        "139970" + "123",  # synthetic month 19
+    ],
+)
+def test_numbers_without_a_valid_birth_date_are_refused(first9):
+    with pytest.raises(InvalidNationalId) as exc:
+        parse_national_id(_with_check_digits(first9), allow_synthetic=True)
+    assert exc.value.code == "date"

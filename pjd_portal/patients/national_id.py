@@ -1,9 +1,11 @@
 """Norwegian national ids: fødselsnummer, D-nummer, H-nummer and synthetic test numbers.
 
-Check digits are validated by python-stdnum. Synthetic numbers (Skatteetaten Tenor:
-month + 80) and H-numbers (month + 40) are not known to stdnum, so the month is moved
-back before the check; the check digits are computed over the number as written, so
-they are verified by our own mod-11 routine in that case.
+python-stdnum (`stdnum.no.fodselsnummer`) decides for the kinds it knows: the check digits,
+the D-number's day + 40, the H-number's month + 40, the century from the individual
+number, and no birth date in the future. The project's own rule is only the synthetic
+convention stdnum lacks (Skatteetaten's Tenor test numbers: month + 80): their check digits
+are computed over the number as written (stdnum's own check-digit functions), and the
+birth date is stdnum's with the month moved back.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ import datetime
 import enum
 from dataclasses import dataclass
 
+from stdnum.exceptions import InvalidChecksum as StdnumInvalidChecksum
 from stdnum.exceptions import ValidationError as StdnumValidationError
 from stdnum.no import fodselsnummer
 
@@ -41,45 +44,19 @@ class NationalId:
         return self.value
 
 
-_W1 = (3, 7, 6, 1, 8, 9, 4, 5, 2)
-_W2 = (5, 4, 3, 2, 7, 6, 5, 4, 3, 2)
-
-
-def _check_digit(digits: str, weights: tuple[int, ...]) -> int | None:
-    rest = 11 - sum(w * int(d) for w, d in zip(weights, digits, strict=True)) % 11
-    if rest == 11:
-        return 0
-    if rest == 10:
-        return None
-    return rest
+SYNTHETIC_MONTH_OFFSET = 80  # Tenor: the month + 80
 
 
 def has_valid_check_digits(value: str) -> bool:
+    """Both mod-11 check digits match (any kind: they are computed over the number as
+    written, the synthetic month included)."""
+
     if len(value) != 11 or not (value.isascii() and value.isdigit()):
         return False
-    k1 = _check_digit(value[:9], _W1)
-    if k1 is None or k1 != int(value[9]):
-        return False
-    k2 = _check_digit(value[:10], _W2)
-    return k2 is not None and k2 == int(value[10])
-
-
-def _birth_date(day: int, month: int, yy: int, individual: int) -> datetime.date | None:
-    # Century from the individual number, as Skatteetaten defines it.
-    if individual <= 499:
-        century = 1900
-    elif individual <= 749 and yy >= 54:
-        century = 1800
-    elif individual <= 999 and yy <= 39:
-        century = 2000
-    elif 900 <= individual <= 999 and yy >= 40:
-        century = 1900
-    else:
-        century = 1900
-    try:
-        return datetime.date(century + yy, month, day)
-    except ValueError:
-        return None
+    return (
+        fodselsnummer.calc_check_digit1(value[:9]) == value[9]
+        and fodselsnummer.calc_check_digit2(value[:10]) == value[10]
+    )
 
 
 def parse_national_id(raw: str, *, allow_synthetic: bool) -> NationalId:
@@ -90,26 +67,29 @@ def parse_national_id(raw: str, *, allow_synthetic: bool) -> NationalId:
         raise InvalidNationalId("format")
     if not has_valid_check_digits(value):
         raise InvalidNationalId("checksum")
-    day, month, yy = int(value[0:2]), int(value[2:4]), int(value[4:6])
-    individual = int(value[6:9])
-    kind = NationalIdKind.FODSELSNUMMER
-    if month > 80:
+    day, month = int(value[0:2]), int(value[2:4])
+    if month > SYNTHETIC_MONTH_OFFSET:
         if not allow_synthetic:
             raise InvalidNationalId("synthetic_not_allowed")
-        kind, month = NationalIdKind.SYNTHETIC, month - 80
-    elif month > 40:
-        kind, month = NationalIdKind.H_NUMMER, month - 40
-    if day > 40:
-        if kind is NationalIdKind.FODSELSNUMMER:
-            kind = NationalIdKind.D_NUMMER
-        day -= 40
-    birth = _birth_date(day, month, yy, individual)
-    if birth is None:
-        raise InvalidNationalId("date")
-    if kind in (NationalIdKind.FODSELSNUMMER, NationalIdKind.D_NUMMER):
-        # Cross-check with the maintained library for the number kinds it knows.
+        kind = NationalIdKind.SYNTHETIC
+        # stdnum reads the birth date once the month is moved back (its check digits
+        # would then no longer match, so only the date is asked of it).
+        as_fnr = f"{value[:2]}{month - SYNTHETIC_MONTH_OFFSET:02d}{value[4:]}"
         try:
-            fodselsnummer.validate(value)
+            birth = fodselsnummer.get_birth_date(as_fnr)
         except StdnumValidationError as exc:
-            raise InvalidNationalId("checksum") from exc
-    return NationalId(value=value, kind=kind, birth_date=birth)
+            raise InvalidNationalId("date") from exc
+        return NationalId(value=value, kind=kind, birth_date=birth)
+    try:
+        fodselsnummer.validate(value)
+    except StdnumInvalidChecksum as exc:
+        raise InvalidNationalId("checksum") from exc
+    except StdnumValidationError as exc:  # no such date, an unknown century, not yet born
+        raise InvalidNationalId("date") from exc
+    if month > 40:
+        kind = NationalIdKind.H_NUMMER
+    elif day > 40:
+        kind = NationalIdKind.D_NUMMER
+    else:
+        kind = NationalIdKind.FODSELSNUMMER
+    return NationalId(value=value, kind=kind, birth_date=fodselsnummer.get_birth_date(value))
