@@ -438,3 +438,31 @@ def test_list_filter_agrees_with_the_document_decision(world) -> None:
     assert not DocumentReference.objects.filter(
         policy.listable_documents_q(today, frozenset()), patient=world.patient
     ).exists()
+
+
+# --- who may log in at all ------------------------------------------------------------
+
+
+@pytest.mark.parametrize(
+    ("pid", "level", "hpr", "roles", "reason"),
+    [
+        ("13116900216", "4", "910000011", frozenset(), "ok"),
+        ("", "4", "910000011", frozenset(), "missing_pid"),
+        ("13116900216", "3", "910000011", frozenset(), "security_level_too_low"),
+        ("13116900216", "4", "", frozenset(), "no_hpr_number"),
+        ("13116900216", "4", "", frozenset({"clinician"}), "no_hpr_number"),  # clinicians need one
+        ("13116900216", "4", "", frozenset({"auditor"}), "ok"),
+        ("13116900216", "4", "", frozenset({"privacy_officer"}), "ok"),
+        ("13116900216", "4", "", frozenset({"access_administrator"}), "ok"),
+    ],
+)
+def test_who_may_log_in(pid, level, hpr, roles, reason):
+    decision = policy.may_log_in(
+        policy.LoginFacts(pid=pid, security_level=level, hpr_number=hpr, active_roles=roles)
+    )
+    assert decision.reason_code == reason and bool(decision) is (reason == "ok")
+
+
+def test_an_administrator_revoked_a_moment_ago_no_longer_administers():
+    assert policy.still_administers(7, frozenset({7, 8}))
+    assert policy.still_administers(7, frozenset({8})).reason_code == "no_longer_administrator"

@@ -139,6 +139,38 @@ def _deny(code: str, message: str) -> Decision:
     return Decision(False, code, message)
 
 
+# --- Login ------------------------------------------------------------------------------
+
+# HelseID's security level for a login with a high-assurance method (BankID, Buypass).
+REQUIRED_SECURITY_LEVEL = "4"
+# Roles that let staff without an HPR number log in: the administration area only (the
+# clinical pages still need a clinician role, an HPR number and an authorization).
+ROLES_WITHOUT_HPR = frozenset({Role.AUDITOR, Role.ACCESS_ADMINISTRATOR, Role.PRIVACY_OFFICER})
+
+
+@dataclass(frozen=True)
+class LoginFacts:
+    """What an ID token says of the person, and the roles they already hold."""
+
+    pid: str
+    security_level: str
+    hpr_number: str
+    active_roles: frozenset[str]  # in any organisation
+
+
+def may_log_in(login: LoginFacts) -> Decision:
+    """May this person log in at all? A pid, security level 4, and an HPR number, unless
+    they already hold an administration role; everyone else is not health personnel."""
+
+    if not login.pid:
+        return _deny("missing_pid", "")
+    if login.security_level != REQUIRED_SECURITY_LEVEL:
+        return _deny("security_level_too_low", "")
+    if not login.hpr_number and not (login.active_roles & ROLES_WITHOUT_HPR):
+        return _deny("no_hpr_number", "")
+    return ALLOW
+
+
 def may_use_clinical_portal(clinician: ClinicianFacts) -> Decision:
     """May this user look up patients at all (in the organisation they act for)?"""
 
@@ -337,6 +369,22 @@ def openable_source_ids(clinician: ClinicianFacts, sources: list[SourceRules]) -
     return frozenset(
         s.source_id for s in sources if source_allows_list(clinician, s) and source_allows_open(clinician, s)
     )
+
+
+# The answers for a document that is not there: unknown here, or its source did not answer.
+UNKNOWN_DOCUMENT = Decision(False, "unknown_document")
+
+
+def source_did_not_answer(reason_code: str) -> Decision:
+    """A remote document that cannot be decided on: its source failed (a sources reason code)."""
+
+    return Decision(False, f"source_{reason_code}"[:50])
+
+
+def offers_elevated_access(decision: Decision) -> bool:
+    """Does this refusal offer the FORHØYET step (a restricted patient)?"""
+
+    return decision.reason_code == "patient_restricted"
 
 
 def may_open_document(
@@ -584,6 +632,15 @@ def may_grant_role(
         return _deny(
             "no_self_grant", str(_("You cannot grant a role to yourself. Ask another access administrator."))
         )
+    return ALLOW
+
+
+def still_administers(actor_user_id: int, active_administrator_ids: frozenset[int]) -> Decision:
+    """Read under the lock of the organisation's administrator grants: is the acting
+    administrator still one (another may have revoked them a moment ago)?"""
+
+    if actor_user_id not in active_administrator_ids:
+        return _deny("no_longer_administrator", str(_("You are no longer an access administrator here.")))
     return ALLOW
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from guardian.core import ObjectPermissionChecker
 
-from pjd_portal.accounts.models import HprAuthorization, Membership, Organisation, Role, User
+from pjd_portal.accounts.models import HprAuthorization, Membership, Organisation, User
 from pjd_portal.accounts.roles import MEMBERSHIP_ONLY_ROLES, roles_from_permissions
 
 SESSION_ORG_KEY = "pjd_org_id"
@@ -93,9 +93,7 @@ def portal_context(request: HttpRequest) -> dict[str, Any]:
 
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
-    roles = active_roles(request)
     return {
         "current_organisation": current_organisation(request),
-        "is_clinician": Role.CLINICIAN in roles,
         "may_change_organisation": len(request.session.get(SESSION_ORG_CHOICES_KEY) or []) > 1,
     }

@@ -30,6 +30,7 @@ from django.urls import reverse
 from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
+from pjd_portal.access import policy
 from pjd_portal.accounts import keys, provider
 from pjd_portal.accounts.context import (
     SESSION_ORG_CHOICES_KEY,
@@ -37,7 +38,7 @@ from pjd_portal.accounts.context import (
     SESSION_ORG_KEY,
     organisation_choices,
 )
-from pjd_portal.accounts.models import Membership, Organisation, Role, User
+from pjd_portal.accounts.models import Membership, Organisation, User
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.services import AuditWriteFailed, record_event
 
@@ -48,9 +49,7 @@ CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
 CLAIM_HPR = "helseid://claims/hpr/hpr_number"
 CLAIM_ORGNR_PARENT = "helseid://claims/client/claims/orgnr_parent"
 CLAIM_ORGNR_CHILD = "helseid://claims/client/claims/orgnr_child"
-REQUIRED_SECURITY_LEVEL = "4"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
-ADMIN_ROLES = frozenset({Role.AUDITOR, Role.ACCESS_ADMINISTRATOR, Role.PRIVACY_OFFICER})
 
 
 @dataclass(frozen=True)
@@ -175,18 +174,23 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
     def verify_claims(self, claims: dict[str, Any]) -> bool:
         request = self.request
         pid = str(claims.get(CLAIM_PID) or "")
-        if not pid:
-            self._refuse("missing_pid", pid)
-        if str(claims.get(CLAIM_SECURITY_LEVEL) or "") != REQUIRED_SECURITY_LEVEL:
-            self._refuse("security_level_too_low", pid)
-        if not claims.get(CLAIM_HPR):
-            # Staff without HPR number may use the admin area only, and only if they hold
-            # such a role already; everyone else is not health personnel.
-            has_admin_role = Membership.objects.filter(
-                user__pid=pid, role__in=ADMIN_ROLES, active=True
-            ).exists()
-            if not has_admin_role:
-                self._refuse("no_hpr_number", pid)
+        hpr_number = str(claims.get(CLAIM_HPR) or "")
+        # The roles already held matter only without an HPR number (the policy's rule).
+        roles = (
+            frozenset(Membership.objects.filter(user__pid=pid, active=True).values_list("role", flat=True))
+            if pid and not hpr_number
+            else frozenset()
+        )
+        decision = policy.may_log_in(
+            policy.LoginFacts(
+                pid=pid,
+                security_level=str(claims.get(CLAIM_SECURITY_LEVEL) or ""),
+                hpr_number=hpr_number,
+                active_roles=roles,
+            )
+        )
+        if not decision:
+            self._refuse(decision.reason_code, pid)
         request.pjd_claims = claims
         return True
 

@@ -134,6 +134,7 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         "banner": _banner(access),
         "attest": access.attest,
         "decision": decision,
+        "offer_elevated": policy.offers_elevated_access(decision),
     }
     if not decision:
         record_event(
@@ -253,7 +254,7 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
         .first()
     )
     if document is None:
-        decision = policy.Decision(False, "unknown_document")
+        decision = policy.UNKNOWN_DOCUMENT
     else:
         decision = policy.may_open_document(
             access.clinician,
@@ -368,7 +369,7 @@ def remote_document_open(
     )
     source = remote.remote_sources().get(source_id) if status else None
     document = None
-    decision = status if not status else policy.Decision(False, "unknown_document")
+    decision = status if not status else policy.UNKNOWN_DOCUMENT
     if source is not None:
         client = client_for(source)
         # The source's current description, asked under the same time budget as the list.
@@ -379,7 +380,7 @@ def remote_document_open(
             document_id=document_id,
         )
         if found.failures:
-            decision = policy.Decision(False, f"source_{found.failures[0].reason_code}"[:50])
+            decision = policy.source_did_not_answer(found.failures[0].reason_code)
         document = next((d for d in found.documents if d.document_id == document_id), None)
         if document is not None:
             decision = policy.may_open_document(

@@ -18,7 +18,6 @@ from typing import Any
 from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
-from django.utils.translation import gettext as _
 
 from pjd_portal.access import policy
 from pjd_portal.accounts.context import authenticated_user
@@ -92,19 +91,20 @@ def revoke_role(
         )
         current = Membership.objects.select_for_update().get(pk=membership.pk)
         details = {"role": current.role, "membership_id": current.pk, **target_details(membership.user)}
-        if not any(user_id == actor.pk and is_active for _pk, user_id, is_active in admins):
-            # Read again under the lock: the actor's own role may have been revoked by
-            # another administrator a moment ago.
+        # Read again under the lock: the actor's own role may have been revoked by another
+        # administrator a moment ago.
+        still = policy.still_administers(
+            actor.pk, frozenset(user_id for _pk, user_id, is_active in admins if is_active)
+        )
+        if not still:
             record_event(
                 request=request,
                 event_type=EventType.ROLE_REVOKED,
                 outcome=Outcome.DENIED,
-                reason_code="no_longer_administrator",
+                reason_code=still.reason_code,
                 details=details,
             )
-            return Result.REFUSED, policy.Decision(
-                False, "no_longer_administrator", str(_("You are no longer an access administrator here."))
-            )
+            return Result.REFUSED, still
         if not current.active:
             record_event(
                 request=request,

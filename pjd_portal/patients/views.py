@@ -101,7 +101,7 @@ def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
     )
     if status_check.reason_code == "no_valid_attest":
         return redirect("patients:basis", handle=handle)
-    if status_check.reason_code != "patient_restricted":
+    if not policy.offers_elevated_access(status_check):
         # The step exists only for a restriction; anything else is answered by the list
         # (which says nothing more than it already would).
         return redirect("documents:list", handle=handle)
