@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import datetime
 import uuid
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 
+from pjd_portal.documents import rendering
 from pjd_portal.documents.models import DocumentContent, DocumentReference, DocumentSource
 from pjd_portal.documents.sources.base import (
     NOT_FOUND,
@@ -15,8 +16,6 @@ from pjd_portal.documents.sources.base import (
     SearchResult,
     SourceError,
 )
-
-CHUNK_SIZE = 64 * 1024
 
 
 class LocalSourceClient:
@@ -84,9 +83,4 @@ class LocalSourceClient:
         if content is None:
             raise SourceError(NOT_FOUND)
         data = bytes(content.data)
-
-        def chunks() -> Iterator[bytes]:
-            for start in range(0, len(data), CHUNK_SIZE):
-                yield data[start : start + CHUNK_SIZE]
-
-        return document.content_type, len(data), chunks()
+        return document.content_type, len(data), rendering.chunked(data)
