@@ -38,10 +38,9 @@ from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.selectors import InvalidCursor
 from pjd_portal.audit.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import staff_required
-from pjd_portal.forvaltning.views import NATIONAL_ID_MESSAGES
+from pjd_portal.patients.forms import national_id_message
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
-from pjd_portal.patients.views import LOOKUP_MESSAGES
 
 SEARCH_TEMPLATE = "forvaltning/logreview/search.html"
 EVENT_TEMPLATE = "forvaltning/logreview/event.html"
@@ -165,9 +164,7 @@ def _filters(
                 outcome=Outcome.INVALID,
                 reason_code=f"invalid_{exc.code}",
             )
-            form.add_error(
-                "national_id", NATIONAL_ID_MESSAGES.get(exc.code, LOOKUP_MESSAGES["invalid_format"])
-            )
+            form.add_error("national_id", national_id_message(exc.code))
             raise SearchRefused() from exc
         national_id = parsed.value
         patient = Patient.objects.filter(national_id=national_id).first()

@@ -37,10 +37,9 @@ from pjd_portal.audit.services import AuditWriteFailed, record_event
 from pjd_portal.documents.models import ConfidentialityCode, DocumentBlock, DocumentReference
 from pjd_portal.forvaltning import privacy_services as services
 from pjd_portal.forvaltning.access import staff_required
-from pjd_portal.forvaltning.views import NATIONAL_ID_MESSAGES
+from pjd_portal.patients.forms import NO_SUCH_PATIENT, national_id_message
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
-from pjd_portal.patients.views import LOOKUP_MESSAGES
 
 CHANNEL = "privacy_officer"
 # The handles of the privacy officer's lookups, in their session: handle -> patient, user,
@@ -245,7 +244,7 @@ def privacy_lookup(request: HttpRequest) -> HttpResponse:
             reason_code=f"invalid_{exc.code}",
             details={"channel": CHANNEL},
         )
-        form.add_error("national_id", NATIONAL_ID_MESSAGES.get(exc.code, LOOKUP_MESSAGES["invalid_format"]))
+        form.add_error("national_id", national_id_message(exc.code))
         return render(request, LOOKUP_TEMPLATE, {"form": form}, status=400)
 
     patient = Patient.objects.filter(national_id=national_id.value).first()
@@ -258,7 +257,7 @@ def privacy_lookup(request: HttpRequest) -> HttpResponse:
             patient_national_id=national_id.value,
             details={"channel": CHANNEL},
         )
-        form.add_error("national_id", LOOKUP_MESSAGES["no_such_patient"])
+        form.add_error("national_id", NO_SUCH_PATIENT)
         return render(request, LOOKUP_TEMPLATE, {"form": form}, status=404)
 
     record_event(

@@ -28,9 +28,9 @@ from pjd_portal.audit.models import AccessEvent, Outcome
 from pjd_portal.audit.selectors import InvalidCursor, patient_log_page
 from pjd_portal.forvaltning.access import staff_required
 from pjd_portal.forvaltning.forms import PatientLogForm
+from pjd_portal.patients.forms import national_id_message
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
-from pjd_portal.patients.views import LOOKUP_MESSAGES
 
 CHANNEL = "privacy_officer"
 
@@ -87,14 +87,6 @@ def log_rows(events: list[AccessEvent]) -> list[LogRow]:
     return rows
 
 
-NATIONAL_ID_MESSAGES = {
-    "format": LOOKUP_MESSAGES["invalid_format"],
-    "checksum": LOOKUP_MESSAGES["invalid_checksum"],
-    "date": LOOKUP_MESSAGES["invalid_date"],
-    "synthetic_not_allowed": LOOKUP_MESSAGES["invalid_synthetic_not_allowed"],
-}
-
-
 @privacy_officer_required
 def patient_access_log(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "POST"):
@@ -116,7 +108,7 @@ def patient_access_log(request: HttpRequest) -> HttpResponse:
         record_log_read(
             request=request, outcome=Outcome.INVALID, channel=CHANNEL, reason_code=f"invalid_{exc.code}"
         )
-        form.add_error("national_id", NATIONAL_ID_MESSAGES.get(exc.code, LOOKUP_MESSAGES["invalid_format"]))
+        form.add_error("national_id", national_id_message(exc.code))
         return render(request, template, {"form": form}, status=400)
 
     patient = Patient.objects.filter(national_id=national_id.value).first()

@@ -19,14 +19,18 @@ from pjd_portal.access.services import (
     state_basis,
 )
 from pjd_portal.accounts.decorators import clinician_required
-from pjd_portal.patients.forms import BasisForm, ElevatedBasisForm, PatientLookupForm
+from pjd_portal.patients.forms import (
+    NATIONAL_ID_MESSAGES,
+    NO_SUCH_PATIENT,
+    BasisForm,
+    ElevatedBasisForm,
+    PatientLookupForm,
+)
 
+# The lookup's error codes: "invalid_<InvalidNationalId.code>" or "no_such_patient".
 LOOKUP_MESSAGES = {
-    "invalid_format": _("A national identity number has 11 digits. Check the number and try again."),
-    "invalid_checksum": _("The number is not a valid national identity number (check digits do not match)."),
-    "invalid_date": _("The number does not contain a valid date of birth."),
-    "invalid_synthetic_not_allowed": _("Synthetic test numbers are not accepted here."),
-    "no_such_patient": _("No patient with this national identity number was found."),
+    **{f"invalid_{code}": message for code, message in NATIONAL_ID_MESSAGES.items()},
+    "no_such_patient": NO_SUCH_PATIENT,
 }
 
 
