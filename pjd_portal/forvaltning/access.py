@@ -45,3 +45,7 @@ def staff_required(rule: Rule, *, pass_staff: bool = False) -> Callable[[View], 
         return wrapper
 
     return decorator
+
+
+# The auditors' gate: the log review and its review queue, one scope (StaffFacts passed on).
+auditor_required = staff_required(policy.may_review_access_log, pass_staff=True)

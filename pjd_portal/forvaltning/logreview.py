@@ -37,7 +37,7 @@ from pjd_portal.audit import risk
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.selectors import InvalidCursor
 from pjd_portal.audit.services import record_event, record_event_committed
-from pjd_portal.forvaltning.access import staff_required
+from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.patients.forms import national_id_message
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
@@ -45,9 +45,6 @@ from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
 SEARCH_TEMPLATE = "forvaltning/logreview/search.html"
 EVENT_TEMPLATE = "forvaltning/logreview/event.html"
 FILTER_FIELDS = ("clinician", "organisation", "date_from", "date_to", "event_type", "outcome", "signal")
-
-
-auditor_required = staff_required(policy.may_review_access_log, pass_staff=True)
 
 
 def _method_not_allowed(*allowed: str) -> HttpResponse:

@@ -29,7 +29,7 @@ from pjd_portal.audit import log_search, risk
 from pjd_portal.audit.models import EventType, Outcome
 from pjd_portal.audit.selectors import InvalidCursor
 from pjd_portal.audit.services import record_event, record_event_committed
-from pjd_portal.forvaltning.logreview import auditor_required
+from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.review import services
 from pjd_portal.review.models import ReviewItem, ReviewStatus
 
