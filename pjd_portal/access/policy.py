@@ -4,7 +4,7 @@ Everything here is pure: it takes already-loaded facts (see `selectors.py`) and 
 `Decision` with a reason code for the audit trail and a message for the user. Views call
 these functions and act on the answer; they never decide by themselves.
 
-The rules follow kjernejournalforskriften and NHN's PJD (see DOMAIN.md):
+The rules follow kjernejournalforskriften and NHN's PJD (see docs/domain.md):
 - a user needs an active clinician role in the organisation they act for, an HPR number
   and a health-personnel authorization;
 - UNNTAK only for a fastlege on own list patients, and for doctors and nurses at a

@@ -131,7 +131,7 @@ class AccessEvent(models.Model):
     objects = AccessEventQuerySet.as_manager()
 
     class Meta:
-        # On PostgreSQL migration 0005 replaces the table by a range-partitioned one with
+        # On PostgreSQL migration 0006 replaces the table by a range-partitioned one with
         # its own indexes (keyset-friendly, plus BRIN on time); these serve SQLite.
         indexes = [
             models.Index(fields=["patient", "-occurred_at"]),

@@ -1,6 +1,6 @@
 """Risk signals for the log review (loggkontroll): what makes an access worth a look.
 
-The signals are those auditors look for (DOMAIN.md, "Logging and log control"): emergency
+The signals are those auditors look for (docs/audit-log.md, "Log review"): emergency
 or elevated access, no care relation, the clinician looking up themselves, a family
 member (same surname) or a colleague, many patients in a short time, unusual hours, a
 protected-address patient and attempts by a blocked clinician.

@@ -2,8 +2,9 @@
 
 Run by `manage.py build_review_queue` (nightly). The signals are computed here, with the
 same rules and thresholds as the log review (`audit.risk`), and stored on the item as they
-were at that time. An event gets at most one item (a unique constraint), so running the
-command again, or twice at once, adds nothing new for the events already queued.
+were at that time. An event gets at most one item per reviewing organisation (a unique
+constraint), so running the command again, or twice at once, adds nothing new for the
+events already queued.
 
 The sample is a random draw per event, keyed (HMAC-SHA256 of the event's UUID with a
 secret key, settings.REVIEW_QUEUE_SAMPLE_KEY or one derived from SECRET_KEY): the same

@@ -1,4 +1,4 @@
-"""The point of care and the legal entity (DOMAIN.md: "where (legal entity, point of care)").
+"""The point of care and the legal entity (docs/audit-log.md: the "where" of every event).
 
 The organisation acted for stays in organisation_*; a sub-unit's legal entity (its
 parent) goes in legal_entity_*. Both columns are added with an empty default, which on

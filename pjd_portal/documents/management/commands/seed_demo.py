@@ -71,7 +71,7 @@ STAFF = {
     "tilgangsstyrer": ([], Role.ACCESS_ADMINISTRATOR),
 }
 
-# Each source's own sharing rules, differing as the regions' do (DOMAIN.md): Helse Sør-Øst
+# Each source's own sharing rules, differing as the regions' do (docs/domain.md, "Sources"): Helse Sør-Øst
 # and Helse Vest show their lists to every kjernejournal user, Helse Nord only to those
 # who may open. Nurses at the nursing home therefore see and open Oslo's documents, see
 # but cannot open Bergen's, and do not see Tromsø's at all.

@@ -1,6 +1,6 @@
 """Put yesterday's flagged and sampled access events in the log review's queue.
 
-Run nightly (see README). Idempotent: an event already in the queue is left as it is.
+Run nightly (docs/operations.md). Idempotent: an event already in the queue is left as it is.
 """
 
 from __future__ import annotations
