@@ -1278,3 +1278,33 @@ def test_a_fragment_for_a_patient_now_refused_reloads_the_page(
     assert fragment["HX-Refresh"] == "true"
     assert _events(event_type="access_denied")[-1].reason_code == "clinician_blocked"
     assert not _events(event_type="document_list", source_orgnr=BERGEN)  # the source was not asked
+
+
+@pytest.mark.django_db
+def test_a_request_that_dies_while_asking_leaves_a_warning_not_a_spinner(
+    remote_world: Any, as_fastlege: Client, bergen: FhirServer, settings: Any, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """Another request claimed the source and never kept an answer (it died): the waiting
+    fragment gives up at the budget, asks nobody, and the list then says the source did
+    not answer instead of showing it as on its way again."""
+
+    from pjd_portal.access.services import access_patient_by_handle
+    from pjd_portal.documents import remote
+    from tests.conftest import lookup_and_attest
+
+    settings.DOCUMENT_SOURCE_SEARCH_BUDGET = 0.5
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    access = access_patient_by_handle(
+        request=as_fastlege.get(f"/pasient/{handle}/").wsgi_request, handle=uuid.UUID(handle)
+    )
+    # Claimed by a request that will never come back, and held past the budget.
+    assert remote._claim(access, _source_pk(BERGEN))
+    with monkeypatch.context() as patched:
+        patched.setattr(remote, "_claim", lambda access, source_id: False)
+        response = as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
+    assert response["HX-Trigger"] == "source-arrived"
+    assert not [r for r in bergen.requests_seen() if r["method"] == "POST"]  # nobody asked it
+    shown = as_fastlege.get(_refresh_url(page), **HX).content.decode()
+    assert "Helse Bergen HF svarer ikke akkurat nå" in shown
+    assert _source_pk(BERGEN) not in _fetch_urls(shown)  # no line left on its way

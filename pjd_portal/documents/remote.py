@@ -155,9 +155,10 @@ def cached_answer(access: PatientAccess, source_id: int) -> SourceAnswer | None:
     return answer if isinstance(answer, SourceAnswer) else None
 
 
-def keep(access: PatientAccess, answer: SourceAnswer) -> None:
+def keep(access: PatientAccess, answer: SourceAnswer, *, own_claim: bool = True) -> None:
     """Keep an answer for the list, once its access event is committed (never before: an
-    answer whose contact is not in the log must not be shown)."""
+    answer whose contact is not in the log must not be shown). `own_claim`: this request
+    asked the source, and lets its claim go."""
 
     seconds = (
         settings.DOCUMENT_SOURCE_ANSWER_SECONDS
@@ -165,7 +166,8 @@ def keep(access: PatientAccess, answer: SourceAnswer) -> None:
         else settings.DOCUMENT_SOURCE_FAILURE_SECONDS
     )
     _cached(lambda: cache.set(_key(access, answer.source_id, "answer"), answer, seconds), None)
-    release(access, answer.source_id)
+    if own_claim:
+        release(access, answer.source_id)
 
 
 def release(access: PatientAccess, source_id: int) -> None:
@@ -251,7 +253,12 @@ def answers_for_list(
                 waiting.remove(source)
                 to_ask.append(source)
     for source in waiting:
-        answers[source.pk] = SourceAnswer(source.pk, source.name, None, BUDGET_EXCEEDED)
+        # The request asking it never kept an answer within the budget (and nothing was
+        # asked here): a failure on this page, kept briefly so that the list says so rather
+        # than show the source as on its way again. Its claim is left to lapse.
+        failure = SourceAnswer(source.pk, source.name, None, BUDGET_EXCEEDED)
+        answers[source.pk] = failure
+        keep(access, failure, own_claim=False)
     return answers
 
 
