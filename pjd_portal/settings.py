@@ -86,7 +86,8 @@ INSTALLED_APPS = [
     "pjd_portal.patients",
     "pjd_portal.documents",
     "pjd_portal.access",
-    "pjd_portal.audit",
+    "pjd_portal.auditlog",
+    "pjd_portal.logreading",
     "pjd_portal.review",
 ]
 
@@ -171,7 +172,7 @@ DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
 AUTH_USER_MODEL = "accounts.User"
 
 AUTHENTICATION_BACKENDS = [
-    "pjd_portal.accounts.oidc.PortalOIDCBackend",
+    "pjd_portal.login.oidc.PortalOIDCBackend",
     "guardian.backends.ObjectPermissionBackend",
 ]
 GUARDIAN_ACCEPT_GLOBAL_PERMS = False
@@ -283,8 +284,8 @@ OIDC_OP_PAR_ENDPOINT = os.environ.get("OIDC_PAR_ENDPOINT", "")
 OIDC_METADATA_CACHE_SECONDS = envint("OIDC_METADATA_CACHE_SECONDS", 3600)
 OIDC_JWKS_CACHE_SECONDS = envint("OIDC_JWKS_CACHE_SECONDS", 3600)
 OIDC_CLOCK_LEEWAY_SECONDS = envint("OIDC_CLOCK_LEEWAY_SECONDS", 30)
-OIDC_CALLBACK_CLASS = "pjd_portal.accounts.oidc.PortalCallbackView"
-OIDC_AUTHENTICATE_CLASS = "pjd_portal.accounts.oidc.PortalAuthenticateView"
+OIDC_CALLBACK_CLASS = "pjd_portal.login.oidc.PortalCallbackView"
+OIDC_AUTHENTICATE_CLASS = "pjd_portal.login.oidc.PortalAuthenticateView"
 OIDC_CREATE_USER = True
 LOGIN_REDIRECT_URL_FAILURE = "/"
 

@@ -1,15 +1,14 @@
 from django.urls import include, path, register_converter
 
 from pjd_portal.accounts import sessions as session_views
-from pjd_portal.accounts import views as account_views
-from pjd_portal.accounts.oidc import PortalAuthenticateView, PortalCallbackView
-from pjd_portal.audit import api as audit_api
-from pjd_portal.documents import views as document_views
+from pjd_portal.citizen_api import views as audit_api
+from pjd_portal.clinic import document_views, patient_views
 from pjd_portal.forvaltning import logreview as logreview_views
 from pjd_portal.forvaltning import privacy as privacy_views
 from pjd_portal.forvaltning import roles as roles_views
 from pjd_portal.forvaltning import views as forvaltning_views
-from pjd_portal.patients import views as patient_views
+from pjd_portal.login import views as account_views
+from pjd_portal.login.oidc import PortalAuthenticateView, PortalCallbackView
 from pjd_portal.review import views as review_views
 
 

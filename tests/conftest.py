@@ -42,7 +42,7 @@ from pjd_portal.accounts.models import (
     Role,
     User,
 )
-from pjd_portal.audit import group_commit
+from pjd_portal.auditlog import group_commit
 from pjd_portal.documents.models import (
     ConfidentialityCode,
     DocumentContent,
@@ -277,7 +277,7 @@ def as_privacy_officer(world: World) -> Client:
 def events(event_type: str | None = None) -> list[Any]:
     """The access events written so far, oldest first (of one type, if given)."""
 
-    from pjd_portal.audit.models import AccessEvent
+    from pjd_portal.auditlog.models import AccessEvent
 
     events = AccessEvent.objects.order_by("id")
     return list(events.filter(event_type=event_type) if event_type else events)
@@ -334,7 +334,7 @@ def set_audit_triggers(enabled: bool) -> None:
 
     import importlib
 
-    migration = importlib.import_module("pjd_portal.audit.migrations.0002_append_only")
+    migration = importlib.import_module("pjd_portal.auditlog.migrations.0002_append_only")
     with connection.cursor() as cursor:
         if connection.vendor == "postgresql":
             # Replica mode silences every ordinary trigger for this session only: the

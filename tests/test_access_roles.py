@@ -25,7 +25,7 @@ from pjd_portal.accounts.models import (
     Role,
     User,
 )
-from pjd_portal.audit.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
 from tests.conftest import LIST_PATIENT_ID, World, comparable, events, login, make_user, synthetic_id
 
 PAGE = "/forvaltning/tilgang/"

@@ -6,8 +6,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 
-from pjd_portal.audit.models import AccessEvent, AppendOnlyError
-from pjd_portal.audit.services import AuditWriteFailed, record_event, record_event_committed
+from pjd_portal.auditlog.models import AccessEvent, AppendOnlyError
+from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
 
 
 @pytest.fixture
@@ -165,7 +165,7 @@ def test_events_from_before_the_legal_entity_keep_their_hashes(world):
     import hashlib
     import json
 
-    from pjd_portal.audit import chain
+    from pjd_portal.auditlog import chain
 
     event = AccessEvent.objects.get(pk=_event_for(world, None).pk)
     assert event.legal_entity_orgnr == ""

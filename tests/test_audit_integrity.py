@@ -20,9 +20,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 from django.utils import timezone
 
-from pjd_portal.audit import chain
-from pjd_portal.audit.models import AccessEvent, AuditChainHead
-from pjd_portal.audit.services import record_event
+from pjd_portal.auditlog import chain
+from pjd_portal.auditlog.models import AccessEvent, AuditChainHead
+from pjd_portal.auditlog.services import record_event
 from tests.conftest import World, set_audit_triggers
 
 ROOT = Path(__file__).resolve().parent.parent

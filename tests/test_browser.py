@@ -135,7 +135,7 @@ def test_fastlege_logs_in_looks_up_a_list_patient_and_opens_a_pdf(portal, world,
     assert any(f.url.startswith("chrome-extension://") for f in popup.frames), [f.url for f in popup.frames]
     popup.screenshot(path=str(ROOT / "test-results" / "pdf-open.png"))
 
-    from pjd_portal.audit.models import AccessEvent
+    from pjd_portal.auditlog.models import AccessEvent
 
     opens = AccessEvent.objects.filter(event_type="document_open", document=doc)
     assert opens.count() == 2  # the browser's open and the check above
@@ -325,8 +325,8 @@ def test_a_source_whose_fragment_fails_says_so_instead_of_spinning(
     """The fragment answers 503 (its access event could not be written): the line says the
     source could not be asked, and the list does not spin or retry."""
 
-    from pjd_portal.audit.services import AuditWriteFailed
-    from pjd_portal.documents import views
+    from pjd_portal.auditlog.services import AuditWriteFailed
+    from pjd_portal.clinic import document_views as views
 
     real = views.record_event_committed
 

@@ -11,7 +11,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pjd_portal.access.models import AccessAttest, PatientLookup
-from pjd_portal.audit.models import AccessEvent
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import ConfidentialityCode
 from pjd_portal.patients.models import AddressProtection, PrivacyChoice, PrivacyChoiceKind
 from tests.conftest import (
@@ -640,12 +640,12 @@ def test_look_alike_digits_get_the_invalid_id_message_not_a_500(as_fastlege, wor
 
 
 def test_logout_ends_the_session_even_when_the_event_cannot_be_written(as_fastlege, world, monkeypatch):
-    from pjd_portal.audit import services
+    from pjd_portal.auditlog import services
 
     def fail(**kwargs):
         raise services.AuditWriteFailed("down")
 
-    monkeypatch.setattr("pjd_portal.accounts.views.record_event", fail)
+    monkeypatch.setattr("pjd_portal.login.views.record_event", fail)
     response = as_fastlege.post("/logg-ut/")
     assert response.status_code == 503
     assert "_auth_user_id" not in as_fastlege.session

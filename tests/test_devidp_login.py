@@ -21,7 +21,7 @@ from django.conf import settings
 from django.test import Client
 
 from pjd_portal.accounts.context import SESSION_ORG_KEY
-from pjd_portal.audit.models import AccessEvent, EventType
+from pjd_portal.auditlog.models import AccessEvent, EventType
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db(transaction=True)

@@ -14,9 +14,9 @@ import pytest
 from django.db import DatabaseError, connections, transaction
 from django.test import Client, RequestFactory
 
-from pjd_portal.audit import chain, group_commit
-from pjd_portal.audit.models import AccessEvent
-from pjd_portal.audit.services import AuditWriteFailed, build_event, record_event, record_event_committed
+from pjd_portal.auditlog import chain, group_commit
+from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.auditlog.services import AuditWriteFailed, build_event, record_event, record_event_committed
 from tests.conftest import FAKE_PDF, World, add_document, add_sub_unit, login, lookup_and_attest
 from tests.test_audit_integrity import verify
 
@@ -287,10 +287,10 @@ def test_what_is_stored_is_what_was_hashed_for_awkward_content(world):
 def test_the_append_function_inserts_every_column_of_the_model(world):
     import importlib
 
-    from pjd_portal.audit.migrations import __path__ as migrations_path  # noqa: F401
+    from pjd_portal.auditlog.migrations import __path__ as migrations_path  # noqa: F401
 
     # The newest definition of the function (0014 replaced 0013's).
-    migration = importlib.import_module("pjd_portal.audit.migrations.0014_legal_entity")
+    migration = importlib.import_module("pjd_portal.auditlog.migrations.0014_legal_entity")
     insert = migration.FUNCTION.split("INSERT INTO audit_accessevent AS e (")[1].split(")")[0]
     inserted = {name.strip() for name in insert.split(",")}
     expected = {f.column for f in AccessEvent._meta.concrete_fields if not f.primary_key}

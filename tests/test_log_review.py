@@ -20,9 +20,9 @@ from django.test.utils import CaptureQueriesContext
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.models import HprAuthorization, Membership, Role
-from pjd_portal.audit import log_search, risk
-from pjd_portal.audit.models import AccessEvent, EventType, Outcome
-from pjd_portal.audit.services import record_event
+from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog.services import record_event
+from pjd_portal.logreading import log_search, risk
 from pjd_portal.patients.models import AddressProtection, Gender, Patient
 from tests.conftest import (
     LIST_PATIENT_ID,

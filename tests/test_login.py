@@ -1,7 +1,7 @@
 """HelseID login end to end, against a fake identity provider inside the test.
 
 No network: the token and JWKS endpoints are answered by `FakeProvider`, which
-monkeypatches `requests.post` / `requests.get` as `pjd_portal.accounts.oidc` uses them.
+monkeypatches `requests.post` / `requests.get` as `pjd_portal.login.oidc` uses them.
 Each test asserts on what the user sees and on the access event written.
 """
 
@@ -28,7 +28,7 @@ from django.test import Client
 
 from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
-from pjd_portal.audit.models import EventType, Outcome
+from pjd_portal.auditlog.models import EventType, Outcome
 from tests.conftest import World, events, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
@@ -238,8 +238,8 @@ def client_key_file(tmp_path: Path, settings: Any) -> Path:
 @pytest.fixture
 def provider(world: World, monkeypatch: pytest.MonkeyPatch, client_key_file: Path) -> FakeProvider:
     fake = FakeProvider(world=world)
-    monkeypatch.setattr("pjd_portal.accounts.oidc.requests.post", fake.post)
-    monkeypatch.setattr("pjd_portal.accounts.oidc.requests.get", fake.get)
+    monkeypatch.setattr("pjd_portal.login.oidc.requests.post", fake.post)
+    monkeypatch.setattr("pjd_portal.login.oidc.requests.get", fake.get)
     return fake
 
 
@@ -804,9 +804,9 @@ def test_provider_unreachable_at_login_start_gives_503_with_try_again(
 ) -> None:
     if failing == "discovery":
         monkeypatch.setattr(provider, "get", _raiser(requests.ConnectTimeout("slow")))
-        monkeypatch.setattr("pjd_portal.accounts.oidc.requests.get", provider.get)
+        monkeypatch.setattr("pjd_portal.login.oidc.requests.get", provider.get)
     else:
-        monkeypatch.setattr("pjd_portal.accounts.oidc.requests.post", _raiser(requests.ReadTimeout("slow")))
+        monkeypatch.setattr("pjd_portal.login.oidc.requests.post", _raiser(requests.ReadTimeout("slow")))
     response = Client().get("/oidc/authenticate/")
     body = assert_refused(response, "provider_unreachable", status=503)
     assert "/oidc/authenticate/" in body
@@ -824,7 +824,7 @@ def test_discovery_document_for_another_issuer_is_not_trusted(
             answer._body = {**answer._body, "issuer": "https://evil.example"}
         return answer
 
-    monkeypatch.setattr("pjd_portal.accounts.oidc.requests.get", foreign_issuer)
+    monkeypatch.setattr("pjd_portal.login.oidc.requests.get", foreign_issuer)
     assert_refused(Client().get("/oidc/authenticate/"), "provider_unreachable", status=503)
     assert not provider.par_requests
 
@@ -1059,8 +1059,8 @@ def test_malformed_provider_answers_give_the_clear_page(
             answer._body = {"keys": ["not-a-key"]}
         return answer
 
-    monkeypatch.setattr("pjd_portal.accounts.oidc.requests.post", post)
-    monkeypatch.setattr("pjd_portal.accounts.oidc.requests.get", get)
+    monkeypatch.setattr("pjd_portal.login.oidc.requests.post", post)
+    monkeypatch.setattr("pjd_portal.login.oidc.requests.get", get)
     client = Client()
     if where == "par":
         response = client.get("/oidc/authenticate/")

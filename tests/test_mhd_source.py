@@ -626,7 +626,7 @@ def test_remote_documents_are_listed_and_a_slow_source_does_not_hold_the_page(
 def test_a_remote_pdf_opens_streamed_after_its_event_is_committed(
     remote_world: Any, as_fastlege: Any, seeded: Seeded, healthy: FhirServer
 ) -> None:
-    from pjd_portal.audit.models import AccessEvent
+    from pjd_portal.auditlog.models import AccessEvent
 
     handle, _page, _ = _open_list(as_fastlege)
     source_id = _source_id("310400009")
@@ -650,7 +650,7 @@ def test_a_remote_pdf_opens_streamed_after_its_event_is_committed(
 def test_remote_refusals_look_like_missing_documents_and_are_logged(
     remote_world: Any, as_fastlege: Any, seeded: Seeded
 ) -> None:
-    from pjd_portal.audit.models import AccessEvent
+    from pjd_portal.auditlog.models import AccessEvent
     from tests.conftest import comparable
 
     handle, _page, _ = _open_list(as_fastlege)
@@ -757,7 +757,7 @@ def test_local_and_remote_documents_are_one_sorted_list(
 def test_a_blocked_clinician_never_reaches_the_remote_source(
     remote_world: Any, as_fastlege: Any, seeded: Seeded, healthy: FhirServer
 ) -> None:
-    from pjd_portal.audit.models import AccessEvent
+    from pjd_portal.auditlog.models import AccessEvent
     from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 
     handle, _page, _ = _open_list(as_fastlege)
@@ -870,7 +870,7 @@ def test_only_urls_under_the_source_get_the_token(url: str, own: bool) -> None:
 def test_an_open_from_a_hanging_source_answers_within_the_budget(
     remote_world: Any, as_fastlege: Any, faulty: FhirServer
 ) -> None:
-    from pjd_portal.audit.models import AccessEvent
+    from pjd_portal.auditlog.models import AccessEvent
 
     handle, _page, _ = _open_list(as_fastlege)
     faulty.set_fault("slow")

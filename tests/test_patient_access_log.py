@@ -34,16 +34,16 @@ from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
 from pjd_portal.accounts.keys import public_jwks
 from pjd_portal.accounts.models import Membership, Role
 from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY
-from pjd_portal.audit import fhir
-from pjd_portal.audit.models import AccessEvent, EventType, Outcome
-from pjd_portal.audit.selectors import (
+from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog.services import record_event
+from pjd_portal.documents.models import ConfidentialityCode
+from pjd_portal.logreading import fhir
+from pjd_portal.logreading.selectors import (
     PATIENT_LOG_EVENT_TYPES,
     InvalidCursor,
     decode_cursor,
     patient_log_page,
 )
-from pjd_portal.audit.services import record_event
-from pjd_portal.documents.models import ConfidentialityCode
 from tests.conftest import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,

@@ -21,8 +21,8 @@ from django.utils import timezone
 
 from pjd_portal.access import policy
 from pjd_portal.accounts.models import Membership, Role
-from pjd_portal.audit.models import AccessEvent, EventType, Outcome
-from pjd_portal.audit.services import AuditWriteFailed
+from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog.services import AuditWriteFailed
 from pjd_portal.documents.models import ConfidentialityCode, DocumentBlock, DocumentReference
 from pjd_portal.forvaltning import privacy
 from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind

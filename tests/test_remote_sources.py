@@ -129,7 +129,7 @@ def _cache_not_resting(monkeypatch: pytest.MonkeyPatch) -> None:
     """A cache failure in one test makes the process leave the cache alone for a while
     (remote._cached): not into the next test."""
 
-    from pjd_portal.documents import remote
+    from pjd_portal.clinic import remote
 
     monkeypatch.setattr(remote, "_cache_down_until", 0.0)
 
@@ -595,7 +595,7 @@ def _refresh_url(page: str) -> str:
 
 
 def _events(**filters: Any) -> list[Any]:
-    from pjd_portal.audit.models import AccessEvent
+    from pjd_portal.auditlog.models import AccessEvent
 
     return list(AccessEvent.objects.filter(**filters).order_by("id"))
 
@@ -772,7 +772,7 @@ def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
     import threading
 
     from pjd_portal.access.services import access_patient_by_handle
-    from pjd_portal.documents import remote
+    from pjd_portal.clinic import remote
     from pjd_portal.documents.models import DocumentSource
     from tests.conftest import lookup_and_attest
 
@@ -800,8 +800,8 @@ def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
 def test_an_answer_whose_event_cannot_be_written_is_never_shown(
     remote_world: Any, as_fastlege: Client, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    from pjd_portal.audit.services import AuditWriteFailed
-    from pjd_portal.documents import views
+    from pjd_portal.auditlog.services import AuditWriteFailed
+    from pjd_portal.clinic import document_views as views
     from tests.conftest import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
@@ -1019,7 +1019,7 @@ CHILD = """
 import sys, types, uuid
 import django
 django.setup()
-from pjd_portal.documents import remote
+from pjd_portal.clinic import remote
 from pjd_portal.documents.sources.base import SearchResult
 handle = uuid.UUID(sys.argv[1])
 access = types.SimpleNamespace(lookup=types.SimpleNamespace(handle=handle), attest=types.SimpleNamespace(pk=7))
@@ -1056,7 +1056,7 @@ def test_an_answer_and_a_claim_in_one_process_are_seen_by_another(settings: Any)
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    from pjd_portal.documents import remote
+    from pjd_portal.clinic import remote
 
     _redis_cache(settings)
     handle = uuid.uuid4()
@@ -1247,7 +1247,7 @@ def test_a_cache_that_reads_but_cannot_write_makes_the_list_ask_its_sources_itse
 ) -> None:
     from django.core.cache import cache
 
-    from pjd_portal.documents import remote
+    from pjd_portal.clinic import remote
     from tests.conftest import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
@@ -1289,7 +1289,7 @@ def test_a_request_that_dies_while_asking_leaves_a_warning_not_a_spinner(
     not answer instead of showing it as on its way again."""
 
     from pjd_portal.access.services import access_patient_by_handle
-    from pjd_portal.documents import remote
+    from pjd_portal.clinic import remote
     from tests.conftest import lookup_and_attest
 
     settings.DOCUMENT_SOURCE_SEARCH_BUDGET = 0.5

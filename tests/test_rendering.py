@@ -17,8 +17,9 @@ import pytest
 from django.db import connection
 
 from pjd_portal.access import policy
-from pjd_portal.audit.models import AccessEvent
-from pjd_portal.documents import demo_content, rendering, views
+from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.clinic import document_views as views
+from pjd_portal.documents import demo_content, rendering
 from pjd_portal.documents.rendering import (
     DocumentStreamError,
     HtmlDocument,

@@ -24,9 +24,9 @@ from django.test.utils import CaptureQueriesContext
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.models import Membership, Role
-from pjd_portal.audit import risk
-from pjd_portal.audit.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
 from pjd_portal.documents.models import DocumentSource
+from pjd_portal.logreading import risk
 from pjd_portal.review.models import ReviewChange, ReviewItem, ReviewStatus
 from pjd_portal.review.queue import build_queue, is_sampled
 from tests.conftest import (

@@ -9,7 +9,7 @@ import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
 from django.utils import timezone
 
-from pjd_portal.audit.models import AccessEvent
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.review.models import ReviewItem
 from pjd_portal.review.queue import build_queue
 from tests.conftest import add_document, login, lookup_and_attest

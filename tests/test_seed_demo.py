@@ -12,7 +12,7 @@ from django.core.management import call_command
 from django.test import Client
 
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
-from pjd_portal.audit.models import AccessEvent
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.management.commands.seed_demo import NHN_TEST_PATIENTS, USERS_FILE
 from pjd_portal.documents.models import DocumentContent, DocumentReference
 from pjd_portal.patients.models import AddressProtection, Patient, PrivacyChoice, PrivacyChoiceKind

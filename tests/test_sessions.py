@@ -27,7 +27,7 @@ from pjd_portal.accounts.sessions import (
     SESSION_ACTIVITY_AT_KEY,
     SESSION_LOGIN_AT_KEY,
 )
-from pjd_portal.audit.models import AccessEvent, EventType
+from pjd_portal.auditlog.models import AccessEvent, EventType
 from tests.conftest import add_document, login, lookup_and_attest
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -220,7 +220,7 @@ def test_session_without_stamps_counts_as_expired(gp):
 
 def test_session_ends_even_when_the_expiry_event_cannot_be_written(clock, gp, monkeypatch):
     from pjd_portal.accounts import sessions
-    from pjd_portal.audit.services import AuditWriteFailed
+    from pjd_portal.auditlog.services import AuditWriteFailed
 
     def broken(**kwargs):
         raise AuditWriteFailed("OperationalError")

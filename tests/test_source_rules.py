@@ -8,7 +8,7 @@ import uuid
 import pytest
 
 from pjd_portal.accounts.models import Organisation, OrganisationKind
-from pjd_portal.audit.models import AccessEvent
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import ConfidentialityCode, DocumentSource
 from tests.conftest import World, add_document, comparable, lookup_and_attest
 

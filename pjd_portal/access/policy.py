@@ -28,6 +28,8 @@ from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access.models import Basis, PurposeOfUse
 from pjd_portal.accounts.models import OrganisationKind, Role
+from pjd_portal.documents import rendering
+from pjd_portal.documents.facts import DocumentFacts
 from pjd_portal.documents.models import ConfidentialityCode, DocumentCategory
 
 # Authorizations (Volven 9060) that make someone health personnel who may use the portal.
@@ -96,22 +98,9 @@ class SourceRules:
     list_only_if_may_open: bool = False
 
 
-@dataclass(frozen=True)
-class DocumentFacts:
-    category: str
-    service_date: datetime.date
-    confidentiality_code: str
-    patient_id: int
-    source_id: int
-    content_type: str = "application/pdf"
-
-
-# What the portal can show safely; anything else is refused, not passed through.
-# The same as documents.rendering.ALLOWED_CONTENT_TYPES (a test keeps them equal); CDA is
-# application/hl7-v3+xml.
-SHOWABLE_CONTENT_TYPES = frozenset(
-    {"application/pdf", "application/xml", "text/xml", "application/hl7-v3+xml"}
-)
+# What the portal can show safely (what documents.rendering renders); anything else is
+# refused, not passed through. CDA is application/hl7-v3+xml.
+SHOWABLE_CONTENT_TYPES = rendering.ALLOWED_CONTENT_TYPES
 # A remote document reference that names no content type (FHIR does not require one): it is
 # listed and may be opened, and then only a showable type is taken from the source
 # (`SHOWABLE_CONTENT_TYPES` is what the source is asked for and all that is accepted).

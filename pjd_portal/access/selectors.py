@@ -16,6 +16,7 @@ from pjd_portal.accounts.context import (
     current_organisation,
 )
 from pjd_portal.accounts.models import Role
+from pjd_portal.documents.models import DocumentSource
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 
 
@@ -109,8 +110,6 @@ def attest_facts(attest: AccessAttest | None) -> policy.AttestFacts | None:
 def source_rules() -> list[policy.SourceRules]:
     """Every source's sharing rules, in one query. Read per request like the privacy
     choices: a rule changed in the admin area applies to the next request."""
-
-    from pjd_portal.documents.models import DocumentSource  # noqa: PLC0415 - app layering
 
     return [
         policy.SourceRules(

@@ -18,8 +18,8 @@ from django.utils import timezone
 from pjd_portal.access import policy, selectors
 from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
 from pjd_portal.accounts.context import authenticated_user, current_organisation
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import record_event, record_event_committed
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
 

@@ -12,9 +12,12 @@ import os
 import threading
 import time
 from typing import Any
+from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
+from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.urls import reverse
 
 logger = logging.getLogger(__name__)
 
@@ -119,3 +122,17 @@ def client_private_key() -> bytes:
         return pem.encode()
     path = settings.OIDC_RP_CLIENT_PRIVATE_KEY_FILE
     return path.read_bytes()
+
+
+def provider_logout(request: HttpRequest, id_token: str | None) -> HttpResponse:
+    """Send the browser on to end the HelseID session too (RP-initiated logout), and
+    tell it to drop what it has cached from the portal."""
+
+    target = request.build_absolute_uri(reverse("accounts:logged_out"))
+    if id_token:
+        query = urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": target})
+        response: HttpResponse = HttpResponseRedirect(f"{settings.OIDC_OP_LOGOUT_ENDPOINT}?{query}")
+    else:
+        response = HttpResponseRedirect(target)
+    response["Clear-Site-Data"] = '"cache", "storage"'
+    return response

@@ -28,9 +28,9 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
-from pjd_portal.accounts.views import provider_logout
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import AuditWriteFailed, record_event
+from pjd_portal.accounts.provider import provider_logout
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 
 logger = logging.getLogger(__name__)
 

@@ -12,8 +12,8 @@ from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 
 from pjd_portal.access import policy, selectors
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import record_event
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import record_event
 
 View = Callable[..., HttpResponseBase]
 Rule = Callable[[policy.StaffFacts | None], policy.Decision]

@@ -32,12 +32,12 @@ from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
-from pjd_portal.audit import log_search as queries
-from pjd_portal.audit import risk
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.selectors import InvalidCursor
-from pjd_portal.audit.services import record_event, record_event_committed
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
+from pjd_portal.logreading import log_search as queries
+from pjd_portal.logreading import risk
+from pjd_portal.logreading.selectors import InvalidCursor
 from pjd_portal.patients.forms import national_id_message
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id

@@ -24,8 +24,8 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from pjd_portal.access import policy
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import AuditWriteFailed, record_event
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 from pjd_portal.documents.models import DocumentReference
 from pjd_portal.forvaltning import privacy_handles, privacy_page
 from pjd_portal.forvaltning import privacy_services as services

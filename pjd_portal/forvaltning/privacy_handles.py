@@ -12,8 +12,8 @@ from django.http import Http404, HttpRequest
 from django.utils import timezone
 
 from pjd_portal.accounts.context import authenticated_user, current_organisation
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import record_event
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import record_event
 from pjd_portal.patients.models import Patient
 
 CHANNEL = "privacy_officer"

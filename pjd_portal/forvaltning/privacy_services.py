@@ -24,8 +24,8 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.accounts.context import authenticated_user
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import record_event
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import record_event
 from pjd_portal.documents.models import ConfidentialityCode, DocumentBlock, DocumentReference
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 

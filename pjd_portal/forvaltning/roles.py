@@ -28,8 +28,8 @@ from django.views.decorators.http import require_GET, require_POST
 from pjd_portal.access import policy, selectors
 from pjd_portal.accounts.context import current_organisation
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import AuditWriteFailed, record_event
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 from pjd_portal.forvaltning import roles_services as services
 from pjd_portal.forvaltning.access import staff_required
 

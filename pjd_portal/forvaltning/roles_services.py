@@ -23,8 +23,8 @@ from pjd_portal.access import policy
 from pjd_portal.accounts.context import authenticated_user
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
 from pjd_portal.accounts.roles import sync_role_permissions
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import record_event
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import record_event
 
 
 class Result(enum.StrEnum):

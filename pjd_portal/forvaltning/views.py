@@ -22,12 +22,12 @@ from django.utils.translation import gettext_lazy as _
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.context import current_organisation
-from pjd_portal.audit.log_reads import record_log_read
-from pjd_portal.audit.logged_documents import logged_document
-from pjd_portal.audit.models import AccessEvent, Outcome
-from pjd_portal.audit.selectors import InvalidCursor, patient_log_page
+from pjd_portal.auditlog.models import AccessEvent, Outcome
 from pjd_portal.forvaltning.access import staff_required
 from pjd_portal.forvaltning.forms import PatientLogForm
+from pjd_portal.logreading.log_reads import record_log_read
+from pjd_portal.logreading.logged_documents import logged_document
+from pjd_portal.logreading.selectors import InvalidCursor, patient_log_page
 from pjd_portal.patients.forms import national_id_message
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id

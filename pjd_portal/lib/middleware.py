@@ -12,6 +12,7 @@ from django.http import HttpRequest, HttpResponse
 from django.utils import translation
 from django_htmx.http import HttpResponseClientRedirect
 
+from pjd_portal.auditlog.services import AuditWriteFailed
 from pjd_portal.lib.errors import method_not_allowed, service_unavailable
 
 logger = logging.getLogger(__name__)
@@ -42,8 +43,6 @@ class DatabaseUnavailableMiddleware:
         return self.get_response(request)
 
     def process_exception(self, request: HttpRequest, exception: Exception) -> HttpResponse | None:
-        from pjd_portal.audit.services import AuditWriteFailed  # noqa: PLC0415 - app import
-
         if isinstance(exception, AuditWriteFailed):
             return service_unavailable(request, reason="audit")
         if isinstance(exception, (OperationalError, InterfaceError)):

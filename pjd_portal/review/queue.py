@@ -24,8 +24,8 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from pjd_portal.audit import risk
-from pjd_portal.audit.models import AccessEvent
+from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.logreading import risk
 from pjd_portal.review.models import ReviewItem
 
 CHUNK = 500

@@ -24,9 +24,9 @@ from django.utils import timezone
 
 from pjd_portal.access import policy
 from pjd_portal.accounts.models import User
-from pjd_portal.audit.models import AccessEvent, EventType, Outcome
-from pjd_portal.audit.selectors import Cursor, InvalidCursor
-from pjd_portal.audit.services import record_event
+from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog.services import record_event
+from pjd_portal.logreading.selectors import Cursor, InvalidCursor
 from pjd_portal.review.models import ReviewChange, ReviewItem
 
 MAX_PAGE_SIZE = 200

@@ -14,7 +14,7 @@ from collections.abc import Iterator, Sequence
 from dataclasses import dataclass
 from typing import Protocol, runtime_checkable
 
-from pjd_portal.access import policy
+from pjd_portal.documents.facts import DocumentFacts
 
 
 class SourceError(Exception):
@@ -79,11 +79,11 @@ class RemoteDocument:
     url: str  # the attachment URL (ITI-68); empty for the local store
     department: str = ""  # the clinical unit, where the source names one
 
-    def facts(self, patient_id: int) -> policy.DocumentFacts:
+    def facts(self, patient_id: int) -> DocumentFacts:
         """What `policy.may_open_document` decides on. `patient_id` is the portal's own
         patient the search was made for (the source was asked by that patient's id)."""
 
-        return policy.DocumentFacts(
+        return DocumentFacts(
             category=self.category,
             service_date=self.service_date,
             confidentiality_code=self.confidentiality_code,

@@ -53,7 +53,6 @@ from fhir.resources.R4B.bundle import Bundle
 from fhir.resources.R4B.documentreference import DocumentReference as FhirDocumentReference
 from urllib3.exceptions import ReadTimeoutError
 
-from pjd_portal.access import policy
 from pjd_portal.documents import rendering
 from pjd_portal.documents.sources import base, dpop
 from pjd_portal.documents.sources.base import (
@@ -513,7 +512,7 @@ class MhdSourceClient:
         # A reference without a content type: ask for what the portal can show, and take
         # only that (the policy let it into the list on that condition).
         acceptable = (
-            frozenset({document.content_type}) if document.content_type else policy.SHOWABLE_CONTENT_TYPES
+            frozenset({document.content_type}) if document.content_type else rendering.ALLOWED_CONTENT_TYPES
         )
 
         def start() -> Retrieved:

@@ -26,8 +26,8 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from pjd_portal.accounts.models import User
-from pjd_portal.audit.models import EventType, Outcome
-from pjd_portal.audit.services import record_event
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import record_event
 
 COMMAND = "deactivate_unused_accounts"
 

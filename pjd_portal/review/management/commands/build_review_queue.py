@@ -11,7 +11,7 @@ from typing import Any
 from django.core.management.base import BaseCommand, CommandError, CommandParser
 from django.utils import timezone
 
-from pjd_portal.audit import risk
+from pjd_portal.logreading import risk
 from pjd_portal.review.queue import build_queue
 
 

@@ -1,0 +1,115 @@
+"""Clinician path, steps 1 and 2: look up a patient, state the basis for access."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext_lazy as _
+from django.views.decorators.http import require_http_methods, require_POST
+
+from pjd_portal.access import policy
+from pjd_portal.access.services import (
+    PatientAccess,
+    access_patient_by_handle,
+    lookup_patient,
+    refuse_basis_form,
+    state_basis,
+)
+from pjd_portal.clinic.decorators import clinician_required
+from pjd_portal.clinic.forms import BasisForm, ElevatedBasisForm
+from pjd_portal.patients.forms import NATIONAL_ID_MESSAGES, NO_SUCH_PATIENT, PatientLookupForm
+
+# The lookup's error codes: "invalid_<InvalidNationalId.code>" or "no_such_patient".
+LOOKUP_MESSAGES = {
+    **{f"invalid_{code}": message for code, message in NATIONAL_ID_MESSAGES.items()},
+    "no_such_patient": NO_SUCH_PATIENT,
+}
+
+
+@login_required
+@clinician_required
+@require_POST
+def patient_lookup(request: HttpRequest) -> HttpResponse:
+    form = PatientLookupForm(request.POST)
+    if not form.is_valid():
+        return render(request, "patients/lookup.html", {"form": form}, status=400)
+    result = lookup_patient(request=request, raw_national_id=form.cleaned_data["national_id"])
+    if result.lookup is None:
+        form.add_error("national_id", LOOKUP_MESSAGES.get(result.error_code, _("No patient found.")))
+        status = 404 if result.error_code == "no_such_patient" else 400
+        return render(request, "patients/lookup.html", {"form": form}, status=status)
+    return redirect("patients:basis", handle=result.lookup.handle)
+
+
+def _submit_basis(
+    request: HttpRequest, access: PatientAccess, form: BasisForm | ElevatedBasisForm, *, invalid_reason: str
+) -> bool:
+    """Validate a basis form and state the basis. True when an attest was stored; else
+    the form carries the errors (and the refusal is logged)."""
+
+    if not form.is_valid():
+        refuse_basis_form(request=request, access=access, reason_code=invalid_reason)
+        return False
+    result = state_basis(
+        request=request, access=access, basis=form.cleaned_data["basis"], reason=form.cleaned_data["reason"]
+    )
+    if result.attest is None:
+        field = "reason" if result.decision.reason_code == "reason_required" else "basis"
+        form.add_error(field, result.decision.message)
+    return result.attest is not None
+
+
+@login_required
+@clinician_required
+@require_http_methods(["GET", "POST"])
+def patient_basis(request: HttpRequest, handle: UUID) -> HttpResponse:
+    access = access_patient_by_handle(request=request, handle=handle)
+    if request.method == "POST":
+        form = BasisForm(request.POST)
+        if _submit_basis(request, access, form, invalid_reason="basis_form_invalid"):
+            return redirect("documents:list", handle=handle)
+        status = 400
+    else:
+        form = BasisForm()
+        status = 200
+    return render(
+        request,
+        "patients/basis.html",
+        {
+            "form": form,
+            "handle": handle,
+            "reason_required": sorted(policy.REASON_REQUIRED),
+        },
+        status=status,
+    )
+
+
+@login_required
+@clinician_required
+@require_http_methods(["GET", "POST"])
+def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
+    """The confirmation step for a patient who has restricted document sharing: a
+    FORHØYET basis with a reason and an explicit confirmation, flagged for review."""
+
+    access = access_patient_by_handle(request=request, handle=handle)
+    status_check = policy.may_see_patient_documents(
+        access.clinician, access.patient_facts, access.attest_facts, access.now
+    )
+    if status_check.reason_code == "no_valid_attest":
+        return redirect("patients:basis", handle=handle)
+    if not policy.offers_elevated_access(status_check):
+        # The step exists only for a restriction; anything else is answered by the list
+        # (which says nothing more than it already would).
+        return redirect("documents:list", handle=handle)
+    status = 200
+    if request.method == "POST":
+        form = ElevatedBasisForm(request.POST)
+        if _submit_basis(request, access, form, invalid_reason="elevated_form_invalid"):
+            return redirect("documents:list", handle=handle)
+        status = 400
+    else:
+        form = ElevatedBasisForm()
+    return render(request, "patients/elevated.html", {"form": form, "handle": handle}, status=status)

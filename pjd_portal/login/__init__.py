@@ -1,0 +1,1 @@
+"""Logging in with HelseID, the front page, the organisation chooser and logging out."""

@@ -1,0 +1,116 @@
+"""Front page, logout and the page after logout."""
+
+from __future__ import annotations
+
+from django.contrib import auth
+from django.contrib.auth.decorators import login_required
+from django.http import HttpRequest, HttpResponse, JsonResponse
+from django.shortcuts import redirect, render
+from django.utils.translation import gettext as _
+from django.views.decorators.http import require_GET, require_http_methods, require_POST
+
+from pjd_portal.access import policy, selectors
+from pjd_portal.accounts import keys, provider
+from pjd_portal.accounts.context import (
+    SESSION_ORG_CHOICES_KEY,
+    SESSION_ORG_CLAIMED_KEY,
+    SESSION_ORG_KEY,
+    active_roles,
+    authenticated_user,
+    current_organisation,
+    organisation_choices,
+)
+from pjd_portal.accounts.models import Organisation, Role
+from pjd_portal.accounts.provider import provider_logout
+from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog.services import record_event
+from pjd_portal.patients.forms import PatientLookupForm
+
+
+@require_GET
+def home(request: HttpRequest) -> HttpResponse:
+    if not request.user.is_authenticated:
+        return render(request, "accounts/login.html")
+    if current_organisation(request) is None and request.session.get(SESSION_ORG_CHOICES_KEY):
+        return redirect("accounts:choose_organisation")
+    decision = policy.may_use_clinical_portal(selectors.clinician_facts(request))
+    if decision:
+        return render(request, "patients/lookup.html", {"form": PatientLookupForm()})
+    return render(
+        request,
+        "accounts/no_clinical_role.html",
+        {
+            "decision": decision,
+            "roles": [Role(role).label for role in sorted(active_roles(request))],
+            # The administration links come from forvaltning.context.forvaltning_links.
+        },
+    )
+
+
+@require_POST
+def logout(request: HttpRequest) -> HttpResponse:
+    """End the session here and at the identity provider (RP-initiated logout)."""
+
+    id_token = request.session.get("oidc_id_token")
+    try:
+        if request.user.is_authenticated:
+            record_event(request=request, event_type=EventType.LOGOUT, outcome=Outcome.GRANTED)
+    finally:
+        # The session ends even when the event cannot be written (a shared clinic PC
+        # must not stay logged in); the failure then gives the 503 page.
+        auth.logout(request)  # flushes the session
+    return provider_logout(request, id_token)
+
+
+@require_GET
+def logged_out(request: HttpRequest) -> HttpResponse:
+    return render(request, "accounts/logged_out.html")
+
+
+@require_GET
+def client_jwks(request: HttpRequest) -> HttpResponse:
+    """The portal's public client key (JWKS), for registering the client at HelseID and
+    for the provider to check `private_key_jwt` assertions. Never the private part."""
+
+    try:
+        body = keys.public_jwks(provider.client_private_key())
+    except (OSError, ValueError):
+        return JsonResponse({"error": "client key unavailable"}, status=503)
+    return JsonResponse(body)
+
+
+@login_required
+@require_http_methods(["GET", "POST"])
+def choose_organisation(request: HttpRequest) -> HttpResponse:
+    """Choose which organisation to act for, when one may act for several. The choice is
+    kept in the session, shown in the header and written into every access event."""
+
+    # From the roles held now, not from a list kept in the session: a role revoked since
+    # login must not remain a choice.
+    claimed_id = request.session.get(SESSION_ORG_CLAIMED_KEY)
+    claimed = Organisation.objects.filter(pk=claimed_id).first() if claimed_id else None
+    choices = organisation_choices(authenticated_user(request), claimed)
+    if len(choices) < 2:
+        return redirect("accounts:home")
+    error = ""
+    if request.method == "POST":
+        chosen = next((o for o in choices if str(o.pk) == request.POST.get("organisation")), None)
+        if chosen is not None:
+            # Patient handles are bound to the organisation they were made in, so those
+            # made for another organisation stop working here (access/selectors.py).
+            request.session[SESSION_ORG_KEY] = chosen.pk
+            record_event(
+                request=request,
+                event_type=EventType.ORGANISATION_CHOSEN,
+                outcome=Outcome.GRANTED,
+                organisation=chosen,
+            )
+            return redirect("accounts:home")
+        error = _("Choose one of the organisations.")
+    selected = request.session.get(SESSION_ORG_KEY) or request.session.get(SESSION_ORG_CLAIMED_KEY)
+    return render(
+        request,
+        "accounts/choose_organisation.html",
+        {"choices": choices, "selected": selected, "error": error},
+        status=400 if error else 200,
+    )

@@ -1,0 +1,6 @@
+from django.apps import AppConfig
+
+
+class LogReadingConfig(AppConfig):
+    name = "pjd_portal.logreading"
+    label = "logreading"

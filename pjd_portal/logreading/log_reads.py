@@ -1,0 +1,49 @@
+"""Reading a patient's access log is itself an access: one audit event per read.
+
+Both readers (the citizen portal's FHIR API and the privacy officer's printable page) write
+through `record_log_read`, so the event's shape is decided in one place. The event is
+committed before the log is returned.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from django.http import HttpRequest
+
+from pjd_portal.auditlog.models import AccessEvent, EventType
+from pjd_portal.auditlog.services import record_event_committed
+from pjd_portal.patients.models import Patient
+
+# A read of the log is linked to the patient, so auditors find it by patient; it is not
+# one of the clinical events the patient's own log lists (selectors.PATIENT_LOG_EVENT_TYPES).
+LOG_READ_EVENT_TYPE: str = EventType.PATIENT_LOG_READ
+LINKS_PATIENT = True
+
+
+def record_log_read(
+    *,
+    request: HttpRequest,
+    outcome: str,
+    channel: str,
+    patient: Patient | None = None,
+    national_id: str = "",
+    reason_code: str = "",
+    details: dict[str, Any] | None = None,
+    actor_from_request: bool = True,
+) -> AccessEvent:
+    """Write (and commit) the event for one read of a patient's log. Raises AuditWriteFailed.
+
+    `channel` says who read: "fhir_api" (the citizen portal) or "privacy_officer".
+    """
+
+    return record_event_committed(
+        request=request,
+        event_type=LOG_READ_EVENT_TYPE,
+        outcome=outcome,
+        reason_code=reason_code,
+        patient=patient if LINKS_PATIENT else None,
+        patient_national_id=patient.national_id if patient is not None else national_id,
+        details={"log_read": channel, **(details or {})},
+        actor_from_request=actor_from_request,
+    )

@@ -1,0 +1,76 @@
+"""Which document an event is about, as the patient's log may show it.
+
+One answer for both of the patient's logs (the FHIR AuditEvent and the privacy officer's
+printable page): a local document from its row; a remote (MHD) document from what the
+event recorded of the source's description when it was opened. Whether the title and the
+institution may be shown is the policy's (`citizen_may_see_document_details`); a remote
+event that did not record the document's confidentiality shows neither.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from pjd_portal.access import policy
+from pjd_portal.auditlog.models import AccessEvent
+
+LOCAL_SYSTEM = "urn:ietf:rfc:3986"
+
+
+@dataclass(frozen=True)
+class LoggedDocument:
+    identifier_system: str
+    identifier_value: str
+    source_orgnr: str
+    title: str  # "" when withheld
+    institution_name: str
+    institution_orgnr: str
+    withheld: bool  # it exists, but its details are not for the patient's log
+
+
+def remote_system(source_orgnr: str) -> str:
+    """A remote document's id is its source's own: the system names the source."""
+    return f"urn:pjd:mhd-source:{source_orgnr}" if source_orgnr else "urn:pjd:mhd-source"
+
+
+def remote_details(document: object) -> dict[str, str]:
+    """What a remote open records of the source's description, for the patient's log."""
+    return {
+        "title": str(getattr(document, "title", ""))[:200],
+        "institution_name": str(getattr(document, "institution_name", ""))[:200],
+        "institution_orgnr": str(getattr(document, "institution_orgnr", ""))[:9],
+        "confidentiality_code": str(getattr(document, "confidentiality_code", ""))[:10],
+    }
+
+
+def logged_document(event: AccessEvent) -> LoggedDocument | None:
+    details = event.details or {}
+    document = event.document if event.document_id is not None else None
+    if document is not None:
+        shown = policy.citizen_may_see_document_details(document.confidentiality_code)
+        return LoggedDocument(
+            identifier_system=LOCAL_SYSTEM,
+            identifier_value=f"urn:uuid:{document.document_id}",
+            source_orgnr=event.source_orgnr,
+            title=document.title if shown else "",
+            institution_name=document.institution_name if shown else "",
+            institution_orgnr=document.institution_orgnr if shown else "",
+            withheld=not shown,
+        )
+    if details.get("document_id"):  # asked for, not linked (unknown, or another patient's)
+        return LoggedDocument(
+            LOCAL_SYSTEM, f"urn:uuid:{details['document_id']}", event.source_orgnr, "", "", "", False
+        )
+    if details.get("remote_document_id"):
+        code = str(details.get("confidentiality_code", ""))
+        shown = bool(code) and policy.citizen_may_see_document_details(code)
+        return LoggedDocument(
+            identifier_system=remote_system(event.source_orgnr),
+            identifier_value=str(details["remote_document_id"]),
+            source_orgnr=event.source_orgnr,
+            title=str(details.get("title", "")) if shown else "",
+            institution_name=str(details.get("institution_name", "")) if shown else "",
+            institution_orgnr=str(details.get("institution_orgnr", "")) if shown else "",
+            withheld=not shown and bool(details.get("title")),
+        )
+    return None

@@ -1,0 +1,86 @@
+"""Reading the access log: a patient's own log ("innsyn i logg"), newest first.
+
+Pages are keyset pages on (occurred_at, id), never OFFSET: a deep page costs what the
+first does, and events written while someone pages (the log read is itself an event)
+neither shift nor repeat rows. The cursor is opaque and signed; it only says where the
+previous page ended, so a tampered one is refused rather than trusted.
+"""
+
+from __future__ import annotations
+
+import datetime
+from dataclasses import dataclass
+
+from django.core import signing
+from django.db.models import Q
+
+from pjd_portal.auditlog.models import AccessEvent, EventType
+
+# The events a patient sees in their own log: every access to them or their documents
+# and every refusal. Logins, log reads and admin actions are not accesses to the patient.
+PATIENT_LOG_EVENT_TYPES = frozenset(
+    {
+        EventType.PATIENT_LOOKUP,
+        EventType.BASIS_STATED,
+        EventType.EMERGENCY_ACCESS,
+        EventType.DOCUMENT_LIST,
+        EventType.DOCUMENT_OPEN,
+        EventType.ACCESS_DENIED,
+    }
+)
+
+MAX_PAGE_SIZE = 200
+_CURSOR_SALT = "pjd_portal.logreading.selectors.patient_log_cursor"
+
+
+class InvalidCursor(ValueError):
+    """The cursor is malformed or was not made by this portal."""
+
+
+@dataclass(frozen=True)
+class Cursor:
+    occurred_at: datetime.datetime
+    event_pk: int
+
+
+@dataclass(frozen=True)
+class EventPage:
+    events: list[AccessEvent]
+    next_cursor: str | None  # None on the last page
+
+
+def encode_cursor(event: AccessEvent) -> str:
+    return signing.dumps([event.occurred_at.isoformat(), event.pk], salt=_CURSOR_SALT, compress=False)
+
+
+def decode_cursor(raw: str) -> Cursor:
+    try:
+        value = signing.loads(raw, salt=_CURSOR_SALT)
+        occurred_at = datetime.datetime.fromisoformat(value[0])
+        event_pk = value[1]
+    except (signing.BadSignature, ValueError, TypeError, IndexError, KeyError) as exc:
+        raise InvalidCursor("bad cursor") from exc
+    if occurred_at.tzinfo is None or not isinstance(event_pk, int) or isinstance(event_pk, bool):
+        raise InvalidCursor("bad cursor")
+    return Cursor(occurred_at, event_pk)
+
+
+def patient_log_page(patient_id: int, *, cursor: str | None = None, limit: int = 50) -> EventPage:
+    """One page of a patient's log, newest first, with what a reader needs loaded.
+
+    One query whatever the page size: the document and the attest come along (the FHIR
+    mapping and the printable page both use them). Raises InvalidCursor.
+    """
+
+    if not 1 <= limit <= MAX_PAGE_SIZE:
+        raise ValueError(f"limit must be 1..{MAX_PAGE_SIZE}")
+    query = AccessEvent.objects.filter(patient_id=patient_id, event_type__in=sorted(PATIENT_LOG_EVENT_TYPES))
+    if cursor:
+        after = decode_cursor(cursor)
+        query = query.filter(
+            Q(occurred_at__lt=after.occurred_at) | Q(occurred_at=after.occurred_at, pk__lt=after.event_pk)
+        )
+    rows = list(query.select_related("document", "attest").order_by("-occurred_at", "-pk")[: limit + 1])
+    events = rows[:limit]
+    next_cursor = encode_cursor(events[-1]) if len(rows) > limit else None
+    return EventPage(events=events, next_cursor=next_cursor)
