@@ -27,9 +27,10 @@ from pjd_portal.accounts.models import Organisation, User
 from pjd_portal.auditlog import chain
 from pjd_portal.auditlog.models import AccessEvent
 
-# Callers catch the failure where they record: re-exported.
-from pjd_portal.auditlog.writer import AuditWriteFailed as AuditWriteFailed
-from pjd_portal.auditlog.writer import write
+from pjd_portal.auditlog.writer import AuditWriteFailed, write
+
+# Callers catch the writer's failure where they record: it is part of this interface.
+__all__ = ["AuditWriteFailed", "build_event", "plain_details", "record_event", "record_event_committed"]
 
 logger = logging.getLogger(__name__)
 P = ParamSpec("P")
