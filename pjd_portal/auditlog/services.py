@@ -26,7 +26,6 @@ from pjd_portal.accounts.context import authorizations_for, current_organisation
 from pjd_portal.accounts.models import Organisation, User
 from pjd_portal.auditlog import chain
 from pjd_portal.auditlog.models import AccessEvent
-
 from pjd_portal.auditlog.writer import AuditWriteFailed, write
 
 # Callers catch the writer's failure where they record: it is part of this interface.
