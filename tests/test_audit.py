@@ -6,6 +6,8 @@ import pytest
 from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
+from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent, AppendOnlyError
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
 
@@ -16,7 +18,9 @@ def event(world):
     request.user = world.fastlege
     request.session = {}
     return record_event(
-        request=request, event_type="patient_lookup", outcome="granted", patient=world.patient
+        kinds.kind("patient_lookup")(outcome="granted", patient=world.patient),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
 
 
@@ -71,7 +75,11 @@ def test_committed_write_is_visible_to_another_connection_before_returning(world
     request = RequestFactory().get("/")
     request.user = world.fastlege
     request.session = {}
-    event = record_event_committed(request=request, event_type="document_open", outcome="granted")
+    event = record_event_committed(
+        kinds.kind("document_open")(outcome="granted"),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
+    )
     other = connections.create_connection("default")
     try:
         with other.cursor() as cursor:
@@ -87,7 +95,11 @@ def test_committed_write_refuses_to_run_inside_an_open_transaction(world):
     request.user = world.fastlege
     request.session = {}
     with pytest.raises(RuntimeError), transaction.atomic():
-        record_event_committed(request=request, event_type="document_open", outcome="granted")
+        record_event_committed(
+            kinds.kind("document_open")(outcome="granted"),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
+        )
 
 
 def test_database_failure_becomes_audit_write_failed(world, monkeypatch):
@@ -99,7 +111,11 @@ def test_database_failure_becomes_audit_write_failed(world, monkeypatch):
     request.user = world.fastlege
     request.session = {}
     with pytest.raises(AuditWriteFailed):
-        record_event(request=request, event_type="document_open", outcome="granted")
+        record_event(
+            kinds.kind("document_open")(outcome="granted"),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
+        )
 
 
 @pytest.mark.parametrize(
@@ -122,7 +138,11 @@ def test_the_client_address_behind_our_proxies_is_the_one_the_outermost_saw(
     request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")
     request.user = world.fastlege
     request.session = {}
-    event = record_event(request=request, event_type="patient_lookup", outcome="granted")
+    event = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
+    )
     assert AccessEvent.objects.get(pk=event.pk).client_ip == expected
 
 
@@ -134,11 +154,9 @@ def _event_for(world, organisation):
     request.user = world.fastlege
     request.session = {}
     return record_event(
-        request=request,
-        event_type="document_list",
-        outcome="granted",
-        patient=world.patient,
-        organisation=organisation,
+        kinds.kind("document_list")(outcome="granted", patient=world.patient),
+        actor=actor_of(request),
+        where=point_of_care_for(organisation),
     )
 
 
@@ -189,7 +207,9 @@ def test_a_patient_or_document_the_log_refers_to_cannot_be_deleted(world):
     request.user = world.fastlege
     request.session = {}
     record_event(
-        request=request, event_type="document_open", outcome="granted", patient=world.patient, document=doc
+        kinds.kind("document_open")(outcome="granted", patient=world.patient, document=doc),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     for referred in (doc, world.patient):
         with pytest.raises(ProtectedError) as refused:

@@ -20,7 +20,9 @@ from django.db import DatabaseError, connection, transaction
 from django.test import RequestFactory
 from django.utils import timezone
 
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.auditlog import chain
+from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent, AuditChainHead
 from pjd_portal.auditlog.services import record_event
 from tests.conftest import World, set_audit_triggers
@@ -34,11 +36,9 @@ def write_events(world: World, n: int, patient=None) -> list[AccessEvent]:
     request.session = {}
     return [
         record_event(
-            request=request,
-            event_type="patient_lookup",
-            outcome="granted",
-            patient=patient or world.patient,
-            details={"n": i},
+            kinds.PATIENT_LOOKUP(outcome="granted", patient=patient or world.patient, handle=str(i)),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         for i in range(n)
     ]
@@ -295,7 +295,9 @@ def test_an_event_far_outside_the_partitions_still_lands(world):
     request = RequestFactory().get("/")
     request.user = world.fastlege
     request.session = {}
-    event = record_event(request=request, event_type="login", outcome="granted")
+    event = record_event(
+        kinds.kind("login")(outcome="granted"), actor=actor_of(request), where=point_of_care_of(request)
+    )
     event_far = AccessEvent(
         event_id=uuid.uuid4(),
         occurred_at=timezone.now() + datetime.timedelta(days=3650),

@@ -330,10 +330,10 @@ def test_a_source_whose_fragment_fails_says_so_instead_of_spinning(
 
     real = views.record_event_committed
 
-    def failing(**kwargs):
-        if kwargs.get("source_orgnr"):
+    def failing(event, **kwargs):
+        if event.source_orgnr:
             raise AuditWriteFailed("test")
-        return real(**kwargs)
+        return real(event, **kwargs)
 
     monkeypatch.setattr(views, "record_event_committed", failing)
     url = _logged_in_with_a_list(live_server, world, page.context)

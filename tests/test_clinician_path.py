@@ -642,7 +642,7 @@ def test_look_alike_digits_get_the_invalid_id_message_not_a_500(as_fastlege, wor
 def test_logout_ends_the_session_even_when_the_event_cannot_be_written(as_fastlege, world, monkeypatch):
     from pjd_portal.auditlog import services
 
-    def fail(**kwargs):
+    def fail(*args, **kwargs):
         raise services.AuditWriteFailed("down")
 
     monkeypatch.setattr("pjd_portal.login.views.record_event", fail)

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import ast
 import os
 import subprocess
 import sys
@@ -30,3 +31,51 @@ def test_ruff_format_is_clean() -> None:
 def test_mypy_is_clean() -> None:
     result = run(str(BIN / "mypy"), "pjd_portal")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_every_import_between_apps_runs_down_the_floors() -> None:
+    # The contracts are in pyproject.toml ([tool.importlinter]); docs/architecture.md draws them.
+    result = run(str(BIN / "lint-imports"), "--no-cache")
+    assert result.returncode == 0, result.stdout + result.stderr
+    assert "Contracts: 1 kept, 0 broken." in result.stdout
+
+
+def test_the_access_log_knows_no_request() -> None:
+    """The writer takes an Actor and a PointOfCare (auditlog/actor.py); below the pages
+    nothing forges a request to write an event. Checked on the source: import-linter
+    cannot forbid parts of an outside package."""
+
+    offenders = []
+    for path in sorted((ROOT / "pjd_portal" / "auditlog").rglob("*.py")):
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            names = (
+                [node.module or ""]
+                if isinstance(node, ast.ImportFrom)
+                else [a.name for a in node.names]
+                if isinstance(node, ast.Import)
+                else []
+            )
+            offenders += [
+                f"{path.relative_to(ROOT)}: {n}"
+                for n in names
+                if n.startswith(("django.http", "django.test"))
+            ]
+    assert offenders == []
+
+
+def test_no_import_is_hidden_inside_a_function() -> None:
+    """An import inside a function is how a cycle between apps hides from the contract."""
+
+    hidden = []
+    for path in sorted((ROOT / "pjd_portal").rglob("*.py")):
+        # AppConfig.ready() imports the signal receivers: Django's way, not a dodged cycle.
+        if "migrations" in path.parts or path.name == "apps.py":
+            continue
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, (ast.FunctionDef, ast.AsyncFunctionDef)):
+                for inner in ast.walk(node):
+                    if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("pjd_portal"):
+                        hidden.append(f"{path.relative_to(ROOT)}:{inner.lineno}")
+    # accounts/models.py <-> accounts/roles.py goes with the one source of roles (issue 12.5).
+    assert [h for h in hidden if not h.startswith("pjd_portal/accounts/models.py")] == []

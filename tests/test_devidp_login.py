@@ -21,7 +21,8 @@ from django.conf import settings
 from django.test import Client
 
 from pjd_portal.accounts.context import SESSION_ORG_KEY
-from pjd_portal.auditlog.models import AccessEvent, EventType
+from pjd_portal.auditlog import events as kinds
+from pjd_portal.auditlog.models import AccessEvent
 from tests.conftest import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
@@ -85,7 +86,7 @@ def test_fastlege_logs_in_with_private_key_jwt_par_and_pkce(use_devidp: dict[str
     assert portal.session[SESSION_ORG_KEY] == world.gp_office.pk
     home = portal.get("/").content.decode()
     assert 'data-testid="current-user">Kari Fastlege<' in home
-    [login] = AccessEvent.objects.filter(event_type=EventType.LOGIN)
+    [login] = AccessEvent.objects.filter(event_type=kinds.LOGIN.name)
     assert login.actor_pid == world.fastlege.pid and login.organisation_orgnr == world.gp_office.orgnr
 
 
@@ -100,7 +101,9 @@ def test_provider_users_the_portal_must_refuse(
     assert response.status_code == 403
     assert f'data-reason="{reason}"' in response.content.decode()
     assert "_auth_user_id" not in portal.session
-    assert [e.reason_code for e in AccessEvent.objects.filter(event_type=EventType.LOGIN_REFUSED)] == [reason]
+    assert [e.reason_code for e in AccessEvent.objects.filter(event_type=kinds.LOGIN_REFUSED.name)] == [
+        reason
+    ]
 
 
 def test_cancelled_at_the_provider(use_devidp: dict[str, Any], world: World) -> None:
@@ -108,7 +111,7 @@ def test_cancelled_at_the_provider(use_devidp: dict[str, Any], world: World) -> 
     response = _return_to_portal(portal, _at_provider(portal, "fastlege", button="abort"))
     assert response.status_code == 403
     assert 'data-reason="cancelled"' in response.content.decode()
-    assert [e.reason_code for e in AccessEvent.objects.filter(event_type=EventType.LOGIN_REFUSED)] == [
+    assert [e.reason_code for e in AccessEvent.objects.filter(event_type=kinds.LOGIN_REFUSED.name)] == [
         "provider_access_denied"
     ]
 

@@ -14,7 +14,10 @@ import pytest
 from django.db import DatabaseError, connections, transaction
 from django.test import Client, RequestFactory
 
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
 from pjd_portal.auditlog import chain, group_commit
+from pjd_portal.auditlog import events as kinds
+from pjd_portal.auditlog.events import Event
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import AuditWriteFailed, build_event, record_event, record_event_committed
 from tests.conftest import FAKE_PDF, World, add_document, add_sub_unit, login, lookup_and_attest
@@ -60,11 +63,11 @@ def test_concurrent_events_share_commits_and_each_returns_committed(world):
         try:
             for i in range(25):
                 event = record_event_committed(
-                    request=request,
-                    event_type="document_open",
-                    outcome="granted",
-                    patient=patients[(n + i) % 2],
-                    details={"worker": n, "i": i},
+                    kinds.kind("document_open")(
+                        outcome="granted", patient=patients[(n + i) % 2], worker=n, i=i
+                    ),
+                    actor=actor_of(request),
+                    where=point_of_care_of(request),
                 )
                 with lock:
                     returned.append(event)
@@ -94,7 +97,11 @@ def test_concurrent_events_share_commits_and_each_returns_committed(world):
 
 
 def test_a_lone_event_is_committed_when_the_call_returns(world):
-    event = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    event = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     assert event.pk is not None
     assert _committed_elsewhere([event.pk]) == {event.pk: (event.chain, 1, event.entry_hash)}
     assert event.prev_hash == chain.GENESIS
@@ -108,7 +115,11 @@ def test_an_event_inside_a_transaction_rolls_back_with_it(world):
         pass
 
     with pytest.raises(Boom), transaction.atomic():
-        record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+        record_event(
+            kinds.kind("patient_lookup")(outcome="granted"),
+            actor=actor_of(_request(world)),
+            where=point_of_care_of(_request(world)),
+        )
         raise Boom
     assert not AccessEvent.objects.exists()
     assert committer.events == events_before  # it never went to the group writer
@@ -119,7 +130,9 @@ def test_one_bad_event_in_a_batch_fails_alone(world):
 
     events = [
         build_event(
-            request=_request(world), event_type="patient_lookup", outcome="granted", patient=world.patient
+            kinds.kind("patient_lookup")(outcome="granted", patient=world.patient),
+            actor=actor_of(_request(world)),
+            where=point_of_care_of(_request(world)),
         )
         for _ in range(5)
     ]
@@ -141,7 +154,11 @@ def test_a_failing_commit_raises_audit_write_failed_and_leaves_nothing(world, mo
 
     monkeypatch.setattr(group_commit, "_append", broken)
     with pytest.raises(AuditWriteFailed):
-        record_event_committed(request=_request(world), event_type="document_open", outcome="granted")
+        record_event_committed(
+            kinds.kind("document_open")(outcome="granted"),
+            actor=actor_of(_request(world)),
+            where=point_of_care_of(_request(world)),
+        )
     assert not AccessEvent.objects.exists()
 
 
@@ -157,7 +174,11 @@ def test_a_writer_that_does_not_answer_in_time_is_audit_write_failed(world, monk
     monkeypatch.setattr(group_commit.GroupCommitter, "_commit", slow)
     started = time.monotonic()
     with pytest.raises(AuditWriteFailed):
-        record_event_committed(request=_request(world), event_type="document_open", outcome="granted")
+        record_event_committed(
+            kinds.kind("document_open")(outcome="granted"),
+            actor=actor_of(_request(world)),
+            where=point_of_care_of(_request(world)),
+        )
     assert time.monotonic() - started < 2
     gate.set()
     # As after any lost COMMIT answer, the event may still land: the log errs on the side
@@ -169,7 +190,11 @@ def test_a_writer_that_does_not_answer_in_time_is_audit_write_failed(world, monk
 def test_its_chain_head_held_elsewhere_fails_after_the_lock_timeout_then_recovers(world, settings):
     settings.AUDIT_LOCK_TIMEOUT_MS = 200
     group_commit.committer().stop()  # a fresh writer connection takes the setting
-    first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    first = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     other = connections.create_connection("default")
     try:
         other.set_autocommit(False)
@@ -177,12 +202,20 @@ def test_its_chain_head_held_elsewhere_fails_after_the_lock_timeout_then_recover
             cursor.execute("SELECT seq FROM audit_auditchainhead WHERE chain = %s FOR UPDATE", [first.chain])
         started = time.monotonic()
         with pytest.raises(AuditWriteFailed):
-            record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+            record_event(
+                kinds.kind("patient_lookup")(outcome="granted"),
+                actor=actor_of(_request(world)),
+                where=point_of_care_of(_request(world)),
+            )
         assert time.monotonic() - started < 3
         other.rollback()
     finally:
         other.close()
-    again = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    again = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     assert again.pk is not None
     ok, printed = verify()
     assert ok, printed
@@ -192,17 +225,29 @@ def test_its_chain_head_held_elsewhere_fails_after_the_lock_timeout_then_recover
 def test_each_writer_connection_holds_a_chain_of_its_own(world):
     """Two writers (two processes, say) never share a chain: the second takes the next."""
 
-    mine = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    mine = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     other = group_commit.GroupCommitter()
     try:
-        theirs = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+        theirs = build_event(
+            kinds.kind("patient_lookup")(outcome="granted"),
+            actor=actor_of(_request(world)),
+            where=point_of_care_of(_request(world)),
+        )
         other.write(theirs)
     finally:
         other.stop()
     assert mine.chain == chain.WRITER_CHAINS.start
     assert theirs.chain == chain.WRITER_CHAINS.start + 1 and theirs.chain_seq == 1
     # The first writer's chain goes on where it was.
-    again = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    again = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     assert (again.chain, again.chain_seq, again.prev_hash) == (mine.chain, 2, mine.entry_hash)
     ok, printed = verify()
     assert ok, printed
@@ -220,19 +265,39 @@ def test_a_head_moved_behind_the_writers_back_fails_the_batch_and_is_reloaded(wo
     """The database moves a chain's head only from where its writer last left it: an
     append by anyone else makes the writer reload, never fork the chain."""
 
-    first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
-    rogue = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    first = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
+    rogue = build_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     _rogue_append(rogue, group_commit._Head(chain=first.chain, seq=1, last_hash=first.entry_hash))
     # The writer's next batch is refused, then written again with the reloaded head.
-    second = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    second = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     assert (second.chain, second.chain_seq, second.prev_hash) == (first.chain, 3, rogue.entry_hash)
     ok, printed = verify()
     assert ok and "OK: 3 events" in printed, printed
 
 
 def test_the_head_moves_only_from_the_exact_link_seq_and_hash(world):
-    first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
-    wrong = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    first = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
+    wrong = build_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     import psycopg
 
     with pytest.raises(psycopg.errors.SerializationFailure, match="no longer at seq 1"):
@@ -265,18 +330,28 @@ def test_what_is_stored_is_what_was_hashed_for_awkward_content(world):
     request = _request(world)
     events = [
         record_event(
-            request=request,
-            event_type="patient_lookup",
-            outcome="granted",
-            reason_code="invalid_x" + " " * 60,
-            details={1: "one", "f": 1e20, "z": -0.0, "n": [0.1, {"k": 2.5}], "u": "\u2028 æøå"},
+            # Built directly: the registry would refuse these made-up detail keys.
+            Event(
+                kind=kinds.PATIENT_LOOKUP,
+                outcome="granted",
+                reason_code="invalid_x" + " " * 60,
+                details={"f": 1e20, "z": -0.0, "n": [0.1, {"k": 2.5}], "u": "\u2028 æøå", 1: "one"},  # type: ignore[dict-item]
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
     ]
     for address in ("2001:db8::1", "::ffff:10.0.0.1"):
         request = RequestFactory().get("/", REMOTE_ADDR=address)
         request.user = world.fastlege
         request.session = {}
-        events.append(record_event(request=request, event_type="patient_lookup", outcome="granted"))
+        events.append(
+            record_event(
+                kinds.kind("patient_lookup")(outcome="granted"),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
+            )
+        )
     stored = AccessEvent.objects.get(pk=events[0].pk)
     assert stored.details["1"] == "one" and stored.details["f"] == "1e+20"
     assert len(stored.reason_code) == 50
@@ -298,14 +373,22 @@ def test_the_append_function_inserts_every_column_of_the_model(world):
 
 
 def test_the_writer_reconnects_after_its_connection_is_killed(world):
-    first = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    first = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     with connections["default"].cursor() as cursor:
         cursor.execute(
             "SELECT pg_terminate_backend(pid) FROM pg_stat_activity "
             "WHERE datname = current_database() AND pid <> pg_backend_pid() AND backend_type = 'client backend'"
         )
     # The dead connection fails the batch; the event is retried alone on a new one.
-    second = record_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+    second = record_event(
+        kinds.kind("patient_lookup")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
     assert second.pk is not None and second.pk != first.pk
     assert AccessEvent.objects.count() == 2
 
@@ -349,7 +432,11 @@ def test_the_production_role_can_run_the_group_writer_and_still_not_rewrite_the_
             cursor.execute(f"SET ROLE {role}")
             cursor.execute("SELECT * FROM audit_claim_writer_chain(1000, 1999)")
             claimed, seq, last = cursor.fetchone()
-            event = build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+            event = build_event(
+                kinds.kind("patient_lookup")(outcome="granted"),
+                actor=actor_of(_request(world)),
+                where=point_of_care_of(_request(world)),
+            )
             canonical, digest = chain.content_digest(event)
             event.entry_hash = chain.link_hash(last, claimed, seq + 1, digest)
             row = (
@@ -377,10 +464,14 @@ def test_the_production_role_can_run_the_group_writer_and_still_not_rewrite_the_
 def test_the_group_writer_records_the_legal_entity_of_a_sub_unit(world):
     unit = add_sub_unit(world)
     at_unit = record_event(
-        request=_request(world), event_type="document_list", outcome="granted", organisation=unit
+        kinds.kind("document_list")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_for(unit),
     )
     alone = record_event(
-        request=_request(world), event_type="document_list", outcome="granted", organisation=None
+        kinds.kind("document_list")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_for(None),
     )
     rows = {e.pk: e for e in AccessEvent.objects.filter(pk__in=[at_unit.pk, alone.pk])}
     assert rows[at_unit.pk].legal_entity_orgnr == world.hospital.orgnr
@@ -404,7 +495,11 @@ def test_with_the_database_gone_a_batch_fails_at_once_not_event_by_event(world, 
     monkeypatch.setattr(group_commit.GroupCommitter, "_commit", unreachable)
     batch = [
         group_commit._Pending(
-            build_event(request=_request(world), event_type="patient_lookup", outcome="granted")
+            build_event(
+                kinds.kind("patient_lookup")(outcome="granted"),
+                actor=actor_of(_request(world)),
+                where=point_of_care_of(_request(world)),
+            )
         )
         for _ in range(5)
     ]
@@ -421,7 +516,13 @@ def test_verify_while_writers_append_sees_one_view_and_no_false_break(world):
         request = _request(world)
         try:
             while not stop.is_set():
-                written.append(record_event(request=request, event_type="patient_lookup", outcome="granted"))
+                written.append(
+                    record_event(
+                        kinds.kind("patient_lookup")(outcome="granted"),
+                        actor=actor_of(request),
+                        where=point_of_care_of(request),
+                    )
+                )
         finally:
             connections.close_all()
 

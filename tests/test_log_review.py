@@ -19,8 +19,11 @@ from django.test.utils import CaptureQueriesContext
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_for
 from pjd_portal.accounts.models import HprAuthorization, Membership, Role
-from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog import events as kinds
+from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.logreading import log_search, risk
 from pjd_portal.patients.models import AddressProtection, Gender, Patient
@@ -49,7 +52,9 @@ def event_url(event: AccessEvent | uuid.UUID) -> str:
     return f"/forvaltning/loggkontroll/hendelse/{event_id}/"
 
 
-def record(world, when, event_type=EventType.PATIENT_LOOKUP, outcome=Outcome.GRANTED, *, user, org, **kwargs):
+def record(
+    world, when, event_type=kinds.PATIENT_LOOKUP.name, outcome=Outcome.GRANTED, *, user, org, **kwargs
+):
     """One event through the audit service, at a fixed time."""
 
     request = RequestFactory().post("/")
@@ -57,7 +62,9 @@ def record(world, when, event_type=EventType.PATIENT_LOOKUP, outcome=Outcome.GRA
     request.request_id = uuid.uuid4().hex
     with time_machine.travel(when, tick=False):
         return record_event(
-            request=request, event_type=event_type, outcome=outcome, user=user, organisation=org, **kwargs
+            kinds.kind(event_type)(outcome=outcome, **kwargs),
+            actor=actor_of(request, user),
+            where=point_of_care_for(org),
         )
 
 
@@ -133,7 +140,7 @@ def test_everyone_but_the_auditor_gets_the_404_of_a_missing_page(world, persona_
     event = record(
         world,
         T0,
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=world.fastlege,
         org=world.gp_office,
         document=doc,
@@ -154,10 +161,10 @@ def test_everyone_but_the_auditor_gets_the_404_of_a_missing_page(world, persona_
         assert response.status_code == 404, (persona, method, url)
         assert comparable(response) == comparable(missing)
         assert LIST_PATIENT_ID not in response.content.decode()
-    denied = AccessEvent.objects.filter(event_type=EventType.ACCESS_DENIED, reason_code="not_auditor")
+    denied = AccessEvent.objects.filter(event_type=kinds.ACCESS_DENIED.name, reason_code="not_auditor")
     assert denied.count() == (0 if persona == "anonymous" else len(attempts))
     assert not AccessEvent.objects.filter(
-        event_type__in=[EventType.LOG_SEARCH, EventType.LOG_EVENT_VIEW, EventType.LOG_EXPORT]
+        event_type__in=[kinds.LOG_SEARCH.name, kinds.LOG_EVENT_VIEW.name, kinds.LOG_EXPORT.name]
     ).exists()
 
 
@@ -182,7 +189,7 @@ def test_the_auditor_sees_the_search_form(world, as_auditor):
     assert 'data-testid="log-search-form"' in body and 'method="post"' in body
     assert "Loggkontroll" in body and "Risikosignal" in body
     assert 'data-testid="log-review-link"' in body
-    assert not AccessEvent.objects.filter(event_type=EventType.LOG_SEARCH).exists()  # no search yet
+    assert not AccessEvent.objects.filter(event_type=kinds.LOG_SEARCH.name).exists()  # no search yet
     home = as_auditor.get("/").content.decode()
     assert f'href="{SEARCH}"' in home
     assert (
@@ -198,7 +205,7 @@ def test_methods_other_than_those_of_each_page_are_refused(world, as_auditor):
     event = record(
         world,
         T0,
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=world.fastlege,
         org=world.gp_office,
         document=doc,
@@ -229,7 +236,7 @@ def scoped_events(world):
         "a_document": record(
             world,
             T0,
-            EventType.DOCUMENT_OPEN,
+            kinds.DOCUMENT_OPEN.name,
             user=world.fastlege,
             org=world.gp_office,
             patient=world.patient,
@@ -242,7 +249,7 @@ def scoped_events(world):
         "b_document": record(
             world,
             T0,
-            EventType.DOCUMENT_OPEN,
+            kinds.DOCUMENT_OPEN.name,
             user=world.other_clinician,
             org=world.legevakt,
             patient=world.patient,
@@ -252,7 +259,7 @@ def scoped_events(world):
         "b_gp": record(
             world,
             T0,
-            EventType.DOCUMENT_OPEN,
+            kinds.DOCUMENT_OPEN.name,
             user=world.fastlege,
             org=world.gp_office,
             patient=world.patient,
@@ -279,9 +286,9 @@ def test_an_auditor_sees_their_staffs_events_and_events_on_their_documents_only(
     assert ids == {str(scoped_events["a_staff"].event_id), str(scoped_events["a_document"].event_id)}
     # The legevakt's auditor sees the mirror image.
     other = login(Client(), legevakt_auditor, world.legevakt)
-    ids = set(_search_ids(other, {"event_type": EventType.DOCUMENT_OPEN}))
+    ids = set(_search_ids(other, {"event_type": kinds.DOCUMENT_OPEN.name}))
     assert ids == {str(scoped_events[k].event_id) for k in ("b_document", "b_gp")}
-    ids = set(_search_ids(other, {"event_type": EventType.PATIENT_LOOKUP}))
+    ids = set(_search_ids(other, {"event_type": kinds.PATIENT_LOOKUP.name}))
     assert ids == {str(scoped_events["b_staff"].event_id)}
 
 
@@ -294,12 +301,14 @@ def test_a_guessed_or_foreign_event_id_is_the_404_of_a_missing_page_and_logged(
         assert response.status_code == 404
         assert comparable(response) == comparable(missing)
         assert "Lars Legevakt" not in response.content.decode()
-    denied = AccessEvent.objects.filter(event_type=EventType.ACCESS_DENIED, reason_code="event_outside_scope")
+    denied = AccessEvent.objects.filter(
+        event_type=kinds.ACCESS_DENIED.name, reason_code="event_outside_scope"
+    )
     assert denied.count() == 3
     assert all(
         d.actor_name == "Rune Revisor" and d.organisation_orgnr == world.hospital.orgnr for d in denied
     )
-    assert not AccessEvent.objects.filter(event_type=EventType.LOG_EVENT_VIEW).exists()
+    assert not AccessEvent.objects.filter(event_type=kinds.LOG_EVENT_VIEW.name).exists()
 
 
 def test_the_event_page_shows_an_event_in_scope_and_is_logged(world, as_auditor, scoped_events):
@@ -309,7 +318,7 @@ def test_the_event_page_shows_an_event_in_scope_and_is_logged(world, as_auditor,
     body = response.content.decode()
     assert "Kari Fastlege" in body and "Epikrise fra sykehuset" in body and str(event.event_id) in body
     assert "Ingrid Testesen" in body
-    [view] = AccessEvent.objects.filter(event_type=EventType.LOG_EVENT_VIEW)
+    [view] = AccessEvent.objects.filter(event_type=kinds.LOG_EVENT_VIEW.name)
     assert view.actor_name == "Rune Revisor" and view.patient == world.patient
     assert view.details["event_id"] == str(event.event_id)
 
@@ -328,7 +337,7 @@ def test_the_export_holds_only_the_auditors_scope_and_is_logged(world, as_audito
         assert str(scoped_events[key].event_id) in text
     for key in ("b_staff", "b_document", "b_gp"):
         assert str(scoped_events[key].event_id) not in text
-    [export] = AccessEvent.objects.filter(event_type=EventType.LOG_EXPORT)
+    [export] = AccessEvent.objects.filter(event_type=kinds.LOG_EXPORT.name)
     assert export.actor_name == "Rune Revisor" and export.details["format"] == "csv"
     # The export itself is an event of the hospital's staff, written before the stream.
     assert str(export.event_id) in text
@@ -346,19 +355,19 @@ def test_the_export_of_a_patient_search_and_of_a_formula(world, as_auditor):
     )
     record(world, T0, user=doctor, org=world.hospital, patient=world.other_patient)
     response = as_auditor.post(
-        EXPORT, {"national_id": LIST_PATIENT_ID, "event_type": EventType.PATIENT_LOOKUP}
+        EXPORT, {"national_id": LIST_PATIENT_ID, "event_type": kinds.PATIENT_LOOKUP.name}
     )
     text = b"".join(response.streaming_content).decode("utf-8")
     lines = text.lstrip("\ufeff").splitlines()
     assert len(lines) == 2
     assert LIST_PATIENT_ID in lines[1] and OTHER_PATIENT_ID not in text
     assert "'=HYPERLINK" in lines[1]
-    [export] = AccessEvent.objects.filter(event_type=EventType.LOG_EXPORT)
+    [export] = AccessEvent.objects.filter(event_type=kinds.LOG_EXPORT.name)
     assert export.patient == world.patient and export.details["filters"]["event_type"] == "patient_lookup"
     # A bad national id: no export, a clear message, and the attempt is logged.
     response = as_auditor.post(EXPORT, {"national_id": "1234"})
     assert response.status_code == 400 and "11 siffer" in response.content.decode()
-    assert AccessEvent.objects.filter(event_type=EventType.LOG_EXPORT, outcome=Outcome.INVALID).count() == 1
+    assert AccessEvent.objects.filter(event_type=kinds.LOG_EXPORT.name, outcome=Outcome.INVALID).count() == 1
 
 
 def test_the_policy_function_and_the_query_filter_agree(world, scoped_events, legevakt_auditor):
@@ -390,7 +399,7 @@ def test_a_search_is_logged_with_its_filters_and_the_patient(world, as_auditor):
         as_auditor, {"national_id": LIST_PATIENT_ID, "clinician": "910000033", "signal": "no_care_relation"}
     )
     assert len(ids) == 1
-    [search] = AccessEvent.objects.filter(event_type=EventType.LOG_SEARCH)
+    [search] = AccessEvent.objects.filter(event_type=kinds.LOG_SEARCH.name)
     assert search.actor_name == "Rune Revisor" and search.organisation_orgnr == world.hospital.orgnr
     assert search.patient == world.patient and search.patient_national_id == LIST_PATIENT_ID
     assert search.details["filters"]["clinician"] == "910000033"
@@ -408,7 +417,7 @@ def test_search_by_clinician_time_range_event_type_and_outcome(world, as_auditor
     e3 = record(
         world,
         T0,
-        EventType.ACCESS_DENIED,
+        kinds.ACCESS_DENIED.name,
         Outcome.DENIED,
         user=nurse,
         org=world.hospital,
@@ -464,7 +473,7 @@ def test_keyset_paging_returns_every_event_once_in_order(world, as_auditor, sett
         for i in range(8)
     ]
     expected = [str(e.event_id) for e in sorted(events, key=lambda e: (e.occurred_at, e.pk), reverse=True)]
-    data = {"national_id": LIST_PATIENT_ID, "event_type": EventType.PATIENT_LOOKUP}
+    data = {"national_id": LIST_PATIENT_ID, "event_type": kinds.PATIENT_LOOKUP.name}
     seen, pages = [], 0
     while True:
         with CaptureQueriesContext(connection) as queries:
@@ -525,7 +534,7 @@ def test_the_page_costs_the_same_queries_for_5_and_50_events(world, as_auditor):
             record(
                 world,
                 T0 + datetime.timedelta(seconds=i),
-                EventType.DOCUMENT_OPEN,
+                kinds.DOCUMENT_OPEN.name,
                 user=doctor,
                 org=world.hospital,
                 patient=patient,
@@ -557,16 +566,28 @@ def test_emergency_or_elevated_access(world):
     doctor = hospital_doctor(world)
     fired = [
         record(
-            world, T0, EventType.BASIS_STATED, user=doctor, org=world.hospital, patient=world.patient, basis=b
+            world,
+            T0,
+            kinds.BASIS_STATED.name,
+            user=doctor,
+            org=world.hospital,
+            patient=world.patient,
+            basis=b,
         )
         for b in (Basis.AKUTT, Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT)
     ]
     fired.append(
-        record(world, T0, EventType.EMERGENCY_ACCESS, user=doctor, org=world.hospital, patient=world.patient)
+        record(world, T0, kinds.EMERGENCY_ACCESS.name, user=doctor, org=world.hospital, patient=world.patient)
     )
     silent = [
         record(
-            world, T0, EventType.BASIS_STATED, user=doctor, org=world.hospital, patient=world.patient, basis=b
+            world,
+            T0,
+            kinds.BASIS_STATED.name,
+            user=doctor,
+            org=world.hospital,
+            patient=world.patient,
+            basis=b,
         )
         for b in (Basis.SAMTYKKE, Basis.UNNTAK)
     ]
@@ -582,7 +603,7 @@ def test_no_care_relation(world):
     record(
         world,
         T0 - datetime.timedelta(days=60),
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=doctor,
         org=world.hospital,
         patient=known,
@@ -590,7 +611,7 @@ def test_no_care_relation(world):
     record(
         world,
         T0 - datetime.timedelta(days=400),
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=doctor,
         org=world.hospital,
         patient=stale,
@@ -599,7 +620,7 @@ def test_no_care_relation(world):
     record(
         world,
         T0 - datetime.timedelta(days=30),
-        EventType.ACCESS_DENIED,
+        kinds.ACCESS_DENIED.name,
         Outcome.DENIED,
         user=doctor,
         org=world.hospital,
@@ -608,7 +629,7 @@ def test_no_care_relation(world):
     record(
         world,
         T0 - datetime.timedelta(days=30),
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=world.other_clinician,
         org=world.legevakt,
         patient=world.other_patient,
@@ -617,7 +638,7 @@ def test_no_care_relation(world):
     same_visit = record(
         world,
         T0 + datetime.timedelta(minutes=5),
-        EventType.DOCUMENT_LIST,
+        kinds.DOCUMENT_LIST.name,
         user=doctor,
         org=world.hospital,
         patient=world.other_patient,
@@ -629,13 +650,13 @@ def test_no_care_relation(world):
     list_patient = record(
         world,
         T0,
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=world.fastlege,
         org=world.gp_office,
         patient=world.patient,
         document=doc,
     )
-    login_event = record(world, T0, EventType.LOGIN, user=doctor, org=world.hospital)
+    login_event = record(world, T0, kinds.LOGIN.name, user=doctor, org=world.hospital)
     signals = signals_by_event(world)
     for event in (stranger, same_visit, too_old):
         assert "no_care_relation" in signals[event.pk], event.event_type
@@ -700,7 +721,7 @@ def test_many_distinct_patients_in_a_short_time(world, settings):
         record(
             world,
             T0 + datetime.timedelta(minutes=i),
-            EventType.DOCUMENT_OPEN,
+            kinds.DOCUMENT_OPEN.name,
             user=steady,
             org=world.hospital,
             patient=world.patient,
@@ -762,7 +783,7 @@ def test_attempts_by_a_blocked_clinician(world):
     blocked = record(
         world,
         T0,
-        EventType.ACCESS_DENIED,
+        kinds.ACCESS_DENIED.name,
         Outcome.DENIED,
         user=doctor,
         org=world.hospital,
@@ -772,7 +793,7 @@ def test_attempts_by_a_blocked_clinician(world):
     reserved = record(
         world,
         T0,
-        EventType.ACCESS_DENIED,
+        kinds.ACCESS_DENIED.name,
         Outcome.DENIED,
         user=doctor,
         org=world.hospital,
@@ -789,7 +810,7 @@ def test_a_benign_access_raises_no_signal_at_all(world):
     benign = record(
         world,
         T0,
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=world.fastlege,
         org=world.gp_office,
         patient=world.patient,
@@ -817,7 +838,7 @@ def test_signals_show_on_the_row_and_the_event_page(world, as_auditor):
     event = record(
         world,
         T0,
-        EventType.BASIS_STATED,
+        kinds.BASIS_STATED.name,
         user=doctor,
         org=world.hospital,
         patient=world.patient,
@@ -835,7 +856,7 @@ def test_signals_show_on_the_row_and_the_event_page(world, as_auditor):
 
 def test_pure_signals_need_no_database():
     facts = risk.EventFacts(
-        event_type=EventType.PATIENT_LOOKUP,
+        event_type=kinds.PATIENT_LOOKUP.name,
         basis="",
         reason_code="",
         occurred_at=T0,
@@ -849,7 +870,7 @@ def test_pure_signals_need_no_database():
     )
     assert risk.signals_for(facts, risk.Thresholds()) == ()
     login_at_night = risk.EventFacts(
-        event_type=EventType.LOGIN,
+        event_type=kinds.LOGIN.name,
         basis="",
         reason_code="",
         occurred_at=T0.replace(hour=1),
@@ -876,7 +897,7 @@ def test_the_search_filters_by_the_acting_organisation(world, as_auditor, scoped
     refused = as_auditor.post(SEARCH, {"organisation": "12345"})
     assert refused.status_code == 400
     assert "Skriv et organisasjonsnummer med 9 sifre." in refused.content.decode()
-    logged = AccessEvent.objects.filter(event_type=EventType.LOG_SEARCH).order_by("pk").first()
+    logged = AccessEvent.objects.filter(event_type=kinds.LOG_SEARCH.name).order_by("pk").first()
     assert logged.details["filters"]["organisation"] == world.hospital.orgnr
 
 
@@ -895,7 +916,7 @@ def test_context_signals_are_not_shown_for_another_organisations_staff(world, se
     shared = record(
         world,
         T0 + datetime.timedelta(minutes=1),
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=world.other_clinician,
         org=world.legevakt,
         patient=world.patient,
@@ -909,5 +930,5 @@ def test_context_signals_are_not_shown_for_another_organisations_staff(world, se
 def test_a_tampered_page_link_shows_nothing_and_is_logged(world, as_auditor):
     response = as_auditor.post(SEARCH, {"cursor": "tampered"})
     assert response.status_code == 400
-    [event] = AccessEvent.objects.filter(event_type=EventType.LOG_SEARCH)
+    [event] = AccessEvent.objects.filter(event_type=kinds.LOG_SEARCH.name)
     assert (event.outcome, event.reason_code) == (Outcome.INVALID, "invalid_cursor")

@@ -28,7 +28,8 @@ from django.test import Client
 
 from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events as kinds
+from pjd_portal.auditlog.events import Outcome
 from tests.conftest import World, events, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
@@ -294,13 +295,13 @@ def test_good_login_is_the_existing_user_with_a_new_session(provider: FakeProvid
     assert client.session[SESSION_ORG_KEY] == world.gp_office.pk
     assert client.session["oidc_id_token"]  # kept for id_token_hint at logout
 
-    (event,) = events(EventType.LOGIN)
+    (event,) = events(kinds.LOGIN.name)
     assert event.outcome == Outcome.GRANTED
     assert event.actor_user_id == world.fastlege.pk
     assert event.actor_pid == world.fastlege.pid
     assert event.actor_hpr_number == "910000011"
     assert event.organisation_orgnr == world.gp_office.orgnr
-    assert not events(EventType.LOGIN_REFUSED)
+    assert not events(kinds.LOGIN_REFUSED.name)
 
     home = client.get("/")
     assert home.status_code == 200
@@ -377,7 +378,7 @@ def test_new_person_gets_a_user_keyed_on_pid_not_on_email(provider: FakeProvider
     assert user.username != NEW_PID
     assert NEW_PID not in user.username
     assert not user.has_usable_password()
-    (event,) = events(EventType.LOGIN)
+    (event,) = events(kinds.LOGIN.name)
     assert event.actor_user_id == user.pk and event.outcome == Outcome.GRANTED
 
 
@@ -465,8 +466,8 @@ def test_forged_id_token_is_refused(provider: FakeProvider, world: World, case: 
     assert_logged_out(client)
     assert "oidc_id_token" not in client.session
     assert User.objects.count() == users_before
-    assert not events(EventType.LOGIN)
-    (event,) = events(EventType.LOGIN_REFUSED)
+    assert not events(kinds.LOGIN.name)
+    (event,) = events(kinds.LOGIN_REFUSED.name)
     assert event.outcome == Outcome.DENIED
     assert event.reason_code
     assert event.actor_user_id is None
@@ -484,7 +485,7 @@ def test_good_token_passes_the_same_checks(provider: FakeProvider, world: World)
     # within the 30 s clock leeway
     provider.id_token = lambda p: p.sign(p.claims(exp=int(time.time()) - 5, nbf=int(time.time()) + 5))
     assert provider.login(Client()).status_code == 302
-    assert len(events(EventType.LOGIN)) == 3
+    assert len(events(kinds.LOGIN.name)) == 3
 
 
 # --- 4. refusals by claims ------------------------------------------------------------
@@ -501,10 +502,10 @@ def test_no_hpr_number_and_no_admin_role_is_refused(provider: FakeProvider, worl
     assert "HPR" in body
     assert_logged_out(client)
     assert User.objects.count() == users_before
-    (event,) = events(EventType.LOGIN_REFUSED)
+    (event,) = events(kinds.LOGIN_REFUSED.name)
     assert event.reason_code == "no_hpr_number"
     assert event.actor_pid == NEW_PID
-    assert not events(EventType.LOGIN)
+    assert not events(kinds.LOGIN.name)
 
 
 def test_empty_hpr_number_for_a_clinician_without_admin_role_is_refused(
@@ -527,7 +528,7 @@ def test_security_level_below_4_is_refused(provider: FakeProvider, world: World,
 
     assert_refused(response, "security_level_too_low")
     assert_logged_out(client)
-    (event,) = events(EventType.LOGIN_REFUSED)
+    (event,) = events(kinds.LOGIN_REFUSED.name)
     assert event.reason_code == "security_level_too_low"
     assert event.actor_pid == world.fastlege.pid
 
@@ -537,7 +538,7 @@ def test_missing_pid_is_refused(provider: FakeProvider, world: World) -> None:
     client = Client()
     assert_refused(provider.login(client), "missing_pid")
     assert_logged_out(client)
-    (event,) = events(EventType.LOGIN_REFUSED)
+    (event,) = events(kinds.LOGIN_REFUSED.name)
     assert event.reason_code == "missing_pid"
 
 
@@ -558,7 +559,7 @@ def test_auditor_without_hpr_is_let_in_to_the_no_clinical_role_page(
     assert response.status_code == 302, response.content[:1000]
     assert response["Location"] == "/"
     assert session_user_id(client) == world.auditor.pk
-    (event,) = events(EventType.LOGIN)
+    (event,) = events(kinds.LOGIN.name)
     assert event.outcome == Outcome.GRANTED
     assert event.actor_user_id == world.auditor.pk
     home = client.get("/")
@@ -574,8 +575,8 @@ def test_inactive_user_is_refused(provider: FakeProvider, world: World) -> None:
     response = provider.login(client)
     assert_refused(response)
     assert_logged_out(client)
-    assert events(EventType.LOGIN_REFUSED)
-    assert not events(EventType.LOGIN)
+    assert events(kinds.LOGIN_REFUSED.name)
+    assert not events(kinds.LOGIN.name)
 
 
 # --- 5. provider errors ---------------------------------------------------------------
@@ -590,7 +591,7 @@ def test_cancelled_at_provider(provider: FakeProvider, world: World) -> None:
     body = assert_refused(response, "cancelled")
     assert "The login was cancelled." in body or "avbrutt" in body.lower()
     assert_logged_out(client)
-    refused = events(EventType.LOGIN_REFUSED)
+    refused = events(kinds.LOGIN_REFUSED.name)
     assert refused, "a cancelled login must be audited"
     assert refused[0].reason_code == "provider_access_denied"
     assert not provider.token_requests
@@ -598,14 +599,14 @@ def test_cancelled_at_provider(provider: FakeProvider, world: World) -> None:
     replay = provider.callback(client, params["state"])
     assert_refused(replay)
     assert_logged_out(client)
-    assert not events(EventType.LOGIN)
+    assert not events(kinds.LOGIN.name)
 
 
 def test_cancelled_login_writes_exactly_one_event(provider: FakeProvider, world: World) -> None:
     client = Client()
     params = provider.start(client)
     client.get("/oidc/callback/", {"error": "access_denied", "state": params["state"]})
-    assert [e.reason_code for e in events(EventType.LOGIN_REFUSED)] == ["provider_access_denied"]
+    assert [e.reason_code for e in events(kinds.LOGIN_REFUSED.name)] == ["provider_access_denied"]
 
 
 def test_other_provider_error(provider: FakeProvider, world: World) -> None:
@@ -613,7 +614,7 @@ def test_other_provider_error(provider: FakeProvider, world: World) -> None:
     params = provider.start(client)
     response = client.get("/oidc/callback/", {"error": "server_error", "state": params["state"]})
     assert_refused(response, "provider_error")
-    assert events(EventType.LOGIN_REFUSED)[0].reason_code == "provider_server_error"
+    assert events(kinds.LOGIN_REFUSED.name)[0].reason_code == "provider_server_error"
 
 
 def test_token_endpoint_unreachable(provider: FakeProvider, world: World) -> None:
@@ -624,7 +625,7 @@ def test_token_endpoint_unreachable(provider: FakeProvider, world: World) -> Non
 
     assert_refused(response, "provider_unreachable", status=503)
     assert_logged_out(client)
-    (event,) = events(EventType.LOGIN_REFUSED)
+    (event,) = events(kinds.LOGIN_REFUSED.name)
     assert event.reason_code == "provider_unreachable"
 
 
@@ -636,7 +637,7 @@ def test_jwks_endpoint_times_out(provider: FakeProvider, world: World) -> None:
 
     assert_refused(response, "provider_unreachable", status=503)
     assert_logged_out(client)
-    (event,) = events(EventType.LOGIN_REFUSED)
+    (event,) = events(kinds.LOGIN_REFUSED.name)
     assert event.reason_code == "provider_unreachable"
 
 
@@ -648,7 +649,7 @@ def test_token_endpoint_answers_400(provider: FakeProvider, world: World) -> Non
 
     assert_refused(response, status=403)
     assert_logged_out(client)
-    (event,) = events(EventType.LOGIN_REFUSED)
+    (event,) = events(kinds.LOGIN_REFUSED.name)
     assert event.reason_code == "token_request_failed"
 
 
@@ -668,7 +669,7 @@ def test_missing_client_key_is_refused_not_500(
     response = client.get("/oidc/authenticate/")
     assert_refused(response, "client_key_missing")
     assert not provider.token_requests and not provider.par_requests
-    assert [e.reason_code for e in events(EventType.LOGIN_REFUSED)] == ["client_key_missing"]
+    assert [e.reason_code for e in events(kinds.LOGIN_REFUSED.name)] == ["client_key_missing"]
 
 
 # --- 6. replayed or foreign state -----------------------------------------------------
@@ -678,14 +679,14 @@ def test_replayed_state_is_refused(provider: FakeProvider, world: World) -> None
     client = Client()
     params = provider.start(client)
     assert provider.callback(client, params["state"]).status_code == 302
-    assert len(events(EventType.LOGIN)) == 1
+    assert len(events(kinds.LOGIN.name)) == 1
 
     replay = provider.callback(client, params["state"])
 
     assert_refused(replay)
-    assert len(events(EventType.LOGIN)) == 1
+    assert len(events(kinds.LOGIN.name)) == 1
     assert len(provider.token_requests) == 1  # the spent code was not redeemed again
-    assert events(EventType.LOGIN_REFUSED)
+    assert events(kinds.LOGIN_REFUSED.name)
 
 
 def test_callback_in_another_browser_is_refused(provider: FakeProvider, world: World) -> None:
@@ -699,7 +700,7 @@ def test_callback_in_another_browser_is_refused(provider: FakeProvider, world: W
     assert_refused(response)
     assert_logged_out(attacker)
     assert not provider.token_requests
-    assert not events(EventType.LOGIN)
+    assert not events(kinds.LOGIN.name)
 
 
 def test_callback_without_any_login_started(provider: FakeProvider, world: World) -> None:
@@ -729,7 +730,7 @@ def test_logout_ends_the_session_here_and_at_helseid(provider: FakeProvider, wor
     assert "Clear-Site-Data" in response
     assert '"storage"' in response["Clear-Site-Data"]
     assert_logged_out(client)
-    (event,) = events(EventType.LOGOUT)
+    (event,) = events(kinds.LOGOUT.name)
     assert event.outcome == Outcome.GRANTED
     assert event.actor_user_id == world.fastlege.pk
 
@@ -741,7 +742,7 @@ def test_logout_needs_post(provider: FakeProvider, world: World) -> None:
     assert provider.login(client).status_code == 302
     assert client.get("/logg-ut/").status_code == 405
     assert session_user_id(client) == world.fastlege.pk  # still logged in
-    assert not events(EventType.LOGOUT)
+    assert not events(kinds.LOGOUT.name)
 
 
 # --- 8. pushed authorization requests, provider keys, the client key ------------------
@@ -795,7 +796,7 @@ def test_par_refused_by_the_provider_gives_a_clear_page(provider: FakeProvider, 
     response = Client().get("/oidc/authenticate/")
     body = assert_refused(response, "par_refused")
     assert "/oidc/authenticate/" in body  # try again
-    assert [e.reason_code for e in events(EventType.LOGIN_REFUSED)] == ["par_refused"]
+    assert [e.reason_code for e in events(kinds.LOGIN_REFUSED.name)] == ["par_refused"]
 
 
 @pytest.mark.parametrize("failing", ["discovery", "par"])
@@ -810,7 +811,7 @@ def test_provider_unreachable_at_login_start_gives_503_with_try_again(
     response = Client().get("/oidc/authenticate/")
     body = assert_refused(response, "provider_unreachable", status=503)
     assert "/oidc/authenticate/" in body
-    assert [e.reason_code for e in events(EventType.LOGIN_REFUSED)] == ["provider_unreachable"]
+    assert [e.reason_code for e in events(kinds.LOGIN_REFUSED.name)] == ["provider_unreachable"]
 
 
 def test_discovery_document_for_another_issuer_is_not_trusted(
@@ -904,7 +905,7 @@ def test_one_organisation_is_taken_from_the_claims_and_shown(provider: FakeProvi
     assert client.session[SESSION_ORG_KEY] == world.gp_office.pk
     home = client.get("/").content.decode()
     assert 'data-testid="current-organisation">Storgata legekontor<' in home
-    assert events(EventType.LOGIN)[0].organisation_orgnr == world.gp_office.orgnr
+    assert events(kinds.LOGIN.name)[0].organisation_orgnr == world.gp_office.orgnr
 
 
 def test_several_organisations_choose_at_login_and_the_choice_is_in_every_event(
@@ -917,7 +918,7 @@ def test_several_organisations_choose_at_login_and_the_choice_is_in_every_event(
     response = provider.login(client)
     assert response["Location"] == "/velg-virksomhet/"
     assert SESSION_ORG_KEY not in client.session
-    [login] = events(EventType.LOGIN)
+    [login] = events(kinds.LOGIN.name)
     assert login.organisation_orgnr == "" and login.details["claimed_orgnr"] == world.gp_office.orgnr
     # Until chosen, no clinical page is open and home leads to the choice.
     assert client.get("/")["Location"] == "/velg-virksomhet/"
@@ -933,10 +934,10 @@ def test_several_organisations_choose_at_login_and_the_choice_is_in_every_event(
     assert client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})["Location"] == "/"
     assert client.session[SESSION_ORG_KEY] == world.legevakt.pk
     assert 'data-testid="current-organisation">Bergen legevakt<' in client.get("/").content.decode()
-    [chosen] = events(EventType.ORGANISATION_CHOSEN)
+    [chosen] = events(kinds.ORGANISATION_CHOSEN.name)
     assert chosen.organisation_orgnr == world.legevakt.orgnr
     client.post("/pasient/sok/", {"national_id": world.patient.national_id})
-    assert events(EventType.PATIENT_LOOKUP)[-1].organisation_orgnr == world.legevakt.orgnr
+    assert events(kinds.PATIENT_LOOKUP.name)[-1].organisation_orgnr == world.legevakt.orgnr
 
 
 def test_a_handle_made_for_one_organisation_does_not_work_for_another(
@@ -998,7 +999,7 @@ def test_a_revoked_role_is_no_longer_a_choice(provider: FakeProvider, world: Wor
     assert client.get("/velg-virksomhet/")["Location"] == "/"
     client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})
     assert client.session.get(SESSION_ORG_KEY) != world.legevakt.pk
-    assert not events(EventType.ORGANISATION_CHOSEN)
+    assert not events(kinds.ORGANISATION_CHOSEN.name)
 
 
 def test_a_new_login_starts_without_the_last_ones_organisation(provider: FakeProvider, world: World) -> None:
@@ -1011,7 +1012,7 @@ def test_a_new_login_starts_without_the_last_ones_organisation(provider: FakePro
     provider.login(client)  # again, in the same browser
     assert SESSION_ORG_KEY not in client.session
     assert client.get("/")["Location"] == "/velg-virksomhet/"
-    assert [e.organisation_orgnr for e in events(EventType.LOGIN)] == ["", ""]
+    assert [e.organisation_orgnr for e in events(kinds.LOGIN.name)] == ["", ""]
 
 
 def test_refused_login_in_a_browser_where_someone_is_logged_in(provider: FakeProvider, world: World) -> None:
@@ -1024,7 +1025,7 @@ def test_refused_login_in_a_browser_where_someone_is_logged_in(provider: FakePro
     assert_refused(provider.login(client), "security_level_too_low")
     assert_logged_out(client)
     assert "oidc_id_token" not in client.session  # the refused person's token is not kept
-    [refusal] = events(EventType.LOGIN_REFUSED)
+    [refusal] = events(kinds.LOGIN_REFUSED.name)
     assert refusal.actor_user_id is None and refusal.actor_pid == NEW_PID
 
 
@@ -1035,7 +1036,7 @@ def test_error_answer_not_started_here_changes_nothing(provider: FakeProvider, w
     response = client.get("/oidc/callback/", {"error": "access_denied", "state": "forged"})
     assert response.status_code == 403
     assert session_user_id(client) == world.fastlege.pk
-    [event] = events(EventType.LOGIN_REFUSED)
+    [event] = events(kinds.LOGIN_REFUSED.name)
     assert event.reason_code == "state_invalid" and event.actor_user_id is None and event.actor_pid == ""
 
 
@@ -1082,7 +1083,7 @@ def test_a_failed_login_in_a_logged_in_browser_logs_the_previous_users_logout(
     assert_refused(provider.login(client), status=403)
 
     assert_logged_out(client)
-    (logout,) = events(EventType.LOGOUT)
+    (logout,) = events(kinds.LOGOUT.name)
     assert (logout.actor_user_id, logout.reason_code) == (world.fastlege.pk, "another_login_failed")
-    (refused,) = events(EventType.LOGIN_REFUSED)
+    (refused,) = events(kinds.LOGIN_REFUSED.name)
     assert refused.pk > logout.pk

@@ -31,10 +31,13 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome as FhirOperatio
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
+from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_for
 from pjd_portal.accounts.keys import public_jwks
 from pjd_portal.accounts.models import Membership, Role
 from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY
-from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog import events as kinds
+from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.documents.models import ConfidentialityCode
 from pjd_portal.logreading import fhir
@@ -137,12 +140,9 @@ def record(world, when, event_type, outcome=Outcome.GRANTED, *, user=None, org=N
     request.request_id = uuid.uuid4().hex
     with time_machine.travel(when, tick=False):
         return record_event(
-            request=request,
-            event_type=event_type,
-            outcome=outcome,
-            user=user or world.fastlege,
-            organisation=org or world.gp_office,
-            **kwargs,
+            kinds.kind(event_type)(outcome=outcome, **kwargs),
+            actor=actor_of(request, user or world.fastlege),
+            where=point_of_care_for(org or world.gp_office),
         )
 
 
@@ -199,18 +199,21 @@ def _cases(world):
     attest = make_attest(world)
     emergency = make_attest(world, Basis.AKUTT, "BTG", "Pasienten er bevisstløs etter fall.")
     cases = [
-        ("login", record(world, T0, EventType.LOGIN)),
-        ("login_refused", record(world, T0, EventType.LOGIN_REFUSED, Outcome.DENIED, reason_code="no_hpr")),
-        ("logout", record(world, T0, EventType.LOGOUT)),
-        ("organisation_chosen", record(world, T0, EventType.ORGANISATION_CHOSEN)),
-        ("session_expired", record(world, T0, EventType.SESSION_EXPIRED, Outcome.DENIED, reason_code="idle")),
-        ("lookup", record(world, T0, EventType.PATIENT_LOOKUP, patient=world.patient)),
+        ("login", record(world, T0, kinds.LOGIN.name)),
+        ("login_refused", record(world, T0, kinds.LOGIN_REFUSED.name, Outcome.DENIED, reason_code="no_hpr")),
+        ("logout", record(world, T0, kinds.LOGOUT.name)),
+        ("organisation_chosen", record(world, T0, kinds.ORGANISATION_CHOSEN.name)),
+        (
+            "session_expired",
+            record(world, T0, kinds.SESSION_EXPIRED.name, Outcome.DENIED, reason_code="idle"),
+        ),
+        ("lookup", record(world, T0, kinds.PATIENT_LOOKUP.name, patient=world.patient)),
         (
             "lookup_miss",
             record(
                 world,
                 T0,
-                EventType.PATIENT_LOOKUP,
+                kinds.PATIENT_LOOKUP.name,
                 Outcome.NOT_FOUND,
                 reason_code="no_such_patient",
                 patient_national_id=UNKNOWN_PATIENT_ID,
@@ -218,15 +221,15 @@ def _cases(world):
         ),
         (
             "lookup_invalid",
-            record(world, T0, EventType.PATIENT_LOOKUP, Outcome.INVALID, reason_code="invalid_format"),
+            record(world, T0, kinds.PATIENT_LOOKUP.name, Outcome.INVALID, reason_code="invalid_format"),
         ),
-        ("basis", record(world, T0, EventType.BASIS_STATED, patient=world.patient, attest=attest)),
+        ("basis", record(world, T0, kinds.BASIS_STATED.name, patient=world.patient, attest=attest)),
         (
             "emergency",
             record(
                 world,
                 T0,
-                EventType.EMERGENCY_ACCESS,
+                kinds.EMERGENCY_ACCESS.name,
                 patient=world.patient,
                 attest=emergency,
                 reason_text=emergency.reason,
@@ -238,7 +241,7 @@ def _cases(world):
             record(
                 world,
                 T0,
-                EventType.DOCUMENT_LIST,
+                kinds.DOCUMENT_LIST.name,
                 patient=world.patient,
                 attest=attest,
                 details={"page": 1, "sort": "-date", "category": "", "shown": 1},
@@ -246,14 +249,14 @@ def _cases(world):
         ),
         (
             "open",
-            record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc, attest=attest),
+            record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, document=doc, attest=attest),
         ),
         (
             "open_denied",
             record(
                 world,
                 T0,
-                EventType.ACCESS_DENIED,
+                kinds.ACCESS_DENIED.name,
                 Outcome.DENIED,
                 reason_code="outside_window",
                 patient=world.patient,
@@ -267,7 +270,7 @@ def _cases(world):
             record(
                 world,
                 T0,
-                EventType.ACCESS_DENIED,
+                kinds.ACCESS_DENIED.name,
                 Outcome.DENIED,
                 reason_code="unntak_not_list_patient",
                 patient=world.patient,
@@ -279,7 +282,7 @@ def _cases(world):
             record(
                 world,
                 T0,
-                EventType.ACCESS_DENIED,
+                kinds.ACCESS_DENIED.name,
                 Outcome.DENIED,
                 reason_code="clinician_blocked",
                 patient=world.patient,
@@ -291,7 +294,7 @@ def _cases(world):
             record(
                 world,
                 T0,
-                EventType.ACCESS_DENIED,
+                kinds.ACCESS_DENIED.name,
                 Outcome.NOT_FOUND,
                 reason_code="unknown_handle",
                 details={"handle": str(uuid.uuid4())},
@@ -303,19 +306,21 @@ def _cases(world):
     request.user = AnonymousUser()
     with time_machine.travel(T0, tick=False):
         log_read = record_event(
-            request=request,
-            event_type=fhir.PATIENT_LOG_READ,
-            outcome=Outcome.GRANTED,
-            patient=world.patient,
-            details={"client_id": CLIENT_ID, "log_read": "fhir_api"},
-            actor_from_request=False,
+            kinds.PATIENT_LOG_READ(
+                outcome=Outcome.GRANTED, patient=world.patient, client_id=CLIENT_ID, log_read="fhir_api"
+            ),
+            actor=anonymous_actor(request),
+            where=None,
         )
     cases.append(("log_read_by_citizen_portal", log_read))
     # Whatever types audit/models.py has by now: each maps to something valid.
     covered = {event.event_type for _, event in cases}
-    for event_type in EventType.values:
+    for event_type in kinds.KINDS:
         if event_type not in covered:
-            cases.append((event_type, record(world, T0, event_type, patient=world.patient)))
+            carries = kinds.kind(event_type).carries_patient
+            cases.append(
+                (event_type, record(world, T0, event_type, patient=world.patient if carries else None))
+            )
     return cases
 
 
@@ -325,7 +330,7 @@ def _loaded(event):
 
 def test_every_event_type_maps_to_a_valid_r4b_audit_event(world):
     cases = _cases(world)
-    assert {e.event_type for _, e in cases} >= set(EventType.values)
+    assert {e.event_type for _, e in cases} >= set(kinds.KINDS)
     for label, event in cases:
         resource = fhir.audit_event(_loaded(event))
         validate_event(resource)  # raises on anything R4B does not allow
@@ -340,7 +345,7 @@ def test_every_event_type_maps_to_a_valid_r4b_audit_event(world):
 def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_and_document(world):
     doc = add_document(world, title="Epikrise hjerteavdelingen")
     attest = make_attest(world)
-    event = record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc, attest=attest)
+    event = record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, document=doc, attest=attest)
     resource = fhir.audit_event(_loaded(event))
     validate_event(resource)
 
@@ -408,7 +413,7 @@ def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_
 
 def test_a_sub_unit_is_part_of_its_legal_entity_in_the_audit_event(world):
     unit = add_sub_unit(world)
-    event = record(world, T0, EventType.DOCUMENT_LIST, patient=world.patient, org=unit)
+    event = record(world, T0, kinds.DOCUMENT_LIST.name, patient=world.patient, org=unit)
     resource = fhir.audit_event(_loaded(event))
     validate_event(resource)
     contained = {r["id"]: r for r in resource["contained"]}
@@ -420,15 +425,15 @@ def test_a_sub_unit_is_part_of_its_legal_entity_in_the_audit_event(world):
 
 def test_the_printed_log_names_the_legal_entity_of_a_sub_unit(world, as_privacy_officer):
     unit = add_sub_unit(world)
-    record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, org=unit, document=add_document(world))
+    record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, org=unit, document=add_document(world))
     body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()
     assert "OUS, Akuttmottaket" in body and f"del av {world.hospital.name}" in body
 
 
 def test_lookup_and_list_are_balp_patient_query_with_the_query_base64(world):
-    lookup = record(world, T0, EventType.PATIENT_LOOKUP, patient=world.patient)
+    lookup = record(world, T0, kinds.PATIENT_LOOKUP.name, patient=world.patient)
     listed = record(
-        world, T0, EventType.DOCUMENT_LIST, patient=world.patient, details={"page": 2, "sort": "title"}
+        world, T0, kinds.DOCUMENT_LIST.name, patient=world.patient, details={"page": 2, "sort": "title"}
     )
     for event in (lookup, listed):
         resource = fhir.audit_event(_loaded(event))
@@ -450,7 +455,12 @@ def test_lookup_and_list_are_balp_patient_query_with_the_query_base64(world):
 def test_emergency_access_is_a_create_with_break_the_glass_and_the_reason(world):
     attest = make_attest(world, Basis.AKUTT, "BTG", "Pasienten er bevisstløs etter fall.")
     event = record(
-        world, T0, EventType.EMERGENCY_ACCESS, patient=world.patient, attest=attest, reason_text=attest.reason
+        world,
+        T0,
+        kinds.EMERGENCY_ACCESS.name,
+        patient=world.patient,
+        attest=attest,
+        reason_text=attest.reason,
     )
     resource = fhir.audit_event(_loaded(event))
     validate_event(resource)
@@ -470,7 +480,7 @@ def test_a_refused_open_follows_patient_read_with_a_failure_outcome_and_no_profi
     event = record(
         world,
         T0,
-        EventType.ACCESS_DENIED,
+        kinds.ACCESS_DENIED.name,
         Outcome.DENIED,
         reason_code="source_rule_open",
         patient=world.patient,
@@ -490,7 +500,7 @@ def test_recorded_is_the_event_time_in_utc():
         occurred_at=datetime.datetime(
             2026, 1, 15, 23, 30, 0, 250000, tzinfo=datetime.timezone(datetime.timedelta(hours=1))
         ),
-        event_type=EventType.LOGIN,
+        event_type=kinds.LOGIN.name,
         outcome=Outcome.GRANTED,
     )
     resource = fhir.audit_event(event)
@@ -501,7 +511,7 @@ def test_recorded_is_the_event_time_in_utc():
 @pytest.mark.parametrize("code", [ConfidentialityCode.NORN_DUE, ConfidentialityCode.NORU])
 def test_a_document_kept_from_the_citizen_is_logged_without_its_title(world, code):
     doc = add_document(world, title="Hemmelig tittel", confidentiality=code)
-    event = record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc)
+    event = record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, document=doc)
     resource = fhir.audit_event(_loaded(event))
     validate_event(resource)
     text = json.dumps(resource)
@@ -511,7 +521,7 @@ def test_a_document_kept_from_the_citizen_is_logged_without_its_title(world, cod
     assert policy.citizen_may_see_document_details(ConfidentialityCode.NORMAL)
 
 
-def _remote_open(world, code, outcome=Outcome.GRANTED, event_type=EventType.DOCUMENT_OPEN):
+def _remote_open(world, code, outcome=Outcome.GRANTED, event_type=kinds.DOCUMENT_OPEN.name):
     details = {"source_id": 7, "remote_document_id": "DocumentReference/abc-123"}
     if outcome == Outcome.GRANTED:
         details |= {
@@ -556,7 +566,7 @@ def test_a_remote_document_kept_from_the_citizen_or_of_unknown_confidentiality_h
 
 
 def test_a_refused_remote_open_follows_patient_read(world):
-    event = _remote_open(world, "", outcome=Outcome.DENIED, event_type=EventType.ACCESS_DENIED)
+    event = _remote_open(world, "", outcome=Outcome.DENIED, event_type=kinds.ACCESS_DENIED.name)
     resource = fhir.audit_event(_loaded(event))
     validate_event(resource)
     assert resource["subtype"][0]["code"] == "read" and resource["outcome"] == "4"
@@ -589,9 +599,9 @@ def _patient_events(world, n=7):
     made = []
     for i in range(n):
         when = T0 + datetime.timedelta(minutes=i if i < 4 else 3)  # 3, 4, 5, 6 share minute 3
-        made.append(record(world, when, EventType.DOCUMENT_LIST, patient=world.patient))
-    record(world, T0, EventType.DOCUMENT_LIST, patient=world.other_patient)
-    record(world, T0, EventType.LOGIN)
+        made.append(record(world, when, kinds.DOCUMENT_LIST.name, patient=world.patient))
+    record(world, T0, kinds.DOCUMENT_LIST.name, patient=world.other_patient)
+    record(world, T0, kinds.LOGIN.name)
     expected = sorted(made, key=lambda e: (e.occurred_at, e.pk), reverse=True)
     return expected
 
@@ -607,7 +617,7 @@ def test_keyset_paging_across_three_pages_gives_every_event_once_in_order(world)
             break
         cursor = page.next_cursor
         # An event written between two pages (the log read itself, say) moves nothing.
-        record(world, T0 + datetime.timedelta(days=1), EventType.DOCUMENT_OPEN, patient=world.patient)
+        record(world, T0 + datetime.timedelta(days=1), kinds.DOCUMENT_OPEN.name, patient=world.patient)
     assert pages == 3
     assert [e.pk for e in seen] == [e.pk for e in expected]
     assert len({e.pk for e in seen}) == 7
@@ -626,8 +636,8 @@ def test_the_selector_uses_no_offset_and_one_query_per_page(world):
 
 
 def test_only_accesses_to_the_patient_are_in_their_log(world):
-    record(world, T0, EventType.LOGIN)
-    lookup = record(world, T0, EventType.PATIENT_LOOKUP, patient=world.patient)
+    record(world, T0, kinds.LOGIN.name)
+    lookup = record(world, T0, kinds.PATIENT_LOOKUP.name, patient=world.patient)
     record(world, T0, "patient_log_read", patient=world.patient)  # reading the log is not an access
     page = patient_log_page(world.patient.pk, limit=50)
     assert [e.pk for e in page.events] == [lookup.pk]
@@ -745,7 +755,7 @@ def test_api_bad_requests_are_400_operation_outcomes(world, citizen_portal, citi
     FhirOperationOutcome.model_validate(json.loads(response.content))
     # The known client's refused request is logged once, without what it asked for.
     [event] = AccessEvent.objects.all()
-    assert (event.event_type, event.outcome) == (EventType.PATIENT_LOG_READ, Outcome.INVALID)
+    assert (event.event_type, event.outcome) == (kinds.PATIENT_LOG_READ.name, Outcome.INVALID)
     assert event.reason_code.startswith("bad_request_") and event.details["client_id"] == CLIENT_ID
     assert event.patient_id is None and not event.patient_national_id
 
@@ -883,7 +893,7 @@ def test_api_ignores_the_login_session(world, citizen_portal, citizen_key):
 
 def test_api_hides_documents_kept_from_the_citizen(world, citizen_portal, citizen_key):
     doc = add_document(world, title="Hemmelig tittel", confidentiality=ConfidentialityCode.NORN_DUE)
-    record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc)
+    record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, document=doc)
     response = api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal))
     assert response.status_code == 200
     assert "Hemmelig tittel" not in response.content.decode()
@@ -921,7 +931,9 @@ def test_everyone_but_the_privacy_officer_gets_the_404_of_a_missing_page(world, 
         assert response.status_code == 404, (persona, method)
         assert comparable(response) == comparable(missing)
         assert "Pia" not in response.content.decode() and LIST_PATIENT_ID not in response.content.decode()
-    denied = AccessEvent.objects.filter(event_type=EventType.ACCESS_DENIED, reason_code="not_privacy_officer")
+    denied = AccessEvent.objects.filter(
+        event_type=kinds.ACCESS_DENIED.name, reason_code="not_privacy_officer"
+    )
     assert denied.count() == (0 if persona == "anonymous" else 3)
     assert not AccessEvent.objects.filter(details__log_read="privacy_officer").exists()
 
@@ -952,7 +964,7 @@ def test_the_printed_log_shows_who_where_when_what_why_and_the_outcome(world, as
     record(
         world,
         T0,
-        EventType.EMERGENCY_ACCESS,
+        kinds.EMERGENCY_ACCESS.name,
         patient=world.patient,
         attest=emergency,
         reason_text=emergency.reason,
@@ -960,7 +972,7 @@ def test_the_printed_log_shows_who_where_when_what_why_and_the_outcome(world, as
     record(
         world,
         T0 + datetime.timedelta(minutes=5),
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         patient=world.patient,
         document=doc,
         attest=emergency,
@@ -968,7 +980,7 @@ def test_the_printed_log_shows_who_where_when_what_why_and_the_outcome(world, as
     record(
         world,
         T0 + datetime.timedelta(minutes=7),
-        EventType.ACCESS_DENIED,
+        kinds.ACCESS_DENIED.name,
         Outcome.DENIED,
         reason_code="clinician_blocked",
         user=world.other_clinician,
@@ -1010,14 +1022,14 @@ def test_the_print_stylesheet_removes_navigation_and_forms():
 
 def test_the_printed_log_withholds_documents_kept_from_the_patient(world, as_privacy_officer):
     doc = add_document(world, title="Hemmelig tittel", confidentiality=ConfidentialityCode.NORN_DUE)
-    record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=doc)
+    record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, document=doc)
     body = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID}).content.decode()
     assert "Hemmelig tittel" not in body
     assert "Kari Fastlege" in body
 
 
 def test_the_printed_log_with_a_tampered_page_link_shows_nothing_and_is_logged(world, as_privacy_officer):
-    record(world, T0, EventType.DOCUMENT_OPEN, patient=world.patient, document=add_document(world))
+    record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, document=add_document(world))
     response = as_privacy_officer.post(PAGE, {"national_id": LIST_PATIENT_ID, "cursor": "tampered"})
     assert response.status_code == 400
     assert "Kari Fastlege" not in response.content.decode()
@@ -1112,7 +1124,7 @@ def test_the_page_costs_the_same_queries_for_5_and_50_events(world, as_privacy_o
         for i in range(n):
             doc = add_document(world, patient, title=f"Dokument {i}")
             when = T0 + datetime.timedelta(seconds=i)
-            record(world, when, EventType.DOCUMENT_OPEN, patient=patient, document=doc)
+            record(world, when, kinds.DOCUMENT_OPEN.name, patient=patient, document=doc)
     as_privacy_officer.post(PAGE, {"national_id": UNKNOWN_PATIENT_ID})  # warm up the session
     counts = {}
     for national_id, n in ((LIST_PATIENT_ID, 5), (OTHER_PATIENT_ID, 50)):

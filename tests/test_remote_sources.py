@@ -808,10 +808,10 @@ def test_an_answer_whose_event_cannot_be_written_is_never_shown(
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     real = views.record_event_committed
 
-    def failing(**kwargs: Any) -> Any:
-        if kwargs.get("source_orgnr") == BERGEN:
+    def failing(event: Any, **kwargs: Any) -> Any:
+        if event.source_orgnr == BERGEN:
             raise AuditWriteFailed("test")
-        return real(**kwargs)
+        return real(event, **kwargs)
 
     monkeypatch.setattr(views, "record_event_committed", failing)
     response = as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)

@@ -598,10 +598,10 @@ def test_view_commits_the_event_before_the_first_chunk(as_fastlege, world, monke
     original_record = views.record_event_committed
     original_chunks = views.local_chunks
 
-    def recording_record(**kwargs):
-        event = original_record(**kwargs)
-        order.append(f"committed {kwargs['event_type']}")
-        return event
+    def recording_record(event, **kwargs):
+        row = original_record(event, **kwargs)
+        order.append(f"committed {event.kind.name}")
+        return row
 
     def recording_chunks(data):
         order.append("content read")

@@ -24,7 +24,9 @@ from django.test.utils import CaptureQueriesContext
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.models import Membership, Role
-from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog import events as kinds
+from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import DocumentSource
 from pjd_portal.logreading import risk
 from pjd_portal.review.models import ReviewChange, ReviewItem, ReviewStatus
@@ -93,7 +95,7 @@ def emergency(world):
     event = record(
         world,
         T0,
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=doctor,
         org=world.hospital,
         patient=world.patient,
@@ -131,9 +133,9 @@ def test_everyone_but_the_auditor_gets_the_404_of_a_missing_page(world, persona_
         assert _same_page(response) == _same_page(missing)
     emergency.refresh_from_db()
     assert emergency.status == ReviewStatus.NEW and not ReviewChange.objects.exists()
-    denied = AccessEvent.objects.filter(event_type=EventType.ACCESS_DENIED, reason_code="not_auditor")
+    denied = AccessEvent.objects.filter(event_type=kinds.ACCESS_DENIED.name, reason_code="not_auditor")
     assert denied.count() == (0 if persona == "anonymous" else len(attempts))
-    assert not AccessEvent.objects.filter(event_type=EventType.REVIEW_STATUS_CHANGED).exists()
+    assert not AccessEvent.objects.filter(event_type=kinds.REVIEW_STATUS_CHANGED.name).exists()
 
 
 def test_the_auditor_finds_the_queue_in_the_navigation_and_opens_an_item(world, as_auditor, emergency):
@@ -143,7 +145,7 @@ def test_the_auditor_finds_the_queue_in_the_navigation_and_opens_an_item(world, 
     assert 'data-testid="review-queue-link"' in body and "Kontrollkø" in body
     assert ROW.findall(body) == [str(emergency.item_id)]
     assert 'data-signal="emergency"' in body
-    logged = AccessEvent.objects.get(event_type=EventType.LOG_SEARCH)
+    logged = AccessEvent.objects.get(event_type=kinds.LOG_SEARCH.name)
     assert logged.details["view"] == "review_queue" and logged.details["returned"] == 1
 
     page = as_auditor.get(item_url(emergency))
@@ -155,7 +157,7 @@ def test_the_auditor_finds_the_queue_in_the_navigation_and_opens_an_item(world, 
     assert 'method="post"' in body and "csrfmiddlewaretoken" in body
     for label in ("Ny", "Under vurdering", "Begrunnet", "Oppfølging", "Brudd"):
         assert label in body
-    viewed = AccessEvent.objects.get(event_type=EventType.LOG_EVENT_VIEW)
+    viewed = AccessEvent.objects.get(event_type=kinds.LOG_EVENT_VIEW.name)
     assert viewed.details["review_item"] == str(emergency.item_id)
     assert viewed.patient_national_id == LIST_PATIENT_ID
     # Only POST changes anything, and only GET shows.
@@ -194,7 +196,7 @@ def two_organisations(world):
         "b_document": record(
             world,
             T0,
-            EventType.DOCUMENT_OPEN,
+            kinds.DOCUMENT_OPEN.name,
             user=world.other_clinician,
             org=world.legevakt,
             patient=world.patient,
@@ -203,7 +205,7 @@ def two_organisations(world):
         "shared": record(
             world,
             T0,
-            EventType.DOCUMENT_OPEN,
+            kinds.DOCUMENT_OPEN.name,
             user=world.other_clinician,
             org=world.legevakt,
             patient=world.patient,
@@ -254,12 +256,12 @@ def test_a_guessed_or_foreign_item_is_a_logged_404_and_a_forged_post_changes_not
     assert foreign.status == ReviewStatus.NEW and foreign.version == 1 and foreign.reviewer is None
     assert not ReviewChange.objects.exists()
     denied = AccessEvent.objects.filter(
-        event_type=EventType.ACCESS_DENIED, reason_code="review_item_outside_scope"
+        event_type=kinds.ACCESS_DENIED.name, reason_code="review_item_outside_scope"
     )
     assert sorted(e.details["review_item"] for e in denied) == sorted(
         [str(foreign.item_id)] * 2 + [missing.wsgi_request.path.split("/")[-2]]
     )
-    assert not AccessEvent.objects.filter(event_type=EventType.REVIEW_STATUS_CHANGED).exists()
+    assert not AccessEvent.objects.filter(event_type=kinds.REVIEW_STATUS_CHANGED.name).exists()
 
 
 # --- the nightly command ------------------------------------------------------------------
@@ -269,7 +271,7 @@ def test_the_command_queues_flagged_events_and_is_idempotent(world, settings):
     doctor = hospital_doctor(world)
     flagged = record(world, T0, user=doctor, org=world.hospital, patient=world.patient, basis=Basis.AKUTT)
     benign = record(world, T0, user=world.fastlege, org=world.gp_office, patient=world.patient)
-    login_event = record(world, T0, EventType.LOGIN, user=doctor, org=world.hospital)
+    login_event = record(world, T0, kinds.LOGIN.name, user=doctor, org=world.hospital)
     older = record(
         world, T0 - datetime.timedelta(days=3), user=doctor, org=world.hospital, patient=world.patient
     )
@@ -363,7 +365,7 @@ def test_a_status_change_is_kept_as_history_and_audited(world, as_auditor, emerg
         (2, ReviewStatus.NEW, ReviewStatus.UNDER_REVIEW, world.auditor.pk),
         (3, ReviewStatus.UNDER_REVIEW, ReviewStatus.JUSTIFIED, world.auditor.pk),
     ]
-    audited = AccessEvent.objects.filter(event_type=EventType.REVIEW_STATUS_CHANGED).order_by("pk")
+    audited = AccessEvent.objects.filter(event_type=kinds.REVIEW_STATUS_CHANGED.name).order_by("pk")
     assert [(e.outcome, e.details["from"], e.details["to"]) for e in audited] == [
         (Outcome.GRANTED, "new", "under_review"),
         (Outcome.GRANTED, "under_review", "justified"),
@@ -392,7 +394,7 @@ def test_closing_statuses_need_a_comment_and_bad_input_is_refused(world, as_audi
     assert change(as_auditor, emergency, ReviewStatus.NEW).status_code == 400  # no change at all
     assert as_auditor.post(status_url(emergency), {"status": "under_review"}).status_code == 400  # no version
     assert not ReviewChange.objects.exists()
-    assert not AccessEvent.objects.filter(event_type=EventType.REVIEW_STATUS_CHANGED).exists()
+    assert not AccessEvent.objects.filter(event_type=kinds.REVIEW_STATUS_CHANGED.name).exists()
 
 
 def test_a_duplicate_submit_records_one_change_and_says_so(world, as_auditor, emergency):
@@ -402,7 +404,7 @@ def test_a_duplicate_submit_records_one_change_and_says_so(world, as_auditor, em
     assert ReviewChange.objects.count() == 1
     body = as_auditor.get(item_url(emergency)).content.decode()
     assert "Denne endringen var allerede lagret." in body
-    outcomes = AccessEvent.objects.filter(event_type=EventType.REVIEW_STATUS_CHANGED).values_list(
+    outcomes = AccessEvent.objects.filter(event_type=kinds.REVIEW_STATUS_CHANGED.name).values_list(
         "outcome", "reason_code"
     )
     assert sorted(outcomes) == [(Outcome.GRANTED, ""), (Outcome.INVALID, "review_duplicate")]
@@ -425,7 +427,7 @@ def test_a_stale_different_change_is_refused(world, as_auditor, emergency, setti
     assert emergency.status == ReviewStatus.FOLLOW_UP and emergency.reviewer == colleague
     assert ReviewChange.objects.count() == 1
     assert AccessEvent.objects.filter(
-        event_type=EventType.REVIEW_STATUS_CHANGED, outcome=Outcome.INVALID, reason_code="review_stale"
+        event_type=kinds.REVIEW_STATUS_CHANGED.name, outcome=Outcome.INVALID, reason_code="review_stale"
     ).exists()
     # Submitted again on the current version, it goes through.
     assert change(as_auditor, emergency, ReviewStatus.JUSTIFIED, "I orden.", version=2).status_code == 302
@@ -471,7 +473,7 @@ def test_a_concurrent_double_submit_creates_one_change(world):
     assert ReviewChange.objects.filter(item=item).count() == 1
     item.refresh_from_db()
     assert item.status == ReviewStatus.VIOLATION and item.version == 2
-    outcomes = AccessEvent.objects.filter(event_type=EventType.REVIEW_STATUS_CHANGED).values_list(
+    outcomes = AccessEvent.objects.filter(event_type=kinds.REVIEW_STATUS_CHANGED.name).values_list(
         "outcome", flat=True
     )
     assert sorted(outcomes) == [Outcome.GRANTED] + [Outcome.INVALID] * 7
@@ -608,7 +610,7 @@ def test_context_signals_are_not_shown_to_the_owner_of_the_document(world, setti
     shared = record(
         world,
         T0 + datetime.timedelta(minutes=1),
-        EventType.DOCUMENT_OPEN,
+        kinds.DOCUMENT_OPEN.name,
         user=world.other_clinician,
         org=world.legevakt,
         patient=world.patient,

@@ -12,8 +12,8 @@ from pjd_portal.access.models import AccessAttest, PatientLookup
 from pjd_portal.accounts.context import (
     active_roles,
     authenticated_user,
-    authorizations_for,
     current_organisation,
+    request_authorizations,
 )
 from pjd_portal.accounts.models import Role
 from pjd_portal.documents.models import DocumentSource
@@ -30,7 +30,7 @@ def clinician_facts(request: HttpRequest) -> policy.ClinicianFacts:
     facts = policy.ClinicianFacts(
         user_id=user.pk,
         hpr_number=hpr,
-        authorizations=authorizations_for(hpr),
+        authorizations=request_authorizations(request, user),
         organisation_id=org.pk if org else None,
         organisation_kind=org.kind if org else None,
         has_clinician_role=Role.CLINICIAN in active_roles(request),

@@ -17,8 +17,10 @@ from django.utils import timezone
 
 from pjd_portal.access import policy, selectors
 from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import authenticated_user, current_organisation
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
@@ -41,10 +43,9 @@ def lookup_patient(*, request: HttpRequest, raw_national_id: str) -> LookupResul
     portal = policy.may_use_clinical_portal(clinician)
     if not portal:
         record_event(
-            request=request,
-            event_type=EventType.PATIENT_LOOKUP,
-            outcome=Outcome.DENIED,
-            reason_code=portal.reason_code,
+            events.PATIENT_LOOKUP(outcome=Outcome.DENIED, reason_code=portal.reason_code),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return LookupResult(None, portal.reason_code)
     try:
@@ -52,21 +53,22 @@ def lookup_patient(*, request: HttpRequest, raw_national_id: str) -> LookupResul
     except InvalidNationalId as exc:
         # The invalid input itself is not stored: it may be a mistyped real id.
         record_event(
-            request=request,
-            event_type=EventType.PATIENT_LOOKUP,
-            outcome=Outcome.INVALID,
-            reason_code=f"invalid_{exc.code}",
+            events.PATIENT_LOOKUP(outcome=Outcome.INVALID, reason_code=f"invalid_{exc.code}"),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return LookupResult(None, f"invalid_{exc.code}")
 
     patient = Patient.objects.filter(national_id=national_id.value).first()
     if patient is None:
         record_event(
-            request=request,
-            event_type=EventType.PATIENT_LOOKUP,
-            outcome=Outcome.NOT_FOUND,
-            reason_code="no_such_patient",
-            patient_national_id=national_id.value,
+            events.PATIENT_LOOKUP(
+                outcome=Outcome.NOT_FOUND,
+                reason_code="no_such_patient",
+                patient_national_id=national_id.value,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return LookupResult(None, "no_such_patient")
 
@@ -82,11 +84,9 @@ def lookup_patient(*, request: HttpRequest, raw_national_id: str) -> LookupResul
             expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
         )
         record_event(
-            request=request,
-            event_type=EventType.PATIENT_LOOKUP,
-            outcome=Outcome.GRANTED,
-            patient=patient,
-            details={"handle": str(lookup.handle)},
+            events.PATIENT_LOOKUP(outcome=Outcome.GRANTED, patient=patient, handle=str(lookup.handle)),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
     return LookupResult(lookup)
 
@@ -119,11 +119,9 @@ def access_patient_by_handle(*, request: HttpRequest, handle: UUID) -> PatientAc
     lookup = selectors.own_lookup(request, handle, now) if policy.may_use_clinical_portal(clinician) else None
     if lookup is None:
         record_event_committed(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.NOT_FOUND,
-            reason_code="unknown_handle",
-            details={"handle": str(handle)},
+            events.ACCESS_DENIED(outcome=Outcome.NOT_FOUND, reason_code="unknown_handle", handle=str(handle)),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         raise PatientNotFound()
     return PatientAccess(
@@ -149,13 +147,15 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
     decision = policy.may_state_basis(access.clinician, access.patient_facts, basis, reason)
     if not decision:
         record_event(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            reason_code=decision.reason_code,
-            patient=access.patient,
-            basis=basis if basis in Basis.values else "",
-            reason_text=reason,
+            events.ACCESS_DENIED(
+                outcome=Outcome.DENIED,
+                reason_code=decision.reason_code,
+                patient=access.patient,
+                basis=basis if basis in Basis.values else "",
+                reason_text=reason,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return BasisResult(None, decision)
 
@@ -176,13 +176,15 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
             expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
         )
         record_event(
-            request=request,
-            event_type=EventType.EMERGENCY_ACCESS if flagged else EventType.BASIS_STATED,
-            outcome=Outcome.GRANTED,
-            patient=access.patient,
-            attest=attest,
-            reason_text=reason,
-            flagged_for_review=flagged,
+            (events.EMERGENCY_ACCESS if flagged else events.BASIS_STATED)(
+                outcome=Outcome.GRANTED,
+                patient=access.patient,
+                attest=attest,
+                reason_text=reason,
+                flagged_for_review=flagged,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
     return BasisResult(attest, decision)
 
@@ -193,9 +195,7 @@ def refuse_basis_form(*, request: HttpRequest, access: PatientAccess, reason_cod
     logged like any other refusal."""
 
     record_event(
-        request=request,
-        event_type=EventType.ACCESS_DENIED,
-        outcome=Outcome.INVALID,
-        reason_code=reason_code,
-        patient=access.patient,
+        events.ACCESS_DENIED(outcome=Outcome.INVALID, reason_code=reason_code, patient=access.patient),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )

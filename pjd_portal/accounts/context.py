@@ -88,6 +88,18 @@ def authorizations_for(hpr_number: str) -> frozenset[str]:
     return frozenset(HprAuthorization.objects.filter(hpr_number=hpr_number).values_list("code", flat=True))
 
 
+def request_authorizations(request: HttpRequest, user: User) -> frozenset[str]:
+    """The person's HPR authorizations, read once per request: the policy's facts and the
+    access log's actor both need them."""
+
+    cached: tuple[int, frozenset[str]] | None = getattr(request, "_pjd_authorizations", None)
+    if cached is not None and cached[0] == user.pk:
+        return cached[1]
+    found = authorizations_for(user.hpr_number)
+    request._pjd_authorizations = (user.pk, found)  # type: ignore[attr-defined]
+    return found
+
+
 def portal_context(request: HttpRequest) -> dict[str, Any]:
     """Template context: who is logged in and for which organisation."""
 

@@ -28,8 +28,10 @@ from django.urls import reverse
 from django.views.decorators.http import require_GET, require_POST
 from django_htmx.http import HttpResponseClientRedirect
 
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.provider import provider_logout
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 
 logger = logging.getLogger(__name__)
@@ -181,11 +183,9 @@ class SessionTimeoutMiddleware:
             details["idle_seconds"] = now - activity_at
         try:
             record_event(
-                request=request,
-                event_type=EventType.SESSION_EXPIRED,
-                outcome=Outcome.DENIED,
-                reason_code=reason,
-                details=details,
+                events.SESSION_EXPIRED(outcome=Outcome.DENIED, reason_code=reason, **details),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
         except AuditWriteFailed:
             # The session ends all the same: keeping it alive for want of a log row

@@ -28,7 +28,7 @@ from django.views.decorators.csrf import csrf_exempt
 from pjd_portal.access import policy
 from pjd_portal.accounts.client_assertions import ClientAuthenticationFailed, authenticate_client
 from pjd_portal.accounts.sessions import sessionless_view
-from pjd_portal.auditlog.models import Outcome
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed
 from pjd_portal.logreading import fhir
 from pjd_portal.logreading.log_reads import record_log_read

@@ -11,7 +11,9 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from pjd_portal.access import policy, selectors
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 
 View = Callable[..., HttpResponseBase]  # HttpResponse or StreamingHttpResponse
@@ -25,11 +27,11 @@ def clinician_required(view: View) -> View:
         decision = policy.may_use_clinical_portal(selectors.clinician_facts(request))
         if not decision:
             record_event(
-                request=request,
-                event_type=EventType.ACCESS_DENIED,
-                outcome=Outcome.DENIED,
-                reason_code=decision.reason_code,
-                details={"view": view.__name__},
+                events.ACCESS_DENIED(
+                    outcome=Outcome.DENIED, reason_code=decision.reason_code, view=view.__name__
+                ),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
             return render(
                 request,

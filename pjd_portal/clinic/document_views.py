@@ -22,7 +22,9 @@ from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefre
 from pjd_portal.access import policy
 from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess, access_patient_by_handle
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
 from pjd_portal.clinic import listing, remote, selectors
 from pjd_portal.clinic.decorators import clinician_required
@@ -94,20 +96,19 @@ def _answers_recorder(
         try:
             for answer in answers:
                 record_event_committed(
-                    request=request,
-                    event_type=EventType.DOCUMENT_LIST,
-                    # The clinician may see the list; the source's own answer is the outcome.
-                    outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
-                    reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
-                    patient=access.patient,
-                    attest=access.attest,
-                    source_orgnr=answer.source_orgnr,
-                    flagged_for_review=_flagged(access),
-                    details={
-                        **remote.listing_of(answer, today, access.patient.pk).event_details(),
-                        "list_request_id": view_id,
-                        "nhn_event_id": answer.nhn_event_id,
-                    },
+                    events.DOCUMENT_LIST(
+                        outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
+                        reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
+                        patient=access.patient,
+                        attest=access.attest,
+                        source_orgnr=answer.source_orgnr,
+                        flagged_for_review=_flagged(access),
+                        details=remote.listing_of(answer, today, access.patient.pk).event_details(),
+                        list_request_id=view_id,
+                        nhn_event_id=answer.nhn_event_id,
+                    ),
+                    actor=actor_of(request),
+                    where=point_of_care_of(request),
                 )
         except AuditWriteFailed:
             for answer in answers:
@@ -140,12 +141,14 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
     }
     if not decision:
         record_event(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            reason_code=decision.reason_code,
-            patient=access.patient,
-            attest=access.attest,
+            events.ACCESS_DENIED(
+                outcome=Outcome.DENIED,
+                reason_code=decision.reason_code,
+                patient=access.patient,
+                attest=access.attest,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         # A refresh of the list: the whole page says why, not a list inside the list.
         if request.htmx:  # type: ignore[attr-defined]
@@ -167,13 +170,16 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         record=_answers_recorder(request, access, view_id),
     )
     record_event(
-        request=request,
-        event_type=EventType.DOCUMENT_LIST,
-        outcome=Outcome.GRANTED,
-        patient=access.patient,
-        attest=access.attest,
-        flagged_for_review=_flagged(access),
-        details={**listed.event_details(), "list_request_id": view_id},
+        events.DOCUMENT_LIST(
+            outcome=Outcome.GRANTED,
+            patient=access.patient,
+            attest=access.attest,
+            flagged_for_review=_flagged(access),
+            details=listed.event_details(),
+            list_request_id=view_id,
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     query = request.GET.copy()
     query.pop("v", None)
@@ -214,13 +220,15 @@ def document_list_source(request: HttpRequest, handle: UUID, source_id: int) -> 
         # The patient-level rules now refuse (the attest lapsed, a block came in): the
         # list itself says why, so the page is loaded again rather than left "Henter…".
         record_event_committed(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            reason_code=status.reason_code,
-            patient=access.patient,
-            attest=access.attest,
-            details={"source_id": source_id},
+            events.ACCESS_DENIED(
+                outcome=Outcome.DENIED,
+                reason_code=status.reason_code,
+                patient=access.patient,
+                attest=access.attest,
+                source_id=source_id,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return HttpResponseClientRefresh()
     source = remote.remote_sources().get(source_id)
@@ -228,13 +236,15 @@ def document_list_source(request: HttpRequest, handle: UUID, source_id: int) -> 
     if source is None or source_id not in listable:
         # Not allowed and not found look the same; the log tells them apart.
         record_event_committed(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.NOT_FOUND if source is None else Outcome.DENIED,
-            reason_code="unknown_source" if source is None else "source_rule_list",
-            patient=access.patient,
-            attest=access.attest,
-            details={"source_id": source_id},
+            events.ACCESS_DENIED(
+                outcome=Outcome.NOT_FOUND if source is None else Outcome.DENIED,
+                reason_code="unknown_source" if source is None else "source_rule_list",
+                patient=access.patient,
+                attest=access.attest,
+                source_id=source_id,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         raise Http404()
     remote.answers_for_list(
@@ -278,15 +288,18 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
     if not decision:
         # Not allowed and not found look the same to the user; the log tells them apart.
         record_event_committed(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED if document is not None else Outcome.NOT_FOUND,
-            reason_code=decision.reason_code,
-            patient=access.patient,
-            # Another patient's document is not linked: the event is about this patient.
-            document=document if document is not None and document.patient_id == access.patient.pk else None,
-            attest=access.attest,
-            details={"document_id": str(document_id)},
+            events.ACCESS_DENIED(
+                outcome=Outcome.DENIED if document is not None else Outcome.NOT_FOUND,
+                reason_code=decision.reason_code,
+                patient=access.patient,
+                document=document
+                if document is not None and document.patient_id == access.patient.pk
+                else None,
+                attest=access.attest,
+                document_id=str(document_id),
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         raise Http404()
     assert document is not None
@@ -294,13 +307,15 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
     # The event is committed before a single byte of the document is read or returned.
     try:
         record_event_committed(
-            request=request,
-            event_type=EventType.DOCUMENT_OPEN,
-            outcome=Outcome.GRANTED,
-            patient=access.patient,
-            document=document,
-            attest=access.attest,
-            flagged_for_review=_flagged(access),
+            events.DOCUMENT_OPEN(
+                outcome=Outcome.GRANTED,
+                patient=access.patient,
+                document=document,
+                attest=access.attest,
+                flagged_for_review=_flagged(access),
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
     except AuditWriteFailed:
         return service_unavailable(request, reason="audit")
@@ -311,13 +326,15 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
         # The reference exists but its content cannot be had: say so, and make the log
         # say it too, so it does not claim the document was shown.
         record_event(
-            request=request,
-            event_type=EventType.DOCUMENT_OPEN,
-            outcome=Outcome.NOT_FOUND,
-            reason_code="content_unavailable",
-            patient=access.patient,
-            document=document,
-            attest=access.attest,
+            events.DOCUMENT_OPEN(
+                outcome=Outcome.NOT_FOUND,
+                reason_code="content_unavailable",
+                patient=access.patient,
+                document=document,
+                attest=access.attest,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return service_unavailable(request, reason="source")
     # The local store has the bytes in memory already; a remote source streams them.
@@ -334,13 +351,15 @@ def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> Http
             "document %s not shown: %s (%s)", document.document_id, rendered.reason, rendered.detail
         )
         record_event(
-            request=request,
-            event_type=EventType.DOCUMENT_OPEN,
-            outcome=Outcome.INVALID,
-            reason_code=f"content_{rendered.reason}",
-            patient=access.patient,
-            document=document,
-            attest=access.attest,
+            events.DOCUMENT_OPEN(
+                outcome=Outcome.INVALID,
+                reason_code=f"content_{rendered.reason}",
+                patient=access.patient,
+                document=document,
+                attest=access.attest,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return render(
             request,
@@ -394,30 +413,35 @@ def remote_document_open(
                 now=access.now,
             )
     orgnr = source.organisation.orgnr if source is not None else ""
-    details = {"source_id": source_id, "remote_document_id": document_id[:100]}
+    details: dict[str, Detail] = {"source_id": source_id, "remote_document_id": document_id[:100]}
     if not decision or document is None or source is None:
         record_event_committed(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED if document is not None else Outcome.NOT_FOUND,
-            reason_code=decision.reason_code,
-            patient=access.patient,
-            attest=access.attest,
-            source_orgnr=orgnr,
-            details=details,
+            events.ACCESS_DENIED(
+                outcome=Outcome.DENIED if document is not None else Outcome.NOT_FOUND,
+                reason_code=decision.reason_code,
+                patient=access.patient,
+                attest=access.attest,
+                source_orgnr=orgnr,
+                details=details,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         raise Http404()
     event_id = str(uuid.uuid4())
     try:
         record_event_committed(
-            request=request,
-            event_type=EventType.DOCUMENT_OPEN,
-            outcome=Outcome.GRANTED,
-            patient=access.patient,
-            attest=access.attest,
-            source_orgnr=orgnr,
-            flagged_for_review=_flagged(access),
-            details={**details, "nhn_event_id": event_id, **logged_documents.remote_details(document)},
+            events.DOCUMENT_OPEN(
+                outcome=Outcome.GRANTED,
+                patient=access.patient,
+                attest=access.attest,
+                source_orgnr=orgnr,
+                flagged_for_review=_flagged(access),
+                details={**details, **logged_documents.remote_details(document)},
+                nhn_event_id=event_id,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
     except AuditWriteFailed:
         return service_unavailable(request, reason="audit")
@@ -428,14 +452,16 @@ def remote_document_open(
         reason = getattr(exc, "reason_code", "rendering_failed")
         logger.warning("remote document %s from source %s not shown: %s", document_id, source_id, reason)
         record_event(
-            request=request,
-            event_type=EventType.DOCUMENT_OPEN,
-            outcome=Outcome.NOT_FOUND,
-            reason_code=f"source_{reason}"[:50],
-            patient=access.patient,
-            attest=access.attest,
-            source_orgnr=orgnr,
-            details=details,
+            events.DOCUMENT_OPEN(
+                outcome=Outcome.NOT_FOUND,
+                reason_code=f"source_{reason}"[:50],
+                patient=access.patient,
+                attest=access.attest,
+                source_orgnr=orgnr,
+                details=details,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return service_unavailable(request, reason="source")
     if isinstance(rendered, rendering.PdfStream):
@@ -448,14 +474,16 @@ def remote_document_open(
     }
     if isinstance(rendered, rendering.UnsupportedDocument):
         record_event(
-            request=request,
-            event_type=EventType.DOCUMENT_OPEN,
-            outcome=Outcome.INVALID,
-            reason_code=f"content_{rendered.reason}",
-            patient=access.patient,
-            attest=access.attest,
-            source_orgnr=orgnr,
-            details=details,
+            events.DOCUMENT_OPEN(
+                outcome=Outcome.INVALID,
+                reason_code=f"content_{rendered.reason}",
+                patient=access.patient,
+                attest=access.attest,
+                source_orgnr=orgnr,
+                details=details,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return render(
             request,

@@ -20,6 +20,7 @@ from django.core.paginator import Page, Paginator
 from pjd_portal.access import policy
 from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess
+from pjd_portal.auditlog.events import Detail
 from pjd_portal.clinic import remote, selectors
 from pjd_portal.clinic.remote import SourceAnswer, SourceListing
 from pjd_portal.documents.models import DocumentCategory, DocumentReference
@@ -98,7 +99,7 @@ class ListPage:
     def pending(self) -> list[SourceListing]:
         return [s for s in self.sources if s.pending]
 
-    def event_details(self) -> dict[str, object]:
+    def event_details(self) -> dict[str, Detail]:
         """What the list event records: the page as shown, and each source's state."""
 
         rows = list(self.page.object_list)

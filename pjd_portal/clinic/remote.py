@@ -31,6 +31,7 @@ from django.core.cache import cache
 
 from pjd_portal.access import policy
 from pjd_portal.access.services import PatientAccess
+from pjd_portal.auditlog.events import Detail
 from pjd_portal.documents.models import DocumentSource
 from pjd_portal.documents.sources import client_for, merge
 from pjd_portal.documents.sources.base import (
@@ -283,7 +284,7 @@ class SourceListing:
     missing: int | None = 0
     unverified: int = 0
 
-    def event_details(self) -> dict[str, object]:
+    def event_details(self) -> dict[str, Detail]:
         """What the fragment's list event records of this source's answer (counts, never
         the documents' content)."""
 

@@ -94,6 +94,11 @@ class DocumentReference(models.Model):
     def __str__(self) -> str:
         return f"Document {self.document_id}"
 
+    @property
+    def source_orgnr(self) -> str:
+        """The org.nr of the organisation that shares it (the access log copies it)."""
+        return self.source.organisation.orgnr
+
 
 class DocumentContent(models.Model):
     """The bytes of a document in the local store."""

@@ -12,7 +12,9 @@ from django.http import Http404, HttpRequest
 from django.http.response import HttpResponseBase
 
 from pjd_portal.access import policy, selectors
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 
 View = Callable[..., HttpResponseBase]
@@ -31,11 +33,11 @@ def staff_required(rule: Rule, *, pass_staff: bool = False) -> Callable[[View], 
             if not decision or staff is None:
                 if staff is not None:
                     record_event(
-                        request=request,
-                        event_type=EventType.ACCESS_DENIED,
-                        outcome=Outcome.DENIED,
-                        reason_code=decision.reason_code,
-                        details={"view": view.__name__},
+                        events.ACCESS_DENIED(
+                            outcome=Outcome.DENIED, reason_code=decision.reason_code, view=view.__name__
+                        ),
+                        actor=actor_of(request),
+                        where=point_of_care_of(request),
                     )
                 raise Http404()
             if pass_staff:

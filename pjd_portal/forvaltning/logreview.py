@@ -32,7 +32,9 @@ from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.logreading import log_search as queries
@@ -98,7 +100,7 @@ class LogSearchForm(forms.Form):
     event_type = forms.ChoiceField(
         label=_("Event"),
         required=False,
-        choices=_choices(EventType.choices),
+        choices=_choices(events.choices()),
         widget=forms.Select(attrs={"class": "ds-input"}),
     )
     outcome = forms.ChoiceField(
@@ -156,10 +158,9 @@ def _filters(
             parsed = parse_national_id(data["national_id"], allow_synthetic=settings.ALLOW_SYNTHETIC_IDS)
         except InvalidNationalId as exc:
             record_event_committed(
-                request=request,
-                event_type=event_type,
-                outcome=Outcome.INVALID,
-                reason_code=f"invalid_{exc.code}",
+                events.kind(event_type)(outcome=Outcome.INVALID, reason_code=f"invalid_{exc.code}"),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
             form.add_error("national_id", national_id_message(exc.code))
             raise SearchRefused() from exc
@@ -200,7 +201,7 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
     if not form.is_valid():
         return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     try:
-        filters, patient = _filters(request, form, EventType.LOG_SEARCH)
+        filters, patient = _filters(request, form, events.LOG_SEARCH.name)
     except SearchRefused:
         return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     thresholds = risk.Thresholds.from_settings()
@@ -212,23 +213,29 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
     except InvalidCursor:
         # A forged or stale page link: nothing is shown, and the attempt is logged.
         record_event(
-            request=request,
-            event_type=EventType.LOG_SEARCH,
-            outcome=Outcome.INVALID,
-            reason_code="invalid_cursor",
-            patient=patient,
-            patient_national_id=filters.patient_national_id,
-            details={"filters": _audit_details(form)},
+            events.LOG_SEARCH(
+                outcome=Outcome.INVALID,
+                reason_code="invalid_cursor",
+                patient=patient,
+                patient_national_id=filters.patient_national_id,
+                filters=_audit_details(form),
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         form.add_error(None, _("The page could not be shown. Search again from the first page."))
         return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     record_event_committed(
-        request=request,
-        event_type=EventType.LOG_SEARCH,
-        outcome=Outcome.GRANTED,
-        patient=patient,
-        patient_national_id=filters.patient_national_id,
-        details={"filters": _audit_details(form), "returned": len(page.rows), "cursor": bool(cursor)},
+        events.LOG_SEARCH(
+            outcome=Outcome.GRANTED,
+            patient=patient,
+            patient_national_id=filters.patient_national_id,
+            filters=_audit_details(form),
+            returned=len(page.rows),
+            cursor=bool(cursor),
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     return render(
         request,
@@ -272,21 +279,26 @@ def log_event(request: HttpRequest, staff: policy.StaffFacts, event_id: uuid.UUI
     if row is None:
         # A guessed or foreign event: the same 404 as a missing page, and logged.
         record_event(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.DENIED,
-            reason_code="event_outside_scope",
-            details={"view": "log_event", "event_id": str(event_id)},
+            events.ACCESS_DENIED(
+                outcome=Outcome.DENIED,
+                reason_code="event_outside_scope",
+                view="log_event",
+                event_id=str(event_id),
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         raise Http404()
     event = row.event
     record_event_committed(
-        request=request,
-        event_type=EventType.LOG_EVENT_VIEW,
-        outcome=Outcome.GRANTED,
-        patient=event.patient if event.patient_id is not None else None,
-        patient_national_id=event.patient_national_id,
-        details={"event_id": str(event.event_id)},
+        events.LOG_EVENT_VIEW(
+            outcome=Outcome.GRANTED,
+            patient=event.patient if event.patient_id is not None else None,
+            patient_national_id=event.patient_national_id,
+            event_id=str(event.event_id),
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     return render(request, EVENT_TEMPLATE, _context(row=_row_view(row, thresholds)))
 
@@ -364,19 +376,23 @@ def log_export(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponseBa
     if not form.is_valid():
         return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     try:
-        filters, patient = _filters(request, form, EventType.LOG_EXPORT)
+        filters, patient = _filters(request, form, events.LOG_EXPORT.name)
     except SearchRefused:
         return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     thresholds = risk.Thresholds.from_settings()
     max_rows = settings.LOG_REVIEW_EXPORT_MAX_ROWS
     # Committed before the first byte: an export that cannot be logged is not made.
     record_event_committed(
-        request=request,
-        event_type=EventType.LOG_EXPORT,
-        outcome=Outcome.GRANTED,
-        patient=patient,
-        patient_national_id=filters.patient_national_id,
-        details={"filters": _audit_details(form), "format": "csv", "max_rows": max_rows},
+        events.LOG_EXPORT(
+            outcome=Outcome.GRANTED,
+            patient=patient,
+            patient_national_id=filters.patient_national_id,
+            filters=_audit_details(form),
+            format="csv",
+            max_rows=max_rows,
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     writer = csv.writer(_Echo(), delimiter=";")
     header = _csv_header()

@@ -24,7 +24,9 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
 from pjd_portal.access import policy
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 from pjd_portal.documents.models import DocumentReference
 from pjd_portal.forvaltning import privacy_handles, privacy_page
@@ -66,11 +68,11 @@ def privacy_lookup(request: HttpRequest) -> HttpResponse:
     except InvalidNationalId as exc:
         # The invalid input itself is not stored: it may be a mistyped real id.
         record_event(
-            request=request,
-            event_type=EventType.PATIENT_LOOKUP,
-            outcome=Outcome.INVALID,
-            reason_code=f"invalid_{exc.code}",
-            details={"channel": CHANNEL},
+            events.PATIENT_LOOKUP(
+                outcome=Outcome.INVALID, reason_code=f"invalid_{exc.code}", channel=CHANNEL
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         form.add_error("national_id", national_id_message(exc.code))
         return render(request, LOOKUP_TEMPLATE, {"form": form}, status=400)
@@ -78,22 +80,22 @@ def privacy_lookup(request: HttpRequest) -> HttpResponse:
     patient = Patient.objects.filter(national_id=national_id.value).first()
     if patient is None:
         record_event(
-            request=request,
-            event_type=EventType.PATIENT_LOOKUP,
-            outcome=Outcome.NOT_FOUND,
-            reason_code="no_such_patient",
-            patient_national_id=national_id.value,
-            details={"channel": CHANNEL},
+            events.PATIENT_LOOKUP(
+                outcome=Outcome.NOT_FOUND,
+                reason_code="no_such_patient",
+                patient_national_id=national_id.value,
+                channel=CHANNEL,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         form.add_error("national_id", NO_SUCH_PATIENT)
         return render(request, LOOKUP_TEMPLATE, {"form": form}, status=404)
 
     record_event(
-        request=request,
-        event_type=EventType.PATIENT_LOOKUP,
-        outcome=Outcome.GRANTED,
-        patient=patient,
-        details={"channel": CHANNEL},
+        events.PATIENT_LOOKUP(outcome=Outcome.GRANTED, patient=patient, channel=CHANNEL),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     handle = privacy_handles.new_handle(request, patient)
     return redirect("forvaltning:privacy_patient", handle=handle)
@@ -105,11 +107,9 @@ def privacy_patient(request: HttpRequest, handle: UUID) -> HttpResponse:
     patient = privacy_handles.patient_for(request, handle)
     # The page shows who the patient is and their documents' titles: every view is logged.
     record_event(
-        request=request,
-        event_type=EventType.PATIENT_LOOKUP,
-        outcome=Outcome.GRANTED,
-        patient=patient,
-        details={"channel": CHANNEL, "view": "privacy_choices"},
+        events.PRIVACY_CHOICES_VIEWED(outcome=Outcome.GRANTED, patient=patient, channel=CHANNEL),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     return privacy_page.render_page(request, handle, patient)
 
@@ -205,12 +205,15 @@ def _document_action(request: HttpRequest, handle: UUID, action: str) -> HttpRes
     ).first()
     if document is None:  # not this patient's document: as for a missing page, logged
         record_event(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.NOT_FOUND,
-            reason_code="unknown_document",
-            patient=patient,
-            details={"document_id": str(form.cleaned_data["document"]), "channel": CHANNEL},
+            events.ACCESS_DENIED(
+                outcome=Outcome.NOT_FOUND,
+                reason_code="unknown_document",
+                patient=patient,
+                document_id=str(form.cleaned_data["document"]),
+                channel=CHANNEL,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         raise Http404()
     service = services.block_document if action == "block" else services.unblock_document

@@ -11,8 +11,10 @@ from uuid import UUID
 from django.http import Http404, HttpRequest
 from django.utils import timezone
 
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import authenticated_user, current_organisation
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.patients.models import Patient
 
@@ -64,11 +66,11 @@ def patient_for(request: HttpRequest, handle: UUID) -> Patient:
         patient = Patient.objects.filter(pk=entry["patient"]).first()
     if patient is None:
         record_event(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.NOT_FOUND,
-            reason_code="unknown_handle",
-            details={"handle": str(handle), "channel": CHANNEL},
+            events.ACCESS_DENIED(
+                outcome=Outcome.NOT_FOUND, reason_code="unknown_handle", handle=str(handle), channel=CHANNEL
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         raise Http404()
     return patient

@@ -23,8 +23,10 @@ from django.db import IntegrityError, transaction
 from django.http import HttpRequest
 from django.utils import timezone
 
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import authenticated_user
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import EventKind, Outcome
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.documents.models import ConfidentialityCode, DocumentBlock, DocumentReference
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
@@ -55,7 +57,7 @@ class PatientRequest:
 def _audit(
     *,
     request: HttpRequest,
-    event_type: str,
+    kind_of_event: EventKind,
     result: Result,
     patient: Patient,
     kind: str,
@@ -64,14 +66,18 @@ def _audit(
     extra: dict[str, Any] | None = None,
 ) -> None:
     record_event(
-        request=request,
-        event_type=event_type,
-        outcome=Outcome.GRANTED if result == Result.DONE else Outcome.INVALID,
-        reason_code="" if result == Result.DONE else str(result),
-        patient=patient,
-        document=document,
-        reason_text=patient_request.reason,
-        details={"kind": kind, **patient_request.details(), **(extra or {})},
+        kind_of_event(
+            outcome=Outcome.GRANTED if result == Result.DONE else Outcome.INVALID,
+            reason_code="" if result == Result.DONE else str(result),
+            patient=patient,
+            document=document,
+            reason_text=patient_request.reason,
+            kind=kind,
+            **patient_request.details(),
+            **extra or {},
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
 
 
@@ -108,7 +114,7 @@ def register_choice(
             extra["choice_id"] = choice.pk
         _audit(
             request=request,
-            event_type=EventType.PRIVACY_CHOICE_REGISTERED,
+            kind_of_event=events.PRIVACY_CHOICE_REGISTERED,
             result=result,
             patient=patient,
             kind=kind,
@@ -140,7 +146,7 @@ def lift_choice(
             extra["blocked_hpr_number"] = choice.blocked_hpr_number
         _audit(
             request=request,
-            event_type=EventType.PRIVACY_CHOICE_LIFTED,
+            kind_of_event=events.PRIVACY_CHOICE_LIFTED,
             result=result,
             patient=patient,
             kind=choice.kind if choice is not None else "",
@@ -193,7 +199,7 @@ def block_document(
                 result = Result.DONE
         _audit(
             request=request,
-            event_type=EventType.PRIVACY_CHOICE_REGISTERED,
+            kind_of_event=events.DOCUMENT_BLOCKED,
             result=result,
             patient=patient,
             kind=BLOCKED_DOCUMENT,
@@ -230,7 +236,7 @@ def unblock_document(
             result = Result.DONE
         _audit(
             request=request,
-            event_type=EventType.PRIVACY_CHOICE_LIFTED,
+            kind_of_event=events.DOCUMENT_UNBLOCKED,
             result=result,
             patient=patient,
             kind=BLOCKED_DOCUMENT,

@@ -26,9 +26,11 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from pjd_portal.access import policy, selectors
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import current_organisation
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 from pjd_portal.forvaltning import roles_services as services
 from pjd_portal.forvaltning.access import staff_required
@@ -185,11 +187,11 @@ def access_roles(request: HttpRequest) -> HttpResponse:
 
 def _refuse_not_own_staff(request: HttpRequest, details: dict[str, Any]) -> None:
     record_event(
-        request=request,
-        event_type=EventType.ACCESS_DENIED,
-        outcome=Outcome.DENIED,
-        reason_code="not_own_staff",
-        details={"view": "access_role_grant", **details},
+        events.ACCESS_DENIED(
+            outcome=Outcome.DENIED, reason_code="not_own_staff", view="access_role_grant", **details
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
 
 
@@ -236,11 +238,15 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
         )
         if not decision:
             record_event(
-                request=request,
-                event_type=EventType.ACCESS_DENIED,
-                outcome=Outcome.DENIED,
-                reason_code=decision.reason_code[:50],
-                details={"view": "access_role_grant", "hpr_number": hpr, "role": role},
+                events.ACCESS_DENIED(
+                    outcome=Outcome.DENIED,
+                    reason_code=decision.reason_code[:50],
+                    view="access_role_grant",
+                    hpr_number=hpr,
+                    role=role,
+                ),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
             form.add_error("role", decision.message)
             return _page(request, grant_form=form, status=400)
@@ -269,11 +275,14 @@ def access_role_revoke(request: HttpRequest) -> HttpResponse:
         )
     if membership is None:  # not a grant of this organisation: as for a missing page, logged
         record_event(
-            request=request,
-            event_type=EventType.ACCESS_DENIED,
-            outcome=Outcome.NOT_FOUND,
-            reason_code="unknown_grant",
-            details={"view": "access_role_revoke", "grant": str(request.POST.get("grant", ""))[:20]},
+            events.ACCESS_DENIED(
+                outcome=Outcome.NOT_FOUND,
+                reason_code="unknown_grant",
+                view="access_role_revoke",
+                grant=str(request.POST.get("grant", ""))[:20],
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         raise Http404()
     staff = selectors.staff_facts(request)

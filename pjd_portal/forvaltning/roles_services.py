@@ -20,10 +20,12 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.access import policy
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import authenticated_user
 from pjd_portal.accounts.models import Membership, Organisation, Role, User
 from pjd_portal.accounts.roles import sync_role_permissions
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 
 
@@ -65,11 +67,14 @@ def grant_role(
             sync_role_permissions(user.pk, organisation.pk)
             result = Result.DONE
         record_event(
-            request=request,
-            event_type=EventType.ROLE_GRANTED,
-            outcome=Outcome.GRANTED if result == Result.DONE else Outcome.INVALID,
-            reason_code="" if result == Result.DONE else "role_already_granted",
-            details={**details, "membership_id": membership.pk},
+            events.ROLE_GRANTED(
+                outcome=Outcome.GRANTED if result == Result.DONE else Outcome.INVALID,
+                reason_code="" if result == Result.DONE else "role_already_granted",
+                **details,
+                membership_id=membership.pk,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
     return result, membership
 
@@ -98,20 +103,16 @@ def revoke_role(
         )
         if not still:
             record_event(
-                request=request,
-                event_type=EventType.ROLE_REVOKED,
-                outcome=Outcome.DENIED,
-                reason_code=still.reason_code,
-                details=details,
+                events.ROLE_REVOKED(outcome=Outcome.DENIED, reason_code=still.reason_code, **details),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
             return Result.REFUSED, still
         if not current.active:
             record_event(
-                request=request,
-                event_type=EventType.ROLE_REVOKED,
-                outcome=Outcome.INVALID,
-                reason_code="role_not_in_force",
-                details=details,
+                events.ROLE_REVOKED(outcome=Outcome.INVALID, reason_code="role_not_in_force", **details),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
             return Result.NOT_IN_FORCE, policy.ALLOW
         decision = policy.may_revoke_role(
@@ -125,11 +126,9 @@ def revoke_role(
         )
         if not decision:
             record_event(
-                request=request,
-                event_type=EventType.ROLE_REVOKED,
-                outcome=Outcome.DENIED,
-                reason_code=decision.reason_code,
-                details=details,
+                events.ROLE_REVOKED(outcome=Outcome.DENIED, reason_code=decision.reason_code, **details),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
             return Result.REFUSED, decision  # the refusal's event is kept: nothing else changed
         current.active = False
@@ -138,6 +137,8 @@ def revoke_role(
         current.save(update_fields=["active", "revoked_at", "revoked_by"])
         sync_role_permissions(current.user_id, current.organisation_id)
         record_event(
-            request=request, event_type=EventType.ROLE_REVOKED, outcome=Outcome.GRANTED, details=details
+            events.ROLE_REVOKED(outcome=Outcome.GRANTED, **details),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
     return Result.DONE, policy.ALLOW

@@ -22,7 +22,8 @@ from django.utils.translation import gettext_lazy as _
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.context import current_organisation
-from pjd_portal.auditlog.models import AccessEvent, Outcome
+from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.forvaltning.access import staff_required
 from pjd_portal.forvaltning.forms import PatientLogForm
 from pjd_portal.logreading.log_reads import record_log_read

@@ -32,6 +32,7 @@ from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthen
 
 from pjd_portal.access import policy
 from pjd_portal.accounts import keys, provider
+from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_for, point_of_care_of
 from pjd_portal.accounts.context import (
     SESSION_ORG_CHOICES_KEY,
     SESSION_ORG_CLAIMED_KEY,
@@ -39,7 +40,8 @@ from pjd_portal.accounts.context import (
     organisation_choices,
 )
 from pjd_portal.accounts.models import Membership, Organisation, User
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 
 logger = logging.getLogger(__name__)
@@ -269,10 +271,9 @@ class PortalAuthenticateView(OIDCAuthenticationRequestView):  # type: ignore[mis
     @staticmethod
     def _refused(request: HttpRequest, reason_code: str, status: int = 403) -> HttpResponse:
         record_event(
-            request=request,
-            event_type=EventType.LOGIN_REFUSED,
-            outcome=Outcome.DENIED,
-            reason_code=reason_code,
+            events.LOGIN_REFUSED(outcome=Outcome.DENIED, reason_code=reason_code),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return _refusal_page(request, reason_code, status)
 
@@ -291,11 +292,9 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
                 # Not an answer to a login started in this browser (e.g. a link from
                 # another site): change nothing, log it in nobody's name.
                 record_event(
-                    request=request,
-                    event_type=EventType.LOGIN_REFUSED,
-                    outcome=Outcome.DENIED,
-                    reason_code="state_invalid",
-                    actor_from_request=False,
+                    events.LOGIN_REFUSED(outcome=Outcome.DENIED, reason_code="state_invalid"),
+                    actor=anonymous_actor(request),
+                    where=None,
                 )
                 return _refusal_page(request, "state_invalid")
             # Forget the state so it cannot be replayed; not through super().get(), whose
@@ -303,10 +302,9 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
             del states[state]
             request.session.save()
             record_event(
-                request=request,
-                event_type=EventType.LOGIN_REFUSED,
-                outcome=Outcome.DENIED,
-                reason_code=f"provider_{error}"[:50],
+                events.LOGIN_REFUSED(outcome=Outcome.DENIED, reason_code=f"provider_{error}"[:50]),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
             return _refusal_page(request, "provider_error" if error != "access_denied" else "cancelled")
         try:
@@ -328,22 +326,21 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
             # in their name; it ends even if that event cannot be written.
             try:
                 record_event(
-                    request=self.request,
-                    event_type=EventType.LOGOUT,
-                    outcome=Outcome.GRANTED,
-                    reason_code="another_login_failed",
+                    events.LOGOUT(outcome=Outcome.GRANTED, reason_code="another_login_failed"),
+                    actor=actor_of(self.request),
+                    where=point_of_care_of(self.request),
                 )
             except AuditWriteFailed:
                 logger.error("logout event for the previous user could not be written")
             finally:
                 auth.logout(self.request)
         record_event(
-            request=self.request,
-            event_type=EventType.LOGIN_REFUSED,
-            outcome=Outcome.DENIED,
-            reason_code=refusal.reason_code if refusal else reason_code,
-            actor_pid=refusal.pid if refusal else "",
-            actor_from_request=reason_code != "state_invalid",
+            events.LOGIN_REFUSED(
+                outcome=Outcome.DENIED, reason_code=refusal.reason_code if refusal else reason_code
+            ),
+            # Nobody is logged in now: the refused person is named by the pid they gave.
+            actor=anonymous_actor(self.request, pid=refusal.pid if refusal else ""),
+            where=(point_of_care_of(self.request) if reason_code != "state_invalid" else None),
         )
         return _refusal_page(self.request, refusal.reason_code if refusal else reason_code, status)
 
@@ -369,12 +366,11 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
             self.request.session[SESSION_ORG_CHOICES_KEY] = [o.pk for o in choices]
             self.request.session[SESSION_ORG_CLAIMED_KEY] = claimed.pk if claimed else None
         record_event(
-            request=self.request,
-            event_type=EventType.LOGIN,
-            outcome=Outcome.GRANTED,
-            user=self.user,
-            organisation=org,
-            details={"claimed_orgnr": claimed.orgnr} if claimed else None,
+            events.LOGIN(
+                outcome=Outcome.GRANTED, details={"claimed_orgnr": claimed.orgnr} if claimed else None
+            ),
+            actor=actor_of(self.request, self.user),
+            where=point_of_care_for(org),
         )
         if org is None and choices:
             return HttpResponseRedirect(reverse("accounts:choose_organisation"))

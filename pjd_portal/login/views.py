@@ -11,6 +11,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from pjd_portal.access import policy, selectors
 from pjd_portal.accounts import keys, provider
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
 from pjd_portal.accounts.context import (
     SESSION_ORG_CHOICES_KEY,
     SESSION_ORG_CLAIMED_KEY,
@@ -22,7 +23,8 @@ from pjd_portal.accounts.context import (
 )
 from pjd_portal.accounts.models import Organisation, Role
 from pjd_portal.accounts.provider import provider_logout
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.patients.forms import PatientLookupForm
 
@@ -54,7 +56,11 @@ def logout(request: HttpRequest) -> HttpResponse:
     id_token = request.session.get("oidc_id_token")
     try:
         if request.user.is_authenticated:
-            record_event(request=request, event_type=EventType.LOGOUT, outcome=Outcome.GRANTED)
+            record_event(
+                events.LOGOUT(outcome=Outcome.GRANTED),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
+            )
     finally:
         # The session ends even when the event cannot be written (a shared clinic PC
         # must not stay logged in); the failure then gives the 503 page.
@@ -100,10 +106,9 @@ def choose_organisation(request: HttpRequest) -> HttpResponse:
             # made for another organisation stop working here (access/selectors.py).
             request.session[SESSION_ORG_KEY] = chosen.pk
             record_event(
-                request=request,
-                event_type=EventType.ORGANISATION_CHOSEN,
-                outcome=Outcome.GRANTED,
-                organisation=chosen,
+                events.ORGANISATION_CHOSEN(outcome=Outcome.GRANTED),
+                actor=actor_of(request),
+                where=point_of_care_for(chosen),
             )
             return redirect("accounts:home")
         error = _("Choose one of the organisations.")

@@ -37,7 +37,9 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlencode
 
-from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.logreading.logged_documents import logged_document
 
 JSON = dict[str, Any]
@@ -124,20 +126,15 @@ LOGOUT = Pattern(None, _USER_AUTHENTICATION, ((DCM, "110123", "Logout"),), "E", 
 AUTHENTICATION_CONTEXT = Pattern(None, _USER_AUTHENTICATION, (), "E", _SOURCE, _DEST, None)
 APPLICATION_ACTIVITY = Pattern(None, (DCM, "110100", "Application Activity"), (), "E", _SOURCE, _DEST, None)
 
-PATIENT_LOG_READ = "patient_log_read"  # the log read's own event type (see audit/api.py)
-
-_BY_EVENT_TYPE: dict[str, Pattern] = {
-    EventType.DOCUMENT_OPEN: PATIENT_READ,
-    EventType.PATIENT_LOOKUP: PATIENT_QUERY,
-    EventType.DOCUMENT_LIST: PATIENT_QUERY,
-    PATIENT_LOG_READ: PATIENT_QUERY,
-    EventType.BASIS_STATED: PATIENT_CREATE,
-    EventType.EMERGENCY_ACCESS: PATIENT_CREATE,
-    EventType.LOGIN: LOGIN,
-    EventType.LOGIN_REFUSED: LOGIN,
-    EventType.LOGOUT: LOGOUT,
-    EventType.SESSION_EXPIRED: LOGOUT,
-    EventType.ORGANISATION_CHOSEN: AUTHENTICATION_CONTEXT,
+# The registry (auditlog/events.py) names each type's BALP mapping; these are the patterns.
+_BY_BALP: dict[str, Pattern] = {
+    events.Balp.PATIENT_READ: PATIENT_READ,
+    events.Balp.PATIENT_QUERY: PATIENT_QUERY,
+    events.Balp.PATIENT_CREATE: PATIENT_CREATE,
+    events.Balp.LOGIN: LOGIN,
+    events.Balp.LOGOUT: LOGOUT,
+    events.Balp.AUTHENTICATION_CONTEXT: AUTHENTICATION_CONTEXT,
+    events.Balp.APPLICATION_ACTIVITY: APPLICATION_ACTIVITY,
 }
 
 
@@ -155,14 +152,15 @@ DEFAULT_SERVER = ServerIdentity()
 def pattern_for(event: AccessEvent) -> Pattern:
     """The BALP (or DICOM) pattern an event follows; a refusal follows what it refused."""
 
-    if event.event_type == EventType.ACCESS_DENIED:
+    kind = events.KINDS.get(event.event_type)
+    if kind is not None and kind.balp == events.Balp.AS_REFUSED:
         details = event.details or {}
         if event.document_id is not None or "document_id" in details or "remote_document_id" in details:
             return PATIENT_READ
         if event.attest_id is None and event.basis:
             return PATIENT_CREATE  # a basis the policy did not accept
         return PATIENT_QUERY  # the list (or the patient) was refused
-    return _BY_EVENT_TYPE.get(event.event_type, APPLICATION_ACTIVITY)
+    return _BY_BALP.get(kind.balp, APPLICATION_ACTIVITY) if kind is not None else APPLICATION_ACTIVITY
 
 
 def instant(value: datetime.datetime) -> str:
@@ -359,9 +357,9 @@ def _attest_entity(event: AccessEvent) -> JSON | None:
 def _query_string(event: AccessEvent) -> str:
     patient = f"{NATIONAL_ID_SYSTEM}|{event.patient_national_id}" if event.patient_national_id else ""
     details = event.details or {}
-    if event.event_type == EventType.PATIENT_LOOKUP:
+    if event.event_type == events.PATIENT_LOOKUP.name:
         return "Patient?" + urlencode({"identifier": patient})
-    if event.event_type == PATIENT_LOG_READ:
+    if event.event_type == events.PATIENT_LOG_READ.name:
         return "AuditEvent?" + urlencode({"patient.identifier": patient})
     params = {"patient.identifier": patient}
     for key in ("category", "sort", "page"):

@@ -11,13 +11,15 @@ from typing import Any
 
 from django.http import HttpRequest
 
-from pjd_portal.auditlog.models import AccessEvent, EventType
+from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_of
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event_committed
 from pjd_portal.patients.models import Patient
 
 # A read of the log is linked to the patient, so auditors find it by patient; it is not
 # one of the clinical events the patient's own log lists (selectors.PATIENT_LOG_EVENT_TYPES).
-LOG_READ_EVENT_TYPE: str = EventType.PATIENT_LOG_READ
+LOG_READ_EVENT_TYPE: str = events.PATIENT_LOG_READ.name
 LINKS_PATIENT = True
 
 
@@ -38,12 +40,14 @@ def record_log_read(
     """
 
     return record_event_committed(
-        request=request,
-        event_type=LOG_READ_EVENT_TYPE,
-        outcome=outcome,
-        reason_code=reason_code,
-        patient=patient if LINKS_PATIENT else None,
-        patient_national_id=patient.national_id if patient is not None else national_id,
-        details={"log_read": channel, **(details or {})},
-        actor_from_request=actor_from_request,
+        events.PATIENT_LOG_READ(
+            outcome=outcome,
+            reason_code=reason_code,
+            patient=patient if LINKS_PATIENT else None,
+            patient_national_id=patient.national_id if patient is not None else national_id,
+            log_read=channel,
+            **details or {},
+        ),
+        actor=(actor_of(request) if actor_from_request else anonymous_actor(request)),
+        where=(point_of_care_of(request) if actor_from_request else None),
     )

@@ -25,7 +25,7 @@ from pjd_portal.logreading.selectors import Cursor, InvalidCursor
 
 MAX_PAGE_SIZE = 200
 EXPORT_CHUNK = 500
-_CURSOR_SALT = "pjd_portal.logreading.log_search.cursor"
+_CURSOR_SALT = "pjd_portal.audit.log_search.cursor"
 
 
 @dataclass(frozen=True)

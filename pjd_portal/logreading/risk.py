@@ -32,7 +32,9 @@ from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.models import Membership
-from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.logreading.selectors import PATIENT_LOG_EVENT_TYPES
 
 OSLO = ZoneInfo("Europe/Oslo")
@@ -41,7 +43,7 @@ OSLO = ZoneInfo("Europe/Oslo")
 # events carry none.
 CLINICAL_EVENT_TYPES = PATIENT_LOG_EVENT_TYPES
 # What counts as an earlier contact: an access that was granted, not a refusal.
-CONTACT_EVENT_TYPES = CLINICAL_EVENT_TYPES - {EventType.ACCESS_DENIED}
+CONTACT_EVENT_TYPES = events.CONTACT_TYPES
 EMERGENCY_BASES = frozenset({Basis.AKUTT, Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT})
 BLOCKED_REASON_CODE = "clinician_blocked"
 
@@ -168,7 +170,7 @@ def _about_patient(facts: EventFacts) -> bool:
 
 
 def emergency(facts: EventFacts) -> bool:
-    return facts.basis in EMERGENCY_BASES or facts.event_type == EventType.EMERGENCY_ACCESS
+    return facts.basis in EMERGENCY_BASES or facts.event_type == events.EMERGENCY_ACCESS.name
 
 
 def on_own_list(facts: EventFacts) -> bool:
@@ -330,7 +332,7 @@ def signal_q(signal: str, thresholds: Thresholds, *, reviewer_orgnr: str | None 
     on_list = ~Q(actor_hpr_number="") & Q(patient__fastlege_hpr_number=F("actor_hpr_number"))
     family = Upper("patient__family_name")
     filters = {
-        Signal.EMERGENCY: Q(basis__in=sorted(EMERGENCY_BASES)) | Q(event_type=EventType.EMERGENCY_ACCESS),
+        Signal.EMERGENCY: Q(basis__in=sorted(EMERGENCY_BASES)) | Q(event_type=events.EMERGENCY_ACCESS.name),
         Signal.NO_CARE_RELATION: about_patient & ~on_list & Q(risk_earlier_contact=False),
         Signal.SELF_LOOKUP: self_q,
         Signal.SAME_SURNAME: about_patient

@@ -14,23 +14,15 @@ from dataclasses import dataclass
 from django.core import signing
 from django.db.models import Q
 
-from pjd_portal.auditlog.models import AccessEvent, EventType
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.models import AccessEvent
 
 # The events a patient sees in their own log: every access to them or their documents
 # and every refusal. Logins, log reads and admin actions are not accesses to the patient.
-PATIENT_LOG_EVENT_TYPES = frozenset(
-    {
-        EventType.PATIENT_LOOKUP,
-        EventType.BASIS_STATED,
-        EventType.EMERGENCY_ACCESS,
-        EventType.DOCUMENT_LIST,
-        EventType.DOCUMENT_OPEN,
-        EventType.ACCESS_DENIED,
-    }
-)
+PATIENT_LOG_EVENT_TYPES = events.PATIENT_ACCESS_TYPES  # the registry's patient_access entries
 
 MAX_PAGE_SIZE = 200
-_CURSOR_SALT = "pjd_portal.logreading.selectors.patient_log_cursor"
+_CURSOR_SALT = "pjd_portal.audit.selectors.patient_log_cursor"
 
 
 class InvalidCursor(ValueError):

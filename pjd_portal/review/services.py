@@ -23,8 +23,11 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.access import policy
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.models import User
-from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Detail, Outcome
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.logreading.selectors import Cursor, InvalidCursor
 from pjd_portal.review.models import ReviewChange, ReviewItem
@@ -152,7 +155,7 @@ def change_status(
         item = items_in_scope(staff).select_for_update().filter(item_id=item_id).first()
         if item is None:
             return None
-        details = {
+        details: dict[str, Detail] = {
             "review_item": str(item.item_id),
             "event_id": str(item.event_id),
             "version": version,
@@ -165,11 +168,14 @@ def change_status(
             ).exists()
             result = Result.DUPLICATE if same else Result.STALE
             record_event(
-                request=request,
-                event_type=EventType.REVIEW_STATUS_CHANGED,
-                outcome=Outcome.INVALID,
-                reason_code=f"review_{result.value}",
-                details={**details, "current_version": item.version},
+                events.REVIEW_STATUS_CHANGED(
+                    outcome=Outcome.INVALID,
+                    reason_code=f"review_{result.value}",
+                    details=details,
+                    current_version=item.version,
+                ),
+                actor=actor_of(request),
+                where=point_of_care_of(request),
             )
             return result
         now = timezone.now()
@@ -190,9 +196,8 @@ def change_status(
         item.updated_at = now
         item.save(update_fields=["status", "comment", "reviewer", "version", "updated_at"])
         record_event(
-            request=request,
-            event_type=EventType.REVIEW_STATUS_CHANGED,
-            outcome=Outcome.GRANTED,
-            details=details,
+            events.REVIEW_STATUS_CHANGED(outcome=Outcome.GRANTED, details=details),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
         )
         return Result.DONE

@@ -24,8 +24,10 @@ from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.models import User
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.logreading import log_search, risk
@@ -120,15 +122,15 @@ def review_queue(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse
         form.add_error(None, _("The page could not be shown. Start again from the first page."))
         return render(request, QUEUE_TEMPLATE, {"form": form}, status=400)
     record_event_committed(
-        request=request,
-        event_type=EventType.LOG_SEARCH,
-        outcome=Outcome.GRANTED,
-        details={
-            "view": "review_queue",
-            "filters": {"status": filters.status, "signal": filters.signal},
-            "returned": len(page.rows),
-            "cursor": bool(cursor),
-        },
+        events.LOG_SEARCH(
+            outcome=Outcome.GRANTED,
+            view="review_queue",
+            filters={"status": filters.status, "signal": filters.signal},
+            returned=len(page.rows),
+            cursor=bool(cursor),
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     thresholds = risk.Thresholds.from_settings()
     rows = [
@@ -153,11 +155,14 @@ def _refuse_outside_scope(request: HttpRequest, view: str, item_id: uuid.UUID) -
     """A guessed or foreign item: logged, then the same 404 as a missing page."""
 
     record_event(
-        request=request,
-        event_type=EventType.ACCESS_DENIED,
-        outcome=Outcome.DENIED,
-        reason_code="review_item_outside_scope",
-        details={"view": view, "review_item": str(item_id)},
+        events.ACCESS_DENIED(
+            outcome=Outcome.DENIED,
+            reason_code="review_item_outside_scope",
+            view=view,
+            review_item=str(item_id),
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     raise Http404()
 
@@ -178,12 +183,15 @@ def _render_item(
         raise Http404()  # pragma: no cover - _refuse_outside_scope raises
     event = row.event
     record_event_committed(
-        request=request,
-        event_type=EventType.LOG_EVENT_VIEW,
-        outcome=Outcome.GRANTED,
-        patient=event.patient if event.patient_id is not None else None,
-        patient_national_id=event.patient_national_id,
-        details={"event_id": str(event.event_id), "review_item": str(item.item_id)},
+        events.LOG_EVENT_VIEW(
+            outcome=Outcome.GRANTED,
+            patient=event.patient if event.patient_id is not None else None,
+            patient_national_id=event.patient_national_id,
+            event_id=str(event.event_id),
+            review_item=str(item.item_id),
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
     )
     if form is None:
         form = StatusForm(initial={"status": item.status, "version": item.version}, item=item)

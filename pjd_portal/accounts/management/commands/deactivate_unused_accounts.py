@@ -18,15 +18,15 @@ import datetime
 from typing import Any
 
 from django.conf import settings
-from django.contrib.auth.models import AnonymousUser
 from django.core.management.base import BaseCommand, CommandParser
 from django.db import transaction
 from django.db.models import Q
-from django.test import RequestFactory
 from django.utils import timezone
 
 from pjd_portal.accounts.models import User
-from pjd_portal.auditlog.models import EventType, Outcome
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.actor import Actor
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 
 COMMAND = "deactivate_unused_accounts"
@@ -56,9 +56,7 @@ class Command(BaseCommand):
                 f"Would deactivate {len(candidates)} account(s) unused for {days} days (dry run)."
             )
             return
-        request = RequestFactory().post(f"/{COMMAND}/")
-        request.user = AnonymousUser()
-        request.session = {}  # type: ignore[assignment]
+        actor = Actor.system(COMMAND)  # the operators' job: no person, no address
         deactivated = 0
         for user in candidates:
             with transaction.atomic():
@@ -67,21 +65,20 @@ class Command(BaseCommand):
                 if not changed:
                     continue
                 record_event(
-                    request=request,
-                    event_type=EventType.ACCOUNT_DEACTIVATED,
-                    outcome=Outcome.GRANTED,
-                    reason_code="account_unused",
-                    actor_from_request=False,
-                    details={
-                        "command": COMMAND,
-                        "unused_days": days,
-                        "target_user_id": user.pk,
-                        "target_public_id": str(user.public_id),
-                        "target_name": user.display_name or user.username,
-                        "target_hpr_number": user.hpr_number,
-                        "last_login": user.last_login.isoformat() if user.last_login else None,
-                        "date_joined": user.date_joined.isoformat(),
-                    },
+                    events.ACCOUNT_DEACTIVATED(
+                        outcome=Outcome.GRANTED,
+                        reason_code="account_unused",
+                        command=COMMAND,
+                        unused_days=days,
+                        target_user_id=user.pk,
+                        target_public_id=str(user.public_id),
+                        target_name=user.display_name or user.username,
+                        target_hpr_number=user.hpr_number,
+                        last_login=user.last_login.isoformat() if user.last_login else None,
+                        date_joined=user.date_joined.isoformat(),
+                    ),
+                    actor=actor,
+                    where=None,
                 )
                 deactivated += 1
         self.stdout.write(f"Deactivated {deactivated} account(s) unused for {days} days.")

@@ -33,8 +33,9 @@ from django.test import RequestFactory
 from django.utils import timezone
 
 from pjd_portal.access.policy import ClinicianFacts
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.models import User
-from pjd_portal.auditlog import chain, group_commit
+from pjd_portal.auditlog import chain, events, group_commit
 from pjd_portal.auditlog.models import AccessEvent, AuditChainHead
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.patients.models import Patient
@@ -81,10 +82,9 @@ def _write_threads(user: User, patients: list[Patient], threads: int, per_thread
             for _ in range(per_thread):
                 started = time.perf_counter()
                 record_event(
-                    request=request,
-                    event_type="document_open",
-                    outcome="granted",
-                    patient=rng.choice(patients),
+                    events.kind("document_open")(outcome="granted", patient=rng.choice(patients)),
+                    actor=actor_of(request),
+                    where=point_of_care_of(request),
                 )
                 mine.append((time.perf_counter() - started) * 1000)
         finally:
