@@ -29,7 +29,7 @@ from django.test import Client
 from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog.models import EventType, Outcome
-from tests.conftest import World, events, synthetic_id
+from tests.conftest import World, events, grant_role, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
 CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
@@ -910,9 +910,9 @@ def test_one_organisation_is_taken_from_the_claims_and_shown(provider: FakeProvi
 def test_several_organisations_choose_at_login_and_the_choice_is_in_every_event(
     provider: FakeProvider, world: World
 ) -> None:
-    from pjd_portal.accounts.models import Membership, Role
+    from pjd_portal.accounts.models import Role
 
-    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()
     response = provider.login(client)
     assert response["Location"] == "/velg-virksomhet/"
@@ -942,10 +942,10 @@ def test_several_organisations_choose_at_login_and_the_choice_is_in_every_event(
 def test_a_handle_made_for_one_organisation_does_not_work_for_another(
     provider: FakeProvider, world: World
 ) -> None:
-    from pjd_portal.accounts.models import Membership, Role
+    from pjd_portal.accounts.models import Role
     from tests.conftest import lookup_and_attest
 
-    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()
     provider.login(client)
     client.post("/velg-virksomhet/", {"organisation": str(world.gp_office.pk)})
@@ -988,9 +988,9 @@ def test_deactivated_user_loses_a_live_session_at_once(provider: FakeProvider, w
 
 
 def test_a_revoked_role_is_no_longer_a_choice(provider: FakeProvider, world: World) -> None:
-    from pjd_portal.accounts.models import Membership, Role
+    from pjd_portal.accounts.models import Role
 
-    extra = Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    extra = grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()
     provider.login(client)
     extra.delete()
@@ -1002,9 +1002,9 @@ def test_a_revoked_role_is_no_longer_a_choice(provider: FakeProvider, world: Wor
 
 
 def test_a_new_login_starts_without_the_last_ones_organisation(provider: FakeProvider, world: World) -> None:
-    from pjd_portal.accounts.models import Membership, Role
+    from pjd_portal.accounts.models import Role
 
-    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()
     provider.login(client)
     client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})

@@ -32,7 +32,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome as FhirOperatio
 from pjd_portal.access import policy
 from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
 from pjd_portal.accounts.keys import public_jwks
-from pjd_portal.accounts.models import Membership, Role
+from pjd_portal.accounts.models import Role
 from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY
 from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
 from pjd_portal.auditlog.services import record_event
@@ -51,8 +51,10 @@ from tests.conftest import (
     add_document,
     add_sub_unit,
     comparable,
+    grant_role,
     login,
     lookup_and_attest,
+    revoke_roles,
 )
 
 API = "/api/fhir/AuditEvent/_search"
@@ -929,9 +931,9 @@ def test_everyone_but_the_privacy_officer_gets_the_404_of_a_missing_page(world, 
 def test_a_privacy_officer_role_elsewhere_or_revoked_does_not_open_the_page(world, privacy_officer):
     user, org = privacy_officer
     # Acting for another organisation, where the role is not held.
-    Membership.objects.create(user=user, organisation=world.hospital, role=Role.AUDITOR)
+    grant_role(user, world.hospital, Role.AUDITOR)
     assert login(Client(), user, world.hospital).get(PAGE).status_code == 404
-    Membership.objects.filter(user=user, role=Role.PRIVACY_OFFICER).update(active=False)
+    revoke_roles(user, role=Role.PRIVACY_OFFICER)
     assert login(Client(), user, org).get(PAGE).status_code == 404
     assert not policy.may_read_patient_access_log(None)
 

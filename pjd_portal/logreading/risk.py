@@ -31,7 +31,7 @@ from django.db.models.functions import Coalesce, Concat, ExtractHour, ExtractIso
 from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access.models import Basis
-from pjd_portal.accounts.models import Membership
+from pjd_portal.accounts.roles import grants_in_force
 from pjd_portal.auditlog.models import AccessEvent, EventType, Outcome
 from pjd_portal.logreading.selectors import PATIENT_LOG_EVENT_TYPES
 
@@ -262,10 +262,9 @@ def annotate_facts(events: QuerySet[AccessEvent], thresholds: Thresholds) -> Que
         occurred_at__gte=OuterRef("occurred_at") - datetime.timedelta(days=thresholds.care_relation_days),
         occurred_at__lt=OuterRef("occurred_at") - datetime.timedelta(hours=thresholds.same_visit_hours),
     )
-    colleague_membership = Membership.objects.filter(
+    colleague_role = grants_in_force().filter(
         user__pid=OuterRef("patient_national_id"),
-        organisation__orgnr=OuterRef("organisation_orgnr"),
-        active=True,
+        content_object__orgnr=OuterRef("organisation_orgnr"),
     )
     window = datetime.timedelta(minutes=thresholds.many_patients_minutes)
     patients_in_window = (
@@ -285,7 +284,7 @@ def annotate_facts(events: QuerySet[AccessEvent], thresholds: Thresholds) -> Que
     )
     return events.select_related("patient", "document").annotate(
         risk_earlier_contact=Exists(earlier_contact),
-        risk_colleague=Exists(colleague_membership),
+        risk_colleague=Exists(colleague_role),
         risk_patients_in_window=Coalesce(
             Subquery(patients_in_window, output_field=models.IntegerField()), Value(0)
         ),
