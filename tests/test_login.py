@@ -26,10 +26,10 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.test import Client
 
-from pjd_portal.accounts.context import SESSION_ORG_KEY
+from pjd_portal.accounts.context import SESSION_ORG_CHOICES_KEY, SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog.models import EventType, Outcome
-from tests.conftest import World, events, grant_role, synthetic_id
+from tests.conftest import World, events, grant_role, make_user, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
 CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
@@ -1086,3 +1086,28 @@ def test_a_failed_login_in_a_logged_in_browser_logs_the_previous_users_logout(
     assert (logout.actor_user_id, logout.reason_code) == (world.fastlege.pk, "another_login_failed")
     (refused,) = events(EventType.LOGIN_REFUSED)
     assert refused.pk > logout.pk
+
+
+def test_the_login_reads_the_roles_from_guardians_table(provider: FakeProvider, world: World) -> None:
+    """The one record: a role put in force with django-guardian's own API lets a person
+    without an HPR number in, and removing it keeps them out (the login used to read a
+    second record, Membership, which guardian's API never wrote)."""
+
+    from guardian.shortcuts import assign_perm, remove_perm
+
+    user = make_user("t-ny-revisor", NEW_PID, "", "Nora Ny")
+    provider.claims_overrides = {
+        CLAIM_PID: NEW_PID,
+        CLAIM_HPR: _Missing,
+        CLAIM_ORGNR_PARENT: world.hospital.orgnr,
+        CLAIM_ORGNR_CHILD: world.hospital.orgnr,
+    }
+    assert_refused(provider.login(Client()), "no_hpr_number")
+    assign_perm("accounts.role_auditor", user, world.legevakt)
+    client = Client()
+    assert provider.login(client).status_code == 302
+    assert session_user_id(client) == user.pk
+    # The organisation chooser offers the role's organisation and the one logged in for.
+    assert sorted(client.session[SESSION_ORG_CHOICES_KEY]) == sorted([world.legevakt.pk, world.hospital.pk])
+    remove_perm("accounts.role_auditor", user, world.legevakt)
+    assert_refused(provider.login(Client()), "no_hpr_number")

@@ -60,7 +60,7 @@ ORGANISATIONS = [
 ]
 REMOTE_SOURCE_ORGNR = "310600008"
 
-# username -> (HPR authorizations, role, orgnr of membership)
+# username -> (HPR authorizations, role, orgnr the role is held in)
 STAFF = {
     "fastlege": (["LE"], Role.CLINICIAN),
     "legevakt": (["LE"], Role.CLINICIAN),
