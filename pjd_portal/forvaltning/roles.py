@@ -8,8 +8,8 @@ administrator) and one per grant to revoke it. Every grant and revocation is aud
 "Own staff", the only people an administrator may grant a role to, are the users with any
 role, in force or revoked, in the organisation acted for (a guardian permission row or a
 RevokedRoleGrant; the rule is `policy.is_own_staff`): the organisation has had them as
-staff. A person is chosen from that list or given by HPR
-number; an id of anyone else, posted by hand, is answered as a missing page and logged.
+staff. A person is chosen from that list or given by HPR number; an id of anyone else,
+posted by hand, is answered as a missing page and logged.
 
 Everyone the policy keeps out of this part gets the 404 of a missing page, logged.
 """
@@ -243,7 +243,8 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
         # one outside. An HPR number is one person's: more than a few accounts with it is
         # not a case to choose from.
         with_number = {u.pk: u for u in User.objects.filter(hpr_number=hpr).order_by("pk")[:10]}
-        own = policy.own_staff_among(staff, roles.organisations_held(with_number))
+        held = roles.organisations_held(list(with_number))
+        own = policy.own_staff_among(staff, held)
         if len(own) != 1:
             _refuse_not_own_staff(request, {"hpr_number": hpr, "role": role})
             form.add_error("hpr_number", NOT_OWN_STAFF)
@@ -252,7 +253,7 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
         decision = policy.may_grant_role(
             staff,
             role,
-            target_organisation_ids=roles.organisations_held([target.pk])[target.pk],
+            target_organisation_ids=held[target.pk],
             target_user_id=target.pk,
         )
         if not decision:
