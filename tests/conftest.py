@@ -36,12 +36,14 @@ from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.accounts.keys import ensure_client_key
 from pjd_portal.accounts.models import (
     HprAuthorization,
-    Membership,
     Organisation,
     OrganisationKind,
+    RevokedRoleGrant,
     Role,
     User,
 )
+from pjd_portal.accounts.roles import grant as grant_role
+from pjd_portal.accounts.roles import grants_in_force
 from pjd_portal.auditlog import group_commit
 from pjd_portal.documents.models import (
     ConfidentialityCode,
@@ -115,6 +117,36 @@ def make_user(username: str, pid: str, hpr: str, name: str) -> User:
     return user
 
 
+def revoke_roles(user: User, *, role: str | None = None, organisation: Organisation | None = None) -> int:
+    """End the user's roles (all, or of one role or organisation) as a revocation does,
+    without the page: the permission rows go, a RevokedRoleGrant each stays."""
+
+    rows = grants_in_force().filter(user=user).select_related("permission")
+    if organisation is not None:
+        rows = rows.filter(content_object=organisation)
+    ended = [row for row in rows if role is None or row.role == role]
+    for row in ended:
+        RevokedRoleGrant.objects.create(
+            user_id=row.user_id,
+            organisation_id=row.content_object_id,
+            role=row.role,
+            grant_id=row.pk,
+            granted_at=row.granted_at,
+            granted_by_id=row.granted_by_id,
+        )
+        row.delete()
+    return len(ended)
+
+
+def roles_held(user: User, organisation: Organisation) -> frozenset[str]:
+    return frozenset(
+        row.role
+        for row in grants_in_force()
+        .filter(user=user, content_object=organisation)
+        .select_related("permission")
+    )
+
+
 @pytest.fixture
 def world(db: Any) -> World:
     gp_office = Organisation.objects.create(
@@ -141,10 +173,10 @@ def world(db: Any) -> World:
     admin = make_user("t-admin", synthetic_id(19, 5, 85, 287), "", "Tor Tilgangsstyrer")
     HprAuthorization.objects.create(hpr_number="910000011", code="LE")
     HprAuthorization.objects.create(hpr_number="910000022", code="LE")
-    Membership.objects.create(user=fastlege, organisation=gp_office, role=Role.CLINICIAN)
-    Membership.objects.create(user=other, organisation=legevakt, role=Role.CLINICIAN)
-    Membership.objects.create(user=auditor, organisation=hospital, role=Role.AUDITOR)
-    Membership.objects.create(user=admin, organisation=gp_office, role=Role.ACCESS_ADMINISTRATOR)
+    grant_role(fastlege, gp_office, Role.CLINICIAN)
+    grant_role(other, legevakt, Role.CLINICIAN)
+    grant_role(auditor, hospital, Role.AUDITOR)
+    grant_role(admin, gp_office, Role.ACCESS_ADMINISTRATOR)
 
     patient = Patient.objects.create(
         national_id=LIST_PATIENT_ID,
@@ -171,7 +203,7 @@ def world(db: Any) -> World:
         orgnr="310900001", name="PJD forvaltning", kind=OrganisationKind.FORVALTNING
     )
     privacy_officer = make_user("t-personvern", synthetic_id(9, 12, 79, 376), "", "Pia Personvern")
-    Membership.objects.create(user=privacy_officer, organisation=forvaltning, role=Role.PRIVACY_OFFICER)
+    grant_role(privacy_officer, forvaltning, Role.PRIVACY_OFFICER)
     return World(
         gp_office,
         legevakt,

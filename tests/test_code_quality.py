@@ -77,5 +77,4 @@ def test_no_import_is_hidden_inside_a_function() -> None:
                 for inner in ast.walk(node):
                     if isinstance(inner, ast.ImportFrom) and (inner.module or "").startswith("pjd_portal"):
                         hidden.append(f"{path.relative_to(ROOT)}:{inner.lineno}")
-    # accounts/models.py <-> accounts/roles.py goes with the one source of roles (issue 12.5).
-    assert [h for h in hidden if not h.startswith("pjd_portal/accounts/models.py")] == []
+    assert hidden == []

@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_for
-from pjd_portal.accounts.models import HprAuthorization, Membership, Role
+from pjd_portal.accounts.models import HprAuthorization, Role
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
@@ -32,8 +32,11 @@ from tests.conftest import (
     OTHER_PATIENT_ID,
     add_document,
     comparable,
+    grant_role,
     login,
     make_user,
+    revoke_roles,
+    roles_held,
     synthetic_id,
 )
 
@@ -88,14 +91,12 @@ def hospital_doctor(world, name="Hanne Sykehusdal", hpr="910000033"):
 
     user = make_user(f"t-{hpr}", synthetic_id(7, 8, 77, int(hpr[-3:])), hpr, name)
     HprAuthorization.objects.create(hpr_number=hpr, code="LE")
-    Membership.objects.create(user=user, organisation=world.hospital, role=Role.CLINICIAN)
+    grant_role(user, world.hospital, Role.CLINICIAN)
     return user
 
 
 def staff(user, org) -> policy.StaffFacts:
-    roles = frozenset(
-        Membership.objects.filter(user=user, organisation=org, active=True).values_list("role", flat=True)
-    )
+    roles = roles_held(user, org)
     return policy.StaffFacts(
         user_id=user.pk, organisation_id=org.pk, roles=roles, organisation_orgnr=org.orgnr
     )
@@ -127,7 +128,7 @@ def as_auditor(world):
 @pytest.fixture
 def legevakt_auditor(world):
     user = make_user("t-revisor-lv", synthetic_id(2, 2, 62, 512), "", "Liv Loggkontroll")
-    Membership.objects.create(user=user, organisation=world.legevakt, role=Role.AUDITOR)
+    grant_role(user, world.legevakt, Role.AUDITOR)
     return user
 
 
@@ -170,11 +171,9 @@ def test_everyone_but_the_auditor_gets_the_404_of_a_missing_page(world, persona_
 
 def test_an_auditor_role_elsewhere_or_revoked_does_not_open_the_log_review(world):
     # The auditor acting for an organisation where they hold another role only.
-    Membership.objects.create(
-        user=world.auditor, organisation=world.gp_office, role=Role.ACCESS_ADMINISTRATOR
-    )
+    grant_role(world.auditor, world.gp_office, Role.ACCESS_ADMINISTRATOR)
     assert login(Client(), world.auditor, world.gp_office).get(SEARCH).status_code == 404
-    Membership.objects.filter(user=world.auditor, role=Role.AUDITOR).update(active=False)
+    revoke_roles(world.auditor, role=Role.AUDITOR)
     assert login(Client(), world.auditor, world.hospital).get(SEARCH).status_code == 404
     assert not policy.may_review_access_log(None)
     no_orgnr = policy.StaffFacts(user_id=1, organisation_id=1, roles=frozenset({Role.AUDITOR}))

@@ -26,11 +26,11 @@ from cryptography.hazmat.primitives.asymmetric import rsa
 from django.conf import settings
 from django.test import Client
 
-from pjd_portal.accounts.context import SESSION_ORG_KEY
+from pjd_portal.accounts.context import SESSION_ORG_CHOICES_KEY, SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
-from tests.conftest import World, events, synthetic_id
+from tests.conftest import World, events, grant_role, make_user, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
 CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
@@ -911,9 +911,9 @@ def test_one_organisation_is_taken_from_the_claims_and_shown(provider: FakeProvi
 def test_several_organisations_choose_at_login_and_the_choice_is_in_every_event(
     provider: FakeProvider, world: World
 ) -> None:
-    from pjd_portal.accounts.models import Membership, Role
+    from pjd_portal.accounts.models import Role
 
-    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()
     response = provider.login(client)
     assert response["Location"] == "/velg-virksomhet/"
@@ -943,10 +943,10 @@ def test_several_organisations_choose_at_login_and_the_choice_is_in_every_event(
 def test_a_handle_made_for_one_organisation_does_not_work_for_another(
     provider: FakeProvider, world: World
 ) -> None:
-    from pjd_portal.accounts.models import Membership, Role
+    from pjd_portal.accounts.models import Role
     from tests.conftest import lookup_and_attest
 
-    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()
     provider.login(client)
     client.post("/velg-virksomhet/", {"organisation": str(world.gp_office.pk)})
@@ -989,9 +989,9 @@ def test_deactivated_user_loses_a_live_session_at_once(provider: FakeProvider, w
 
 
 def test_a_revoked_role_is_no_longer_a_choice(provider: FakeProvider, world: World) -> None:
-    from pjd_portal.accounts.models import Membership, Role
+    from pjd_portal.accounts.models import Role
 
-    extra = Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    extra = grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()
     provider.login(client)
     extra.delete()
@@ -1003,9 +1003,9 @@ def test_a_revoked_role_is_no_longer_a_choice(provider: FakeProvider, world: Wor
 
 
 def test_a_new_login_starts_without_the_last_ones_organisation(provider: FakeProvider, world: World) -> None:
-    from pjd_portal.accounts.models import Membership, Role
+    from pjd_portal.accounts.models import Role
 
-    Membership.objects.create(user=world.fastlege, organisation=world.legevakt, role=Role.CLINICIAN)
+    grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()
     provider.login(client)
     client.post("/velg-virksomhet/", {"organisation": str(world.legevakt.pk)})
@@ -1087,3 +1087,28 @@ def test_a_failed_login_in_a_logged_in_browser_logs_the_previous_users_logout(
     assert (logout.actor_user_id, logout.reason_code) == (world.fastlege.pk, "another_login_failed")
     (refused,) = events(kinds.LOGIN_REFUSED.name)
     assert refused.pk > logout.pk
+
+
+def test_the_login_reads_the_roles_from_guardians_table(provider: FakeProvider, world: World) -> None:
+    """The one record: a role put in force with django-guardian's own API lets a person
+    without an HPR number in, and removing it keeps them out (the login used to read a
+    second record, Membership, which guardian's API never wrote)."""
+
+    from guardian.shortcuts import assign_perm, remove_perm
+
+    user = make_user("t-ny-revisor", NEW_PID, "", "Nora Ny")
+    provider.claims_overrides = {
+        CLAIM_PID: NEW_PID,
+        CLAIM_HPR: _Missing,
+        CLAIM_ORGNR_PARENT: world.hospital.orgnr,
+        CLAIM_ORGNR_CHILD: world.hospital.orgnr,
+    }
+    assert_refused(provider.login(Client()), "no_hpr_number")
+    assign_perm("accounts.role_auditor", user, world.legevakt)
+    client = Client()
+    assert provider.login(client).status_code == 302
+    assert session_user_id(client) == user.pk
+    # The organisation chooser offers the role's organisation and the one logged in for.
+    assert sorted(client.session[SESSION_ORG_CHOICES_KEY]) == sorted([world.legevakt.pk, world.hospital.pk])
+    remove_perm("accounts.role_auditor", user, world.legevakt)
+    assert_refused(provider.login(Client()), "no_hpr_number")

@@ -33,7 +33,7 @@ from pjd_portal.access import policy
 from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
 from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_for
 from pjd_portal.accounts.keys import public_jwks
-from pjd_portal.accounts.models import Membership, Role
+from pjd_portal.accounts.models import Role
 from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
@@ -54,8 +54,10 @@ from tests.conftest import (
     add_document,
     add_sub_unit,
     comparable,
+    grant_role,
     login,
     lookup_and_attest,
+    revoke_roles,
 )
 
 API = "/api/fhir/AuditEvent/_search"
@@ -941,9 +943,9 @@ def test_everyone_but_the_privacy_officer_gets_the_404_of_a_missing_page(world, 
 def test_a_privacy_officer_role_elsewhere_or_revoked_does_not_open_the_page(world, privacy_officer):
     user, org = privacy_officer
     # Acting for another organisation, where the role is not held.
-    Membership.objects.create(user=user, organisation=world.hospital, role=Role.AUDITOR)
+    grant_role(user, world.hospital, Role.AUDITOR)
     assert login(Client(), user, world.hospital).get(PAGE).status_code == 404
-    Membership.objects.filter(user=user, role=Role.PRIVACY_OFFICER).update(active=False)
+    revoke_roles(user, role=Role.PRIVACY_OFFICER)
     assert login(Client(), user, org).get(PAGE).status_code == 404
     assert not policy.may_read_patient_access_log(None)
 

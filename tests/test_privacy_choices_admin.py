@@ -20,7 +20,7 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pjd_portal.access import policy
-from pjd_portal.accounts.models import Membership, Role
+from pjd_portal.accounts.models import Role
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
@@ -35,9 +35,11 @@ from tests.conftest import (
     add_document,
     comparable,
     events,
+    grant_role,
     login,
     lookup_and_attest,
     make_user,
+    revoke_roles,
     synthetic_id,
 )
 
@@ -126,9 +128,9 @@ def test_everyone_but_the_privacy_officer_gets_the_404_of_a_missing_page(
 
 def test_a_privacy_officer_role_elsewhere_or_revoked_does_not_open_the_area(world, privacy_officer):
     user, org = privacy_officer
-    Membership.objects.create(user=user, organisation=world.hospital, role=Role.AUDITOR)
+    grant_role(user, world.hospital, Role.AUDITOR)
     assert login(Client(), user, world.hospital).get(LOOKUP).status_code == 404
-    Membership.objects.filter(user=user, role=Role.PRIVACY_OFFICER).update(active=False)
+    revoke_roles(user, role=Role.PRIVACY_OFFICER)
     assert login(Client(), user, org).get(LOOKUP).status_code == 404
 
 
@@ -195,7 +197,7 @@ def test_a_bad_or_unknown_national_id_gets_a_clear_norwegian_message(
 def test_another_users_handle_an_expired_handle_and_an_unknown_handle_are_404(world, as_privacy_officer):
     page = look_up(as_privacy_officer)
     colleague = make_user("t-personvern2", synthetic_id(2, 6, 81, 222), "", "Per Personvern")
-    Membership.objects.create(user=colleague, organisation=world.forvaltning, role=Role.PRIVACY_OFFICER)
+    grant_role(colleague, world.forvaltning, Role.PRIVACY_OFFICER)
     other = login(Client(), colleague, world.forvaltning)
     missing = other.get("/forvaltning/finnes-ikke/")
     for url in (page, f"/forvaltning/personvern/{uuid.uuid4()}/"):

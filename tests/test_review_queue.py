@@ -23,7 +23,7 @@ from django.test.utils import CaptureQueriesContext
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
-from pjd_portal.accounts.models import Membership, Role
+from pjd_portal.accounts.models import Role
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
@@ -36,6 +36,7 @@ from tests.conftest import (
     OTHER_PATIENT_ID,
     add_document,
     comparable,
+    grant_role,
     login,
     make_user,
     synthetic_id,
@@ -81,7 +82,7 @@ def as_auditor(world):
 @pytest.fixture
 def legevakt_auditor(world):
     user = make_user("t-revisor-lv", synthetic_id(2, 2, 62, 512), "", "Liv Loggkontroll")
-    Membership.objects.create(user=user, organisation=world.legevakt, role=Role.AUDITOR)
+    grant_role(user, world.legevakt, Role.AUDITOR)
     return user
 
 
@@ -412,7 +413,7 @@ def test_a_duplicate_submit_records_one_change_and_says_so(world, as_auditor, em
 
 def test_a_stale_different_change_is_refused(world, as_auditor, emergency, settings):
     colleague = make_user("t-revisor-2", synthetic_id(9, 3, 70, 640), "", "Randi Revisor")
-    Membership.objects.create(user=colleague, organisation=world.hospital, role=Role.AUDITOR)
+    grant_role(colleague, world.hospital, Role.AUDITOR)
     other = login(Client(), colleague, world.hospital)
     assert (
         change(other, emergency, ReviewStatus.FOLLOW_UP, "Må følges opp med leder.", version=1).status_code

@@ -11,7 +11,8 @@ import pytest
 from django.core.management import call_command
 from django.test import Client
 
-from pjd_portal.accounts.models import Membership, Organisation, Role, User
+from pjd_portal.accounts.models import Organisation, Role, User
+from pjd_portal.accounts.roles import grants_in_force
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.management.commands.seed_demo import NHN_TEST_PATIENTS, USERS_FILE
 from pjd_portal.documents.models import DocumentContent, DocumentReference
@@ -62,9 +63,9 @@ def test_staff_match_the_identity_providers_users() -> None:
         claims = users[username]
         user = User.objects.get(pid=claims["pid"])
         assert user.hpr_number == (claims["hpr"] or "")
-        membership = Membership.objects.get(user=user)
-        assert membership.role == role
-        assert membership.organisation.orgnr == claims["orgnr_parent"]
+        held = grants_in_force().select_related("permission", "content_object").get(user=user)
+        assert held.role == role
+        assert held.content_object.orgnr == claims["orgnr_parent"]
     # Those the provider lets through but the portal must refuse have no clinical role.
     assert not User.objects.filter(pid=users["uten-hpr"]["pid"]).exists()
 

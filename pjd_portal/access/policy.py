@@ -579,7 +579,8 @@ def citizen_may_see_document_details(confidentiality_code: str) -> bool:
 # --- Access roles, for an organisation's access administrators ------------------------
 
 # The roles an access administrator grants and revokes in their own organisation. The
-# national privacy officer role is not among them.
+# national privacy officer role is not among them: it is granted nationally (seed_demo, or
+# `accounts.roles.grant` from a shell), never from the portal's pages.
 GRANTABLE_ROLES = frozenset({Role.CLINICIAN, Role.AUDITOR, Role.ACCESS_ADMINISTRATOR})
 
 
@@ -593,6 +594,24 @@ def may_administer_access(staff: StaffFacts | None) -> Decision:
     if staff.organisation_id is None or Role.ACCESS_ADMINISTRATOR not in staff.roles:
         return _deny("not_access_administrator", "")
     return ALLOW
+
+
+def is_own_staff(staff: StaffFacts, target_organisation_ids: frozenset[int]) -> bool:
+    """Is a person whose roles, in force or revoked, are in `target_organisation_ids` on
+    the staff of the organisation the administrator acts for? The organisation has had
+    them as staff when they hold or have held a role there."""
+
+    return staff.organisation_id is not None and staff.organisation_id in target_organisation_ids
+
+
+def own_staff_among(staff: StaffFacts | None, candidates: dict[int, frozenset[int]]) -> list[int]:
+    """Of the candidates (user id -> their organisations, as for `is_own_staff`), the
+    ones on the administrator's own staff: the grant form's HPR number is answered only
+    from these, and the same way whether the number is unknown or another's staff."""
+
+    if staff is None:
+        return []
+    return sorted(user_id for user_id, orgs in candidates.items() if is_own_staff(staff, orgs))
 
 
 def may_grant_role(
@@ -613,7 +632,7 @@ def may_grant_role(
     assert staff is not None
     if role not in GRANTABLE_ROLES:
         return _deny("role_not_grantable", str(_("Choose one of the roles.")))
-    if staff.organisation_id not in target_organisation_ids:
+    if not is_own_staff(staff, target_organisation_ids):
         return _deny("not_own_staff", "")
     if target_user_id is not None and target_user_id == staff.user_id:
         # No one widens their own rights (an administrator making themselves auditor

@@ -6,6 +6,5 @@ class AccountsConfig(AppConfig):
     label = "accounts"
 
     def ready(self) -> None:
-        # The user_logged_in receiver that stamps the session's login time, and the
-        # Membership receivers that keep the guardian role permissions in step.
-        from pjd_portal.accounts import roles, sessions  # noqa: F401, PLC0415
+        # The user_logged_in receiver that stamps the session's login time.
+        from pjd_portal.accounts import sessions  # noqa: F401, PLC0415

@@ -7,8 +7,8 @@ from typing import Any
 from django.http import HttpRequest
 from guardian.core import ObjectPermissionChecker
 
-from pjd_portal.accounts.models import HprAuthorization, Membership, Organisation, User
-from pjd_portal.accounts.roles import MEMBERSHIP_ONLY_ROLES, roles_from_permissions
+from pjd_portal.accounts.models import HprAuthorization, Organisation, User
+from pjd_portal.accounts.roles import organisations_with_roles, roles_from_permissions
 
 SESSION_ORG_KEY = "pjd_org_id"
 # Set at login when the person may act for several organisations and must choose.
@@ -20,10 +20,7 @@ def organisation_choices(user: User, claimed: Organisation | None) -> list[Organ
     """The organisations a person may act for: where they hold an active role, and the
     one HelseID says they logged in for (orgnr_child/orgnr_parent), role or not."""
 
-    orgs = {
-        m.organisation.pk: m.organisation
-        for m in Membership.objects.filter(user=user, active=True).select_related("organisation")
-    }
+    orgs = {org.pk: org for org in organisations_with_roles(user)}
     if claimed is not None:
         orgs.setdefault(claimed.pk, claimed)
     return sorted(orgs.values(), key=lambda o: o.name)
@@ -58,20 +55,12 @@ def active_roles(request: HttpRequest) -> frozenset[str]:
 
 
 def _roles_in(user: Any, org: Organisation) -> frozenset[str]:
-    """The organisation's roles from django-guardian (the user's object permissions on it,
-    see accounts/roles.py), and the national privacy officer role from Membership: one
-    query, both parts in a UNION. An inactive account holds no role."""
+    """The roles in force: the user's django-guardian object permissions on the
+    organisation (see accounts/roles.py), in one query. An inactive account holds no role."""
 
     if not user.is_active:
         return frozenset()
-    guardian_perms = ObjectPermissionChecker(user).get_user_perms(org).order_by()
-    membership_roles = (
-        Membership.objects.filter(user=user, organisation=org, active=True, role__in=MEMBERSHIP_ONLY_ROLES)
-        .order_by()
-        .values_list("role", flat=True)
-    )
-    found = frozenset(guardian_perms.union(membership_roles))
-    return roles_from_permissions(found) | (found & MEMBERSHIP_ONLY_ROLES)
+    return roles_from_permissions(ObjectPermissionChecker(user).get_user_perms(org))
 
 
 def authenticated_user(request: HttpRequest) -> User:

@@ -3,10 +3,10 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
 
 from django.contrib.auth.models import AbstractUser
 from django.db import models
+from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 from guardian.models import GroupObjectPermissionBase, UserObjectPermissionBase
 
@@ -37,12 +37,13 @@ class Organisation(models.Model):
     class Meta:
         ordering = ["name"]
         # The portal roles held in an organisation, as django-guardian object permissions
-        # on it (accounts/roles.py maps roles to these). The national privacy officer role
-        # is not among them: it stays a Membership role.
+        # on it (ROLE_PERMISSIONS below maps roles to these). The national privacy officer
+        # role is held in the organisation it was granted in (the PJD administration).
         permissions = [
             ("role_clinician", "Holds the clinician role in the organisation"),
             ("role_auditor", "Holds the auditor role in the organisation"),
             ("role_access_administrator", "Holds the access administrator role in the organisation"),
+            ("role_privacy_officer", "Holds the national privacy officer role in the organisation"),
         ]
 
     def __str__(self) -> str:
@@ -89,73 +90,42 @@ class Role(models.TextChoices):
     PRIVACY_OFFICER = "privacy_officer", _("Privacy officer")
 
 
-class MembershipQuerySet(models.QuerySet["Membership"]):
-    """Bulk writes bypass post_save; these keep the guardian permissions in step anyway."""
-
-    def update(self, **kwargs: Any) -> int:
-        from pjd_portal.accounts.roles import sync_role_permissions  # noqa: PLC0415 - cycle
-
-        rows = list(self.values_list("pk", "user_id", "organisation_id"))
-        count = super().update(**kwargs)
-        pairs = {(user_id, organisation_id) for _pk, user_id, organisation_id in rows}
-        if {"user", "user_id", "organisation", "organisation_id"} & set(kwargs):
-            moved = self.model.objects.filter(pk__in=[pk for pk, _u, _o in rows])
-            pairs |= set(moved.values_list("user_id", "organisation_id"))
-        for user_id, organisation_id in pairs:
-            sync_role_permissions(user_id, organisation_id)
-        return count
-
-    def bulk_create(self, objs: Any, *args: Any, **kwargs: Any) -> list[Membership]:
-        from pjd_portal.accounts.roles import sync_role_permissions  # noqa: PLC0415 - cycle
-
-        created = super().bulk_create(objs, *args, **kwargs)
-        for user_id, organisation_id in {(m.user_id, m.organisation_id) for m in created}:
-            sync_role_permissions(user_id, organisation_id)
-        return created
-
-
-class Membership(models.Model):
-    """The record of one grant of a portal role to a person in one organisation.
-
-    Rows are never deleted: a revoked grant keeps who granted it and when, and gets who
-    revoked it and when (`active` False). At most one grant per (user, organisation, role)
-    is in force (`uniq_membership_role_in_force`), so a repeated grant adds no row.
-
-    The record is not what decides: the roles in force are django-guardian object
-    permissions on the Organisation (accounts/roles.py), which every write here keeps in
-    step, whoever the writer (grant service, post_save signal, the queryset's update).
-    """
-
-    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="memberships")
-    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="memberships")
-    role = models.CharField(max_length=30, choices=Role.choices)
-    granted_at = models.DateTimeField(auto_now_add=True)
-    granted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-    active = models.BooleanField(default=True)
-    revoked_at = models.DateTimeField(null=True, blank=True)
-    revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
-
-    objects = MembershipQuerySet.as_manager()
-
-    class Meta:
-        constraints = [
-            models.UniqueConstraint(
-                fields=["user", "organisation", "role"],
-                condition=models.Q(active=True),
-                name="uniq_membership_role_in_force",
-            )
-        ]
-        indexes = [models.Index(fields=["organisation", "-granted_at"], name="acc_membership_org_time")]
-
-    def __str__(self) -> str:
-        return f"{self.user} {self.role} @ {self.organisation.orgnr}"
+# Role -> its permission codename on Organisation (Organisation.Meta.permissions).
+ROLE_PERMISSIONS: dict[str, str] = {
+    Role.CLINICIAN: "role_clinician",
+    Role.AUDITOR: "role_auditor",
+    Role.ACCESS_ADMINISTRATOR: "role_access_administrator",
+    Role.PRIVACY_OFFICER: "role_privacy_officer",
+}
+PERMISSION_ROLES: dict[str, str] = {codename: role for role, codename in ROLE_PERMISSIONS.items()}
 
 
 class OrganisationUserObjectPermission(UserObjectPermissionBase):
     """django-guardian's per-object permissions of users on an Organisation, with a direct
-    foreign key (no generic content type and text primary key)."""
+    foreign key (no generic content type and text primary key).
+
+    A row with a role permission (ROLE_PERMISSIONS) is a role in force, and the one record
+    of it: what the login, the organisation chooser, the pages and the access
+    administrator's list read (accounts/roles.py). It carries the grant's metadata, shown
+    on the access administrator's page. Revoking the role deletes the row (its end is kept
+    in RevokedRoleGrant and in the access log's `role_revoked` event). guardian's unique
+    (user, permission, object) keeps one grant in force per person, organisation and role.
+    """
 
     content_object = models.ForeignKey(Organisation, on_delete=models.CASCADE)
+    # A default, not auto_now_add: the data migration copies the original times.
+    granted_at = models.DateTimeField(default=timezone.now)
+    # None: registered outside the portal (seed_demo, a migration, a shell).
+    granted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    @property
+    def role(self) -> str:
+        """The portal role this permission is ("" for any other permission)."""
+
+        return PERMISSION_ROLES.get(self.permission.codename, "")
+
+    def get_role_display(self) -> str:
+        return str(Role(self.role).label) if self.role else self.permission.codename
 
 
 class OrganisationGroupObjectPermission(GroupObjectPermissionBase):
@@ -163,3 +133,36 @@ class OrganisationGroupObjectPermission(GroupObjectPermissionBase):
     portal grants roles to users only; no rows are expected here."""
 
     content_object = models.ForeignKey(Organisation, on_delete=models.CASCADE)
+
+
+class RevokedRoleGrant(models.Model):
+    """A role that was in force and was revoked: who held which role where, granted and
+    revoked when and by whom. Written once, when the role's permission row is deleted, in
+    the same transaction; never changed.
+
+    Not a role: nothing reads this to decide what anyone may do. It is what the access
+    administrator's page lists under "Revoked roles", and it keeps a former holder among
+    the organisation's own staff (someone who has held a role there), to whom a role may be
+    granted again.
+    """
+
+    user = models.ForeignKey(User, on_delete=models.CASCADE, related_name="+")
+    organisation = models.ForeignKey(Organisation, on_delete=models.CASCADE, related_name="+")
+    role = models.CharField(max_length=30, choices=Role.choices)
+    # The permission row's id while the role was in force (what the revoke form posted, and
+    # the `grant_id` of its audit events); null for grants revoked before migration 0006.
+    grant_id = models.BigIntegerField(null=True, blank=True)
+    granted_at = models.DateTimeField()
+    granted_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+    # Null only for a grant revoked before migration 0006 without a recorded time.
+    revoked_at = models.DateTimeField(null=True, blank=True, default=timezone.now)
+    revoked_by = models.ForeignKey(User, null=True, blank=True, on_delete=models.PROTECT, related_name="+")
+
+    class Meta:
+        indexes = [
+            models.Index(fields=["organisation", "-revoked_at"], name="acc_revoked_org_time"),
+            models.Index(fields=["grant_id"], name="acc_revoked_grant"),
+        ]
+
+    def __str__(self) -> str:
+        return f"{self.user} {self.role} @ {self.organisation_id} (revoked)"

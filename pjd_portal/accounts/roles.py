@@ -1,43 +1,52 @@
-"""Portal roles as django-guardian object permissions on the Organisation.
+"""Portal roles: django-guardian object permissions on the Organisation, the one record.
 
-`Membership` is the record of every grant (who, which role, where, granted and revoked by
-whom and when). What is enforced is the guardian permission: one per role, on the
-organisation (`accounts.context.active_roles` reads them with guardian's
-ObjectPermissionChecker). The national privacy officer role is the exception: it stays a
-Membership role and has no permission here.
+A person holds a role in an organisation when they have its permission on it (one per
+role, `ROLE_PERMISSIONS`), a row of `OrganisationUserObjectPermission` that also says when
+and by whom it was granted. Everything that asks which roles are in force reads these
+rows: the login (`roles_held_by_pid`), the organisation chooser
+(`organisations_with_roles`), every request (`accounts.context.active_roles`, with
+guardian's ObjectPermissionChecker) and the access administrator's page. Revoking deletes
+the row; what was revoked is kept in `RevokedRoleGrant`, which nothing reads to decide.
 
-`sync_role_permissions` makes a person's guardian permissions on one organisation exactly
-what their grants in force say. It is idempotent and runs for every writer of Membership:
-the grant and revoke service (forvaltning/roles_services.py, in its own transaction), the
-post_save and post_delete signals below (seed_demo, test fixtures, the admin), and the
-queryset's `update` and `bulk_create`, which send no signals.
+Who may grant or revoke which role is the policy's (access/policy.py); the audited writes
+are forvaltning/roles_services.py. `grant` here is the plain write, for the demo seed and
+the tests.
 """
 
 from __future__ import annotations
 
-from typing import Any
+import datetime
+from collections.abc import Iterable
 
 from django.contrib.auth.models import Permission
 from django.contrib.contenttypes.models import ContentType
-from django.db.models.signals import post_delete, post_save, pre_save
-from django.dispatch import receiver
+from django.db.models import QuerySet
 
-from pjd_portal.accounts.models import Membership, Organisation, OrganisationUserObjectPermission, Role
+from pjd_portal.accounts.models import (
+    PERMISSION_ROLES,
+    ROLE_PERMISSIONS,
+    Organisation,
+    OrganisationUserObjectPermission,
+    RevokedRoleGrant,
+    User,
+)
 
-# Role -> the permission codename on Organisation (Organisation.Meta.permissions).
-ROLE_PERMISSIONS: dict[str, str] = {
-    Role.CLINICIAN: "role_clinician",
-    Role.AUDITOR: "role_auditor",
-    Role.ACCESS_ADMINISTRATOR: "role_access_administrator",
-}
-PERMISSION_ROLES: dict[str, str] = {codename: role for role, codename in ROLE_PERMISSIONS.items()}
-# Kept as a Membership role, read from Membership: not an organisation's own role.
-MEMBERSHIP_ONLY_ROLES = frozenset({Role.PRIVACY_OFFICER})
+__all__ = [
+    "PERMISSION_ROLES",
+    "ROLE_PERMISSIONS",
+    "grant",
+    "grants_in_force",
+    "organisations_held",
+    "organisations_with_roles",
+    "role_permissions",
+    "roles_from_permissions",
+    "roles_held_by_pid",
+]
 
 
 def role_permissions() -> dict[str, Permission]:
-    """codename -> Permission for the role permissions, created if missing (a database
-    flushed between tests, or a write before post_migrate ran)."""
+    """role -> its Permission, created if missing (a database flushed between tests, or a
+    write before post_migrate ran)."""
 
     content_type = ContentType.objects.get_for_model(Organisation)
     found = {
@@ -50,66 +59,72 @@ def role_permissions() -> dict[str, Permission]:
             found[codename], _created = Permission.objects.get_or_create(
                 content_type=content_type, codename=codename, defaults={"name": names[codename]}
             )
-    return found
+    return {role: found[codename] for role, codename in ROLE_PERMISSIONS.items()}
 
 
-def sync_role_permissions(user_id: int, organisation_id: int) -> None:
-    """Make the user's role permissions on the organisation match their grants in force."""
+def grants_in_force() -> QuerySet[OrganisationUserObjectPermission]:
+    """The rows that are roles in force (not any other object permission on Organisation)."""
 
-    wanted = {
-        ROLE_PERMISSIONS[role]
-        for role in Membership.objects.filter(
-            user_id=user_id, organisation_id=organisation_id, active=True
-        ).values_list("role", flat=True)
-        if role in ROLE_PERMISSIONS
-    }
-    held = OrganisationUserObjectPermission.objects.filter(
-        user_id=user_id,
-        content_object_id=organisation_id,
-        permission__codename__in=list(PERMISSION_ROLES),
+    return OrganisationUserObjectPermission.objects.filter(
         permission__content_type=ContentType.objects.get_for_model(Organisation),
+        permission__codename__in=list(PERMISSION_ROLES),
     )
-    have = set(held.values_list("permission__codename", flat=True))
-    if have - wanted:
-        held.filter(permission__codename__in=sorted(have - wanted)).delete()
-    if wanted - have:
-        permissions = role_permissions()
-        OrganisationUserObjectPermission.objects.bulk_create(
-            [
-                OrganisationUserObjectPermission(
-                    user_id=user_id, content_object_id=organisation_id, permission=permissions[codename]
-                )
-                for codename in sorted(wanted - have)
-            ],
-            ignore_conflicts=True,  # a concurrent writer added it: the same row either way
-        )
 
 
-def roles_from_permissions(codenames: Any) -> frozenset[str]:
+def grant(
+    user: User,
+    organisation: Organisation,
+    role: str,
+    *,
+    granted_by: User | None = None,
+    granted_at: datetime.datetime | None = None,
+) -> OrganisationUserObjectPermission:
+    """Put `role` in force for `user` in `organisation`. Raises IntegrityError when it
+    already is (guardian's unique user, permission, object). Not audited: the access
+    administrator's grants go through forvaltning/roles_services.py."""
+
+    row = OrganisationUserObjectPermission(
+        user=user, content_object=organisation, permission=role_permissions()[role], granted_by=granted_by
+    )
+    if granted_at is not None:
+        row.granted_at = granted_at
+    row.save()
+    return row
+
+
+def roles_from_permissions(codenames: Iterable[str]) -> frozenset[str]:
     return frozenset(PERMISSION_ROLES[c] for c in codenames if c in PERMISSION_ROLES)
 
 
-@receiver(pre_save, sender=Membership, dispatch_uid="pjd_membership_remember_pair")
-def _membership_saving(sender: Any, instance: Membership, raw: bool = False, **kwargs: Any) -> None:
-    # A grant moved to another person or organisation must also end the old pair's role.
-    if raw or instance.pk is None:
-        return
-    old = Membership.objects.filter(pk=instance.pk).values_list("user_id", "organisation_id").first()
-    instance._pjd_old_pair = old  # type: ignore[attr-defined]
+def roles_held_by_pid(pid: str) -> frozenset[str]:
+    """The roles the person with this national id holds in any organisation (the login's
+    question, asked before the account is looked up or created)."""
+
+    return roles_from_permissions(
+        grants_in_force().filter(user__pid=pid).values_list("permission__codename", flat=True)
+    )
 
 
-@receiver(post_save, sender=Membership, dispatch_uid="pjd_membership_sync_saved")
-def _membership_saved(sender: Any, instance: Membership, raw: bool = False, **kwargs: Any) -> None:
-    if raw:  # loaddata: the fixture carries its own permission rows, if any
-        return
-    sync_role_permissions(instance.user_id, instance.organisation_id)
-    old = getattr(instance, "_pjd_old_pair", None)
-    if old is not None and tuple(old) != (instance.user_id, instance.organisation_id):
-        sync_role_permissions(old[0], old[1])
+def organisations_with_roles(user: User) -> list[Organisation]:
+    """The organisations where the user holds a role in force."""
+
+    return list(
+        Organisation.objects.filter(pk__in=grants_in_force().filter(user=user).values("content_object_id"))
+    )
 
 
-@receiver(post_delete, sender=Membership, dispatch_uid="pjd_membership_sync_deleted")
-def _membership_deleted(sender: Any, instance: Membership, **kwargs: Any) -> None:
-    # Rows are not deleted by the portal; a cascade from a deleted user or organisation
-    # takes the permission rows with it, and anything else deleting a grant ends the role.
-    sync_role_permissions(instance.user_id, instance.organisation_id)
+def organisations_held(user_ids: Iterable[int]) -> dict[int, frozenset[int]]:
+    """user id -> the organisations where they hold or have held a role (the policy's
+    "own staff", access/policy.py `is_own_staff`). Two queries, however many users."""
+
+    ids = list(user_ids)
+    found: dict[int, set[int]] = {user_id: set() for user_id in ids}
+    for user_id, organisation_id in (
+        grants_in_force().filter(user_id__in=ids).values_list("user_id", "content_object_id")
+    ):
+        found[user_id].add(organisation_id)
+    for user_id, organisation_id in RevokedRoleGrant.objects.filter(user_id__in=ids).values_list(
+        "user_id", "organisation_id"
+    ):
+        found[user_id].add(organisation_id)
+    return {user_id: frozenset(orgs) for user_id, orgs in found.items()}

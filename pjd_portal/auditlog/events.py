@@ -336,7 +336,7 @@ REVIEW_STATUS_CHANGED = EventKind(
 )
 # An access administrator's grant and revocation of a portal role (forvaltning/roles.py).
 _ROLE_DETAILS = frozenset(
-    {"grant", "membership_id", "role", "via", "person", "organisation_orgnr", "target_user_id", "target_public_id", "target_name", "target_hpr_number", "hpr_number", "view"}
+    {"grant", "grant_id", "role", "via", "person", "organisation_orgnr", "target_user_id", "target_public_id", "target_name", "target_hpr_number", "hpr_number", "view"}
 )  # fmt: skip
 ROLE_GRANTED = EventKind("role_granted", _("Role granted"), Balp.APPLICATION_ACTIVITY, _ROLE_DETAILS)
 ROLE_REVOKED = EventKind("role_revoked", _("Role revoked"), Balp.APPLICATION_ACTIVITY, _ROLE_DETAILS)

@@ -6,9 +6,10 @@ administrator) and one per grant to revoke it. Every grant and revocation is aud
 (`roles_services`).
 
 "Own staff", the only people an administrator may grant a role to, are the users with any
-grant, in force or revoked, in the organisation acted for (a Membership row of any role):
-the organisation has had them as staff. A person is chosen from that list or given by HPR
-number; an id of anyone else, posted by hand, is answered as a missing page and logged.
+role, in force or revoked, in the organisation acted for (a guardian permission row or a
+RevokedRoleGrant; the rule is `policy.is_own_staff`): the organisation has had them as
+staff. A person is chosen from that list or given by HPR number; an id of anyone else,
+posted by hand, is answered as a missing page and logged.
 
 Everyone the policy keeps out of this part gets the 404 of a missing page, logged.
 """
@@ -26,9 +27,16 @@ from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET, require_POST
 
 from pjd_portal.access import policy, selectors
+from pjd_portal.accounts import roles
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import current_organisation
-from pjd_portal.accounts.models import Membership, Organisation, Role, User
+from pjd_portal.accounts.models import (
+    Organisation,
+    OrganisationUserObjectPermission,
+    RevokedRoleGrant,
+    Role,
+    User,
+)
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
@@ -109,18 +117,31 @@ def _organisation(request: HttpRequest) -> Organisation:
     return organisation
 
 
-def _grants(organisation: Organisation) -> list[Membership]:
-    """Every grant in the organisation, in force and revoked, newest first: one query."""
+def _grants(
+    organisation: Organisation,
+) -> tuple[list[OrganisationUserObjectPermission], list[RevokedRoleGrant]]:
+    """The organisation's roles in force and its revoked ones, newest grant first: two
+    queries, however many."""
 
-    return list(
-        Membership.objects.filter(organisation=organisation)
+    in_force = list(
+        roles.grants_in_force()
+        .filter(content_object=organisation)
+        .select_related("user", "granted_by", "permission")
+        .order_by("-granted_at", "-pk")
+    )
+    revoked = list(
+        RevokedRoleGrant.objects.filter(organisation=organisation)
         .select_related("user", "granted_by", "revoked_by")
         .order_by("-granted_at", "-pk")
     )
+    return in_force, revoked
 
 
-def _staff_choices(grants: list[Membership]) -> list[tuple[str, str]]:
-    people = {m.user.public_id: m.user for m in grants}
+def _staff_choices(
+    in_force: list[OrganisationUserObjectPermission], revoked: list[RevokedRoleGrant]
+) -> list[tuple[str, str]]:
+    people = {g.user.public_id: g.user for g in in_force}
+    people.update((g.user.public_id, g.user) for g in revoked)
     return sorted(
         (
             (
@@ -143,8 +164,8 @@ def _page(
     """The organisation's roles. A fixed number of queries, however many grants."""
 
     organisation = _organisation(request)
-    grants = _grants(organisation)
-    choices = _staff_choices(grants)
+    in_force, revoked = _grants(organisation)
+    choices = _staff_choices(in_force, revoked)
     if grant_form is None:
         grant_form = GrantRoleForm(staff_choices=choices)
     else:
@@ -152,11 +173,9 @@ def _page(
     context = {
         "organisation": organisation,
         "in_force": [
-            (m, RevokeRoleForm(initial={"grant": m.pk}, auto_id=f"id_revoke{m.pk}_%s"))
-            for m in grants
-            if m.active
+            (g, RevokeRoleForm(initial={"grant": g.pk}, auto_id=f"id_revoke{g.pk}_%s")) for g in in_force
         ],
-        "revoked": [m for m in grants if not m.active],
+        "revoked": revoked,
         "grant_form": grant_form,
         "error": error,
         "self_id": request.user.pk,
@@ -210,9 +229,7 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
         decision = policy.may_grant_role(
             staff,
             role,
-            target_organisation_ids=frozenset(
-                Membership.objects.filter(user=target).values_list("organisation_id", flat=True)
-            )
+            target_organisation_ids=roles.organisations_held([target.pk])[target.pk]
             if target is not None
             else frozenset(),
             target_user_id=target.pk if target is not None else None,
@@ -223,18 +240,23 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
             raise Http404()
         via = "list"
     else:
-        # Own staff with this HPR number; the same answer whether the number is unknown or
-        # belongs to someone else's staff, so the form reveals no one outside.
-        candidates = list(
-            User.objects.filter(hpr_number=hpr, memberships__organisation=organisation).distinct()[:2]
-        )
-        if len(candidates) != 1:
+        # Own staff with this HPR number (the policy says who is); the same answer whether
+        # the number is unknown or belongs to someone else's staff, so the form reveals no
+        # one outside. An HPR number is one person's: more than a few accounts with it is
+        # not a case to choose from.
+        with_number = {u.pk: u for u in User.objects.filter(hpr_number=hpr).order_by("pk")[:10]}
+        held = roles.organisations_held(list(with_number))
+        own = policy.own_staff_among(staff, held)
+        if len(own) != 1:
             _refuse_not_own_staff(request, {"hpr_number": hpr, "role": role})
             form.add_error("hpr_number", NOT_OWN_STAFF)
             return _page(request, grant_form=form, status=400)
-        target = candidates[0]
+        target = with_number[own[0]]
         decision = policy.may_grant_role(
-            staff, role, target_organisation_ids=frozenset({organisation.pk}), target_user_id=target.pk
+            staff,
+            role,
+            target_organisation_ids=held[target.pk],
+            target_user_id=target.pk,
         )
         if not decision:
             record_event(
@@ -252,7 +274,7 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
             return _page(request, grant_form=form, status=400)
         via = "hpr_number"
     try:
-        result, _membership = services.grant_role(
+        result, _grant = services.grant_role(
             request=request, organisation=organisation, user=target, role=role, via=via
         )
     except AuditWriteFailed:
@@ -266,14 +288,22 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
 def access_role_revoke(request: HttpRequest) -> HttpResponse:
     organisation = _organisation(request)
     form = RevokeRoleForm(request.POST)
-    membership = None
+    grant: OrganisationUserObjectPermission | RevokedRoleGrant | None = None
     if form.is_valid():
-        membership = (
-            Membership.objects.select_related("user")
-            .filter(pk=form.cleaned_data["grant"], organisation=organisation)
+        grant_id = form.cleaned_data["grant"]
+        # A role in force; else one revoked already (its row is gone, the record of it kept).
+        grant = (
+            roles.grants_in_force()
+            .select_related("user", "permission")
+            .filter(pk=grant_id, content_object=organisation)
+            .first()
+        ) or (
+            RevokedRoleGrant.objects.select_related("user")
+            .filter(grant_id=grant_id, organisation=organisation)
+            .order_by("-revoked_at")
             .first()
         )
-    if membership is None:  # not a grant of this organisation: as for a missing page, logged
+    if grant is None:  # not a grant of this organisation: as for a missing page, logged
         record_event(
             events.ACCESS_DENIED(
                 outcome=Outcome.NOT_FOUND,
@@ -288,7 +318,7 @@ def access_role_revoke(request: HttpRequest) -> HttpResponse:
     staff = selectors.staff_facts(request)
     assert staff is not None
     try:
-        result, decision = services.revoke_role(request=request, staff=staff, membership=membership)
+        result, decision = services.revoke_role(request=request, staff=staff, grant=grant)
     except AuditWriteFailed:
         return _page(request, error=str(AUDIT_FAILED), status=503)
     if result == services.Result.REFUSED:

@@ -1,13 +1,14 @@
 """Writes of the access administrator: granting and revoking portal roles.
 
-Each function writes the grant record (`Membership`), the django-guardian permission that
-enforces it (`accounts.roles.sync_role_permissions`) and its audit event in one
-transaction: if the event cannot be written nothing is changed (AuditWriteFailed is
-raised). Grant rows are never deleted; a revocation sets when and by whom.
+A role in force is its django-guardian permission row on the organisation
+(`OrganisationUserObjectPermission`, accounts/roles.py), the one record: a grant creates
+the row (with when and by whom), a revocation deletes it and keeps what was revoked in
+`RevokedRoleGrant`. Each function writes that and its audit event in one transaction: if
+the event cannot be written nothing is changed (AuditWriteFailed is raised).
 
-A role already in force is granted once only. The database decides (the partial unique
-constraint `uniq_membership_role_in_force`), so a double submit, also two at the same
-moment on PostgreSQL, leaves one row; the loser is told "already granted".
+A role already in force is granted once only. The database decides (guardian's unique
+user, permission, object), so a double submit, also two at the same moment on
+PostgreSQL, leaves one row; the loser is told "already granted".
 """
 
 from __future__ import annotations
@@ -20,10 +21,16 @@ from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.access import policy
+from pjd_portal.accounts import roles
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import authenticated_user
-from pjd_portal.accounts.models import Membership, Organisation, Role, User
-from pjd_portal.accounts.roles import sync_role_permissions
+from pjd_portal.accounts.models import (
+    Organisation,
+    OrganisationUserObjectPermission,
+    RevokedRoleGrant,
+    Role,
+    User,
+)
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
@@ -49,7 +56,7 @@ def target_details(user: User) -> dict[str, Any]:
 
 def grant_role(
     *, request: HttpRequest, organisation: Organisation, user: User, role: str, via: str
-) -> tuple[Result, Membership]:
+) -> tuple[Result, OrganisationUserObjectPermission]:
     """Grant `role` in `organisation` to `user` (the caller has asked the policy)."""
 
     actor = authenticated_user(request)
@@ -57,45 +64,67 @@ def grant_role(
     with transaction.atomic():
         try:
             with transaction.atomic():  # a savepoint: the constraint may refuse the row
-                membership = Membership.objects.create(
-                    user=user, organisation=organisation, role=role, granted_by=actor
-                )
+                grant = roles.grant(user, organisation, role, granted_by=actor)
         except IntegrityError:
-            membership = Membership.objects.get(user=user, organisation=organisation, role=role, active=True)
+            grant = roles.grants_in_force().get(
+                user=user, content_object=organisation, permission__codename=roles.ROLE_PERMISSIONS[role]
+            )
             result = Result.ALREADY
         else:
-            sync_role_permissions(user.pk, organisation.pk)
             result = Result.DONE
         record_event(
             events.ROLE_GRANTED(
                 outcome=Outcome.GRANTED if result == Result.DONE else Outcome.INVALID,
                 reason_code="" if result == Result.DONE else "role_already_granted",
                 **details,
-                membership_id=membership.pk,
+                grant_id=grant.pk,
             ),
             actor=actor_of(request),
             where=point_of_care_of(request),
         )
-    return result, membership
+    return result, grant
 
 
 def revoke_role(
-    *, request: HttpRequest, staff: policy.StaffFacts, membership: Membership
+    *,
+    request: HttpRequest,
+    staff: policy.StaffFacts,
+    grant: OrganisationUserObjectPermission | RevokedRoleGrant,
 ) -> tuple[Result, policy.Decision]:
-    """Revoke this grant (of the organisation acted for: the caller has checked).
+    """Revoke this grant (of the organisation acted for: the caller has checked). A
+    `RevokedRoleGrant` is one revoked already: answered as not in force.
 
     The organisation's grants of the access administrator role are locked first, so two
     administrators revoking each other at the same moment cannot leave it with none."""
 
     actor = authenticated_user(request)
+    if isinstance(grant, RevokedRoleGrant):
+        organisation_id, grant_id = grant.organisation_id, grant.grant_id
+    else:
+        organisation_id, grant_id = grant.content_object_id, grant.pk
     with transaction.atomic():
+        # of=("self",): lock the grant rows, not the Permission rows every organisation
+        # shares (the user rows are only read).
         admins = list(
-            Membership.objects.select_for_update()
-            .filter(organisation_id=membership.organisation_id, role=Role.ACCESS_ADMINISTRATOR, active=True)
+            roles.grants_in_force()
+            .select_for_update(of=("self",))
+            .filter(
+                content_object_id=organisation_id,
+                permission__codename=roles.ROLE_PERMISSIONS[Role.ACCESS_ADMINISTRATOR],
+            )
             .values_list("pk", "user_id", "user__is_active")
         )
-        current = Membership.objects.select_for_update().get(pk=membership.pk)
-        details = {"role": current.role, "membership_id": current.pk, **target_details(membership.user)}
+        # None: revoked already, earlier or by another administrator a moment ago.
+        current = (
+            None
+            if isinstance(grant, RevokedRoleGrant)
+            else roles.grants_in_force()
+            .select_for_update(of=("self",))
+            .select_related("permission")
+            .filter(pk=grant.pk)
+            .first()
+        )
+        details = {"role": grant.role, "grant_id": grant_id, **target_details(grant.user)}
         # Read again under the lock: the actor's own role may have been revoked by another
         # administrator a moment ago.
         still = policy.still_administers(
@@ -108,7 +137,7 @@ def revoke_role(
                 where=point_of_care_of(request),
             )
             return Result.REFUSED, still
-        if not current.active:
+        if current is None:
             record_event(
                 events.ROLE_REVOKED(outcome=Outcome.INVALID, reason_code="role_not_in_force", **details),
                 actor=actor_of(request),
@@ -117,7 +146,7 @@ def revoke_role(
             return Result.NOT_IN_FORCE, policy.ALLOW
         decision = policy.may_revoke_role(
             staff,
-            grant_organisation_id=current.organisation_id,
+            grant_organisation_id=current.content_object_id,
             grant_user_id=current.user_id,
             grant_role=current.role,
             other_administrators=sum(
@@ -131,11 +160,17 @@ def revoke_role(
                 where=point_of_care_of(request),
             )
             return Result.REFUSED, decision  # the refusal's event is kept: nothing else changed
-        current.active = False
-        current.revoked_at = timezone.now()
-        current.revoked_by = actor
-        current.save(update_fields=["active", "revoked_at", "revoked_by"])
-        sync_role_permissions(current.user_id, current.organisation_id)
+        RevokedRoleGrant.objects.create(
+            user_id=current.user_id,
+            organisation_id=current.content_object_id,
+            role=current.role,
+            grant_id=current.pk,
+            granted_at=current.granted_at,
+            granted_by_id=current.granted_by_id,
+            revoked_at=timezone.now(),
+            revoked_by=actor,
+        )
+        current.delete()  # the role is no longer in force: guardian has no row for it
         record_event(
             events.ROLE_REVOKED(outcome=Outcome.GRANTED, **details),
             actor=actor_of(request),

@@ -39,7 +39,8 @@ from pjd_portal.accounts.context import (
     SESSION_ORG_KEY,
     organisation_choices,
 )
-from pjd_portal.accounts.models import Membership, Organisation, User
+from pjd_portal.accounts.models import Organisation, User
+from pjd_portal.accounts.roles import roles_held_by_pid
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
@@ -178,11 +179,7 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         pid = str(claims.get(CLAIM_PID) or "")
         hpr_number = str(claims.get(CLAIM_HPR) or "")
         # The roles already held matter only without an HPR number (the policy's rule).
-        roles = (
-            frozenset(Membership.objects.filter(user__pid=pid, active=True).values_list("role", flat=True))
-            if pid and not hpr_number
-            else frozenset()
-        )
+        roles = roles_held_by_pid(pid) if pid and not hpr_number else frozenset()
         decision = policy.may_log_in(
             policy.LoginFacts(
                 pid=pid,

@@ -31,7 +31,7 @@ from django.db.models.functions import Coalesce, Concat, ExtractHour, ExtractIso
 from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access.models import Basis
-from pjd_portal.accounts.models import Membership
+from pjd_portal.accounts.roles import grants_in_force
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
@@ -43,7 +43,7 @@ OSLO = ZoneInfo("Europe/Oslo")
 # events carry none.
 CLINICAL_EVENT_TYPES = PATIENT_LOG_EVENT_TYPES
 # What counts as an earlier contact: an access that was granted, not a refusal.
-CONTACT_EVENT_TYPES = events.CONTACT_TYPES
+CONTACT_EVENT_TYPES = CLINICAL_EVENT_TYPES - {events.ACCESS_DENIED.name}
 EMERGENCY_BASES = frozenset({Basis.AKUTT, Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT})
 BLOCKED_REASON_CODE = "clinician_blocked"
 
@@ -264,10 +264,9 @@ def annotate_facts(events: QuerySet[AccessEvent], thresholds: Thresholds) -> Que
         occurred_at__gte=OuterRef("occurred_at") - datetime.timedelta(days=thresholds.care_relation_days),
         occurred_at__lt=OuterRef("occurred_at") - datetime.timedelta(hours=thresholds.same_visit_hours),
     )
-    colleague_membership = Membership.objects.filter(
+    colleague_role = grants_in_force().filter(
         user__pid=OuterRef("patient_national_id"),
-        organisation__orgnr=OuterRef("organisation_orgnr"),
-        active=True,
+        content_object__orgnr=OuterRef("organisation_orgnr"),
     )
     window = datetime.timedelta(minutes=thresholds.many_patients_minutes)
     patients_in_window = (
@@ -287,7 +286,7 @@ def annotate_facts(events: QuerySet[AccessEvent], thresholds: Thresholds) -> Que
     )
     return events.select_related("patient", "document").annotate(
         risk_earlier_contact=Exists(earlier_contact),
-        risk_colleague=Exists(colleague_membership),
+        risk_colleague=Exists(colleague_role),
         risk_patients_in_window=Coalesce(
             Subquery(patients_in_window, output_field=models.IntegerField()), Value(0)
         ),

@@ -4,7 +4,7 @@ An account is unused when its last login is older than that, or when it has neve
 in and was created longer ago than that. Such an account gets is_active=False: it can no
 longer log in, a live session of it is no longer accepted, and it holds no role (the
 django-guardian permission checks refuse inactive users). Superusers are never touched.
-Its grants (Membership) are left as they are: the record of who held what stays, and an
+Its grants (the guardian permission rows, accounts/roles.py) are left as they are, and an
 administrator who reactivates the account finds the roles as they were.
 
 Audited with one ACCOUNT_DEACTIVATED event per deactivated account, written in the same

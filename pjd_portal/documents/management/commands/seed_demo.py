@@ -19,12 +19,12 @@ from django.utils import timezone
 
 from pjd_portal.accounts.models import (
     HprAuthorization,
-    Membership,
     Organisation,
     OrganisationKind,
     Role,
     User,
 )
+from pjd_portal.accounts.roles import ROLE_PERMISSIONS, grant, grants_in_force
 from pjd_portal.documents import demo_content
 from pjd_portal.documents.models import (
     ConfidentialityCode,
@@ -60,7 +60,7 @@ ORGANISATIONS = [
 ]
 REMOTE_SOURCE_ORGNR = "310600008"
 
-# username -> (HPR authorizations, role, orgnr of membership)
+# username -> (HPR authorizations, role, orgnr the role is held in)
 STAFF = {
     "fastlege": (["LE"], Role.CLINICIAN),
     "legevakt": (["LE"], Role.CLINICIAN),
@@ -237,7 +237,12 @@ class Command(BaseCommand):
             user.save()
             for code in authorizations:
                 HprAuthorization.objects.get_or_create(hpr_number=claims["hpr"], code=code)
-            Membership.objects.get_or_create(user=user, organisation=orgs[claims["orgnr_parent"]], role=role)
+            org = orgs[claims["orgnr_parent"]]
+            held = grants_in_force().filter(
+                user=user, content_object=org, permission__codename=ROLE_PERMISSIONS[role]
+            )
+            if not held.exists():  # seed_demo runs again on a seeded database
+                grant(user, org, role)
 
     def _patients(self, n_synthetic: int) -> list[Patient]:
         rng = random.Random(20261122)
