@@ -15,13 +15,12 @@ import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 
-from django.core import signing
 from django.db.models import Q, QuerySet
 
 from pjd_portal.access import policy
 from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.lib.cursor import Cursor, SignedCursor, after
 from pjd_portal.logreading import risk
-from pjd_portal.logreading.selectors import Cursor, InvalidCursor
 
 MAX_PAGE_SIZE = 200
 EXPORT_CHUNK = 500
@@ -55,20 +54,15 @@ class ReviewPage:
     next_cursor: str | None  # None on the last page
 
 
+_CURSOR = SignedCursor(_CURSOR_SALT)
+
+
 def encode_cursor(event: AccessEvent) -> str:
-    return signing.dumps([event.occurred_at.isoformat(), event.pk], salt=_CURSOR_SALT, compress=False)
+    return _CURSOR.encode(event.occurred_at, event.pk)
 
 
 def decode_cursor(raw: str) -> Cursor:
-    try:
-        value = signing.loads(raw, salt=_CURSOR_SALT)
-        occurred_at = datetime.datetime.fromisoformat(value[0])
-        event_pk = value[1]
-    except (signing.BadSignature, ValueError, TypeError, IndexError, KeyError) as exc:
-        raise InvalidCursor("bad cursor") from exc
-    if occurred_at.tzinfo is None or not isinstance(event_pk, int) or isinstance(event_pk, bool):
-        raise InvalidCursor("bad cursor")
-    return Cursor(occurred_at, event_pk)
+    return _CURSOR.decode(raw)
 
 
 def filters_q(filters: LogFilters) -> Q:
@@ -108,10 +102,6 @@ def _events(
     return query
 
 
-def _after(cursor: Cursor) -> Q:
-    return Q(occurred_at__lt=cursor.occurred_at) | Q(occurred_at=cursor.occurred_at, pk__lt=cursor.event_pk)
-
-
 def _rows(
     staff: policy.StaffFacts, events: list[AccessEvent], thresholds: risk.Thresholds
 ) -> list[ReviewRow]:
@@ -142,7 +132,7 @@ def search_page(
         raise ValueError(f"limit must be 1..{MAX_PAGE_SIZE}")
     query = _events(staff, filters, thresholds)
     if cursor:
-        query = query.filter(_after(decode_cursor(cursor)))
+        query = query.filter(after(decode_cursor(cursor)))
     found = list(query.order_by("-occurred_at", "-pk")[: limit + 1])
     events = found[:limit]
     next_cursor = encode_cursor(events[-1]) if len(found) > limit else None
@@ -154,19 +144,19 @@ def iter_rows(
 ) -> Iterator[ReviewRow]:
     """Every matching event, newest first, in keyset chunks (for the export)."""
 
-    after: Cursor | None = None
+    last: Cursor | None = None
     sent = 0
     while sent < max_rows:
         query = _events(staff, filters, thresholds)
-        if after is not None:
-            query = query.filter(_after(after))
+        if last is not None:
+            query = query.filter(after(last))
         size = min(EXPORT_CHUNK, max_rows - sent)
         events = list(query.order_by("-occurred_at", "-pk")[:size])
         yield from _rows(staff, events, thresholds)
         sent += len(events)
         if len(events) < size:
             return
-        after = Cursor(events[-1].occurred_at, events[-1].pk)
+        last = Cursor(events[-1].occurred_at, events[-1].pk)
 
 
 def event_for_review(

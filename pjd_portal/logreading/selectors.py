@@ -8,31 +8,30 @@ previous page ended, so a tampered one is refused rather than trusted.
 
 from __future__ import annotations
 
-import datetime
 from dataclasses import dataclass
-
-from django.core import signing
-from django.db.models import Q
 
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.lib.cursor import Cursor, InvalidCursor, SignedCursor, after
 
 # The events a patient sees in their own log: every access to them or their documents
 # and every refusal. Logins, log reads and admin actions are not accesses to the patient.
 PATIENT_LOG_EVENT_TYPES = events.PATIENT_ACCESS_TYPES  # the registry's patient_access entries
 
 MAX_PAGE_SIZE = 200
-_CURSOR_SALT = "pjd_portal.audit.selectors.patient_log_cursor"
+_CURSOR_SALT = "pjd_portal.audit.selectors.patient_log_cursor"  # kept: page links stay valid
 
-
-class InvalidCursor(ValueError):
-    """The cursor is malformed or was not made by this portal."""
-
-
-@dataclass(frozen=True)
-class Cursor:
-    occurred_at: datetime.datetime
-    event_pk: int
+# The cursor's parts are part of this module's interface (the pages catch InvalidCursor).
+__all__ = [
+    "MAX_PAGE_SIZE",
+    "PATIENT_LOG_EVENT_TYPES",
+    "Cursor",
+    "EventPage",
+    "InvalidCursor",
+    "decode_cursor",
+    "encode_cursor",
+    "patient_log_page",
+]
 
 
 @dataclass(frozen=True)
@@ -41,20 +40,15 @@ class EventPage:
     next_cursor: str | None  # None on the last page
 
 
+_CURSOR = SignedCursor(_CURSOR_SALT)
+
+
 def encode_cursor(event: AccessEvent) -> str:
-    return signing.dumps([event.occurred_at.isoformat(), event.pk], salt=_CURSOR_SALT, compress=False)
+    return _CURSOR.encode(event.occurred_at, event.pk)
 
 
 def decode_cursor(raw: str) -> Cursor:
-    try:
-        value = signing.loads(raw, salt=_CURSOR_SALT)
-        occurred_at = datetime.datetime.fromisoformat(value[0])
-        event_pk = value[1]
-    except (signing.BadSignature, ValueError, TypeError, IndexError, KeyError) as exc:
-        raise InvalidCursor("bad cursor") from exc
-    if occurred_at.tzinfo is None or not isinstance(event_pk, int) or isinstance(event_pk, bool):
-        raise InvalidCursor("bad cursor")
-    return Cursor(occurred_at, event_pk)
+    return _CURSOR.decode(raw)
 
 
 def patient_log_page(patient_id: int, *, cursor: str | None = None, limit: int = 50) -> EventPage:
@@ -68,10 +62,7 @@ def patient_log_page(patient_id: int, *, cursor: str | None = None, limit: int =
         raise ValueError(f"limit must be 1..{MAX_PAGE_SIZE}")
     query = AccessEvent.objects.filter(patient_id=patient_id, event_type__in=sorted(PATIENT_LOG_EVENT_TYPES))
     if cursor:
-        after = decode_cursor(cursor)
-        query = query.filter(
-            Q(occurred_at__lt=after.occurred_at) | Q(occurred_at=after.occurred_at, pk__lt=after.event_pk)
-        )
+        query = query.filter(after(decode_cursor(cursor)))
     rows = list(query.select_related("document", "attest").order_by("-occurred_at", "-pk")[: limit + 1])
     events = rows[:limit]
     next_cursor = encode_cursor(events[-1]) if len(rows) > limit else None

@@ -11,14 +11,12 @@ change made on an old version is refused as stale.
 
 from __future__ import annotations
 
-import datetime
 import enum
 import uuid
 from dataclasses import dataclass
 
-from django.core import signing
 from django.db import transaction
-from django.db.models import Q, QuerySet
+from django.db.models import QuerySet
 from django.http import HttpRequest
 from django.utils import timezone
 
@@ -29,7 +27,7 @@ from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event
-from pjd_portal.logreading.selectors import Cursor, InvalidCursor
+from pjd_portal.lib.cursor import SignedCursor, after
 from pjd_portal.review.models import ReviewChange, ReviewItem
 
 MAX_PAGE_SIZE = 200
@@ -66,20 +64,7 @@ class QueuePage:
     next_cursor: str | None
 
 
-def _encode_cursor(item: ReviewItem) -> str:
-    return signing.dumps([item.event_occurred_at.isoformat(), item.pk], salt=_CURSOR_SALT, compress=False)
-
-
-def _decode_cursor(raw: str) -> Cursor:
-    try:
-        value = signing.loads(raw, salt=_CURSOR_SALT)
-        occurred_at = datetime.datetime.fromisoformat(value[0])
-        item_pk = value[1]
-    except (signing.BadSignature, ValueError, TypeError, IndexError, KeyError) as exc:
-        raise InvalidCursor("bad cursor") from exc
-    if occurred_at.tzinfo is None or not isinstance(item_pk, int) or isinstance(item_pk, bool):
-        raise InvalidCursor("bad cursor")
-    return Cursor(occurred_at, item_pk)
+_CURSOR = SignedCursor(_CURSOR_SALT)
 
 
 def queue_page(
@@ -97,17 +82,13 @@ def queue_page(
     if filters.signal:
         query = query.filter(signal_codes__contains=f",{filters.signal},")
     if cursor:
-        after = _decode_cursor(cursor)
-        query = query.filter(
-            Q(event_occurred_at__lt=after.occurred_at)
-            | Q(event_occurred_at=after.occurred_at, pk__lt=after.event_pk)
-        )
+        query = query.filter(after(_CURSOR.decode(cursor), time_field="event_occurred_at"))
     found = list(query.order_by("-event_occurred_at", "-pk")[: limit + 1])
     items = found[:limit]
     events = _events_for(items)
     return QueuePage(
         rows=[QueueRow(item, events.get(item.event_id)) for item in items],
-        next_cursor=_encode_cursor(items[-1]) if len(found) > limit else None,
+        next_cursor=_CURSOR.encode(items[-1].event_occurred_at, items[-1].pk) if len(found) > limit else None,
     )
 
 
