@@ -13,7 +13,6 @@ still waits for the commit that holds its own event.
 from __future__ import annotations
 
 import logging
-from typing import Any, ParamSpec
 
 from django.db import DatabaseError, connection, transaction
 from django.db.models import CharField
@@ -28,7 +27,6 @@ from pjd_portal.auditlog.writer import AuditWriteFailed, write
 __all__ = ["AuditWriteFailed", "build_event", "plain_details", "record_event", "record_event_committed"]
 
 logger = logging.getLogger(__name__)
-P = ParamSpec("P")
 
 
 def build_event(event: Event, *, actor: Actor, where: PointOfCare | None) -> AccessEvent:
@@ -79,7 +77,7 @@ _EVENT_FIELDS = [(f.attname, f) for f in AccessEvent._meta.concrete_fields]
 _EVENT_FIELD_NAMES = frozenset(name for name, _ in _EVENT_FIELDS)
 
 
-def _new_event(**values: Any) -> AccessEvent:
+def _new_event(**values: object) -> AccessEvent:
     """AccessEvent(**values), built the cheap way: Model(**kwargs) walks every field for
     every keyword, the positional form does not (one event per request: the hot path)."""
 
@@ -96,7 +94,7 @@ _CHAR_FIELDS = [
 ]
 
 
-def plain_details(value: Any) -> Any:
+def plain_details(value: object) -> object:
     """Details as JSON that comes back from the database exactly as it went in (and so
     hashes the same when verified): text keys; strings, integers, booleans and null;
     anything else (a float, which jsonb may rewrite as 1e20 -> 100000000000000000000, a
