@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEVIDP_PORT, LIST_PATIENT_ID, LIVE_SERVER_ADDRESS, add_document
+from tests.builders import LIST_PATIENT_ID, add_document
+from tests.conftest import DEVIDP_PORT, LIVE_SERVER_ADDRESS
 
 ROOT = Path(__file__).resolve().parent.parent
 IDP = f"http://127.0.0.1:{DEVIDP_PORT}"
@@ -218,7 +219,7 @@ def _logged_in_with_a_list(live_server, world, context) -> str:
 
     from django.test import Client
 
-    from tests.conftest import login, lookup_and_attest
+    from tests.builders import login, lookup_and_attest
 
     client = login(Client(), world.fastlege, world.gp_office)
     handle = lookup_and_attest(client)
@@ -231,7 +232,7 @@ def _logged_in_with_a_list(live_server, world, context) -> str:
 def test_a_hanging_source_does_not_hold_the_list(live_server, world, remote_sources, page, browser):
     import time
 
-    from tests.conftest import add_document
+    from tests.builders import add_document
 
     add_document(world, title="Lokal epikrise fra Oslo", days_ago=1)
     url = _logged_in_with_a_list(live_server, world, page.context)

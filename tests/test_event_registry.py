@@ -7,7 +7,6 @@ import sys
 from pathlib import Path
 
 import pytest
-from django.test import RequestFactory
 
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.auditlog import events as kinds
@@ -16,6 +15,7 @@ from pjd_portal.auditlog.events import Balp, Outcome
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.logreading import fhir, risk, selectors
+from tests.builders import request_as
 
 ROOT = Path(__file__).resolve().parent.parent
 
@@ -71,9 +71,7 @@ def test_the_patients_log_and_the_risk_signals_read_the_registry():
 
 
 def test_an_event_row_copies_the_actor_and_point_of_care(world):
-    request = RequestFactory().get("/", REMOTE_ADDR="10.1.2.3", HTTP_USER_AGENT="EPJ\x00 browser")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege, REMOTE_ADDR="10.1.2.3", HTTP_USER_AGENT="EPJ\x00 browser")
     row = record_event(
         kinds.LOGIN(outcome=Outcome.GRANTED, claimed_orgnr="310900001"),
         actor=actor_of(request, world.fastlege),

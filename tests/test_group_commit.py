@@ -12,7 +12,8 @@ import time
 
 import pytest
 from django.db import DatabaseError, connections, transaction
-from django.test import Client, RequestFactory
+from django.http import HttpRequest
+from django.test import Client
 
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
 from pjd_portal.auditlog import chain, group_commit
@@ -20,17 +21,14 @@ from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Event
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import AuditWriteFailed, build_event, record_event, record_event_committed
-from tests.conftest import FAKE_PDF, World, add_document, add_sub_unit, login, lookup_and_attest
+from tests.builders import FAKE_PDF, World, add_document, add_sub_unit, login, lookup_and_attest, request_as
 from tests.test_audit_integrity import verify
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def _request(world: World):  # type: ignore[no-untyped-def]
-    request = RequestFactory().get("/", HTTP_USER_AGENT="group-commit-test")
-    request.user = world.fastlege
-    request.session = {}
-    return request
+def _request(world: World) -> HttpRequest:
+    return request_as(world.fastlege, HTTP_USER_AGENT="group-commit-test")
 
 
 def _committed_elsewhere(event_ids: list[int]) -> dict[int, tuple[int, int, str]]:
@@ -342,9 +340,7 @@ def test_what_is_stored_is_what_was_hashed_for_awkward_content(world):
         )
     ]
     for address in ("2001:db8::1", "::ffff:10.0.0.1"):
-        request = RequestFactory().get("/", REMOTE_ADDR=address)
-        request.user = world.fastlege
-        request.session = {}
+        request = request_as(world.fastlege, REMOTE_ADDR=address)
         events.append(
             record_event(
                 kinds.kind("patient_lookup")(outcome="granted"),

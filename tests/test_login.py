@@ -30,7 +30,7 @@ from pjd_portal.accounts.context import SESSION_ORG_CHOICES_KEY, SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
-from tests.conftest import World, events, grant_role, make_user, synthetic_id
+from tests.builders import World, events, grant_role, make_user, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
 CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
@@ -944,7 +944,7 @@ def test_a_handle_made_for_one_organisation_does_not_work_for_another(
     provider: FakeProvider, world: World
 ) -> None:
     from pjd_portal.accounts.models import Role
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()

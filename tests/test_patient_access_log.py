@@ -21,9 +21,8 @@ import pytest
 import time_machine
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.test import Client, RequestFactory
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from fhir.resources.R4B.auditevent import AuditEvent as FhirAuditEvent
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
@@ -31,7 +30,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome as FhirOperatio
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
-from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_for
+from pjd_portal.accounts.audit_context import anonymous_actor
 from pjd_portal.accounts.keys import public_jwks
 from pjd_portal.accounts.models import Role
 from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY
@@ -47,7 +46,7 @@ from pjd_portal.logreading.selectors import (
     decode_cursor,
     patient_log_page,
 )
-from tests.conftest import (
+from tests.builders import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,
     UNKNOWN_PATIENT_ID,
@@ -57,6 +56,8 @@ from tests.conftest import (
     grant_role,
     login,
     lookup_and_attest,
+    record,
+    request_as,
     revoke_roles,
 )
 
@@ -132,20 +133,6 @@ def api(client: Client, data: dict, bearer: str | None, *, as_json: bool = False
     if as_json:
         return client.post(url, data=json.dumps(data), content_type="application/json", **headers)
     return client.post(url, data=urlencode(data), content_type="application/x-www-form-urlencoded", **headers)
-
-
-def record(world, when, event_type, outcome=Outcome.GRANTED, *, user=None, org=None, **kwargs):
-    """One event through the audit service, at a fixed time."""
-
-    request = RequestFactory().post("/")
-    request.user = AnonymousUser()
-    request.request_id = uuid.uuid4().hex
-    with time_machine.travel(when, tick=False):
-        return record_event(
-            kinds.kind(event_type)(outcome=outcome, **kwargs),
-            actor=actor_of(request, user or world.fastlege),
-            where=point_of_care_for(org or world.gp_office),
-        )
 
 
 def make_attest(world, basis=Basis.UNNTAK, purpose="TREAT", reason=""):
@@ -304,8 +291,7 @@ def _cases(world):
         ),
     ]
     # A log read has no person behind it (the citizen portal asked): recorded without one.
-    request = RequestFactory().post("/")
-    request.user = AnonymousUser()
+    request = request_as(method="post")
     with time_machine.travel(T0, tick=False):
         log_read = record_event(
             kinds.PATIENT_LOG_READ(

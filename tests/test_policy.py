@@ -386,7 +386,7 @@ def test_the_table_has_enough_rows() -> None:
 @pytest.mark.django_db
 def test_list_filter_agrees_with_the_document_decision(world) -> None:
     from pjd_portal.documents.models import DocumentReference
-    from tests.conftest import add_document
+    from tests.builders import add_document
 
     today = timezone.localdate()
     cases = []

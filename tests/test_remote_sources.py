@@ -36,7 +36,7 @@ from pjd_portal.documents.sources.breaker import CLOSED, CircuitBreaker, reset_b
 from pjd_portal.documents.sources.mhd import MhdSourceClient
 from pjd_portal.documents.sources.tokens import StaticTokenProvider
 from pjd_portal.lib.redact import redact_national_ids
-from tests.conftest import FAKE_PDF, LIST_PATIENT_ID, OTHER_PATIENT_ID, synthetic_id
+from tests.builders import FAKE_PDF, LIST_PATIENT_ID, OTHER_PATIENT_ID, synthetic_id
 from tests.fhirserver import FhirServer
 from tests.fhirserver import start as start_fhir_server
 
@@ -293,7 +293,7 @@ def test_a_search_that_expires_while_paging_keeps_what_came_and_says_the_rest_is
 
 
 def test_a_next_link_that_brings_nothing_new_stops_the_paging(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_mhd_source import _document_reference, _fake
+    from tests.builders import document_reference, fake_source_answers
 
     source = _offline()
     page = {
@@ -303,13 +303,13 @@ def test_a_next_link_that_brings_nothing_new_stops_the_paging(monkeypatch: pytes
         "link": [{"relation": "next", "url": "http://127.0.0.1:9/fhir/R4?_getpages=same"}],
         "entry": [
             {
-                "resource": _document_reference(
+                "resource": document_reference(
                     {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": PAGED_PATIENT}}
                 )
             }
         ],
     }
-    made = _fake(monkeypatch, source, json.dumps(page).encode())
+    made = fake_source_answers(monkeypatch, source, json.dumps(page).encode())
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert len(made) == 2  # the first page, and the same page again: then no more
     assert len(result.documents) == 1
@@ -433,12 +433,12 @@ def test_a_binary_in_its_fhir_json_form_is_the_document(
 def test_a_binary_json_of_another_type_than_announced_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from tests.test_mhd_source import _fake
+    from tests.builders import fake_source_answers
 
     source = _offline()
     document = replace(BERGEN_AS_REMOTE, url="http://127.0.0.1:9/fhir/R4/Binary/b1")
     body = {"resourceType": "Binary", "contentType": "text/html", "data": "PGh0bWw+"}
-    _fake(monkeypatch, source, json.dumps(body).encode())
+    fake_source_answers(monkeypatch, source, json.dumps(body).encode())
     with pytest.raises(SourceError) as refused:
         source.retrieve(document, access=ACCESS)
     assert refused.value.reason_code == base.WRONG_CONTENT_TYPE
@@ -493,7 +493,7 @@ def test_subject_references_in_any_form_name_the_patient(bergen: FhirServer, for
 def test_a_subject_is_compared_by_type_and_id(
     monkeypatch: pytest.MonkeyPatch, reference: str, kept: bool
 ) -> None:
-    from tests.test_mhd_source import _document_reference, _fake
+    from tests.builders import document_reference, fake_source_answers
 
     source = _offline()
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
@@ -501,7 +501,7 @@ def test_a_subject_is_compared_by_type_and_id(
         "resourceType": "Bundle",
         "type": "searchset",
         "entry": [
-            {"resource": _document_reference({"reference": reference}), "search": {"mode": "match"}},
+            {"resource": document_reference({"reference": reference}), "search": {"mode": "match"}},
             {
                 "resource": {
                     "resourceType": "Patient",
@@ -520,7 +520,7 @@ def test_a_subject_is_compared_by_type_and_id(
             },
         ],
     }
-    _fake(monkeypatch, source, json.dumps(bundle).encode())
+    fake_source_answers(monkeypatch, source, json.dumps(bundle).encode())
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert bool(result.documents) is kept
     # Only what cannot be checked is counted for the list; another patient's is not theirs.
@@ -604,7 +604,7 @@ def _events(**filters: Any) -> list[Any]:
 def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
     remote_world: Any, as_fastlege: Client, nord: FhirServer
 ) -> None:
-    from tests.conftest import add_document, lookup_and_attest
+    from tests.builders import add_document, lookup_and_attest
 
     add_document(remote_world, title="Lokal epikrise", days_ago=1)
     nord.set_fault("slow", delay_ms=4000)  # hangs beyond its own timeouts
@@ -658,7 +658,7 @@ def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
 def test_an_answer_is_kept_for_sorting_filtering_and_paging(
     remote_world: Any, as_fastlege: Client, bergen: FhirServer
 ) -> None:
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -683,7 +683,7 @@ def test_a_refused_search_shows_as_could_not_answer_and_is_logged_as_the_outcome
     remote_world: Any, as_fastlege: Client, bergen: FhirServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     from pjd_portal.documents.sources.breaker import breaker_for
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     bergen.set_behaviour(rejectParams=["_include"])
     handle = lookup_and_attest(as_fastlege)
@@ -708,7 +708,7 @@ def test_a_refused_search_shows_as_could_not_answer_and_is_logged_as_the_outcome
 def test_the_list_says_what_a_source_did_not_send(
     remote_world: Any, as_fastlege: Client, bergen: FhirServer, settings: Any
 ) -> None:
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     settings.DOCUMENT_SOURCE_SEARCH_COUNT = 2
@@ -732,7 +732,7 @@ def test_the_list_says_what_a_source_did_not_send(
 def test_without_javascript_the_page_waits_for_every_source(
     remote_world: Any, as_fastlege: Client, nord: FhirServer
 ) -> None:
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/?wait=1").content.decode()
@@ -752,7 +752,7 @@ def test_without_javascript_the_page_waits_for_every_source(
 def test_a_refused_search_without_javascript_is_logged_per_source_too(
     remote_world: Any, as_fastlege: Client, bergen: FhirServer
 ) -> None:
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     bergen.set_behaviour(rejectParams=["_include"])
     handle = lookup_and_attest(as_fastlege)
@@ -774,7 +774,7 @@ def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
     from pjd_portal.access.services import access_patient_by_handle
     from pjd_portal.clinic import remote
     from pjd_portal.documents.models import DocumentSource
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -802,7 +802,7 @@ def test_an_answer_whose_event_cannot_be_written_is_never_shown(
 ) -> None:
     from pjd_portal.auditlog.services import AuditWriteFailed
     from pjd_portal.clinic import document_views as views
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -829,7 +829,7 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
     remote_world: Any, as_fastlege: Client
 ) -> None:
     from pjd_portal.documents.models import DocumentSource
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     DocumentSource.objects.filter(organisation__orgnr=NORD).update(list_authorizations=["SP"])
     handle = lookup_and_attest(as_fastlege)
@@ -845,7 +845,7 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
 @pytest.mark.django_db
 def test_a_list_refresh_that_is_now_refused_reloads_the_page(remote_world: Any, as_fastlege: Client) -> None:
     from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -889,13 +889,13 @@ def test_a_next_link_that_repeats_the_search_is_asked_by_post(monkeypatch: pytes
     """Some servers (not HAPI) build the next link by repeating the search in its query:
     following it by GET would put the national id into a URL (and a proxy's log)."""
 
-    from tests.test_mhd_source import _document_reference
+    from tests.builders import document_reference
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     source = _offline()
     pages = []
     for n in range(2):
-        entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+        entry = document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
         entry["id"] = f"d{n}"
         link = [
             {
@@ -961,7 +961,7 @@ def test_paths_that_a_server_reads_otherwise_are_not_followed(
 def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
     monkeypatch: pytest.MonkeyPatch, subject: dict[str, Any], verdict: str
 ) -> None:
-    from tests.test_mhd_source import _document_reference, _fake
+    from tests.builders import document_reference, fake_source_answers
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     source = _offline()
@@ -969,7 +969,7 @@ def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "entry": [{"resource": _document_reference(subject), "search": {"mode": "match"}}]
+        "entry": [{"resource": document_reference(subject), "search": {"mode": "match"}}]
         + [
             {
                 "resource": {
@@ -982,17 +982,17 @@ def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
             for pid, value in patients
         ],
     }
-    _fake(monkeypatch, source, json.dumps(bundle).encode())
+    fake_source_answers(monkeypatch, source, json.dumps(bundle).encode())
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert (len(result.documents), result.unverified) == ((1, 0) if verdict == "kept" else (0, 1))
 
 
 def test_an_unverifiable_document_on_two_pages_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_mhd_source import _document_reference
+    from tests.builders import document_reference
 
     source = _offline()
-    unknown = _document_reference({"reference": "Patient/nobody"})
-    other = _document_reference({"reference": "Patient/nobody"})
+    unknown = document_reference({"reference": "Patient/nobody"})
+    other = document_reference({"reference": "Patient/nobody"})
     other["id"] = "d2"
     pages = [
         {
@@ -1100,7 +1100,7 @@ def test_a_cache_that_does_not_answer_makes_the_list_ask_its_sources_itself(
 ) -> None:
     from django.test import override_settings
 
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     nothing_listens = {
@@ -1178,7 +1178,7 @@ def test_a_later_page_that_stalls_keeps_the_pages_before_it_within_the_budget(
 def test_next_links_that_carry_the_id_on_search_or_base_paths_are_posted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.test_mhd_source import _document_reference
+    from tests.builders import document_reference
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     query = f"patient.identifier={system}%7C{PAGED_PATIENT}&_page=2"
@@ -1189,7 +1189,7 @@ def test_next_links_that_carry_the_id_on_search_or_base_paths_are_posted(
         source = _offline()
         pages = []
         for n in range(2):
-            entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+            entry = document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
             entry["id"] = f"d{n}"
             links = [{"relation": "next", "url": link}] if n == 0 else []
             pages.append(
@@ -1218,12 +1218,12 @@ def test_ordinary_fhir_urls_stay_on_the_source(link: str) -> None:
 def test_the_total_is_the_latest_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Some servers estimate Bundle.total until the last page (Google's FHIR store)."""
 
-    from tests.test_mhd_source import _document_reference
+    from tests.builders import document_reference
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     pages = []
     for n, total in ((0, 5), (1, 2)):
-        entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+        entry = document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
         entry["id"] = f"d{n}"
         links = [{"relation": "next", "url": "?_getpages=a&_getpagesoffset=1"}] if n == 0 else []
         pages.append(
@@ -1248,7 +1248,7 @@ def test_a_cache_that_reads_but_cannot_write_makes_the_list_ask_its_sources_itse
     from django.core.cache import cache
 
     from pjd_portal.clinic import remote
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
 
@@ -1267,7 +1267,7 @@ def test_a_fragment_for_a_patient_now_refused_reloads_the_page(
     remote_world: Any, as_fastlege: Client
 ) -> None:
     from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -1290,7 +1290,7 @@ def test_a_request_that_dies_while_asking_leaves_a_warning_not_a_spinner(
 
     from pjd_portal.access.services import access_patient_by_handle
     from pjd_portal.clinic import remote
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     settings.DOCUMENT_SOURCE_SEARCH_BUDGET = 0.5
     handle = lookup_and_attest(as_fastlege)

@@ -28,7 +28,7 @@ from pjd_portal.documents.rendering import (
     prepare,
     sanitise,
 )
-from tests.conftest import FAKE_PDF, add_document, lookup_and_attest
+from tests.builders import FAKE_PDF, add_document, lookup_and_attest
 
 CDA = "application/hl7-v3+xml"
 

@@ -13,7 +13,7 @@ from pjd_portal.accounts.roles import grants_in_force
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.review.models import ReviewItem
 from pjd_portal.review.queue import build_queue
-from tests.conftest import add_document, login, lookup_and_attest
+from tests.builders import add_document, login, lookup_and_attest
 
 PERSONAS = ["anonymous", "fastlege", "other_clinician", "auditor", "administrator", "privacy_officer"]
 LOGIN_REDIRECT = 302

@@ -18,7 +18,7 @@ from pjd_portal.documents.management.commands.seed_demo import NHN_TEST_PATIENTS
 from pjd_portal.documents.models import DocumentContent, DocumentReference
 from pjd_portal.patients.models import AddressProtection, Patient, PrivacyChoice, PrivacyChoiceKind
 from pjd_portal.patients.national_id import has_valid_check_digits
-from tests.conftest import login, lookup_and_attest
+from tests.builders import login, lookup_and_attest
 
 pytestmark = pytest.mark.django_db
 

@@ -29,7 +29,7 @@ from pjd_portal.accounts.sessions import (
 )
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent
-from tests.conftest import add_document, login, lookup_and_attest
+from tests.builders import add_document, login, lookup_and_attest
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime.datetime(2026, 3, 2, 8, 0, tzinfo=datetime.UTC)
