@@ -90,6 +90,7 @@ __all__ = [
     "lookup_and_attest",
     "make_patient",
     "make_user",
+    "matched",
     "post_at_once",
     "record",
     "request_as",
@@ -322,10 +323,11 @@ def login_as(world: World, persona: str, client: Client | None = None) -> Client
     return login(client, getattr(world, user_attr), getattr(world, org_attr))
 
 
-def events(event_type: str | None = None) -> list[AccessEvent]:
-    """The access events written so far, oldest first (of one type, if given)."""
+def events(event_type: str | None = None, **filters: Any) -> list[AccessEvent]:
+    """The access events written so far, oldest first (of one type, if given, and matching
+    the other field filters)."""
 
-    events = AccessEvent.objects.order_by("id")
+    events = AccessEvent.objects.filter(**filters).order_by("id")
     return list(events.filter(event_type=event_type) if event_type else events)
 
 
@@ -351,6 +353,14 @@ def lookup_and_attest(
     else:
         assert response.status_code == 302, response.content[:2000]
     return handle
+
+
+def matched(pattern: str, text: str, group: int = 1, flags: int = 0) -> str:
+    """The group of the first match of `pattern` in `text`; a failed assertion if none."""
+
+    match = re.search(pattern, text, flags)
+    assert match is not None, f"{pattern!r} not found"
+    return match.group(group)
 
 
 def is_postgres() -> bool:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import datetime
 from io import StringIO
+from typing import Any
 
 import pytest
 import time_machine
@@ -88,7 +89,7 @@ def test_everyone_but_the_access_administrator_gets_the_404(persona, world, pers
     for method, url, data in (
         ("get", PAGE, {}),
         ("post", GRANT, {"person": str(world.fastlege.public_id), "role": Role.AUDITOR}),
-        ("post", REVOKE, {"grant": grants_in_force().first().pk}),
+        ("post", REVOKE, {"grant": grants_in_force().order_by("pk")[0].pk}),
     ):
         response = getattr(client, method)(url, data)
         assert response.status_code == 404, (persona, url)
@@ -342,7 +343,11 @@ def test_the_policy_on_grants(world):
     assert not policy.may_grant_role(None, Role.CLINICIAN, target_organisation_ids=frozenset({5}))
     no_role = policy.StaffFacts(user_id=1, organisation_id=5, roles=frozenset({Role.AUDITOR}))
     assert not policy.may_administer_access(no_role)
-    kwargs = {"grant_organisation_id": 5, "grant_user_id": 1, "grant_role": Role.ACCESS_ADMINISTRATOR}
+    kwargs: dict[str, Any] = {
+        "grant_organisation_id": 5,
+        "grant_user_id": 1,
+        "grant_role": Role.ACCESS_ADMINISTRATOR,
+    }
     assert not policy.may_revoke_role(staff, other_administrators=0, **kwargs)
     assert policy.may_revoke_role(staff, other_administrators=1, **kwargs)
     assert not policy.may_revoke_role(staff, other_administrators=1, **{**kwargs, "grant_organisation_id": 6})

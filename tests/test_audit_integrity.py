@@ -12,6 +12,7 @@ import datetime
 import uuid
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
 from django.core.management import CommandError, call_command
@@ -40,7 +41,7 @@ def write_events(world: World, n: int, patient=None) -> list[AccessEvent]:
     ]
 
 
-def behind_the_triggers(sql: str, params: list[object]) -> None:
+def behind_the_triggers(sql: str, params: list[Any]) -> None:
     set_audit_triggers(False)
     try:
         with connection.cursor() as cursor:

@@ -242,7 +242,8 @@ def test_a_hanging_source_does_not_hold_the_list(live_server, world, remote_sour
     page.goto(f"{live_server.url}/")
     from pjd_portal.documents.sources.mhd import MhdSourceClient
     from pjd_portal.documents.sources.tokens import StaticTokenProvider
-    from tests.test_remote_sources import ACCESS, OTHER_PATIENT_ID
+    from tests.builders import OTHER_PATIENT_ID
+    from tests.test_remote_sources import ACCESS
 
     MhdSourceClient(
         source_id=0,
@@ -329,7 +330,7 @@ def test_a_source_whose_fragment_fails_says_so_instead_of_spinning(
     from pjd_portal.auditlog.services import AuditWriteFailed
     from pjd_portal.clinic import document_views as views
 
-    real = views.record_event_committed
+    real = views.record_event_committed  # type: ignore[attr-defined]  # the name the view calls, patched below
 
     def failing(event, **kwargs):
         if event.source_orgnr:

@@ -21,8 +21,16 @@ from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Event
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import AuditWriteFailed, build_event, record_event, record_event_committed
-from tests.builders import FAKE_PDF, World, add_document, add_sub_unit, login, lookup_and_attest, request_as
-from tests.test_audit_integrity import verify
+from tests.builders import (
+    FAKE_PDF,
+    World,
+    add_document,
+    add_sub_unit,
+    login,
+    lookup_and_attest,
+    request_as,
+    verify,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
@@ -147,7 +155,7 @@ def test_one_bad_event_in_a_batch_fails_alone(world):
 
 
 def test_a_failing_commit_raises_audit_write_failed_and_leaves_nothing(world, monkeypatch):
-    def broken(*args):  # type: ignore[no-untyped-def]
+    def broken(*args):
         raise DatabaseError("connection lost")
 
     monkeypatch.setattr(group_commit, "_append", broken)
@@ -165,7 +173,7 @@ def test_a_writer_that_does_not_answer_in_time_is_audit_write_failed(world, monk
     gate = threading.Event()
     original = group_commit.GroupCommitter._commit
 
-    def slow(self, events):  # type: ignore[no-untyped-def]
+    def slow(self, events):
         gate.wait(5)
         return original(self, events)
 
@@ -251,7 +259,7 @@ def test_each_writer_connection_holds_a_chain_of_its_own(world):
     assert ok, printed
 
 
-def _rogue_append(event, head):  # type: ignore[no-untyped-def]
+def _rogue_append(event, head):
     """An append to a writer's chain from another connection (a bug, a rogue client)."""
     conn = connections["default"]
     conn.ensure_connection()
@@ -333,7 +341,7 @@ def test_what_is_stored_is_what_was_hashed_for_awkward_content(world):
                 kind=kinds.PATIENT_LOOKUP,
                 outcome="granted",
                 reason_code="invalid_x" + " " * 60,
-                details={"f": 1e20, "z": -0.0, "n": [0.1, {"k": 2.5}], "u": "\u2028 æøå", 1: "one"},  # type: ignore[dict-item]
+                details={"f": 1e20, "z": -0.0, "n": [0.1, {"k": 2.5}], "u": "\u2028 æøå", 1: "one"},  # type: ignore[dict-item,list-item]
             ),
             actor=actor_of(request),
             where=point_of_care_of(request),
@@ -396,7 +404,7 @@ def test_a_document_open_whose_event_cannot_commit_is_a_503_without_the_document
     opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
     assert opened.status_code == 200 and b"".join(opened.streaming_content) == FAKE_PDF  # type: ignore[attr-defined]
 
-    def broken(*args):  # type: ignore[no-untyped-def]
+    def broken(*args):
         raise DatabaseError("disk full")
 
     monkeypatch.setattr(group_commit, "_append", broken)
@@ -484,7 +492,7 @@ def test_with_the_database_gone_a_batch_fails_at_once_not_event_by_event(world, 
 
     calls = []
 
-    def unreachable(self, batch):  # type: ignore[no-untyped-def]
+    def unreachable(self, batch):
         calls.append(len(batch))
         raise OperationalError("connection refused")
 

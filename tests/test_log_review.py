@@ -33,6 +33,7 @@ from tests.builders import (
     hospital_doctor,
     login,
     make_patient,
+    matched,
     record,
     revoke_roles,
     staff,
@@ -426,7 +427,7 @@ def test_keyset_paging_returns_every_event_once_in_order(world, as_auditor, sett
         if match is None:
             break
         assert match.group(1) == SEARCH
-        cursor = re.search(r'name="cursor" value="([^"]+)"', match.group(2)).group(1)
+        cursor = matched(r'name="cursor" value="([^"]+)"', match.group(2))
         assert f'name="national_id" value="{LIST_PATIENT_ID}"' in match.group(2)
         data = {**data, "cursor": cursor}
         # An event written between two pages moves nothing.
@@ -835,6 +836,7 @@ def test_the_search_filters_by_the_acting_organisation(world, as_auditor, scoped
     assert refused.status_code == 400
     assert "Skriv et organisasjonsnummer med 9 sifre." in refused.content.decode()
     logged = AccessEvent.objects.filter(event_type=kinds.LOG_SEARCH.name).order_by("pk").first()
+    assert logged is not None
     assert logged.details["filters"]["organisation"] == world.hospital.orgnr
 
 

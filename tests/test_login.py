@@ -86,7 +86,7 @@ class FakeResponse:
 
     def raise_for_status(self) -> None:
         if self.status_code >= 400:
-            raise requests.HTTPError(f"{self.status_code}", response=self)  # type: ignore[arg-type]
+            raise requests.HTTPError(f"{self.status_code}", response=self)
 
 
 @dataclass
@@ -258,7 +258,7 @@ def session_cookie(client: Client) -> str:
 
 def assert_refused(response: Any, reason: str | None = None, status: int = 403) -> str:
     assert response.status_code == status, response.content[:1000]
-    body = response.content.decode()
+    body: str = response.content.decode()
     assert 'data-testid="login-refused"' in body
     if reason is not None:
         assert f'data-reason="{reason}"' in body

@@ -14,6 +14,7 @@ import json
 import re
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
@@ -56,6 +57,7 @@ from tests.builders import (
     grant_role,
     login,
     lookup_and_attest,
+    matched,
     record,
     request_as,
     revoke_roles,
@@ -121,14 +123,14 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def unsigned_token(header: dict, payload: dict, signature: bytes = b"") -> str:
+def unsigned_token(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
     head = _b64(json.dumps(header).encode())
     body = _b64(json.dumps(payload).encode())
     return f"{head}.{body}.{_b64(signature)}"
 
 
-def api(client: Client, data: dict, bearer: str | None, *, as_json: bool = False, query: str = ""):
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
+def api(client: Client, data: dict[str, Any], bearer: str | None, *, as_json: bool = False, query: str = ""):
+    headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
     url = f"{API}?{query}" if query else API
     if as_json:
         return client.post(url, data=json.dumps(data), content_type="application/json", **headers)
@@ -158,7 +160,7 @@ def make_attest(world, basis=Basis.UNNTAK, purpose="TREAT", reason=""):
     )
 
 
-def validate_event(resource: dict) -> FhirAuditEvent:
+def validate_event(resource: dict[str, Any]) -> FhirAuditEvent:
     return FhirAuditEvent.model_validate(resource)
 
 
@@ -569,9 +571,9 @@ def test_search_bundle_validates_with_entries_and_when_empty(world):
     now = datetime.datetime.now(datetime.UTC)
     bundle = fhir.search_bundle(resources, self_url=AUDIENCE, next_url=f"{AUDIENCE}?cursor=x", now=now)
     parsed = FhirBundle.model_validate(bundle)
-    assert parsed.type == "searchset"
+    assert parsed.type == "searchset" and parsed.entry is not None and parsed.link is not None
     assert len(parsed.entry) == len(events)
-    assert all(e.search.mode == "match" for e in parsed.entry)
+    assert all(e.search is not None and e.search.mode == "match" for e in parsed.entry)
     assert [link.relation for link in parsed.link] == ["self", "next"]
     empty = fhir.search_bundle([], self_url=AUDIENCE, now=now)
     assert FhirBundle.model_validate(empty).entry is None
@@ -638,6 +640,7 @@ def test_a_bad_or_tampered_cursor_is_refused(world, bad):
         decode_cursor(bad)
     _patient_events(world, 4)
     good = patient_log_page(world.patient.pk, limit=2).next_cursor
+    assert good is not None
     with pytest.raises(InvalidCursor):
         patient_log_page(world.patient.pk, cursor=good[:-2] + ("AA" if good[-2:] != "AA" else "BB"), limit=2)
 
@@ -1083,7 +1086,7 @@ def test_the_next_page_is_a_post_button_and_pages_never_repeat(world, as_privacy
         if match is None:
             break
         assert match.group(1) == PAGE
-        cursor = re.search(r'name="cursor" value="([^"]+)"', match.group(2)).group(1)
+        cursor = matched(r'name="cursor" value="([^"]+)"', match.group(2))
         data = {"national_id": LIST_PATIENT_ID, "cursor": cursor}
     assert pages == 3
     assert len(seen) == len(expected) == 7

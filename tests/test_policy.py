@@ -15,7 +15,8 @@ import pytest
 from django.utils import timezone
 
 from pjd_portal.access import policy
-from pjd_portal.access.policy import AttestFacts, ClinicianFacts, DocumentFacts, PatientFacts, SourceRules
+from pjd_portal.access.policy import AttestFacts, ClinicianFacts, PatientFacts, SourceRules
+from pjd_portal.documents.facts import DocumentFacts
 
 NOW = timezone.make_aware(datetime.datetime(2026, 11, 23, 12, 0))
 TODAY = timezone.localtime(NOW).date()

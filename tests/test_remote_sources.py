@@ -36,7 +36,7 @@ from pjd_portal.documents.sources.breaker import CLOSED, CircuitBreaker, reset_b
 from pjd_portal.documents.sources.mhd import MhdSourceClient
 from pjd_portal.documents.sources.tokens import StaticTokenProvider
 from pjd_portal.lib.redact import redact_national_ids
-from tests.builders import FAKE_PDF, LIST_PATIENT_ID, OTHER_PATIENT_ID, synthetic_id
+from tests.builders import FAKE_PDF, LIST_PATIENT_ID, OTHER_PATIENT_ID, events, synthetic_id
 from tests.fhirserver import FhirServer
 from tests.fhirserver import start as start_fhir_server
 
@@ -575,7 +575,7 @@ def _source_pk(orgnr: str) -> int:
     return DocumentSource.objects.get(organisation__orgnr=orgnr).pk
 
 
-HX = {"HTTP_HX_REQUEST": "true"}
+HX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}  # WSGI headers for Client.get(**HX)
 
 
 def _fetch_urls(page: str) -> dict[int, str]:
@@ -592,12 +592,6 @@ def _refresh_url(page: str) -> str:
     match = re.search(r'id="document-list"[^>]*?hx-get="([^"]+)"', page, re.S)
     assert match, "the list refreshes itself when a source has answered"
     return match.group(1).replace("&amp;", "&")
-
-
-def _events(**filters: Any) -> list[Any]:
-    from pjd_portal.auditlog.models import AccessEvent
-
-    return list(AccessEvent.objects.filter(**filters).order_by("id"))
 
 
 @pytest.mark.django_db
@@ -623,14 +617,14 @@ def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
     assert set(fetches) == {_source_pk(BERGEN), _source_pk(NORD)}
     # Without JavaScript the page asks again and waits (<noscript> is inert with JavaScript on).
     assert re.search(r'<noscript><meta http-equiv="refresh" content="0; url=\?wait=1"></noscript>', page)
-    [page_event] = _events(event_type="document_list")
+    [page_event] = events(event_type="document_list")
     assert page_event.details["sources_pending"] == sorted(fetches)
     view_id = response["X-Request-ID"]
 
     # Helse Bergen's fragment: answers nothing but "source-arrived"; its own list event.
     fragment = as_fastlege.get(fetches[_source_pk(BERGEN)], **HX)
     assert fragment.status_code == 200 and fragment["HX-Trigger"] == "source-arrived"
-    bergen_event = _events(event_type="document_list")[-1]
+    bergen_event = events(event_type="document_list")[-1]
     assert bergen_event.source_orgnr == BERGEN and bergen_event.outcome == "granted"
     assert bergen_event.details["list_request_id"] == view_id
     assert bergen_event.details["source_answer"] == "answered" and bergen_event.details["listed"] == 5
@@ -640,13 +634,13 @@ def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
     assert "bergen-epikrise" in refreshed and "Lokal epikrise" in refreshed
     assert "Henter fra UNN HF" in refreshed and "Henter fra Helse Bergen HF" not in refreshed
     assert "hx-swap-oob" not in refreshed  # UNN's fragment is on its way: not asked twice
-    assert _events(event_type="document_list")[-1].details["list_request_id"] == view_id
+    assert events(event_type="document_list")[-1].details["list_request_id"] == view_id
 
     # UNN hangs: its fragment answers at its own timeout (within the budget), as a failure.
     started = time.monotonic()
     as_fastlege.get(fetches[_source_pk(NORD)], **HX)
     assert time.monotonic() - started < BUDGET + 0.5
-    nord_event = _events(event_type="document_list")[-1]
+    nord_event = events(event_type="document_list")[-1]
     assert (nord_event.outcome, nord_event.reason_code) == ("not_found", "source_timeout")
     assert nord_event.details["list_request_id"] == view_id
     final = as_fastlege.get(_refresh_url(page), **HX).content.decode()
@@ -694,7 +688,7 @@ def test_a_refused_search_shows_as_could_not_answer_and_is_logged_as_the_outcome
             from django.core.cache import cache
 
             cache.clear()
-    refused = _events(event_type="document_list", source_orgnr=BERGEN)[-1]
+    refused = events(event_type="document_list", source_orgnr=BERGEN)[-1]
     assert (refused.outcome, refused.reason_code) == ("not_found", "source_search_refused")
     assert breaker_for(bergen.base_url).state == CLOSED
     as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
@@ -741,7 +735,7 @@ def test_without_javascript_the_page_waits_for_every_source(
     # The document without a content type is listed; its HTML twin too (decided at the open).
     assert "bergen-uten-type" in page
     # Each source asked is logged as from its fragment, then the page; one request id.
-    bergen_event, nord_event, page_event = _events(event_type="document_list")
+    bergen_event, nord_event, page_event = events(event_type="document_list")
     assert (bergen_event.source_orgnr, nord_event.source_orgnr, page_event.source_orgnr) == (BERGEN, NORD, "")
     assert page_event.details["sources_pending"] == []
     view = {e.details["list_request_id"] for e in (bergen_event, nord_event, page_event)}
@@ -758,7 +752,7 @@ def test_a_refused_search_without_javascript_is_logged_per_source_too(
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/?wait=1").content.decode()
     assert "Helse Bergen HF kunne ikke svare på søket" in page
-    [refused] = _events(event_type="document_list", source_orgnr=BERGEN)
+    [refused] = events(event_type="document_list", source_orgnr=BERGEN)
     assert (refused.outcome, refused.reason_code) == ("not_found", "source_search_refused")
 
 
@@ -791,7 +785,7 @@ def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
     assert response["HX-Trigger"] == "source-arrived"
     assert 0.3 < time.monotonic() - started < BUDGET
     assert len([r for r in bergen.requests_seen() if r["method"] == "POST"]) == asked_before
-    assert not _events(event_type="document_list", source_orgnr=BERGEN)  # it asked nobody
+    assert not events(event_type="document_list", source_orgnr=BERGEN)  # it asked nobody
     refreshed = as_fastlege.get(_refresh_url(page), **HX).content.decode()
     assert "bergen-epikrise" in refreshed
 
@@ -806,7 +800,7 @@ def test_an_answer_whose_event_cannot_be_written_is_never_shown(
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
-    real = views.record_event_committed
+    real = views.record_event_committed  # type: ignore[attr-defined]  # the name the view calls, patched below
 
     def failing(event: Any, **kwargs: Any) -> Any:
         if event.source_orgnr == BERGEN:
@@ -821,7 +815,7 @@ def test_an_answer_whose_event_cannot_be_written_is_never_shown(
     assert "bergen-epikrise" not in shown and "Henter fra Helse Bergen HF" in shown
     # The claim was let go: the next fragment asks again (and this time it is logged).
     as_fastlege.get(_fetch_urls(shown)[_source_pk(BERGEN)], **HX)
-    assert _events(event_type="document_list", source_orgnr=BERGEN)
+    assert events(event_type="document_list", source_orgnr=BERGEN)
 
 
 @pytest.mark.django_db
@@ -838,7 +832,7 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
     denied = as_fastlege.get(f"/pasient/{handle}/kilde/{_source_pk(NORD)}/liste/", **HX)
     missing = as_fastlege.get(f"/pasient/{handle}/kilde/99999/liste/", **HX)
     assert denied.status_code == missing.status_code == 404
-    reasons = [(e.outcome, e.reason_code) for e in _events(event_type="access_denied")]
+    reasons = [(e.outcome, e.reason_code) for e in events(event_type="access_denied")]
     assert reasons[-2:] == [("denied", "source_rule_list"), ("not_found", "unknown_source")]
 
 
@@ -1258,7 +1252,7 @@ def test_a_cache_that_reads_but_cannot_write_makes_the_list_ask_its_sources_itse
     monkeypatch.setattr(cache, "set", read_only)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     assert "bergen-epikrise" in page and 'data-testid="source-loading"' not in page
-    assert len(_events(event_type="document_list", source_orgnr=BERGEN)) == 1  # asked once, logged
+    assert len(events(event_type="document_list", source_orgnr=BERGEN)) == 1  # asked once, logged
     assert remote._cache_down_until > time.monotonic()  # and the cache is left alone a while
 
 
@@ -1276,8 +1270,8 @@ def test_a_fragment_for_a_patient_now_refused_reloads_the_page(
     )
     fragment = as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
     assert fragment["HX-Refresh"] == "true"
-    assert _events(event_type="access_denied")[-1].reason_code == "clinician_blocked"
-    assert not _events(event_type="document_list", source_orgnr=BERGEN)  # the source was not asked
+    assert events(event_type="access_denied")[-1].reason_code == "clinician_blocked"
+    assert not events(event_type="document_list", source_orgnr=BERGEN)  # the source was not asked
 
 
 @pytest.mark.django_db

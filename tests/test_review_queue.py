@@ -465,7 +465,8 @@ def test_the_list_filters_by_signal_and_pages_by_keyset_newest_first(world, as_a
     queue_all(rate=1.0)
     expected = [str(item.item_id) for item in ReviewItem.objects.order_by("-event_occurred_at", "-pk")]
     assert len(expected) == 5
-    seen, url, params = [], QUEUE, {}
+    seen: list[str] = []
+    url, params = QUEUE, dict[str, str]()
     while True:
         with CaptureQueriesContext(connection) as queries:
             response = as_auditor.get(url, params)

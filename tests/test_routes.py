@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -115,7 +116,7 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
     c = owner if persona == "fastlege" else persona_client(persona)
     if persona == "other_clinician" and route in HANDLE_ROUTES:
         handle = lookup_and_attest(c)  # the legevakt doctor's own handle for the patient
-    kwargs = {}
+    kwargs: dict[str, Any] = {}
     if route in ("patients:basis", "patients:elevated", "documents:list"):
         kwargs = {"handle": handle}
     elif route == "documents:open":
