@@ -69,8 +69,8 @@ def test_concurrent_events_share_commits_and_each_returns_committed(world):
         try:
             for i in range(25):
                 event = record_event_committed(
-                    kinds.kind("document_open")(
-                        outcome="granted", patient=patients[(n + i) % 2], worker=n, i=i
+                    kinds.DOCUMENT_OPEN(
+                        outcome="granted", patient=patients[(n + i) % 2], nhn_event_id=f"{n}-{i}"
                     ),
                     actor=actor_of(request),
                     where=point_of_care_of(request),
