@@ -73,7 +73,7 @@ lint:
 	$(VENV)/bin/ruff format --check .
 
 typecheck:
-	$(DEV_ENV) $(VENV)/bin/mypy pjd_portal
+	$(DEV_ENV) $(VENV)/bin/mypy pjd_portal tests
 
 # Regenerate translations (needs GNU gettext); the compiled .mo files are committed.
 messages:

@@ -76,7 +76,13 @@ def start(log_dir: Path, name: str, *, seed_file: Path | None = None) -> FhirSer
     # Lines are read in a thread: select() on the pipe cannot see lines already buffered
     # by Python (the seed line and the ready line often arrive together).
     lines: queue.Queue[str] = queue.Queue()
-    threading.Thread(target=lambda: [lines.put(line) for line in process.stdout], daemon=True).start()  # type: ignore[union-attr]
+    stdout = process.stdout
+
+    def pump() -> None:
+        for line in stdout:
+            lines.put(line)
+
+    threading.Thread(target=pump, daemon=True).start()
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:

@@ -4,15 +4,14 @@ as django-guardian object permissions, and the deactivation of unused accounts."
 from __future__ import annotations
 
 import datetime
-import threading
 from io import StringIO
+from typing import Any
 
 import pytest
 import time_machine
-from django.conf import settings
 from django.core.management import call_command
-from django.db import IntegrityError, connection, connections, transaction
-from django.test import Client, RequestFactory
+from django.db import IntegrityError, connection, transaction
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 from guardian.core import ObjectPermissionChecker
@@ -31,7 +30,7 @@ from pjd_portal.accounts.roles import grants_in_force
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
-from tests.conftest import (
+from tests.builders import (
     LIST_PATIENT_ID,
     World,
     comparable,
@@ -39,6 +38,8 @@ from tests.conftest import (
     grant_role,
     login,
     make_user,
+    post_at_once,
+    request_as,
     revoke_roles,
     synthetic_id,
 )
@@ -88,7 +89,7 @@ def test_everyone_but_the_access_administrator_gets_the_404(persona, world, pers
     for method, url, data in (
         ("get", PAGE, {}),
         ("post", GRANT, {"person": str(world.fastlege.public_id), "role": Role.AUDITOR}),
-        ("post", REVOKE, {"grant": grants_in_force().first().pk}),
+        ("post", REVOKE, {"grant": grants_in_force().order_by("pk")[0].pk}),
     ):
         response = getattr(client, method)(url, data)
         assert response.status_code == 404, (persona, url)
@@ -285,28 +286,8 @@ def test_the_constraint_holds_below_the_views(world):
 @pytest.mark.django_db(transaction=True)
 def test_a_concurrent_duplicate_grant_creates_one_row(world):
     admin = login(Client(), world.administrator, world.gp_office)
-    cookie = admin.cookies[settings.SESSION_COOKIE_NAME].value
     n = 8
-    barrier = threading.Barrier(n)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        client = Client()
-        client.cookies[settings.SESSION_COOKIE_NAME] = cookie
-        try:
-            barrier.wait(timeout=10)
-            response = client.post(GRANT, {"person": str(world.fastlege.public_id), "role": Role.AUDITOR})
-            with lock:
-                statuses.append(response.status_code)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    statuses = post_at_once(admin, GRANT, {"person": str(world.fastlege.public_id), "role": Role.AUDITOR}, n)
     assert statuses == [302] * n, statuses
     assert held(world.fastlege, Role.AUDITOR).count() == 1
     assert perms(world.fastlege, world.gp_office) == {"role_clinician", "role_auditor"}
@@ -327,37 +308,29 @@ def test_guardian_is_the_one_record_whoever_writes_it(world):
     assign_perm("accounts.role_auditor", world.fastlege, world.legevakt)
     row = held(world.fastlege, Role.AUDITOR).get()
     assert row.granted_at is not None and row.granted_by is None  # registered outside the portal
-    assert active_roles(_request(world.fastlege, world.legevakt)) == {Role.AUDITOR}
+    assert active_roles(request_as(world.fastlege, organisation=world.legevakt)) == {Role.AUDITOR}
     assert ObjectPermissionChecker(world.fastlege).has_perm("role_auditor", world.legevakt)
     remove_perm("accounts.role_clinician", world.fastlege, world.gp_office)
-    assert active_roles(_request(world.fastlege, world.gp_office)) == frozenset()
+    assert active_roles(request_as(world.fastlege, organisation=world.gp_office)) == frozenset()
     # The privacy officer role is a guardian permission too, in the organisation it is held in.
     grant_role(world.auditor, world.hospital, Role.PRIVACY_OFFICER)
     assert perms(world.auditor, world.hospital) == {"role_auditor", "role_privacy_officer"}
     assert perms(world.privacy_officer, world.forvaltning) == {"role_privacy_officer"}
 
 
-def _request(user: User, org) -> object:
-    request = RequestFactory().get("/")
-    request.user = user
-    request.session = {}
-    request._pjd_organisation = org
-    return request
-
-
 def test_active_roles_come_from_guardian_in_one_query(world):
     grant_role(world.auditor, world.hospital, Role.PRIVACY_OFFICER)
-    active_roles(_request(world.fastlege, world.gp_office))  # warm the content type cache
-    request = _request(world.auditor, world.hospital)
+    active_roles(request_as(world.fastlege, organisation=world.gp_office))  # warm the content type cache
+    request = request_as(world.auditor, organisation=world.hospital)
     with CaptureQueriesContext(connection) as queries:
         assert active_roles(request) == {Role.AUDITOR, Role.PRIVACY_OFFICER}
         assert active_roles(request) == {Role.AUDITOR, Role.PRIVACY_OFFICER}  # cached on the request
     assert len(queries) == 1
     # Deleting the rows ends the roles, the privacy officer's included: nothing else counts.
     OrganisationUserObjectPermission.objects.filter(user=world.auditor).delete()
-    assert active_roles(_request(world.auditor, world.hospital)) == frozenset()
+    assert active_roles(request_as(world.auditor, organisation=world.hospital)) == frozenset()
     world.fastlege.is_active = False
-    assert active_roles(_request(world.fastlege, world.gp_office)) == frozenset()
+    assert active_roles(request_as(world.fastlege, organisation=world.gp_office)) == frozenset()
 
 
 def test_the_policy_on_grants(world):
@@ -370,7 +343,11 @@ def test_the_policy_on_grants(world):
     assert not policy.may_grant_role(None, Role.CLINICIAN, target_organisation_ids=frozenset({5}))
     no_role = policy.StaffFacts(user_id=1, organisation_id=5, roles=frozenset({Role.AUDITOR}))
     assert not policy.may_administer_access(no_role)
-    kwargs = {"grant_organisation_id": 5, "grant_user_id": 1, "grant_role": Role.ACCESS_ADMINISTRATOR}
+    kwargs: dict[str, Any] = {
+        "grant_organisation_id": 5,
+        "grant_user_id": 1,
+        "grant_role": Role.ACCESS_ADMINISTRATOR,
+    }
     assert not policy.may_revoke_role(staff, other_administrators=0, **kwargs)
     assert policy.may_revoke_role(staff, other_administrators=1, **kwargs)
     assert not policy.may_revoke_role(staff, other_administrators=1, **{**kwargs, "grant_organisation_id": 6})

@@ -4,19 +4,17 @@ from __future__ import annotations
 
 import pytest
 from django.db import DatabaseError, connection, transaction
-from django.test import RequestFactory
 
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent, AppendOnlyError
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
+from tests.builders import request_as
 
 
 @pytest.fixture
 def event(world):
-    request = RequestFactory().get("/")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege)
     return record_event(
         kinds.kind("patient_lookup")(outcome="granted", patient=world.patient),
         actor=actor_of(request),
@@ -72,9 +70,7 @@ def test_committed_write_is_visible_to_another_connection_before_returning(world
 
     from django.db import connections
 
-    request = RequestFactory().get("/")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege)
     event = record_event_committed(
         kinds.kind("document_open")(outcome="granted"),
         actor=actor_of(request),
@@ -91,9 +87,7 @@ def test_committed_write_is_visible_to_another_connection_before_returning(world
 
 @pytest.mark.django_db(transaction=True)
 def test_committed_write_refuses_to_run_inside_an_open_transaction(world):
-    request = RequestFactory().get("/")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege)
     with pytest.raises(RuntimeError), transaction.atomic():
         record_event_committed(
             kinds.kind("document_open")(outcome="granted"),
@@ -107,9 +101,7 @@ def test_database_failure_becomes_audit_write_failed(world, monkeypatch):
         raise DatabaseError("connection lost")
 
     monkeypatch.setattr(AccessEvent, "save", broken)
-    request = RequestFactory().get("/")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege)
     with pytest.raises(AuditWriteFailed):
         record_event(
             kinds.kind("document_open")(outcome="granted"),
@@ -135,9 +127,7 @@ def test_the_client_address_behind_our_proxies_is_the_one_the_outermost_saw(
     world, settings, proxies, forwarded, expected
 ):
     settings.TRUSTED_PROXY_COUNT = proxies
-    request = RequestFactory().get("/", HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege, HTTP_X_FORWARDED_FOR=forwarded, REMOTE_ADDR="127.0.0.1")
     event = record_event(
         kinds.kind("patient_lookup")(outcome="granted"),
         actor=actor_of(request),
@@ -150,9 +140,7 @@ def test_the_client_address_behind_our_proxies_is_the_one_the_outermost_saw(
 
 
 def _event_for(world, organisation):
-    request = RequestFactory().get("/")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege)
     return record_event(
         kinds.kind("document_list")(outcome="granted", patient=world.patient),
         actor=actor_of(request),
@@ -161,7 +149,7 @@ def _event_for(world, organisation):
 
 
 def test_an_event_at_a_sub_unit_records_the_point_of_care_and_its_legal_entity(world):
-    from tests.conftest import add_sub_unit
+    from tests.builders import add_sub_unit
 
     unit = add_sub_unit(world)
     stored = AccessEvent.objects.get(pk=_event_for(world, unit).pk)
@@ -200,12 +188,10 @@ def test_a_patient_or_document_the_log_refers_to_cannot_be_deleted(world):
     """No database foreign keys on the log (migration 0015), but the ORM still refuses."""
     from django.db.models import ProtectedError
 
-    from tests.conftest import add_document
+    from tests.builders import add_document
 
     doc = add_document(world)
-    request = RequestFactory().get("/")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege)
     record_event(
         kinds.kind("document_open")(outcome="granted", patient=world.patient, document=doc),
         actor=actor_of(request),

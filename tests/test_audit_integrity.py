@@ -12,12 +12,11 @@ import datetime
 import uuid
 from io import StringIO
 from pathlib import Path
+from typing import Any
 
 import pytest
-from django.conf import settings
 from django.core.management import CommandError, call_command
 from django.db import DatabaseError, connection, transaction
-from django.test import RequestFactory
 from django.utils import timezone
 
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
@@ -25,15 +24,13 @@ from pjd_portal.auditlog import chain
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent, AuditChainHead
 from pjd_portal.auditlog.services import record_event
-from tests.conftest import World, set_audit_triggers
+from tests.builders import World, request_as, set_audit_triggers, verify
 
 ROOT = Path(__file__).resolve().parent.parent
 
 
 def write_events(world: World, n: int, patient=None) -> list[AccessEvent]:
-    request = RequestFactory().get("/")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege)
     return [
         record_event(
             kinds.PATIENT_LOOKUP(outcome="granted", patient=patient or world.patient, handle=str(i)),
@@ -44,16 +41,7 @@ def write_events(world: World, n: int, patient=None) -> list[AccessEvent]:
     ]
 
 
-def verify() -> tuple[bool, str]:
-    out, err = StringIO(), StringIO()
-    try:
-        call_command("verify_audit", stdout=out, stderr=err)
-    except CommandError as exc:
-        return False, err.getvalue() + str(exc)
-    return True, out.getvalue()
-
-
-def behind_the_triggers(sql: str, params: list[object]) -> None:
+def behind_the_triggers(sql: str, params: list[Any]) -> None:
     set_audit_triggers(False)
     try:
         with connection.cursor() as cursor:
@@ -292,9 +280,7 @@ def test_partitions_are_made_ahead_and_each_refuses_truncate(world):
 @pytest.mark.postgres
 @pytest.mark.django_db
 def test_an_event_far_outside_the_partitions_still_lands(world):
-    request = RequestFactory().get("/")
-    request.user = world.fastlege
-    request.session = {}
+    request = request_as(world.fastlege)
     event = record_event(
         kinds.kind("login")(outcome="granted"), actor=actor_of(request), where=point_of_care_of(request)
     )
@@ -348,37 +334,23 @@ def test_the_production_role_may_only_insert_and_select_the_log(world):
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_concurrent_opens_reconcile_with_committed_events(world):
-    import threading
-
-    from django.db import connections
     from django.test import Client
 
-    from tests.conftest import add_document, login, lookup_and_attest
+    from tests.builders import add_document, in_threads, login, lookup_and_attest, same_session
 
     doc = add_document(world)
     owner = login(Client(), world.fastlege, world.gp_office)
     handle = lookup_and_attest(owner)
-    cookie = owner.cookies[settings.SESSION_COOKIE_NAME].value
     url = f"/pasient/{handle}/dokument/{doc.document_id}/"
-    results: list[tuple[int, str]] = []
-    lock = threading.Lock()
 
-    def worker() -> None:
-        client = Client()
-        client.cookies[settings.SESSION_COOKIE_NAME] = cookie
-        try:
-            for _ in range(10):
-                response = client.get(url)
-                with lock:
-                    results.append((response.status_code, response["X-Request-ID"]))
-        finally:
-            connections.close_all()
+    def opens(_: int) -> list[tuple[int, str]]:
+        client = same_session(owner)
+        return [
+            (response.status_code, response["X-Request-ID"])
+            for response in (client.get(url) for _ in range(10))
+        ]
 
-    threads = [threading.Thread(target=worker) for _ in range(8)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
+    results = [result for opened in in_threads(opens, 8) for result in opened]
 
     ok_ids = [request_id for status, request_id in results if status == 200]
     assert len(results) == 80 and len(ok_ids) == 80, sorted({s for s, _ in results})

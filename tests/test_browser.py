@@ -13,7 +13,8 @@ from pathlib import Path
 
 import pytest
 
-from tests.conftest import DEVIDP_PORT, LIST_PATIENT_ID, LIVE_SERVER_ADDRESS, add_document
+from tests.builders import LIST_PATIENT_ID, add_document
+from tests.conftest import DEVIDP_PORT, LIVE_SERVER_ADDRESS
 
 ROOT = Path(__file__).resolve().parent.parent
 IDP = f"http://127.0.0.1:{DEVIDP_PORT}"
@@ -218,7 +219,7 @@ def _logged_in_with_a_list(live_server, world, context) -> str:
 
     from django.test import Client
 
-    from tests.conftest import login, lookup_and_attest
+    from tests.builders import login, lookup_and_attest
 
     client = login(Client(), world.fastlege, world.gp_office)
     handle = lookup_and_attest(client)
@@ -231,7 +232,7 @@ def _logged_in_with_a_list(live_server, world, context) -> str:
 def test_a_hanging_source_does_not_hold_the_list(live_server, world, remote_sources, page, browser):
     import time
 
-    from tests.conftest import add_document
+    from tests.builders import add_document
 
     add_document(world, title="Lokal epikrise fra Oslo", days_ago=1)
     url = _logged_in_with_a_list(live_server, world, page.context)
@@ -241,7 +242,8 @@ def test_a_hanging_source_does_not_hold_the_list(live_server, world, remote_sour
     page.goto(f"{live_server.url}/")
     from pjd_portal.documents.sources.mhd import MhdSourceClient
     from pjd_portal.documents.sources.tokens import StaticTokenProvider
-    from tests.test_remote_sources import ACCESS, OTHER_PATIENT_ID
+    from tests.builders import OTHER_PATIENT_ID
+    from tests.test_remote_sources import ACCESS
 
     MhdSourceClient(
         source_id=0,
@@ -328,7 +330,7 @@ def test_a_source_whose_fragment_fails_says_so_instead_of_spinning(
     from pjd_portal.auditlog.services import AuditWriteFailed
     from pjd_portal.clinic import document_views as views
 
-    real = views.record_event_committed
+    real = views.record_event_committed  # type: ignore[attr-defined]  # the name the view calls, patched below
 
     def failing(event, **kwargs):
         if event.source_orgnr:

@@ -14,7 +14,7 @@ from pjd_portal.access.models import AccessAttest, PatientLookup
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import ConfidentialityCode
 from pjd_portal.patients.models import AddressProtection, PrivacyChoice, PrivacyChoiceKind
-from tests.conftest import (
+from tests.builders import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,
     UNKNOWN_PATIENT_ID,

@@ -29,8 +29,16 @@ def test_ruff_format_is_clean() -> None:
 
 
 def test_mypy_is_clean() -> None:
-    result = run(str(BIN / "mypy"), "pjd_portal")
+    # The tests too ([[tool.mypy.overrides]] "tests.*" in pyproject.toml says how strictly).
+    result = run(str(BIN / "mypy"), "pjd_portal", "tests")
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_the_commit_hooks_and_make_check_what_the_suite_checks() -> None:
+    hooks = (ROOT / ".pre-commit-config.yaml").read_text()
+    assert "ruff check" in hooks and "ruff format --check" in hooks
+    assert "mypy pjd_portal tests" in hooks
+    assert "mypy pjd_portal tests" in (ROOT / "Makefile").read_text()
 
 
 def test_every_import_between_apps_runs_down_the_floors() -> None:

@@ -23,7 +23,7 @@ from django.test import Client
 from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent
-from tests.conftest import World
+from tests.builders import World
 
 pytestmark = pytest.mark.django_db(transaction=True)
 

@@ -12,7 +12,8 @@ import time
 
 import pytest
 from django.db import DatabaseError, connections, transaction
-from django.test import Client, RequestFactory
+from django.http import HttpRequest
+from django.test import Client
 
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
 from pjd_portal.auditlog import chain, group_commit
@@ -20,17 +21,22 @@ from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Event
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import AuditWriteFailed, build_event, record_event, record_event_committed
-from tests.conftest import FAKE_PDF, World, add_document, add_sub_unit, login, lookup_and_attest
-from tests.test_audit_integrity import verify
+from tests.builders import (
+    FAKE_PDF,
+    World,
+    add_document,
+    add_sub_unit,
+    login,
+    lookup_and_attest,
+    request_as,
+    verify,
+)
 
 pytestmark = [pytest.mark.postgres, pytest.mark.django_db(transaction=True)]
 
 
-def _request(world: World):  # type: ignore[no-untyped-def]
-    request = RequestFactory().get("/", HTTP_USER_AGENT="group-commit-test")
-    request.user = world.fastlege
-    request.session = {}
-    return request
+def _request(world: World) -> HttpRequest:
+    return request_as(world.fastlege, HTTP_USER_AGENT="group-commit-test")
 
 
 def _committed_elsewhere(event_ids: list[int]) -> dict[int, tuple[int, int, str]]:
@@ -149,7 +155,7 @@ def test_one_bad_event_in_a_batch_fails_alone(world):
 
 
 def test_a_failing_commit_raises_audit_write_failed_and_leaves_nothing(world, monkeypatch):
-    def broken(*args):  # type: ignore[no-untyped-def]
+    def broken(*args):
         raise DatabaseError("connection lost")
 
     monkeypatch.setattr(group_commit, "_append", broken)
@@ -167,7 +173,7 @@ def test_a_writer_that_does_not_answer_in_time_is_audit_write_failed(world, monk
     gate = threading.Event()
     original = group_commit.GroupCommitter._commit
 
-    def slow(self, events):  # type: ignore[no-untyped-def]
+    def slow(self, events):
         gate.wait(5)
         return original(self, events)
 
@@ -253,7 +259,7 @@ def test_each_writer_connection_holds_a_chain_of_its_own(world):
     assert ok, printed
 
 
-def _rogue_append(event, head):  # type: ignore[no-untyped-def]
+def _rogue_append(event, head):
     """An append to a writer's chain from another connection (a bug, a rogue client)."""
     conn = connections["default"]
     conn.ensure_connection()
@@ -335,16 +341,14 @@ def test_what_is_stored_is_what_was_hashed_for_awkward_content(world):
                 kind=kinds.PATIENT_LOOKUP,
                 outcome="granted",
                 reason_code="invalid_x" + " " * 60,
-                details={"f": 1e20, "z": -0.0, "n": [0.1, {"k": 2.5}], "u": "\u2028 æøå", 1: "one"},  # type: ignore[dict-item]
+                details={"f": 1e20, "z": -0.0, "n": [0.1, {"k": 2.5}], "u": "\u2028 æøå", 1: "one"},  # type: ignore[dict-item,list-item]
             ),
             actor=actor_of(request),
             where=point_of_care_of(request),
         )
     ]
     for address in ("2001:db8::1", "::ffff:10.0.0.1"):
-        request = RequestFactory().get("/", REMOTE_ADDR=address)
-        request.user = world.fastlege
-        request.session = {}
+        request = request_as(world.fastlege, REMOTE_ADDR=address)
         events.append(
             record_event(
                 kinds.kind("patient_lookup")(outcome="granted"),
@@ -400,7 +404,7 @@ def test_a_document_open_whose_event_cannot_commit_is_a_503_without_the_document
     opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
     assert opened.status_code == 200 and b"".join(opened.streaming_content) == FAKE_PDF  # type: ignore[attr-defined]
 
-    def broken(*args):  # type: ignore[no-untyped-def]
+    def broken(*args):
         raise DatabaseError("disk full")
 
     monkeypatch.setattr(group_commit, "_append", broken)
@@ -488,7 +492,7 @@ def test_with_the_database_gone_a_batch_fails_at_once_not_event_by_event(world, 
 
     calls = []
 
-    def unreachable(self, batch):  # type: ignore[no-untyped-def]
+    def unreachable(self, batch):
         calls.append(len(batch))
         raise OperationalError("connection refused")
 

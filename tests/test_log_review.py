@@ -11,38 +11,36 @@ import re
 import uuid
 
 import pytest
-import time_machine
-from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.test import Client, RequestFactory
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
-from pjd_portal.accounts.audit_context import actor_of, point_of_care_for
-from pjd_portal.accounts.models import HprAuthorization, Role
+from pjd_portal.accounts.models import Role
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
-from pjd_portal.auditlog.services import record_event
 from pjd_portal.logreading import log_search, risk
-from pjd_portal.patients.models import AddressProtection, Gender, Patient
-from tests.conftest import (
+from pjd_portal.patients.models import AddressProtection
+from tests.builders import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,
+    T0,
     add_document,
     comparable,
     grant_role,
+    hospital_doctor,
     login,
-    make_user,
+    make_patient,
+    matched,
+    record,
     revoke_roles,
-    roles_held,
-    synthetic_id,
+    staff,
 )
 
 SEARCH = "/forvaltning/loggkontroll/"
 EXPORT = "/forvaltning/loggkontroll/eksport/"
-T0 = datetime.datetime(2026, 7, 1, 10, 0, 0, tzinfo=datetime.UTC)  # Wednesday, 12:00 in Oslo
 OTHER_PERSONAS = ["anonymous", "fastlege", "other_clinician", "administrator"]
 ROW = re.compile(r'<tr data-testid="log-row" data-event-id="([0-9a-f-]+)">')
 
@@ -53,53 +51,6 @@ ROW = re.compile(r'<tr data-testid="log-row" data-event-id="([0-9a-f-]+)">')
 def event_url(event: AccessEvent | uuid.UUID) -> str:
     event_id = event.event_id if isinstance(event, AccessEvent) else event
     return f"/forvaltning/loggkontroll/hendelse/{event_id}/"
-
-
-def record(
-    world, when, event_type=kinds.PATIENT_LOOKUP.name, outcome=Outcome.GRANTED, *, user, org, **kwargs
-):
-    """One event through the audit service, at a fixed time."""
-
-    request = RequestFactory().post("/")
-    request.user = AnonymousUser()
-    request.request_id = uuid.uuid4().hex
-    with time_machine.travel(when, tick=False):
-        return record_event(
-            kinds.kind(event_type)(outcome=outcome, **kwargs),
-            actor=actor_of(request, user),
-            where=point_of_care_for(org),
-        )
-
-
-_serial = iter(range(100, 999, 7))  # spaced: an individual number may have no valid id
-
-
-def make_patient(family_name="Pasientsen", *, national_id=None, **kwargs) -> Patient:
-    return Patient.objects.create(
-        national_id=national_id or synthetic_id(5, 6, 90, next(_serial)),
-        national_id_kind="synthetic",
-        given_name=kwargs.pop("given_name", "Per"),
-        family_name=family_name,
-        birth_date=datetime.date(1990, 6, 5),
-        gender=Gender.MALE,
-        **kwargs,
-    )
-
-
-def hospital_doctor(world, name="Hanne Sykehusdal", hpr="910000033"):
-    """A doctor at the hospital, whose auditor is the `auditor` persona."""
-
-    user = make_user(f"t-{hpr}", synthetic_id(7, 8, 77, int(hpr[-3:])), hpr, name)
-    HprAuthorization.objects.create(hpr_number=hpr, code="LE")
-    grant_role(user, world.hospital, Role.CLINICIAN)
-    return user
-
-
-def staff(user, org) -> policy.StaffFacts:
-    roles = roles_held(user, org)
-    return policy.StaffFacts(
-        user_id=user.pk, organisation_id=org.pk, roles=roles, organisation_orgnr=org.orgnr
-    )
 
 
 def signals_by_event(world, thresholds=None) -> dict[int, tuple[str, ...]]:
@@ -118,18 +69,6 @@ def signals_by_event(world, thresholds=None) -> dict[int, tuple[str, ...]]:
             pk for pk, signals in found.items() if signal in signals
         }, signal
     return found
-
-
-@pytest.fixture
-def as_auditor(world):
-    return login(Client(), world.auditor, world.hospital)
-
-
-@pytest.fixture
-def legevakt_auditor(world):
-    user = make_user("t-revisor-lv", synthetic_id(2, 2, 62, 512), "", "Liv Loggkontroll")
-    grant_role(user, world.legevakt, Role.AUDITOR)
-    return user
 
 
 # --- who gets in -------------------------------------------------------------------------
@@ -488,7 +427,7 @@ def test_keyset_paging_returns_every_event_once_in_order(world, as_auditor, sett
         if match is None:
             break
         assert match.group(1) == SEARCH
-        cursor = re.search(r'name="cursor" value="([^"]+)"', match.group(2)).group(1)
+        cursor = matched(r'name="cursor" value="([^"]+)"', match.group(2))
         assert f'name="national_id" value="{LIST_PATIENT_ID}"' in match.group(2)
         data = {**data, "cursor": cursor}
         # An event written between two pages moves nothing.
@@ -897,6 +836,7 @@ def test_the_search_filters_by_the_acting_organisation(world, as_auditor, scoped
     assert refused.status_code == 400
     assert "Skriv et organisasjonsnummer med 9 sifre." in refused.content.decode()
     logged = AccessEvent.objects.filter(event_type=kinds.LOG_SEARCH.name).order_by("pk").first()
+    assert logged is not None
     assert logged.details["filters"]["organisation"] == world.hospital.orgnr
 
 

@@ -30,7 +30,7 @@ from pjd_portal.accounts.context import SESSION_ORG_CHOICES_KEY, SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
-from tests.conftest import World, events, grant_role, make_user, synthetic_id
+from tests.builders import World, events, grant_role, make_user, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
 CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
@@ -86,7 +86,7 @@ class FakeResponse:
 
     def raise_for_status(self) -> None:
         if self.status_code >= 400:
-            raise requests.HTTPError(f"{self.status_code}", response=self)  # type: ignore[arg-type]
+            raise requests.HTTPError(f"{self.status_code}", response=self)
 
 
 @dataclass
@@ -258,7 +258,7 @@ def session_cookie(client: Client) -> str:
 
 def assert_refused(response: Any, reason: str | None = None, status: int = 403) -> str:
     assert response.status_code == status, response.content[:1000]
-    body = response.content.decode()
+    body: str = response.content.decode()
     assert 'data-testid="login-refused"' in body
     if reason is not None:
         assert f'data-reason="{reason}"' in body
@@ -944,7 +944,7 @@ def test_a_handle_made_for_one_organisation_does_not_work_for_another(
     provider: FakeProvider, world: World
 ) -> None:
     from pjd_portal.accounts.models import Role
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
     client = Client()

@@ -11,7 +11,6 @@ from __future__ import annotations
 import base64
 import datetime
 import http.server
-import io
 import json
 import socket
 import threading
@@ -34,11 +33,11 @@ from pjd_portal.documents.sources.breaker import CLOSED, HALF_OPEN, OPEN, Circui
 from pjd_portal.documents.sources.local import LocalSourceClient
 from pjd_portal.documents.sources.mhd import FOREIGN_URL, MhdSourceClient
 from pjd_portal.documents.sources.tokens import ClientCredentialsTokenProvider, StaticTokenProvider
+from tests.builders import CATEGORY_SYSTEM, document_reference, fake_source_answers
 from tests.fhirserver import FhirServer
 from tests.fhirserver import start as start_fhir_server
 
 NATIONAL_ID_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.1"
-CATEGORY_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.9602"
 PATIENT = "13857099812"  # synthetic (month + 80)
 OTHER_PATIENT = "02886512345"
 ACCESS = AccessContext(basis="SAMTYKKE", event_id=str(uuid.uuid4()), source_system="pjd-portal-test")
@@ -504,7 +503,7 @@ def test_token_endpoint_down_is_a_source_failure() -> None:
 
 
 def test_local_source_searches_and_retrieves(world: Any) -> None:
-    from tests.conftest import add_document
+    from tests.builders import add_document
 
     epikrise = add_document(world, days_ago=10, data=b"%PDF-1.4 local")
     add_document(world, category="C00-1", days_ago=400, title="Gammelt prøvesvar")
@@ -526,7 +525,7 @@ def test_local_source_searches_and_retrieves(world: Any) -> None:
 
 
 def test_merge_with_local_and_remote_sources(world: Any, healthy: FhirServer) -> None:
-    from tests.conftest import add_document
+    from tests.builders import add_document
 
     add_document(world, days_ago=1)
     remote = client(healthy.base_url, source_id=world.source.pk + 1, name="Helse Bergen")
@@ -598,7 +597,7 @@ def _open_list(client: Any, *, wait: bool = True) -> tuple[str, str, float]:
     """Look the patient up, state UNNTAK, open the list. `wait`: the list as a browser
     without JavaScript gets it (every source asked in the page's own request)."""
 
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(client, national_id=PATIENT)
     started = time.monotonic()
@@ -651,7 +650,7 @@ def test_remote_refusals_look_like_missing_documents_and_are_logged(
     remote_world: Any, as_fastlege: Any, seeded: Seeded
 ) -> None:
     from pjd_portal.auditlog.models import AccessEvent
-    from tests.conftest import comparable
+    from tests.builders import comparable
 
     handle, _page, _ = _open_list(as_fastlege)
     source_id = _source_id("310400009")
@@ -740,7 +739,7 @@ def test_local_and_remote_documents_are_one_sorted_list(
     import re
 
     from pjd_portal.patients.models import Patient
-    from tests.conftest import add_document
+    from tests.builders import add_document
 
     local = add_document(
         remote_world, patient=Patient.objects.get(national_id=PATIENT), title="Lokalt notat", days_ago=3
@@ -780,51 +779,13 @@ def test_a_blocked_clinician_never_reaches_the_remote_source(
 # --- answers a source must not get away with ------------------------------------------------
 
 
-def _fake(
-    monkeypatch: pytest.MonkeyPatch,
-    source: MhdSourceClient,
-    body: bytes,
-    *,
-    status: int = 200,
-    content_type: str = "application/fhir+json",
-    headers: dict[str, str] | None = None,
-) -> list[dict[str, Any]]:
-    """Answer every request of `source` with this body (read as a stream, as from a
-    socket); returns the requests made."""
-
-    made: list[dict[str, Any]] = []
-
-    def answer(method: str, url: str, **kwargs: Any) -> requests.Response:
-        made.append({"method": method, "url": url, **kwargs})
-        response = requests.Response()
-        response.status_code = status
-        response.headers["Content-Type"] = content_type
-        response.headers.update(headers or {})
-        response.raw = io.BytesIO(body)
-        response.url = url
-        return response
-
-    monkeypatch.setattr(source.session, "request", answer)
-    return made
-
-
-def _document_reference(subject: dict[str, Any]) -> dict[str, Any]:
-    return {
-        "resourceType": "DocumentReference",
-        "id": "d1",
-        "status": "current",
-        "subject": subject,
-        "date": "2026-01-02T09:00:00+01:00",
-        "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": "A00-1"}]}],
-        "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}],
-    }
-
-
 def test_a_deeply_nested_answer_is_a_malformed_source_not_a_crash(monkeypatch: pytest.MonkeyPatch) -> None:
     from pjd_portal.documents.sources.base import SourceError
 
     source = client("http://127.0.0.1:9/fhir/R4")
-    _fake(monkeypatch, source, b'{"resourceType":"Bundle","x":' + b"[" * 100000 + b"]" * 100000 + b"}")
+    fake_source_answers(
+        monkeypatch, source, b'{"resourceType":"Bundle","x":' + b"[" * 100000 + b"]" * 100000 + b"}"
+    )
     with pytest.raises(SourceError) as refused:
         source.search(PATIENT, access=ACCESS)
     assert refused.value.reason_code == "malformed_response"
@@ -845,9 +806,9 @@ def test_only_documents_about_the_patient_asked_for_are_kept(
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "entry": [{"resource": _document_reference(subject)}],
+        "entry": [{"resource": document_reference(subject)}],
     }
-    _fake(monkeypatch, source, json.dumps(bundle).encode())
+    fake_source_answers(monkeypatch, source, json.dumps(bundle).encode())
     assert bool(source.search(PATIENT, access=ACCESS).documents) is kept
 
 

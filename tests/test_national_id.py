@@ -3,7 +3,7 @@ import datetime
 import pytest
 
 from pjd_portal.patients.national_id import InvalidNationalId, NationalIdKind, parse_national_id
-from tests.conftest import LIST_PATIENT_ID
+from tests.builders import LIST_PATIENT_ID
 
 
 @pytest.mark.parametrize("value", ["13116900216", "12119000465", "08077000292"])

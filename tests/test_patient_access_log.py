@@ -14,6 +14,7 @@ import json
 import re
 import time
 import uuid
+from typing import Any
 from urllib.parse import parse_qs, urlencode, urlsplit
 
 import jwt
@@ -21,9 +22,8 @@ import pytest
 import time_machine
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
-from django.contrib.auth.models import AnonymousUser
 from django.db import connection
-from django.test import Client, RequestFactory
+from django.test import Client
 from django.test.utils import CaptureQueriesContext
 from fhir.resources.R4B.auditevent import AuditEvent as FhirAuditEvent
 from fhir.resources.R4B.bundle import Bundle as FhirBundle
@@ -31,7 +31,7 @@ from fhir.resources.R4B.operationoutcome import OperationOutcome as FhirOperatio
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
-from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_for
+from pjd_portal.accounts.audit_context import anonymous_actor
 from pjd_portal.accounts.keys import public_jwks
 from pjd_portal.accounts.models import Role
 from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY
@@ -47,7 +47,7 @@ from pjd_portal.logreading.selectors import (
     decode_cursor,
     patient_log_page,
 )
-from tests.conftest import (
+from tests.builders import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,
     UNKNOWN_PATIENT_ID,
@@ -57,6 +57,9 @@ from tests.conftest import (
     grant_role,
     login,
     lookup_and_attest,
+    matched,
+    record,
+    request_as,
     revoke_roles,
 )
 
@@ -120,32 +123,18 @@ def _b64(data: bytes) -> str:
     return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
-def unsigned_token(header: dict, payload: dict, signature: bytes = b"") -> str:
+def unsigned_token(header: dict[str, Any], payload: dict[str, Any], signature: bytes = b"") -> str:
     head = _b64(json.dumps(header).encode())
     body = _b64(json.dumps(payload).encode())
     return f"{head}.{body}.{_b64(signature)}"
 
 
-def api(client: Client, data: dict, bearer: str | None, *, as_json: bool = False, query: str = ""):
-    headers = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
+def api(client: Client, data: dict[str, Any], bearer: str | None, *, as_json: bool = False, query: str = ""):
+    headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"Bearer {bearer}"} if bearer else {}
     url = f"{API}?{query}" if query else API
     if as_json:
         return client.post(url, data=json.dumps(data), content_type="application/json", **headers)
     return client.post(url, data=urlencode(data), content_type="application/x-www-form-urlencoded", **headers)
-
-
-def record(world, when, event_type, outcome=Outcome.GRANTED, *, user=None, org=None, **kwargs):
-    """One event through the audit service, at a fixed time."""
-
-    request = RequestFactory().post("/")
-    request.user = AnonymousUser()
-    request.request_id = uuid.uuid4().hex
-    with time_machine.travel(when, tick=False):
-        return record_event(
-            kinds.kind(event_type)(outcome=outcome, **kwargs),
-            actor=actor_of(request, user or world.fastlege),
-            where=point_of_care_for(org or world.gp_office),
-        )
 
 
 def make_attest(world, basis=Basis.UNNTAK, purpose="TREAT", reason=""):
@@ -171,7 +160,7 @@ def make_attest(world, basis=Basis.UNNTAK, purpose="TREAT", reason=""):
     )
 
 
-def validate_event(resource: dict) -> FhirAuditEvent:
+def validate_event(resource: dict[str, Any]) -> FhirAuditEvent:
     return FhirAuditEvent.model_validate(resource)
 
 
@@ -304,8 +293,7 @@ def _cases(world):
         ),
     ]
     # A log read has no person behind it (the citizen portal asked): recorded without one.
-    request = RequestFactory().post("/")
-    request.user = AnonymousUser()
+    request = request_as(method="post")
     with time_machine.travel(T0, tick=False):
         log_read = record_event(
             kinds.PATIENT_LOG_READ(
@@ -583,9 +571,9 @@ def test_search_bundle_validates_with_entries_and_when_empty(world):
     now = datetime.datetime.now(datetime.UTC)
     bundle = fhir.search_bundle(resources, self_url=AUDIENCE, next_url=f"{AUDIENCE}?cursor=x", now=now)
     parsed = FhirBundle.model_validate(bundle)
-    assert parsed.type == "searchset"
+    assert parsed.type == "searchset" and parsed.entry is not None and parsed.link is not None
     assert len(parsed.entry) == len(events)
-    assert all(e.search.mode == "match" for e in parsed.entry)
+    assert all(e.search is not None and e.search.mode == "match" for e in parsed.entry)
     assert [link.relation for link in parsed.link] == ["self", "next"]
     empty = fhir.search_bundle([], self_url=AUDIENCE, now=now)
     assert FhirBundle.model_validate(empty).entry is None
@@ -652,6 +640,7 @@ def test_a_bad_or_tampered_cursor_is_refused(world, bad):
         decode_cursor(bad)
     _patient_events(world, 4)
     good = patient_log_page(world.patient.pk, limit=2).next_cursor
+    assert good is not None
     with pytest.raises(InvalidCursor):
         patient_log_page(world.patient.pk, cursor=good[:-2] + ("AA" if good[-2:] != "AA" else "BB"), limit=2)
 
@@ -1097,7 +1086,7 @@ def test_the_next_page_is_a_post_button_and_pages_never_repeat(world, as_privacy
         if match is None:
             break
         assert match.group(1) == PAGE
-        cursor = re.search(r'name="cursor" value="([^"]+)"', match.group(2)).group(1)
+        cursor = matched(r'name="cursor" value="([^"]+)"', match.group(2))
         data = {"national_id": LIST_PATIENT_ID, "cursor": cursor}
     assert pages == 3
     assert len(seen) == len(expected) == 7

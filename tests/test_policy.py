@@ -15,7 +15,8 @@ import pytest
 from django.utils import timezone
 
 from pjd_portal.access import policy
-from pjd_portal.access.policy import AttestFacts, ClinicianFacts, DocumentFacts, PatientFacts, SourceRules
+from pjd_portal.access.policy import AttestFacts, ClinicianFacts, PatientFacts, SourceRules
+from pjd_portal.documents.facts import DocumentFacts
 
 NOW = timezone.make_aware(datetime.datetime(2026, 11, 23, 12, 0))
 TODAY = timezone.localtime(NOW).date()
@@ -386,7 +387,7 @@ def test_the_table_has_enough_rows() -> None:
 @pytest.mark.django_db
 def test_list_filter_agrees_with_the_document_decision(world) -> None:
     from pjd_portal.documents.models import DocumentReference
-    from tests.conftest import add_document
+    from tests.builders import add_document
 
     today = timezone.localdate()
     cases = []

@@ -36,7 +36,7 @@ from pjd_portal.documents.sources.breaker import CLOSED, CircuitBreaker, reset_b
 from pjd_portal.documents.sources.mhd import MhdSourceClient
 from pjd_portal.documents.sources.tokens import StaticTokenProvider
 from pjd_portal.lib.redact import redact_national_ids
-from tests.conftest import FAKE_PDF, LIST_PATIENT_ID, OTHER_PATIENT_ID, synthetic_id
+from tests.builders import FAKE_PDF, LIST_PATIENT_ID, OTHER_PATIENT_ID, events, synthetic_id
 from tests.fhirserver import FhirServer
 from tests.fhirserver import start as start_fhir_server
 
@@ -293,7 +293,7 @@ def test_a_search_that_expires_while_paging_keeps_what_came_and_says_the_rest_is
 
 
 def test_a_next_link_that_brings_nothing_new_stops_the_paging(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_mhd_source import _document_reference, _fake
+    from tests.builders import document_reference, fake_source_answers
 
     source = _offline()
     page = {
@@ -303,13 +303,13 @@ def test_a_next_link_that_brings_nothing_new_stops_the_paging(monkeypatch: pytes
         "link": [{"relation": "next", "url": "http://127.0.0.1:9/fhir/R4?_getpages=same"}],
         "entry": [
             {
-                "resource": _document_reference(
+                "resource": document_reference(
                     {"identifier": {"system": "urn:oid:2.16.578.1.12.4.1.4.1", "value": PAGED_PATIENT}}
                 )
             }
         ],
     }
-    made = _fake(monkeypatch, source, json.dumps(page).encode())
+    made = fake_source_answers(monkeypatch, source, json.dumps(page).encode())
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert len(made) == 2  # the first page, and the same page again: then no more
     assert len(result.documents) == 1
@@ -433,12 +433,12 @@ def test_a_binary_in_its_fhir_json_form_is_the_document(
 def test_a_binary_json_of_another_type_than_announced_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     from dataclasses import replace
 
-    from tests.test_mhd_source import _fake
+    from tests.builders import fake_source_answers
 
     source = _offline()
     document = replace(BERGEN_AS_REMOTE, url="http://127.0.0.1:9/fhir/R4/Binary/b1")
     body = {"resourceType": "Binary", "contentType": "text/html", "data": "PGh0bWw+"}
-    _fake(monkeypatch, source, json.dumps(body).encode())
+    fake_source_answers(monkeypatch, source, json.dumps(body).encode())
     with pytest.raises(SourceError) as refused:
         source.retrieve(document, access=ACCESS)
     assert refused.value.reason_code == base.WRONG_CONTENT_TYPE
@@ -493,7 +493,7 @@ def test_subject_references_in_any_form_name_the_patient(bergen: FhirServer, for
 def test_a_subject_is_compared_by_type_and_id(
     monkeypatch: pytest.MonkeyPatch, reference: str, kept: bool
 ) -> None:
-    from tests.test_mhd_source import _document_reference, _fake
+    from tests.builders import document_reference, fake_source_answers
 
     source = _offline()
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
@@ -501,7 +501,7 @@ def test_a_subject_is_compared_by_type_and_id(
         "resourceType": "Bundle",
         "type": "searchset",
         "entry": [
-            {"resource": _document_reference({"reference": reference}), "search": {"mode": "match"}},
+            {"resource": document_reference({"reference": reference}), "search": {"mode": "match"}},
             {
                 "resource": {
                     "resourceType": "Patient",
@@ -520,7 +520,7 @@ def test_a_subject_is_compared_by_type_and_id(
             },
         ],
     }
-    _fake(monkeypatch, source, json.dumps(bundle).encode())
+    fake_source_answers(monkeypatch, source, json.dumps(bundle).encode())
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert bool(result.documents) is kept
     # Only what cannot be checked is counted for the list; another patient's is not theirs.
@@ -575,7 +575,7 @@ def _source_pk(orgnr: str) -> int:
     return DocumentSource.objects.get(organisation__orgnr=orgnr).pk
 
 
-HX = {"HTTP_HX_REQUEST": "true"}
+HX: dict[str, Any] = {"HTTP_HX_REQUEST": "true"}  # WSGI headers for Client.get(**HX)
 
 
 def _fetch_urls(page: str) -> dict[int, str]:
@@ -594,17 +594,11 @@ def _refresh_url(page: str) -> str:
     return match.group(1).replace("&amp;", "&")
 
 
-def _events(**filters: Any) -> list[Any]:
-    from pjd_portal.auditlog.models import AccessEvent
-
-    return list(AccessEvent.objects.filter(**filters).order_by("id"))
-
-
 @pytest.mark.django_db
 def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
     remote_world: Any, as_fastlege: Client, nord: FhirServer
 ) -> None:
-    from tests.conftest import add_document, lookup_and_attest
+    from tests.builders import add_document, lookup_and_attest
 
     add_document(remote_world, title="Lokal epikrise", days_ago=1)
     nord.set_fault("slow", delay_ms=4000)  # hangs beyond its own timeouts
@@ -623,14 +617,14 @@ def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
     assert set(fetches) == {_source_pk(BERGEN), _source_pk(NORD)}
     # Without JavaScript the page asks again and waits (<noscript> is inert with JavaScript on).
     assert re.search(r'<noscript><meta http-equiv="refresh" content="0; url=\?wait=1"></noscript>', page)
-    [page_event] = _events(event_type="document_list")
+    [page_event] = events(event_type="document_list")
     assert page_event.details["sources_pending"] == sorted(fetches)
     view_id = response["X-Request-ID"]
 
     # Helse Bergen's fragment: answers nothing but "source-arrived"; its own list event.
     fragment = as_fastlege.get(fetches[_source_pk(BERGEN)], **HX)
     assert fragment.status_code == 200 and fragment["HX-Trigger"] == "source-arrived"
-    bergen_event = _events(event_type="document_list")[-1]
+    bergen_event = events(event_type="document_list")[-1]
     assert bergen_event.source_orgnr == BERGEN and bergen_event.outcome == "granted"
     assert bergen_event.details["list_request_id"] == view_id
     assert bergen_event.details["source_answer"] == "answered" and bergen_event.details["listed"] == 5
@@ -640,13 +634,13 @@ def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
     assert "bergen-epikrise" in refreshed and "Lokal epikrise" in refreshed
     assert "Henter fra UNN HF" in refreshed and "Henter fra Helse Bergen HF" not in refreshed
     assert "hx-swap-oob" not in refreshed  # UNN's fragment is on its way: not asked twice
-    assert _events(event_type="document_list")[-1].details["list_request_id"] == view_id
+    assert events(event_type="document_list")[-1].details["list_request_id"] == view_id
 
     # UNN hangs: its fragment answers at its own timeout (within the budget), as a failure.
     started = time.monotonic()
     as_fastlege.get(fetches[_source_pk(NORD)], **HX)
     assert time.monotonic() - started < BUDGET + 0.5
-    nord_event = _events(event_type="document_list")[-1]
+    nord_event = events(event_type="document_list")[-1]
     assert (nord_event.outcome, nord_event.reason_code) == ("not_found", "source_timeout")
     assert nord_event.details["list_request_id"] == view_id
     final = as_fastlege.get(_refresh_url(page), **HX).content.decode()
@@ -658,7 +652,7 @@ def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
 def test_an_answer_is_kept_for_sorting_filtering_and_paging(
     remote_world: Any, as_fastlege: Client, bergen: FhirServer
 ) -> None:
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -683,7 +677,7 @@ def test_a_refused_search_shows_as_could_not_answer_and_is_logged_as_the_outcome
     remote_world: Any, as_fastlege: Client, bergen: FhirServer, caplog: pytest.LogCaptureFixture
 ) -> None:
     from pjd_portal.documents.sources.breaker import breaker_for
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     bergen.set_behaviour(rejectParams=["_include"])
     handle = lookup_and_attest(as_fastlege)
@@ -694,7 +688,7 @@ def test_a_refused_search_shows_as_could_not_answer_and_is_logged_as_the_outcome
             from django.core.cache import cache
 
             cache.clear()
-    refused = _events(event_type="document_list", source_orgnr=BERGEN)[-1]
+    refused = events(event_type="document_list", source_orgnr=BERGEN)[-1]
     assert (refused.outcome, refused.reason_code) == ("not_found", "source_search_refused")
     assert breaker_for(bergen.base_url).state == CLOSED
     as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
@@ -708,7 +702,7 @@ def test_a_refused_search_shows_as_could_not_answer_and_is_logged_as_the_outcome
 def test_the_list_says_what_a_source_did_not_send(
     remote_world: Any, as_fastlege: Client, bergen: FhirServer, settings: Any
 ) -> None:
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     settings.DOCUMENT_SOURCE_SEARCH_COUNT = 2
@@ -732,7 +726,7 @@ def test_the_list_says_what_a_source_did_not_send(
 def test_without_javascript_the_page_waits_for_every_source(
     remote_world: Any, as_fastlege: Client, nord: FhirServer
 ) -> None:
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/?wait=1").content.decode()
@@ -741,7 +735,7 @@ def test_without_javascript_the_page_waits_for_every_source(
     # The document without a content type is listed; its HTML twin too (decided at the open).
     assert "bergen-uten-type" in page
     # Each source asked is logged as from its fragment, then the page; one request id.
-    bergen_event, nord_event, page_event = _events(event_type="document_list")
+    bergen_event, nord_event, page_event = events(event_type="document_list")
     assert (bergen_event.source_orgnr, nord_event.source_orgnr, page_event.source_orgnr) == (BERGEN, NORD, "")
     assert page_event.details["sources_pending"] == []
     view = {e.details["list_request_id"] for e in (bergen_event, nord_event, page_event)}
@@ -752,13 +746,13 @@ def test_without_javascript_the_page_waits_for_every_source(
 def test_a_refused_search_without_javascript_is_logged_per_source_too(
     remote_world: Any, as_fastlege: Client, bergen: FhirServer
 ) -> None:
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     bergen.set_behaviour(rejectParams=["_include"])
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/?wait=1").content.decode()
     assert "Helse Bergen HF kunne ikke svare på søket" in page
-    [refused] = _events(event_type="document_list", source_orgnr=BERGEN)
+    [refused] = events(event_type="document_list", source_orgnr=BERGEN)
     assert (refused.outcome, refused.reason_code) == ("not_found", "source_search_refused")
 
 
@@ -774,7 +768,7 @@ def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
     from pjd_portal.access.services import access_patient_by_handle
     from pjd_portal.clinic import remote
     from pjd_portal.documents.models import DocumentSource
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -791,7 +785,7 @@ def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
     assert response["HX-Trigger"] == "source-arrived"
     assert 0.3 < time.monotonic() - started < BUDGET
     assert len([r for r in bergen.requests_seen() if r["method"] == "POST"]) == asked_before
-    assert not _events(event_type="document_list", source_orgnr=BERGEN)  # it asked nobody
+    assert not events(event_type="document_list", source_orgnr=BERGEN)  # it asked nobody
     refreshed = as_fastlege.get(_refresh_url(page), **HX).content.decode()
     assert "bergen-epikrise" in refreshed
 
@@ -802,11 +796,11 @@ def test_an_answer_whose_event_cannot_be_written_is_never_shown(
 ) -> None:
     from pjd_portal.auditlog.services import AuditWriteFailed
     from pjd_portal.clinic import document_views as views
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
-    real = views.record_event_committed
+    real = views.record_event_committed  # type: ignore[attr-defined]  # the name the view calls, patched below
 
     def failing(event: Any, **kwargs: Any) -> Any:
         if event.source_orgnr == BERGEN:
@@ -821,7 +815,7 @@ def test_an_answer_whose_event_cannot_be_written_is_never_shown(
     assert "bergen-epikrise" not in shown and "Henter fra Helse Bergen HF" in shown
     # The claim was let go: the next fragment asks again (and this time it is logged).
     as_fastlege.get(_fetch_urls(shown)[_source_pk(BERGEN)], **HX)
-    assert _events(event_type="document_list", source_orgnr=BERGEN)
+    assert events(event_type="document_list", source_orgnr=BERGEN)
 
 
 @pytest.mark.django_db
@@ -829,7 +823,7 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
     remote_world: Any, as_fastlege: Client
 ) -> None:
     from pjd_portal.documents.models import DocumentSource
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     DocumentSource.objects.filter(organisation__orgnr=NORD).update(list_authorizations=["SP"])
     handle = lookup_and_attest(as_fastlege)
@@ -838,14 +832,14 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
     denied = as_fastlege.get(f"/pasient/{handle}/kilde/{_source_pk(NORD)}/liste/", **HX)
     missing = as_fastlege.get(f"/pasient/{handle}/kilde/99999/liste/", **HX)
     assert denied.status_code == missing.status_code == 404
-    reasons = [(e.outcome, e.reason_code) for e in _events(event_type="access_denied")]
+    reasons = [(e.outcome, e.reason_code) for e in events(event_type="access_denied")]
     assert reasons[-2:] == [("denied", "source_rule_list"), ("not_found", "unknown_source")]
 
 
 @pytest.mark.django_db
 def test_a_list_refresh_that_is_now_refused_reloads_the_page(remote_world: Any, as_fastlege: Client) -> None:
     from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -889,13 +883,13 @@ def test_a_next_link_that_repeats_the_search_is_asked_by_post(monkeypatch: pytes
     """Some servers (not HAPI) build the next link by repeating the search in its query:
     following it by GET would put the national id into a URL (and a proxy's log)."""
 
-    from tests.test_mhd_source import _document_reference
+    from tests.builders import document_reference
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     source = _offline()
     pages = []
     for n in range(2):
-        entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+        entry = document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
         entry["id"] = f"d{n}"
         link = [
             {
@@ -961,7 +955,7 @@ def test_paths_that_a_server_reads_otherwise_are_not_followed(
 def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
     monkeypatch: pytest.MonkeyPatch, subject: dict[str, Any], verdict: str
 ) -> None:
-    from tests.test_mhd_source import _document_reference, _fake
+    from tests.builders import document_reference, fake_source_answers
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     source = _offline()
@@ -969,7 +963,7 @@ def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
     bundle = {
         "resourceType": "Bundle",
         "type": "searchset",
-        "entry": [{"resource": _document_reference(subject), "search": {"mode": "match"}}]
+        "entry": [{"resource": document_reference(subject), "search": {"mode": "match"}}]
         + [
             {
                 "resource": {
@@ -982,17 +976,17 @@ def test_a_subject_that_cannot_be_checked_is_counted_not_dropped(
             for pid, value in patients
         ],
     }
-    _fake(monkeypatch, source, json.dumps(bundle).encode())
+    fake_source_answers(monkeypatch, source, json.dumps(bundle).encode())
     result = source.search(PAGED_PATIENT, access=ACCESS)
     assert (len(result.documents), result.unverified) == ((1, 0) if verdict == "kept" else (0, 1))
 
 
 def test_an_unverifiable_document_on_two_pages_is_counted_once(monkeypatch: pytest.MonkeyPatch) -> None:
-    from tests.test_mhd_source import _document_reference
+    from tests.builders import document_reference
 
     source = _offline()
-    unknown = _document_reference({"reference": "Patient/nobody"})
-    other = _document_reference({"reference": "Patient/nobody"})
+    unknown = document_reference({"reference": "Patient/nobody"})
+    other = document_reference({"reference": "Patient/nobody"})
     other["id"] = "d2"
     pages = [
         {
@@ -1100,7 +1094,7 @@ def test_a_cache_that_does_not_answer_makes_the_list_ask_its_sources_itself(
 ) -> None:
     from django.test import override_settings
 
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     nothing_listens = {
@@ -1178,7 +1172,7 @@ def test_a_later_page_that_stalls_keeps_the_pages_before_it_within_the_budget(
 def test_next_links_that_carry_the_id_on_search_or_base_paths_are_posted(
     monkeypatch: pytest.MonkeyPatch,
 ) -> None:
-    from tests.test_mhd_source import _document_reference
+    from tests.builders import document_reference
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     query = f"patient.identifier={system}%7C{PAGED_PATIENT}&_page=2"
@@ -1189,7 +1183,7 @@ def test_next_links_that_carry_the_id_on_search_or_base_paths_are_posted(
         source = _offline()
         pages = []
         for n in range(2):
-            entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+            entry = document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
             entry["id"] = f"d{n}"
             links = [{"relation": "next", "url": link}] if n == 0 else []
             pages.append(
@@ -1218,12 +1212,12 @@ def test_ordinary_fhir_urls_stay_on_the_source(link: str) -> None:
 def test_the_total_is_the_latest_pages(monkeypatch: pytest.MonkeyPatch) -> None:
     """Some servers estimate Bundle.total until the last page (Google's FHIR store)."""
 
-    from tests.test_mhd_source import _document_reference
+    from tests.builders import document_reference
 
     system = "urn:oid:2.16.578.1.12.4.1.4.1"
     pages = []
     for n, total in ((0, 5), (1, 2)):
-        entry = _document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
+        entry = document_reference({"identifier": {"system": system, "value": PAGED_PATIENT}})
         entry["id"] = f"d{n}"
         links = [{"relation": "next", "url": "?_getpages=a&_getpagesoffset=1"}] if n == 0 else []
         pages.append(
@@ -1248,7 +1242,7 @@ def test_a_cache_that_reads_but_cannot_write_makes_the_list_ask_its_sources_itse
     from django.core.cache import cache
 
     from pjd_portal.clinic import remote
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
 
@@ -1258,7 +1252,7 @@ def test_a_cache_that_reads_but_cannot_write_makes_the_list_ask_its_sources_itse
     monkeypatch.setattr(cache, "set", read_only)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     assert "bergen-epikrise" in page and 'data-testid="source-loading"' not in page
-    assert len(_events(event_type="document_list", source_orgnr=BERGEN)) == 1  # asked once, logged
+    assert len(events(event_type="document_list", source_orgnr=BERGEN)) == 1  # asked once, logged
     assert remote._cache_down_until > time.monotonic()  # and the cache is left alone a while
 
 
@@ -1267,7 +1261,7 @@ def test_a_fragment_for_a_patient_now_refused_reloads_the_page(
     remote_world: Any, as_fastlege: Client
 ) -> None:
     from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
@@ -1276,8 +1270,8 @@ def test_a_fragment_for_a_patient_now_refused_reloads_the_page(
     )
     fragment = as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
     assert fragment["HX-Refresh"] == "true"
-    assert _events(event_type="access_denied")[-1].reason_code == "clinician_blocked"
-    assert not _events(event_type="document_list", source_orgnr=BERGEN)  # the source was not asked
+    assert events(event_type="access_denied")[-1].reason_code == "clinician_blocked"
+    assert not events(event_type="document_list", source_orgnr=BERGEN)  # the source was not asked
 
 
 @pytest.mark.django_db
@@ -1290,7 +1284,7 @@ def test_a_request_that_dies_while_asking_leaves_a_warning_not_a_spinner(
 
     from pjd_portal.access.services import access_patient_by_handle
     from pjd_portal.clinic import remote
-    from tests.conftest import lookup_and_attest
+    from tests.builders import lookup_and_attest
 
     settings.DOCUMENT_SOURCE_SEARCH_BUDGET = 0.5
     handle = lookup_and_attest(as_fastlege)

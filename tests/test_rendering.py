@@ -28,7 +28,7 @@ from pjd_portal.documents.rendering import (
     prepare,
     sanitise,
 )
-from tests.conftest import FAKE_PDF, add_document, lookup_and_attest
+from tests.builders import FAKE_PDF, add_document, lookup_and_attest
 
 CDA = "application/hl7-v3+xml"
 
@@ -595,7 +595,7 @@ def test_view_commits_the_event_before_the_first_chunk(as_fastlege, world, monke
     doc = add_document(world, content_type=CDA if wrapped else "application/pdf", data=data)
     handle = lookup_and_attest(as_fastlege)
     order: list[str] = []
-    original_record = views.record_event_committed
+    original_record = views.record_event_committed  # type: ignore[attr-defined]  # the name the view calls, patched below
     original_chunks = views.local_chunks
 
     def recording_record(event, **kwargs):

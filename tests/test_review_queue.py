@@ -10,14 +10,12 @@ from __future__ import annotations
 import datetime
 import io
 import re
-import threading
 import uuid
 
 import pytest
 import time_machine
-from django.conf import settings
 from django.core.management import call_command
-from django.db import IntegrityError, connection, connections, transaction
+from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
 
@@ -31,17 +29,22 @@ from pjd_portal.documents.models import DocumentSource
 from pjd_portal.logreading import risk
 from pjd_portal.review.models import ReviewChange, ReviewItem, ReviewStatus
 from pjd_portal.review.queue import build_queue, is_sampled
-from tests.conftest import (
+from tests.builders import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,
+    T0,
     add_document,
     comparable,
     grant_role,
+    hospital_doctor,
     login,
+    make_patient,
     make_user,
+    post_at_once,
+    record,
+    staff,
     synthetic_id,
 )
-from tests.test_log_review import T0, hospital_doctor, make_patient, record, staff
 
 QUEUE = "/forvaltning/loggkontroll/ko/"
 OTHER_PERSONAS = ["anonymous", "fastlege", "other_clinician", "administrator"]
@@ -68,22 +71,6 @@ def item_for(event: AccessEvent, reviewer_orgnr: str | None = None) -> ReviewIte
     return ReviewItem.objects.get(
         event_id=event.event_id, reviewer_orgnr=reviewer_orgnr or event.organisation_orgnr
     )
-
-
-def _same_page(response) -> str:
-    return re.sub(r'data-(idle|absolute)-remaining="-?\d*"', "", comparable(response))
-
-
-@pytest.fixture
-def as_auditor(world):
-    return login(Client(), world.auditor, world.hospital)
-
-
-@pytest.fixture
-def legevakt_auditor(world):
-    user = make_user("t-revisor-lv", synthetic_id(2, 2, 62, 512), "", "Liv Loggkontroll")
-    grant_role(user, world.legevakt, Role.AUDITOR)
-    return user
 
 
 @pytest.fixture
@@ -131,7 +118,7 @@ def test_everyone_but_the_auditor_gets_the_404_of_a_missing_page(world, persona_
     for method, url in attempts:
         response = getattr(client, method)(url, {"status": "violation", "comment": "x", "version": 1})
         assert response.status_code == 404, (persona, method, url)
-        assert _same_page(response) == _same_page(missing)
+        assert comparable(response) == comparable(missing)
     emergency.refresh_from_db()
     assert emergency.status == ReviewStatus.NEW and not ReviewChange.objects.exists()
     denied = AccessEvent.objects.filter(event_type=kinds.ACCESS_DENIED.name, reason_code="not_auditor")
@@ -248,11 +235,11 @@ def test_a_guessed_or_foreign_item_is_a_logged_404_and_a_forged_post_changes_not
     assert missing.status_code == 404
     response = as_auditor.get(item_url(foreign))
     assert response.status_code == 404
-    assert _same_page(response) == _same_page(missing)
+    assert comparable(response) == comparable(missing)
     assert OTHER_PATIENT_ID not in response.content.decode()
     forged = change(as_auditor, foreign, ReviewStatus.JUSTIFIED, "Ser greit ut.")
     assert forged.status_code == 404
-    assert _same_page(forged) == _same_page(missing)
+    assert comparable(forged) == comparable(missing)
     foreign.refresh_from_db()
     assert foreign.status == ReviewStatus.NEW and foreign.version == 1 and foreign.reviewer is None
     assert not ReviewChange.objects.exists()
@@ -435,30 +422,6 @@ def test_a_stale_different_change_is_refused(world, as_auditor, emergency, setti
     assert ReviewChange.objects.count() == 2
 
 
-def _concurrently(cookie: str, url: str, data: dict, n: int = 8) -> list[int]:
-    barrier = threading.Barrier(n)
-    statuses: list[int] = []
-    lock = threading.Lock()
-
-    def worker() -> None:
-        client = Client()
-        client.cookies[settings.SESSION_COOKIE_NAME] = cookie
-        try:
-            barrier.wait(timeout=10)
-            response = client.post(url, data)
-            with lock:
-                statuses.append(response.status_code)
-        finally:
-            connections.close_all()
-
-    threads = [threading.Thread(target=worker) for _ in range(n)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join()
-    return statuses
-
-
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
 def test_a_concurrent_double_submit_creates_one_change(world):
@@ -467,9 +430,8 @@ def test_a_concurrent_double_submit_creates_one_change(world):
     queue_all(rate=0.0)
     item = item_for(event)
     owner = login(Client(), world.auditor, world.hospital)
-    cookie = owner.cookies[settings.SESSION_COOKIE_NAME].value
     data = {"status": ReviewStatus.VIOLATION, "comment": "Ingen grunn til akutt tilgang.", "version": 1}
-    statuses = _concurrently(cookie, status_url(item), data)
+    statuses = post_at_once(owner, status_url(item), data)
     assert statuses == [302] * 8, statuses
     assert ReviewChange.objects.filter(item=item).count() == 1
     item.refresh_from_db()
@@ -503,7 +465,8 @@ def test_the_list_filters_by_signal_and_pages_by_keyset_newest_first(world, as_a
     queue_all(rate=1.0)
     expected = [str(item.item_id) for item in ReviewItem.objects.order_by("-event_occurred_at", "-pk")]
     assert len(expected) == 5
-    seen, url, params = [], QUEUE, {}
+    seen: list[str] = []
+    url, params = QUEUE, dict[str, str]()
     while True:
         with CaptureQueriesContext(connection) as queries:
             response = as_auditor.get(url, params)

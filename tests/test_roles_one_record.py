@@ -16,7 +16,7 @@ from pjd_portal.accounts.context import organisation_choices
 from pjd_portal.accounts.models import Organisation, OrganisationKind, RevokedRoleGrant, Role, User
 from pjd_portal.accounts.roles import grants_in_force, organisations_held, roles_held_by_pid
 from pjd_portal.auditlog import events as kinds
-from tests.conftest import events, login, roles_held
+from tests.builders import events, login, roles_held
 
 PAGE = "/forvaltning/tilgang/"
 GRANT = "/forvaltning/tilgang/tildel/"

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import datetime
 import uuid
+from typing import Any
 
 import pytest
 from django.urls import URLPattern, URLResolver, get_resolver
@@ -13,15 +14,16 @@ from pjd_portal.accounts.roles import grants_in_force
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.review.models import ReviewItem
 from pjd_portal.review.queue import build_queue
-from tests.conftest import add_document, login, lookup_and_attest
+from tests.builders import add_document, login, lookup_and_attest
 
 PERSONAS = ["anonymous", "fastlege", "other_clinician", "auditor", "administrator", "privacy_officer"]
 LOGIN_REDIRECT = 302
 
 # route name -> (method, expected status per persona, in PERSONAS order).
-# The fastlege owns the handle and document used; the other clinician may use the
-# portal but gets 404 for someone else's handle; auditor, administrator and privacy officer
-# have no clinician role (403 with a clear page); anonymous users are sent to log in. The
+# Each clinician (the fastlege, the legevakt doctor) works on a handle of their own for the
+# patient (someone else's handle is a 404: test_someone_elses_handle_is_404); auditor,
+# administrator and privacy officer have no clinician role (403 with a clear page);
+# anonymous users are sent to log in. The
 # privacy officer works on their own handle for the patient: registering a reservation and
 # blocking or unblocking the document succeed (302 to the patient's page), lifting without
 # a choice named is refused with its message (400).
@@ -38,16 +40,16 @@ MATRIX = {
     # Only for those who may act for several organisations; others are sent home.
     "accounts:choose_organisation": ("get", [LOGIN_REDIRECT, 302, 302, 302, 302, 302]),
     "patients:lookup": ("post", [LOGIN_REDIRECT, 302, 302, 403, 403, 403]),
-    "patients:basis": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403, 403]),
+    "patients:basis": ("get", [LOGIN_REDIRECT, 200, 200, 403, 403, 403]),
     # Only for a restricted patient; for this one the step sends the owner to the list.
-    "patients:elevated": ("get", [LOGIN_REDIRECT, 302, 404, 403, 403, 403]),
-    "documents:list": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403, 403]),
-    "documents:open": ("get", [LOGIN_REDIRECT, 200, 404, 403, 403, 403]),
-    # No MHD source is configured here: the owner's request names no remote source, 404.
+    "patients:elevated": ("get", [LOGIN_REDIRECT, 302, 302, 403, 403, 403]),
+    "documents:list": ("get", [LOGIN_REDIRECT, 200, 200, 403, 403, 403]),
+    "documents:open": ("get", [LOGIN_REDIRECT, 200, 200, 403, 403, 403]),
+    # No MHD source is configured here: the clinician's request names no remote source, 404.
     "documents:open_remote": ("get", [LOGIN_REDIRECT, 404, 404, 403, 403, 403]),
     # A source's part of the list is an htmx fragment: a plain GET by the owner goes to the
     # list (tests/test_mhd_source.py has the fragment itself).
-    "documents:list_source": ("get", [LOGIN_REDIRECT, 302, 404, 403, 403, 403]),
+    "documents:list_source": ("get", [LOGIN_REDIRECT, 302, 302, 403, 403, 403]),
     "oidc_authentication_init": ("get", [302, 302, 302, 302, 302, 302]),
     "oidc_authentication_callback": ("get", [403, 403, 403, 403, 403, 403]),
     "set_language": ("post", [302, 302, 302, 302, 302, 302]),
@@ -112,7 +114,9 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
     doc = add_document(world)
     handle = lookup_and_attest(owner)
     c = owner if persona == "fastlege" else persona_client(persona)
-    kwargs = {}
+    if persona == "other_clinician" and route in HANDLE_ROUTES:
+        handle = lookup_and_attest(c)  # the legevakt doctor's own handle for the patient
+    kwargs: dict[str, Any] = {}
     if route in ("patients:basis", "patients:elevated", "documents:list"):
         kwargs = {"handle": handle}
     elif route == "documents:open":
@@ -171,6 +175,44 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
         csp = response["Content-Security-Policy"]
         assert "'unsafe-inline'" not in csp and "'unsafe-eval'" not in csp
         assert "object-src 'none'" in csp and "base-uri 'none'" in csp and "frame-ancestors 'none'" in csp
+
+
+HANDLE_ROUTES = [
+    "patients:basis",
+    "patients:elevated",
+    "documents:list",
+    "documents:open",
+    "documents:list_source",
+    "documents:open_remote",
+]
+
+
+def test_every_persona_has_its_200s():
+    """Each persona reaches a page of its own work, not only the public ones."""
+
+    public = {"accounts:home", "accounts:logged_out", "accounts:client_jwks", "accounts:session_status"}
+    for index, persona in enumerate(PERSONAS):
+        own = [
+            route for route, (_, expected) in MATRIX.items() if expected[index] == 200 and route not in public
+        ]
+        assert own, f"no page of its own answers the {persona} with 200"
+
+
+@pytest.mark.parametrize("route", HANDLE_ROUTES)
+def test_someone_elses_handle_is_404(route, world, persona_client):
+    """The legevakt doctor may use the portal, but the fastlege's handle is not theirs."""
+
+    from django.urls import reverse
+
+    owner = persona_client("fastlege")
+    doc = add_document(world)
+    handle = lookup_and_attest(owner)
+    kwargs: dict[str, object] = {"handle": handle}
+    if route in ("documents:open", "documents:open_remote"):
+        kwargs["document_id"] = doc.document_id if route == "documents:open" else "abc-123"
+    if route in ("documents:list_source", "documents:open_remote"):
+        kwargs["source_id"] = world.source.pk
+    assert persona_client("other_clinician").get(reverse(route, kwargs=kwargs)).status_code == 404
 
 
 def test_unknown_handle_is_404_for_everyone_with_a_clinician_role(persona_client, world):

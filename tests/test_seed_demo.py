@@ -6,6 +6,7 @@ from __future__ import annotations
 import json
 import re
 from io import StringIO
+from typing import Any
 
 import pytest
 from django.core.management import call_command
@@ -18,7 +19,7 @@ from pjd_portal.documents.management.commands.seed_demo import NHN_TEST_PATIENTS
 from pjd_portal.documents.models import DocumentContent, DocumentReference
 from pjd_portal.patients.models import AddressProtection, Patient, PrivacyChoice, PrivacyChoiceKind
 from pjd_portal.patients.national_id import has_valid_check_digits
-from tests.conftest import login, lookup_and_attest
+from tests.builders import login, lookup_and_attest
 
 pytestmark = pytest.mark.django_db
 
@@ -96,7 +97,7 @@ def test_fastlege_sees_and_opens_seeded_documents_of_a_list_patient() -> None:
     )
     assert doc is not None
     opened = client.get(f"/pasient/{handle}/dokument/{doc.document_id}/")
-    assert opened.status_code == 200 and b"".join(opened.streaming_content).startswith(b"%PDF-")
+    assert opened.status_code == 200 and opened.getvalue().startswith(b"%PDF-")
     assert (
         AccessEvent.objects.filter(event_type="document_open", document=doc, outcome="granted").count() == 1
     )
@@ -183,7 +184,7 @@ def test_the_remote_source_has_the_demo_patients_documents(tmp_path) -> None:
     references = [
         e["resource"] for e in bundle["entry"] if e["resource"]["resourceType"] == "DocumentReference"
     ]
-    per_patient: dict[str, list[dict]] = {}
+    per_patient: dict[str, list[dict[str, Any]]] = {}
     for reference in references:
         per_patient.setdefault(patients[reference["subject"]["reference"]], []).append(reference)
         assert reference["custodian"]["identifier"]["value"] == REMOTE_SOURCE_ORGNR

@@ -29,7 +29,7 @@ from pjd_portal.accounts.sessions import (
 )
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent
-from tests.conftest import add_document, login, lookup_and_attest
+from tests.builders import add_document, login, lookup_and_attest, matched
 
 ROOT = Path(__file__).resolve().parent.parent
 START = datetime.datetime(2026, 3, 2, 8, 0, tzinfo=datetime.UTC)
@@ -394,7 +394,7 @@ def test_keepalive_after_expiry_does_not_revive_the_session(clock, gp):
 def test_keepalive_needs_the_csrf_token(clock, world):
     browser = login(Client(enforce_csrf_checks=True), world.fastlege, world.gp_office)
     page = browser.get("/").content.decode()
-    token = re.search(r'"X-CSRFToken": "([^"]+)"', page).group(1)  # as session.js reads it
+    token = matched(r'"X-CSRFToken": "([^"]+)"', page)  # as session.js reads it
     wait(clock, minutes=10)
     response = browser.post(KEEPALIVE_URL)
     assert response.status_code == 403
@@ -410,7 +410,7 @@ def test_keepalive_needs_the_csrf_token(clock, world):
 def test_warning_dialog_and_script_for_logged_in_users(clock, gp):
     wait(clock, minutes=3)
     page = gp.get("/").content.decode()
-    dialog = re.search(r'<dialog id="session-warning"[^>]*>', page, re.S).group(0)
+    dialog = matched(r'<dialog id="session-warning"[^>]*>', page, 0, re.S)
     assert 'class="ds-dialog"' in dialog
     assert 'data-idle-seconds="1200"' in dialog
     assert 'data-warning-seconds="120"' in dialog

@@ -1,4 +1,4 @@
-from tests.conftest import add_document, lookup_and_attest
+from tests.builders import add_document, lookup_and_attest
 
 
 def test_whole_path(as_fastlege, world):

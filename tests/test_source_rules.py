@@ -10,7 +10,7 @@ import pytest
 from pjd_portal.accounts.models import Organisation, OrganisationKind
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import ConfidentialityCode, DocumentSource
-from tests.conftest import World, add_document, comparable, lookup_and_attest
+from tests.builders import World, add_document, comparable, lookup_and_attest
 
 pytestmark = pytest.mark.django_db
 
