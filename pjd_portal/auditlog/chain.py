@@ -30,11 +30,14 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from pjd_portal.auditlog.models import AccessEvent, AuditChainHead
+from pjd_portal.auditlog.models import AccessEvent, AuditChainHead, AuditSeal
 
 CHAINS = 64  # fixed: changing it would re-shard existing chains
 # The group writers' own chains: each claims the first free one (migration 0013).
 WRITER_CHAINS = range(1000, 2000)
+# The sealer's chain (audit/sealer.py): a plainly written event carries this chain number
+# and no place of its own; its link is its row in audit_auditseal.
+SEAL_CHAIN = 2000
 GENESIS = "0" * 64
 
 # The content a hash covers: every field of the event but the database id and the hash.
@@ -239,6 +242,67 @@ def verify_chain(
     return checked, None
 
 
+def verify_seal_chain(
+    head: AuditChainHead | None, start: tuple[int, str] | None = None
+) -> tuple[int, BrokenLink | None]:
+    """The seal chain (audit/sealer.py): its links are rows of audit_auditseal, each naming
+    its event by id. A seal whose event is gone, or whose event no longer hashes to it, is
+    a broken link like any other; events with no seal yet are sealer.unsealed_older_than's."""
+
+    expected_seq, expected_prev = 1, GENESIS
+    seals = AuditSeal.objects.all()
+    if start is not None and start[0] > 0:
+        expected_seq, expected_prev = start[0] + 1, start[1]
+        seals = seals.filter(seq__gt=start[0])
+    checked = 0
+    batch: list[AuditSeal] = []
+
+    def check(batch: list[AuditSeal]) -> BrokenLink | None:
+        nonlocal expected_seq, expected_prev, checked
+        events = AccessEvent.objects.in_bulk([s.event_pk for s in batch])
+        for seal in batch:
+            checked += 1
+            event = events.get(seal.event_pk)
+            event_id = str(event.event_id) if event is not None else f"id {seal.event_pk}"
+            if seal.seq != expected_seq:
+                problem = (
+                    f"seq {expected_seq} is missing (deleted)"
+                    if seal.seq > expected_seq
+                    else f"seq {seal.seq} appears twice (inserted or copied)"
+                )
+                return BrokenLink(SEAL_CHAIN, expected_seq, event_id, problem)
+            if seal.prev_hash != expected_prev:
+                return BrokenLink(
+                    SEAL_CHAIN, seal.seq, event_id, "does not follow its predecessor (reordered or replaced)"
+                )
+            if event is None or event.chain != SEAL_CHAIN:
+                return BrokenLink(SEAL_CHAIN, seal.seq, event_id, "its event is gone (deleted or moved)")
+            if link_hash(seal.prev_hash, SEAL_CHAIN, seal.seq, content_digest(event)[1]) != seal.entry_hash:
+                return BrokenLink(SEAL_CHAIN, seal.seq, event_id, "content does not match its hash (edited)")
+            expected_seq += 1
+            expected_prev = seal.entry_hash
+        return None
+
+    for seal in seals.order_by("seq").iterator(chunk_size=5000):
+        batch.append(seal)
+        if len(batch) == 5000:
+            if (broken := check(batch)) is not None:
+                return checked, broken
+            batch = []
+    if batch and (broken := check(batch)) is not None:
+        return checked, broken
+    head_seq = head.seq if head else 0
+    head_hash = head.last_hash if head else GENESIS
+    if head_seq != expected_seq - 1 or (head_seq and head_hash != expected_prev):
+        return checked, BrokenLink(
+            SEAL_CHAIN,
+            expected_seq,
+            "",
+            f"chain ends at seq {expected_seq - 1} but its head says {head_seq} (tail deleted)",
+        )
+    return checked, None
+
+
 def verify_all(starts: dict[int, tuple[int, str]] | None = None) -> tuple[int, list[BrokenLink]]:
     """Check every chain (each after its `starts` link, if given); returns the number of
     events checked and the first broken link of each broken chain."""
@@ -247,7 +311,10 @@ def verify_all(starts: dict[int, tuple[int, str]] | None = None) -> tuple[int, l
     chains = set(heads) | set(AccessEvent.objects.values_list("chain", flat=True).distinct())
     checked, broken = 0, []
     for chain in sorted(chains):
-        count, link = verify_chain(chain, heads.get(chain), (starts or {}).get(chain))
+        if chain == SEAL_CHAIN:
+            count, link = verify_seal_chain(heads.get(chain), (starts or {}).get(chain))
+        else:
+            count, link = verify_chain(chain, heads.get(chain), (starts or {}).get(chain))
         checked += count
         if link is not None:
             broken.append(link)
