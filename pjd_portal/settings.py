@@ -161,11 +161,6 @@ AUDIT_WRITE_TIMEOUT = envfloat("PJD_AUDIT_WRITE_TIMEOUT_SECONDS", 5.0)  # a requ
 AUDIT_LOCK_TIMEOUT_MS = envint("PJD_AUDIT_LOCK_TIMEOUT_MS", 2000)  # for a chain head held elsewhere
 AUDIT_STATEMENT_TIMEOUT_MS = envint("PJD_AUDIT_STATEMENT_TIMEOUT_MS", 4000)
 AUDIT_WRITER_IDLE_CLOSE_SECONDS = envfloat("PJD_AUDIT_WRITER_IDLE_CLOSE_SECONDS", 30.0)
-# The plain write path (one INSERT per event, sealed by `seal_audit`): "plain" or "group".
-AUDIT_WRITE_PATH = os.environ.get("PJD_AUDIT_WRITE_PATH", "group")
-# verify_audit fails on an event still unsealed this long after it occurred.
-AUDIT_SEAL_LAG_SECONDS = envfloat("PJD_AUDIT_SEAL_LAG_SECONDS", 30.0)
-AUDIT_SEAL_INTERVAL_SECONDS = envfloat("PJD_AUDIT_SEAL_INTERVAL_SECONDS", 1.0)  # the sealer's pause
 # The key that signs anchors of the log's chain heads (audit/anchors.py). Production sets
 # its own, kept away from the database host; the demo signs with its development secret.
 AUDIT_ANCHOR_KEY = os.environ.get("PJD_AUDIT_ANCHOR_KEY", "") or (SECRET_KEY if DEBUG else "")

@@ -1,14 +1,18 @@
 """Tamper evidence for the access log: hash chains.
 
 Every event carries an `entry_hash` over its content and its place in its chain (chain,
-seq and the `prev_hash` of the event before it). Two schemes, told apart by the chain:
-- patient chains (0-63): sha256 of the canonical JSON of the whole event, place included;
-- writer chains (WRITER_CHAINS): sha256 of "prev_hash:chain:seq:content digest", where the
-  digest is sha256 of the canonical JSON of the event without its place. The request's
-  own thread makes the digest before handing the event over, so the group writer's
-  serial part per event is one short hash.
-Both bind the content, the order and the predecessor alike. Chains are sharded so
-concurrent writers do not queue on one row:
+seq and the `prev_hash` of the event before it). One scheme:
+    entry_hash = sha256("prev_hash:chain:seq:" + sha256(canonical JSON of the content))
+where the content is every hashed field but the place (CONTENT_FIELDS). The request's own
+thread makes the content digest, so the group writer's serial part per event is one
+short hash; it binds the content, the order and the predecessor alike.
+
+Until migration audit/0016 the patient chains (0-63) used a second scheme, the sha256 of
+the canonical JSON of the whole event, place included. Their links up to where each chain
+stood then are still verified that way: the chain's head row says how far
+(`AuditChainHead.whole_json_until`). Nothing writes that scheme any more.
+
+Chains are sharded so concurrent writers do not queue on one row:
 - an event written inside a transaction (with the work it describes) goes to one of 64
   chains by a hash of the patient's national id, or of the actor when there is no patient;
 - an event committed by a group writer (audit/group_commit.py) goes to that writer's own
@@ -30,14 +34,11 @@ from dataclasses import dataclass
 
 from django.db import connection, transaction
 
-from pjd_portal.auditlog.models import AccessEvent, AuditChainHead, AuditSeal
+from pjd_portal.auditlog.models import AccessEvent, AuditChainHead
 
 CHAINS = 64  # fixed: changing it would re-shard existing chains
 # The group writers' own chains: each claims the first free one (migration 0013).
 WRITER_CHAINS = range(1000, 2000)
-# The sealer's chain (audit/sealer.py): a plainly written event carries this chain number
-# and no place of its own; its link is its row in audit_auditseal.
-SEAL_CHAIN = 2000
 GENESIS = "0" * 64
 
 # The content a hash covers: every field of the event but the database id and the hash.
@@ -76,7 +77,7 @@ HASHED_FIELDS = (
     "legal_entity_name",
 )
 LATER_FIELDS = frozenset({"legal_entity_orgnr", "legal_entity_name"})
-# Where an event sits in its chain: in a writer chain's link, not in its content digest.
+# Where an event sits in its chain: in its link, not in its content digest.
 PLACE_FIELDS = ("chain", "chain_seq", "prev_hash")
 CONTENT_FIELDS = tuple(name for name in HASHED_FIELDS if name not in PLACE_FIELDS)
 
@@ -143,9 +144,19 @@ def link_hash(prev_hash: str, chain: int, seq: int, digest: str) -> str:
     return hashlib.sha256(f"{prev_hash}:{chain}:{seq}:{digest}".encode()).hexdigest()
 
 
-def entry_hash(event: AccessEvent) -> str:
-    if event.chain in WRITER_CHAINS:
-        return link_hash(event.prev_hash, event.chain, event.chain_seq, content_digest(event)[1])
+def entry_hash(event: AccessEvent, whole_json_until: int = 0) -> str:
+    """The hash `event` must carry at its place. `whole_json_until`: its chain head's, for
+    the links made before there was one scheme (verification only)."""
+
+    if event.chain_seq <= whole_json_until:
+        return whole_json_hash(event)
+    return link_hash(event.prev_hash, event.chain, event.chain_seq, content_digest(event)[1])
+
+
+def whole_json_hash(event: AccessEvent) -> str:
+    """The retired scheme of the patient chains (before audit/0016): the canonical JSON of
+    the whole event, place included. Kept so that their old links still verify."""
+
     return hash_of(canonical_content(event))
 
 
@@ -200,6 +211,7 @@ def verify_chain(
     anchor's; anchors.check_anchor makes sure the chain still holds it)."""
 
     expected_seq, expected_prev = 1, GENESIS
+    whole_json_until = head.whole_json_until if head else 0
     query = AccessEvent.objects.filter(chain=chain)
     if start is not None and start[0] > 0:
         expected_seq, expected_prev = start[0] + 1, start[1]
@@ -224,7 +236,7 @@ def verify_chain(
                 last_event_id,
                 "does not follow its predecessor (reordered or replaced)",
             )
-        if entry_hash(event) != event.entry_hash:
+        if entry_hash(event, whole_json_until) != event.entry_hash:
             return checked, BrokenLink(
                 chain, event.chain_seq, last_event_id, "content does not match its hash (edited)"
             )
@@ -242,67 +254,6 @@ def verify_chain(
     return checked, None
 
 
-def verify_seal_chain(
-    head: AuditChainHead | None, start: tuple[int, str] | None = None
-) -> tuple[int, BrokenLink | None]:
-    """The seal chain (audit/sealer.py): its links are rows of audit_auditseal, each naming
-    its event by id. A seal whose event is gone, or whose event no longer hashes to it, is
-    a broken link like any other; events with no seal yet are sealer.unsealed_older_than's."""
-
-    expected_seq, expected_prev = 1, GENESIS
-    seals = AuditSeal.objects.all()
-    if start is not None and start[0] > 0:
-        expected_seq, expected_prev = start[0] + 1, start[1]
-        seals = seals.filter(seq__gt=start[0])
-    checked = 0
-    batch: list[AuditSeal] = []
-
-    def check(batch: list[AuditSeal]) -> BrokenLink | None:
-        nonlocal expected_seq, expected_prev, checked
-        events = AccessEvent.objects.in_bulk([s.event_pk for s in batch])
-        for seal in batch:
-            checked += 1
-            event = events.get(seal.event_pk)
-            event_id = str(event.event_id) if event is not None else f"id {seal.event_pk}"
-            if seal.seq != expected_seq:
-                problem = (
-                    f"seq {expected_seq} is missing (deleted)"
-                    if seal.seq > expected_seq
-                    else f"seq {seal.seq} appears twice (inserted or copied)"
-                )
-                return BrokenLink(SEAL_CHAIN, expected_seq, event_id, problem)
-            if seal.prev_hash != expected_prev:
-                return BrokenLink(
-                    SEAL_CHAIN, seal.seq, event_id, "does not follow its predecessor (reordered or replaced)"
-                )
-            if event is None or event.chain != SEAL_CHAIN:
-                return BrokenLink(SEAL_CHAIN, seal.seq, event_id, "its event is gone (deleted or moved)")
-            if link_hash(seal.prev_hash, SEAL_CHAIN, seal.seq, content_digest(event)[1]) != seal.entry_hash:
-                return BrokenLink(SEAL_CHAIN, seal.seq, event_id, "content does not match its hash (edited)")
-            expected_seq += 1
-            expected_prev = seal.entry_hash
-        return None
-
-    for seal in seals.order_by("seq").iterator(chunk_size=5000):
-        batch.append(seal)
-        if len(batch) == 5000:
-            if (broken := check(batch)) is not None:
-                return checked, broken
-            batch = []
-    if batch and (broken := check(batch)) is not None:
-        return checked, broken
-    head_seq = head.seq if head else 0
-    head_hash = head.last_hash if head else GENESIS
-    if head_seq != expected_seq - 1 or (head_seq and head_hash != expected_prev):
-        return checked, BrokenLink(
-            SEAL_CHAIN,
-            expected_seq,
-            "",
-            f"chain ends at seq {expected_seq - 1} but its head says {head_seq} (tail deleted)",
-        )
-    return checked, None
-
-
 def verify_all(starts: dict[int, tuple[int, str]] | None = None) -> tuple[int, list[BrokenLink]]:
     """Check every chain (each after its `starts` link, if given); returns the number of
     events checked and the first broken link of each broken chain."""
@@ -311,10 +262,7 @@ def verify_all(starts: dict[int, tuple[int, str]] | None = None) -> tuple[int, l
     chains = set(heads) | set(AccessEvent.objects.values_list("chain", flat=True).distinct())
     checked, broken = 0, []
     for chain in sorted(chains):
-        if chain == SEAL_CHAIN:
-            count, link = verify_seal_chain(heads.get(chain), (starts or {}).get(chain))
-        else:
-            count, link = verify_chain(chain, heads.get(chain), (starts or {}).get(chain))
+        count, link = verify_chain(chain, heads.get(chain), (starts or {}).get(chain))
         checked += count
         if link is not None:
             broken.append(link)

@@ -166,29 +166,9 @@ class AuditChainHead(models.Model):
     chain = models.PositiveSmallIntegerField(primary_key=True)
     seq = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64)
+    # The links up to this seq were made with the retired whole-JSON scheme (audit/chain.py):
+    # set once by migration 0016 to where each patient chain stood, never moved after.
+    whole_json_until = models.BigIntegerField(default=0, db_default=0)
 
     def __str__(self) -> str:
         return f"chain {self.chain} at {self.seq}"
-
-
-class AuditSeal(models.Model):
-    """One event's link in the sealer's chain (audit/sealer.py): the event is written plain,
-    then sealed here a few seconds later. Append-only like the events (migration 0016);
-    `event_pk` is the event's database id (no foreign key: the log has none)."""
-
-    event_pk = models.BigIntegerField(primary_key=True)
-    seq = models.BigIntegerField(unique=True)
-    prev_hash = models.CharField(max_length=64)
-    entry_hash = models.CharField(max_length=64)
-    sealed_at = models.DateTimeField()
-
-    def __str__(self) -> str:
-        return f"seal {self.seq} of event {self.event_pk}"
-
-    def save(self, *args: Any, **kwargs: Any) -> None:
-        if not kwargs.get("force_insert"):
-            raise AppendOnlyError("seals are only ever inserted")
-        super().save(*args, **kwargs)
-
-    def delete(self, *args: Any, **kwargs: Any) -> NoReturn:
-        raise AppendOnlyError("seals cannot be deleted")

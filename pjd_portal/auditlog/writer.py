@@ -31,9 +31,6 @@ def write(event: AccessEvent) -> None:
     or rolls back with the work it describes); outside one it goes to the group writer and
     this returns once it is committed. Raises AuditWriteFailed."""
 
-    if settings.AUDIT_WRITE_PATH == "plain":
-        write_plain(event)
-        return
     if not connection.in_atomic_block and group_commit_enabled():
         try:
             group_commit.committer().write(event)
@@ -47,23 +44,4 @@ def write(event: AccessEvent) -> None:
     except DatabaseError as exc:
         # Log the fact, never the content (the row may carry a national id).
         logger.error("audit write failed: %s (request %s)", type(exc).__name__, event.request_id)
-        raise AuditWriteFailed(str(type(exc).__name__)) from exc
-
-
-def write_plain(event: AccessEvent) -> None:
-    """One ordinary INSERT, unchained: the sealer (audit/sealer.py) links it later. Outside
-    a transaction the INSERT runs in autocommit, so it is its own transaction and is
-    durably committed (synchronous_commit) when `save` returns; inside one it commits or
-    rolls back with it."""
-
-    event.chain, event.chain_seq, event.prev_hash, event.entry_hash = chain.SEAL_CHAIN, 0, "", ""
-    try:
-        if connection.in_atomic_block:
-            with transaction.atomic():  # a savepoint: a failed INSERT spoils not the caller's work
-                event.save(force_insert=True)
-        else:
-            event.save(force_insert=True)
-    except DatabaseError as exc:
-        logger.error("audit write failed: %s (request %s)", type(exc).__name__, event.request_id)
-        event.pk = None
         raise AuditWriteFailed(str(type(exc).__name__)) from exc
