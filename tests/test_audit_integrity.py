@@ -169,12 +169,18 @@ def test_the_scheme_marker_cannot_be_moved_to_pass_a_link_off_the_other_way(worl
         assert not ok and "edited" in printed, until
 
 
+@pytest.mark.django_db
 def test_the_migration_marks_only_the_patient_chains_at_their_seq():
     import importlib
 
     migration = importlib.import_module("pjd_portal.auditlog.migrations.0016_one_hash_scheme")
     assert migration.CHAINS == chain.CHAINS and chain.CHAINS <= chain.WRITER_CHAINS.start
-    assert "SET whole_json_until = seq WHERE chain < %s" in migration.FORWARD
+    AuditChainHead.objects.create(chain=5, seq=7, last_hash="a" * 64)
+    AuditChainHead.objects.create(chain=chain.WRITER_CHAINS.start, seq=9, last_hash="b" * 64)
+    with connection.cursor() as cursor:
+        cursor.execute(migration.FORWARD, [migration.CHAINS])
+    marks = dict(AuditChainHead.objects.values_list("chain", "whole_json_until"))
+    assert marks == {5: 7, chain.WRITER_CHAINS.start: 0}
 
 
 # --- the model, the hashed fields, the batch function's columns and build_event agree -
