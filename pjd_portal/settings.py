@@ -87,7 +87,6 @@ INSTALLED_APPS = [
     "pjd_portal.documents",
     "pjd_portal.access",
     "pjd_portal.auditlog",
-    "pjd_portal.logreading",
     "pjd_portal.review",
 ]
 

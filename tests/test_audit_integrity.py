@@ -101,6 +101,122 @@ def test_reordered_rows_are_found(world):
     assert not ok and "seq 2" in printed and "reordered" in printed
 
 
+# --- one hash scheme; the patient chains' older whole-JSON links still verify ----------
+
+
+def make_whole_json_links(events: list[AccessEvent]) -> None:
+    """What a patient chain written before audit/0017 holds: the same events, each hashed
+    the retired way (the whole event's JSON), the head marking how far (as 0017 does)."""
+    prev = chain.GENESIS
+    for event in events:
+        stored = AccessEvent.objects.get(pk=event.pk)
+        stored.prev_hash = prev
+        stored.entry_hash = prev = chain.whole_json_hash(stored)
+        behind_the_triggers(
+            "UPDATE audit_accessevent SET prev_hash = %s, entry_hash = %s WHERE id = %s",
+            [stored.prev_hash, stored.entry_hash, stored.pk],
+        )
+    AuditChainHead.objects.filter(chain=events[0].chain).update(
+        last_hash=prev, whole_json_until=events[-1].chain_seq
+    )
+
+
+@pytest.mark.django_db
+def test_new_links_use_one_scheme_inside_a_transaction_too(world):
+    [event] = write_events(world, 1)
+    digest = chain.content_digest(event)[1]
+    assert event.entry_hash == chain.link_hash(chain.GENESIS, event.chain, 1, digest)
+    assert event.entry_hash != chain.whole_json_hash(event)
+
+
+@pytest.mark.django_db
+def test_whole_json_links_made_before_the_one_scheme_still_verify_and_new_links_follow(world):
+    old = write_events(world, 3)
+    make_whole_json_links(old)
+    new = write_events(world, 2)  # linked after them, in the one scheme
+    assert new[0].prev_hash == AccessEvent.objects.get(pk=old[-1].pk).entry_hash
+    assert new[0].entry_hash == chain.link_hash(
+        new[0].prev_hash, new[0].chain, 4, chain.content_digest(new[0])[1]
+    )
+    ok, printed = verify()
+    assert ok and "OK: 5 events" in printed, printed
+    # An edit among the old links is found as before.
+    behind_the_triggers("UPDATE audit_accessevent SET outcome = 'denied' WHERE id = %s", [old[1].pk])
+    ok, printed = verify()
+    assert not ok and "seq 2" in printed and "edited" in printed
+
+
+@pytest.mark.django_db
+def test_the_scheme_marker_cannot_be_moved_to_pass_a_link_off_the_other_way(world):
+    old = write_events(world, 2)
+    make_whole_json_links(old)
+    write_events(world, 1)
+    for until in (0, 3):  # the old links read the new way, or the new one the old way
+        AuditChainHead.objects.filter(chain=old[0].chain).update(whole_json_until=until)
+        ok, printed = verify()
+        assert not ok and "edited" in printed, until
+
+
+@pytest.mark.django_db
+def test_the_migration_marks_only_the_patient_chains_at_their_seq():
+    import importlib
+
+    migration = importlib.import_module("pjd_portal.auditlog.migrations.0017_one_hash_scheme")
+    assert migration.CHAINS == chain.CHAINS and chain.CHAINS <= chain.WRITER_CHAINS.start
+    AuditChainHead.objects.create(chain=5, seq=7, last_hash="a" * 64)
+    AuditChainHead.objects.create(chain=chain.WRITER_CHAINS.start, seq=9, last_hash="b" * 64)
+    with connection.cursor() as cursor:
+        cursor.execute(migration.FORWARD, [migration.CHAINS])
+    marks = dict(AuditChainHead.objects.values_list("chain", "whole_json_until"))
+    assert marks == {5: 7, chain.WRITER_CHAINS.start: 0}
+
+
+# --- the model, the hashed fields, the batch function's columns and build_event agree -
+
+
+def test_every_stored_field_of_an_event_is_hashed_and_nothing_else():
+    """A field missing from HASHED_FIELDS would be dropped by the group writer on
+    PostgreSQL (it inserts the hashed JSON) and kept on SQLite, and never be protected."""
+    stored = {f.attname for f in AccessEvent._meta.concrete_fields}
+    assert set(chain.HASHED_FIELDS) == stored - {"id", "entry_hash"}
+    assert len(chain.HASHED_FIELDS) == len(set(chain.HASHED_FIELDS))
+    assert set(chain.CONTENT_FIELDS) | set(chain.PLACE_FIELDS) == set(chain.HASHED_FIELDS)
+
+
+def test_the_batch_function_inserts_every_column_of_the_model():
+    import importlib
+
+    # The newest definition of the function (0014 replaced 0013's).
+    migration = importlib.import_module("pjd_portal.auditlog.migrations.0014_legal_entity")
+    insert = migration.FUNCTION.split("INSERT INTO audit_accessevent AS e (")[1].split(")")[0]
+    inserted = [name.strip() for name in insert.split(",")]
+    assert len(inserted) == len(set(inserted))
+    assert set(inserted) == {f.column for f in AccessEvent._meta.concrete_fields if not f.primary_key}
+    # Every column it fills from the hashed JSON is a hashed field (or the hash itself).
+    assert set(inserted) - {"entry_hash"} == set(chain.HASHED_FIELDS)
+
+
+@pytest.mark.django_db
+def test_build_event_sets_every_content_field(world, monkeypatch):
+    """build_event names every field the hash covers (bar the event id, a fresh UUID, and
+    the place, which the writer gives): a field it left out would be hashed as a default."""
+    from pjd_portal.auditlog import services
+
+    named: set[str] = set()
+    real = services._new_event
+
+    def recording(**values):
+        named.update(values)
+        return real(**values)
+
+    monkeypatch.setattr(services, "_new_event", recording)
+    request = request_as(world.fastlege)
+    services.build_event(
+        kinds.PATIENT_LOOKUP(outcome="granted"), actor=actor_of(request), where=point_of_care_of(request)
+    )
+    assert named == set(chain.CONTENT_FIELDS) - {"event_id"}
+
+
 def anchor_file(tmp_path: Path) -> Path:
     path = tmp_path / "anchor.json"
     call_command("audit_anchor", "--output", str(path), stdout=StringIO())

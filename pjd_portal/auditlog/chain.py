@@ -1,14 +1,18 @@
 """Tamper evidence for the access log: hash chains.
 
 Every event carries an `entry_hash` over its content and its place in its chain (chain,
-seq and the `prev_hash` of the event before it). Two schemes, told apart by the chain:
-- patient chains (0-63): sha256 of the canonical JSON of the whole event, place included;
-- writer chains (WRITER_CHAINS): sha256 of "prev_hash:chain:seq:content digest", where the
-  digest is sha256 of the canonical JSON of the event without its place. The request's
-  own thread makes the digest before handing the event over, so the group writer's
-  serial part per event is one short hash.
-Both bind the content, the order and the predecessor alike. Chains are sharded so
-concurrent writers do not queue on one row:
+seq and the `prev_hash` of the event before it). One scheme:
+    entry_hash = sha256("prev_hash:chain:seq:" + sha256(canonical JSON of the content))
+where the content is every hashed field but the place (CONTENT_FIELDS). The request's own
+thread makes the content digest, so the group writer's serial part per event is one
+short hash; it binds the content, the order and the predecessor alike.
+
+Until migration audit/0017 the patient chains (0-63) used a second scheme, the sha256 of
+the canonical JSON of the whole event, place included. Their links up to where each chain
+stood then are still verified that way: the chain's head row says how far
+(`AuditChainHead.whole_json_until`). Nothing writes that scheme any more.
+
+Chains are sharded so concurrent writers do not queue on one row:
 - an event written inside a transaction (with the work it describes) goes to one of 64
   chains by a hash of the patient's national id, or of the actor when there is no patient;
 - an event committed by a group writer (audit/group_commit.py) goes to that writer's own
@@ -73,7 +77,7 @@ HASHED_FIELDS = (
     "legal_entity_name",
 )
 LATER_FIELDS = frozenset({"legal_entity_orgnr", "legal_entity_name"})
-# Where an event sits in its chain: in a writer chain's link, not in its content digest.
+# Where an event sits in its chain: in its link, not in its content digest.
 PLACE_FIELDS = ("chain", "chain_seq", "prev_hash")
 CONTENT_FIELDS = tuple(name for name in HASHED_FIELDS if name not in PLACE_FIELDS)
 
@@ -140,9 +144,19 @@ def link_hash(prev_hash: str, chain: int, seq: int, digest: str) -> str:
     return hashlib.sha256(f"{prev_hash}:{chain}:{seq}:{digest}".encode()).hexdigest()
 
 
-def entry_hash(event: AccessEvent) -> str:
-    if event.chain in WRITER_CHAINS:
-        return link_hash(event.prev_hash, event.chain, event.chain_seq, content_digest(event)[1])
+def entry_hash(event: AccessEvent, whole_json_until: int = 0) -> str:
+    """The hash `event` must carry at its place. `whole_json_until`: its chain head's, for
+    the links made before there was one scheme (verification only)."""
+
+    if event.chain_seq <= whole_json_until:
+        return whole_json_hash(event)
+    return link_hash(event.prev_hash, event.chain, event.chain_seq, content_digest(event)[1])
+
+
+def whole_json_hash(event: AccessEvent) -> str:
+    """The retired scheme of the patient chains (before audit/0017): the canonical JSON of
+    the whole event, place included. Kept so that their old links still verify."""
+
     return hash_of(canonical_content(event))
 
 
@@ -197,6 +211,7 @@ def verify_chain(
     anchor's; anchors.check_anchor makes sure the chain still holds it)."""
 
     expected_seq, expected_prev = 1, GENESIS
+    whole_json_until = head.whole_json_until if head else 0
     query = AccessEvent.objects.filter(chain=chain)
     if start is not None and start[0] > 0:
         expected_seq, expected_prev = start[0] + 1, start[1]
@@ -221,7 +236,7 @@ def verify_chain(
                 last_event_id,
                 "does not follow its predecessor (reordered or replaced)",
             )
-        if entry_hash(event) != event.entry_hash:
+        if entry_hash(event, whole_json_until) != event.entry_hash:
             return checked, BrokenLink(
                 chain, event.chain_seq, last_event_id, "content does not match its hash (edited)"
             )

@@ -137,6 +137,9 @@ class AuditChainHead(models.Model):
     chain = models.PositiveSmallIntegerField(primary_key=True)
     seq = models.BigIntegerField(default=0)
     last_hash = models.CharField(max_length=64)
+    # The links up to this seq were made with the retired whole-JSON scheme (audit/chain.py):
+    # set once by migration 0017 to where each patient chain stood, never moved after.
+    whole_json_until = models.BigIntegerField(default=0, db_default=0)
 
     def __str__(self) -> str:
         return f"chain {self.chain} at {self.seq}"
