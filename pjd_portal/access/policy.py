@@ -376,6 +376,24 @@ def offers_elevated_access(decision: Decision) -> bool:
     return decision.reason_code == "patient_restricted"
 
 
+def asks_for_basis(decision: Decision) -> bool:
+    """Is this refusal answered by the basis page (no valid attest yet), not by a page
+    that says why?"""
+
+    return decision.reason_code == "no_valid_attest"
+
+
+def may_list_source(clinician: ClinicianFacts, source: SourceRules | None, *, known: bool) -> Decision:
+    """May this clinician see one remote source's part of the list? `known`: it is a
+    source the portal asks (configured as remote). The rule of `listable_source_ids`."""
+
+    if not known:
+        return _deny("unknown_source", "")
+    if source is None or not source_allows_list(clinician, source):
+        return _deny("source_rule_list", "")
+    return ALLOW
+
+
 def may_open_document(
     clinician: ClinicianFacts,
     patient: PatientFacts,
