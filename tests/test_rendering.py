@@ -710,3 +710,21 @@ def test_a_refusal_is_logged_and_looks_like_a_missing_document(
     [denied] = AccessEvent.objects.filter(event_type="access_denied")
     assert (denied.outcome, denied.reason_code) == ("denied", "outside_window")
     assert not AccessEvent.objects.filter(event_type="document_open").exists()
+
+
+def test_one_byte_chunker_for_the_whole_project():
+    """Bytes in memory are sliced by `rendering.chunked` only; a remote answer is read by
+    `mhd._body_chunks` only; both in `rendering.CHUNK_SIZE` pieces, defined once."""
+
+    root = Path(__file__).resolve().parent.parent / "pjd_portal"
+    found: dict[str, list[str]] = {"CHUNK_SIZE =": [], "iter_content(": [], "def chunked(": []}
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for needle, where in found.items():
+            where.extend([path.relative_to(root).as_posix()] * text.count(needle))
+    assert found == {
+        "CHUNK_SIZE =": ["documents/rendering.py"],
+        "iter_content(": ["documents/sources/mhd.py"],
+        "def chunked(": ["documents/rendering.py"],
+    }
+    assert [len(c) for c in rendering.chunked(b"x" * (rendering.CHUNK_SIZE + 1))] == [rendering.CHUNK_SIZE, 1]
