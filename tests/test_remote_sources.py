@@ -843,6 +843,24 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
 
 
 @pytest.mark.django_db
+def test_a_sources_fragment_obeys_the_policys_list_rule(
+    remote_world: Any, as_fastlege: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fragment asks `policy.may_list_source` and does what it says: no source asked."""
+
+    from tests.conftest import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    monkeypatch.setattr(policy, "may_list_source", lambda *a, **k: policy.Decision(False, "source_rule_list"))
+    response = as_fastlege.get(f"/pasient/{handle}/kilde/{_source_pk(BERGEN)}/liste/", **HX)
+    assert response.status_code == 404
+    assert [(e.outcome, e.reason_code) for e in _events(event_type="access_denied")][-1:] == [
+        ("denied", "source_rule_list")
+    ]
+    assert not _events(event_type="document_list")
+
+
+@pytest.mark.django_db
 def test_a_list_refresh_that_is_now_refused_reloads_the_page(remote_world: Any, as_fastlege: Client) -> None:
     from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
     from tests.conftest import lookup_and_attest
