@@ -38,7 +38,13 @@ from pjd_portal.documents import rendering
 from pjd_portal.documents.facts import DocumentFacts
 from pjd_portal.documents.models import DocumentContent, DocumentReference
 from pjd_portal.documents.sources import client_for, merge
-from pjd_portal.documents.sources.base import Retrieved, SourceError
+from pjd_portal.documents.sources.base import (
+    AccessContext,
+    DocumentSourceClient,
+    RemoteDocument,
+    Retrieved,
+    SourceError,
+)
 from pjd_portal.lib.errors import service_unavailable
 from pjd_portal.logreading import logged_documents
 
@@ -89,6 +95,8 @@ def read_bytes(opening: Opening) -> Retrieved:
 
 
 def open_document(request: HttpRequest, access: PatientAccess, opening: Opening) -> HttpResponseBase:
+    """The answer to an open, the same for every store (the module's steps 1 to 3)."""
+
     if not opening.decision:
         _record(
             request,
@@ -290,23 +298,13 @@ def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> O
     )
     # The id the source is told with the retrieval (nhn-event-id) is the granted event's.
     event_id = str(uuid.uuid4())
-
-    def fetch() -> Retrieved:
-        try:
-            content_type, size, chunks = client.retrieve(
-                document, access=remote.access_context(access, event_id)
-            )
-        except SourceError as exc:
-            raise ContentUnavailable(f"source_{exc.reason_code}") from exc
-        return content_type, size, chunks
-
     return Opening(
         decision=decision,
         found=True,
         refused_as=naming,
         opened_as=naming,
         granted_details={**logged_documents.remote_details(document), "nhn_event_id": event_id},
-        fetch=fetch,
+        fetch=lambda: _retrieve(client, document, remote.access_context(access, event_id)),
         shown_as={
             "title": document.title,
             "institution_name": document.institution_name,
@@ -315,3 +313,10 @@ def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> O
         },
         label=f"{document_id} from source {source_id}",
     )
+
+
+def _retrieve(client: DocumentSourceClient, document: RemoteDocument, access: AccessContext) -> Retrieved:
+    try:
+        return client.retrieve(document, access=access)
+    except SourceError as exc:
+        raise ContentUnavailable(f"source_{exc.reason_code}") from exc
