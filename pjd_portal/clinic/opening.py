@@ -98,17 +98,7 @@ def open_document(request: HttpRequest, access: PatientAccess, opening: Opening)
     """The answer to an open, the same for every store (the module's steps 1 to 3)."""
 
     if not opening.decision:
-        _record(
-            request,
-            _event(
-                events.ACCESS_DENIED,
-                access,
-                opening.refused_as,
-                outcome=Outcome.DENIED if opening.found else Outcome.NOT_FOUND,
-                reason_code=opening.decision.reason_code,
-            ),
-            committed=True,
-        )
+        _record(request, _refusal(access, opening), committed=True)
         raise Http404()
     # The event is committed before a single byte of the document is read or returned.
     try:
@@ -179,6 +169,19 @@ def _event(
     )
 
 
+def _refusal(access: PatientAccess, opening: Opening) -> events.Event:
+    """Not allowed and not found look the same to the user; the log tells them apart."""
+
+    outcome = Outcome.DENIED if opening.found else Outcome.NOT_FOUND
+    return _event(
+        events.ACCESS_DENIED,
+        access,
+        opening.refused_as,
+        outcome=outcome,
+        reason_code=opening.decision.reason_code,
+    )
+
+
 def _not_shown(access: PatientAccess, opening: Opening, outcome: str, reason_code: str) -> events.Event:
     """The second event: the content could not be had (not_found) or shown (invalid)."""
 
@@ -242,23 +245,24 @@ def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
         now=access.now,
     )
 
-    def fetch() -> Retrieved:
-        try:
-            data = DocumentContent.objects.values_list("data", flat=True).get(document=document)
-        except DocumentContent.DoesNotExist as exc:
-            # The reference exists but its content cannot be had.
-            raise ContentUnavailable("content_unavailable") from exc
-        return document.content_type, len(data), rendering.chunked(data)
-
     return Opening(
         decision=decision,
         found=True,
         refused_as=refused_as,
         opened_as=Naming(document=document),
-        fetch=fetch,
+        fetch=lambda: _local_bytes(document),
         shown_as=document,
         label=str(document.document_id),
     )
+
+
+def _local_bytes(document: DocumentReference) -> Retrieved:
+    try:
+        data = DocumentContent.objects.values_list("data", flat=True).get(document=document)
+    except DocumentContent.DoesNotExist as exc:
+        # The reference exists but its content cannot be had.
+        raise ContentUnavailable("content_unavailable") from exc
+    return document.content_type, len(data), rendering.chunked(data)
 
 
 def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> Opening:
