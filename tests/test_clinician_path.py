@@ -659,3 +659,14 @@ def test_wrong_method_gets_a_page_that_says_what_to_do(as_fastlege, world, metho
     assert "Allow" in response
     assert "forsiden" in response.content.decode()
     assert response["Cache-Control"] == "no-store"
+
+
+def test_the_list_sends_to_the_basis_page_when_the_policy_says_so(as_fastlege, world, monkeypatch):
+    """Which refusal the basis page answers is the policy's (`asks_for_basis`), not the view's."""
+
+    from pjd_portal.access import policy
+
+    handle = lookup_and_attest(as_fastlege)
+    monkeypatch.setattr(policy, "asks_for_basis", lambda decision: True)
+    response = as_fastlege.get(f"/pasient/{handle}/")
+    assert response.status_code == 302 and response["Location"] == f"/pasient/{handle}/grunnlag/"

@@ -1112,3 +1112,52 @@ def test_the_login_reads_the_roles_from_guardians_table(provider: FakeProvider, 
     assert sorted(client.session[SESSION_ORG_CHOICES_KEY]) == sorted([world.legevakt.pk, world.hospital.pk])
     remove_perm("accounts.role_auditor", user, world.legevakt)
     assert_refused(provider.login(Client()), "no_hpr_number")
+
+
+# --- the login's rule is the policy's alone ------------------------------------------------
+
+
+def test_the_refusal_page_says_what_the_policy_says_for_each_reason() -> None:
+    from django.utils import translation
+
+    from pjd_portal.access import policy
+
+    with translation.override("en"):
+        _refusal_messages(policy)
+    # The portal's own language: the catalogue has every one of them.
+    assert policy.login_refusal_message("cancelled") == "Innloggingen ble avbrutt."
+
+
+def _refusal_messages(policy: Any) -> None:
+    no_hpr = policy.may_log_in(
+        policy.LoginFacts(pid=NEW_PID, security_level="4", hpr_number="", active_roles=frozenset())
+    )
+    assert no_hpr.reason_code == "no_hpr_number" and "HPR" in no_hpr.message
+    assert no_hpr.message == policy.login_refusal_message("no_hpr_number")
+    assert "level 4" in policy.login_refusal_message("security_level_too_low")
+    assert policy.login_refusal_message("cancelled") == "The login was cancelled."
+    # Whatever else went wrong: the answer could not be verified.
+    assert policy.login_refusal_message("state_invalid") == policy.login_refusal_message("par_refused")
+    assert "could not be verified" in policy.login_refusal_message("login_failed")
+
+
+def test_the_login_gathers_every_fact_and_leaves_the_decision_to_the_policy(
+    provider: FakeProvider, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The roles are gathered for someone with an HPR number too (which roles matter is the
+    policy's business); a policy that refuses them is obeyed, with its own reason."""
+
+    from pjd_portal.access import policy
+
+    asked: list[Any] = []
+
+    def refusing(login: Any) -> Any:
+        asked.append(login)
+        return policy.Decision(False, "security_level_too_low", "")
+
+    monkeypatch.setattr(policy, "may_log_in", refusing)
+    body = assert_refused(provider.login(Client()), "security_level_too_low")
+    assert policy.login_refusal_message("security_level_too_low") in body
+    [facts] = asked
+    assert facts.hpr_number == "910000011" and "clinician" in facts.active_roles
+    assert not events(kinds.LOGIN.name)

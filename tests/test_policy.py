@@ -376,6 +376,30 @@ def test_source_rules(clinician, source, may_list, may_open) -> None:
     assert (source.source_id in policy.openable_source_ids(clinician, [source])) is may_open
 
 
+@pytest.mark.parametrize(
+    ("clinician", "source", "may_list", "may_open"),
+    [row[1:] for row in SOURCE_LIST_TABLE],
+    ids=[row[0] for row in SOURCE_LIST_TABLE],
+)
+def test_one_sources_part_of_the_list_follows_the_list_rule(clinician, source, may_list, may_open) -> None:
+    decision = policy.may_list_source(clinician, source, known=True)
+    assert bool(decision) is may_list
+    assert decision.reason_code == ("ok" if may_list else "source_rule_list")
+
+
+def test_a_source_the_portal_does_not_ask_or_has_no_rules_for_is_refused() -> None:
+    assert policy.may_list_source(GP, SOURCE, known=False).reason_code == "unknown_source"
+    assert policy.may_list_source(GP, None, known=True).reason_code == "source_rule_list"
+
+
+def test_only_a_missing_attest_sends_the_list_to_the_basis_page() -> None:
+    without = policy.may_see_patient_documents(GP, PATIENT, None, NOW)
+    assert policy.asks_for_basis(without) and not policy.offers_elevated_access(without)
+    restricted = policy.may_see_patient_documents(GP, RESTRICTED, attest(GP), NOW)
+    assert not policy.asks_for_basis(restricted) and policy.offers_elevated_access(restricted)
+    assert not policy.asks_for_basis(policy.ALLOW)
+
+
 def test_the_table_has_enough_rows() -> None:
     rows = len(BASIS_TABLE) + len(LIST_TABLE) + len(OPEN_TABLE) + len(SOURCE_LIST_TABLE)
     assert rows >= 40, rows

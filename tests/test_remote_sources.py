@@ -36,7 +36,14 @@ from pjd_portal.documents.sources.breaker import CLOSED, CircuitBreaker, reset_b
 from pjd_portal.documents.sources.mhd import MhdSourceClient
 from pjd_portal.documents.sources.tokens import StaticTokenProvider
 from pjd_portal.lib.redact import redact_national_ids
-from tests.builders import FAKE_PDF, LIST_PATIENT_ID, OTHER_PATIENT_ID, events, synthetic_id
+from tests.builders import (
+    FAKE_PDF,
+    LIST_PATIENT_ID,
+    OTHER_PATIENT_ID,
+    events,
+    lookup_and_attest,
+    synthetic_id,
+)
 from tests.fhirserver import FhirServer
 from tests.fhirserver import start as start_fhir_server
 
@@ -834,6 +841,22 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
     assert denied.status_code == missing.status_code == 404
     reasons = [(e.outcome, e.reason_code) for e in events(event_type="access_denied")]
     assert reasons[-2:] == [("denied", "source_rule_list"), ("not_found", "unknown_source")]
+
+
+@pytest.mark.django_db
+def test_a_sources_fragment_obeys_the_policys_list_rule(
+    remote_world: Any, as_fastlege: Client, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The fragment asks `policy.may_list_source` and does what it says: no source asked."""
+
+    handle = lookup_and_attest(as_fastlege)
+    monkeypatch.setattr(policy, "may_list_source", lambda *a, **k: policy.Decision(False, "source_rule_list"))
+    response = as_fastlege.get(f"/pasient/{handle}/kilde/{_source_pk(BERGEN)}/liste/", **HX)
+    assert response.status_code == 404
+    assert [(e.outcome, e.reason_code) for e in events("access_denied")][-1:] == [
+        ("denied", "source_rule_list")
+    ]
+    assert not events("document_list")
 
 
 @pytest.mark.django_db

@@ -18,7 +18,8 @@ from django.db import connection
 
 from pjd_portal.access import policy
 from pjd_portal.auditlog.models import AccessEvent
-from pjd_portal.clinic import document_views as views
+from pjd_portal.auditlog.services import AuditWriteFailed
+from pjd_portal.clinic import opening
 from pjd_portal.documents import demo_content, rendering
 from pjd_portal.documents.rendering import (
     DocumentStreamError,
@@ -28,6 +29,7 @@ from pjd_portal.documents.rendering import (
     prepare,
     sanitise,
 )
+from pjd_portal.documents.sources.local import LocalSourceClient
 from tests.builders import FAKE_PDF, add_document, lookup_and_attest
 
 CDA = "application/hl7-v3+xml"
@@ -586,36 +588,143 @@ def test_view_turns_a_rendering_crash_into_the_unreadable_page(as_fastlege, worl
     assert 'data-testid="document-unreadable"' in response.content.decode()
 
 
+def open_remotely(world, settings, monkeypatch) -> None:
+    """Make the local store's source a remote one, answered by the local store's client:
+    a remote open with real bytes and no server, through the remote store's own path."""
+
+    settings.MHD_SOURCES = {
+        world.source.organisation.orgnr: {"base_url": "http://127.0.0.1:9/", "token": False}
+    }
+    monkeypatch.setattr(opening, "client_for", LocalSourceClient)
+
+
+def url_for(store: str, handle, doc) -> str:
+    if store == "local":
+        return open_url(handle, doc)
+    return f"/pasient/{handle}/kilde/{doc.source_id}/dokument/{doc.document_id}/"
+
+
 @pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("store", ["local", "remote"])
 @pytest.mark.parametrize("wrapped", [False, True], ids=["pdf", "cda-pdf"])
-def test_view_commits_the_event_before_the_first_chunk(as_fastlege, world, monkeypatch, wrapped):
+def test_view_commits_the_event_before_the_first_chunk(
+    as_fastlege, world, monkeypatch, settings, wrapped, store
+):
     s = spec()
     pdf = demo_content.render_pdf(s)
     data = demo_content.render_cda(s, "pdf") if wrapped else pdf
     doc = add_document(world, content_type=CDA if wrapped else "application/pdf", data=data)
     handle = lookup_and_attest(as_fastlege)
+    if store == "remote":
+        open_remotely(world, settings, monkeypatch)
     order: list[str] = []
-    original_record = views.record_event_committed  # type: ignore[attr-defined]  # the name the view calls, patched below
-    original_chunks = views.local_chunks
+    original_record = opening.record_event_committed  # type: ignore[attr-defined]  # the name opening calls, patched below
+    original_read = opening.read_bytes
 
     def recording_record(event, **kwargs):
         row = original_record(event, **kwargs)
         order.append(f"committed {event.kind.name}")
         return row
 
-    def recording_chunks(data):
+    def recording_read(what):
         order.append("content read")
-        for chunk in original_chunks(data):
-            if "first chunk" not in order:
-                # Committed, not merely written: no transaction is open, and the row is there.
-                assert not connection.in_atomic_block
-                assert AccessEvent.objects.filter(event_type="document_open", document=doc).exists()
-                order.append("first chunk")
-            yield chunk
+        content_type, size, chunks = original_read(what)
 
-    monkeypatch.setattr(views, "record_event_committed", recording_record)
-    monkeypatch.setattr(views, "local_chunks", recording_chunks)
-    response = as_fastlege.get(open_url(handle, doc))
+        def first_chunk_after_commit():
+            for chunk in chunks:
+                if "first chunk" not in order:
+                    # Committed, not merely written: no transaction is open, and the row is there.
+                    assert not connection.in_atomic_block
+                    assert AccessEvent.objects.filter(event_type="document_open", outcome="granted").exists()
+                    order.append("first chunk")
+                yield chunk
+
+        return content_type, size, first_chunk_after_commit()
+
+    monkeypatch.setattr(opening, "record_event_committed", recording_record)
+    monkeypatch.setattr(opening, "read_bytes", recording_read)
+    response = as_fastlege.get(url_for(store, handle, doc))
     assert response.status_code == 200
     assert b"".join(response.streaming_content) == pdf
     assert order == ["committed document_open", "content read", "first chunk"]
+    [granted] = AccessEvent.objects.filter(event_type="document_open", outcome="granted")
+    if store == "local":
+        assert granted.document_id == doc.pk
+    else:
+        assert granted.source_orgnr == world.source.organisation.orgnr
+        assert granted.details["remote_document_id"] == str(doc.document_id)
+
+
+@pytest.mark.django_db(transaction=True)
+@pytest.mark.parametrize("store", ["local", "remote"])
+def test_no_byte_is_read_when_the_event_cannot_be_committed(as_fastlege, world, monkeypatch, settings, store):
+    doc = add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    if store == "remote":
+        open_remotely(world, settings, monkeypatch)
+
+    def failing(event, **kwargs):
+        raise AuditWriteFailed("test: the log is down")
+
+    def never(what):
+        raise AssertionError("bytes read without a committed event")
+
+    monkeypatch.setattr(opening, "record_event_committed", failing)
+    monkeypatch.setattr(opening, "read_bytes", never)
+    response = as_fastlege.get(url_for(store, handle, doc))
+    assert response.status_code == 503
+    assert FAKE_PDF not in response.content
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", ["local", "remote"])
+def test_content_that_cannot_be_had_is_a_second_event_and_the_source_page(
+    as_fastlege, world, monkeypatch, settings, store
+):
+    doc = add_document(world)
+    handle = lookup_and_attest(as_fastlege)
+    if store == "remote":
+        open_remotely(world, settings, monkeypatch)
+    doc.content.delete()
+    response = as_fastlege.get(url_for(store, handle, doc))
+    assert response.status_code == 503
+    opens = [
+        (e.outcome, e.reason_code)
+        for e in AccessEvent.objects.filter(event_type="document_open").order_by("id")
+    ]
+    reason = "content_unavailable" if store == "local" else "source_not_found"
+    assert opens == [("granted", ""), ("not_found", reason)]
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize("store", ["local", "remote"])
+def test_a_refusal_is_logged_and_looks_like_a_missing_document(
+    as_fastlege, world, monkeypatch, settings, store
+):
+    doc = add_document(world, days_ago=365 * 3, category="C00-1")  # a prøvesvar outside its window
+    handle = lookup_and_attest(as_fastlege)
+    if store == "remote":
+        open_remotely(world, settings, monkeypatch)
+    response = as_fastlege.get(url_for(store, handle, doc))
+    assert response.status_code == 404
+    [denied] = AccessEvent.objects.filter(event_type="access_denied")
+    assert (denied.outcome, denied.reason_code) == ("denied", "outside_window")
+    assert not AccessEvent.objects.filter(event_type="document_open").exists()
+
+
+def test_one_byte_chunker_for_the_whole_project():
+    """Bytes in memory are sliced by `rendering.chunked` only; a remote answer is read by
+    `mhd._body_chunks` only; both in `rendering.CHUNK_SIZE` pieces, defined once."""
+
+    root = Path(__file__).resolve().parent.parent / "pjd_portal"
+    found: dict[str, list[str]] = {"CHUNK_SIZE =": [], "iter_content(": [], "def chunked(": []}
+    for path in root.rglob("*.py"):
+        text = path.read_text(encoding="utf-8")
+        for needle, where in found.items():
+            where.extend([path.relative_to(root).as_posix()] * text.count(needle))
+    assert found == {
+        "CHUNK_SIZE =": ["documents/rendering.py"],
+        "iter_content(": ["documents/sources/mhd.py"],
+        "def chunked(": ["documents/rendering.py"],
+    }
+    assert [len(c) for c in rendering.chunked(b"x" * (rendering.CHUNK_SIZE + 1))] == [rendering.CHUNK_SIZE, 1]

@@ -147,16 +147,48 @@ class LoginFacts:
     active_roles: frozenset[str]  # in any organisation
 
 
+# What the refusal page says, by the reason a login was refused: the policy's own reasons
+# and HelseID's answers (cancelled, unreachable, an error). Anything else is an answer that
+# could not be verified.
+_LOGIN_REFUSAL_MESSAGES = {
+    "no_hpr_number": _(
+        "The portal is for health personnel. Your identity has no number in the health personnel register (HPR)."
+    ),
+    "security_level_too_low": _(
+        "The portal requires login at the high security level (level 4, e.g. BankID). Log in again with such a method."
+    ),
+    "cancelled": _("The login was cancelled."),
+    "provider_unreachable": _("HelseID cannot be reached right now. Please try again in a minute."),
+    "provider_error": _("HelseID reported an error during login."),
+}
+_LOGIN_NOT_VERIFIED = _(
+    "The login answer from HelseID could not be verified. Nothing was stored. Please try again."
+)
+
+
+def login_refusal_message(reason_code: str) -> str:
+    """The sentence the login refusal page shows for a refusal with this reason code."""
+
+    return str(_LOGIN_REFUSAL_MESSAGES.get(reason_code, _LOGIN_NOT_VERIFIED))
+
+
+def _deny_login(code: str) -> Decision:
+    return _deny(code, login_refusal_message(code))
+
+
 def may_log_in(login: LoginFacts) -> Decision:
     """May this person log in at all? A pid, security level 4, and an HPR number, unless
-    they already hold an administration role; everyone else is not health personnel."""
+    they already hold an administration role; everyone else is not health personnel.
+
+    `active_roles` is every role the person holds; whether they matter (only without an
+    HPR number) is this rule's business, not the caller's."""
 
     if not login.pid:
-        return _deny("missing_pid", "")
+        return _deny_login("missing_pid")
     if login.security_level != REQUIRED_SECURITY_LEVEL:
-        return _deny("security_level_too_low", "")
+        return _deny_login("security_level_too_low")
     if not login.hpr_number and not (login.active_roles & ROLES_WITHOUT_HPR):
-        return _deny("no_hpr_number", "")
+        return _deny_login("no_hpr_number")
     return ALLOW
 
 
@@ -374,6 +406,24 @@ def offers_elevated_access(decision: Decision) -> bool:
     """Does this refusal offer the FORHØYET step (a restricted patient)?"""
 
     return decision.reason_code == "patient_restricted"
+
+
+def asks_for_basis(decision: Decision) -> bool:
+    """Is this refusal answered by the basis page (no valid attest yet), not by a page
+    that says why?"""
+
+    return decision.reason_code == "no_valid_attest"
+
+
+def may_list_source(clinician: ClinicianFacts, source: SourceRules | None, *, known: bool) -> Decision:
+    """May this clinician see one remote source's part of the list? `known`: it is a
+    source the portal asks (configured as remote). The rule of `listable_source_ids`."""
+
+    if not known:
+        return _deny("unknown_source", "")
+    if source is None or not source_allows_list(clinician, source):
+        return _deny("source_rule_list", "")
+    return ALLOW
 
 
 def may_open_document(

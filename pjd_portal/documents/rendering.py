@@ -128,7 +128,9 @@ def size_limit_for(content_type: str) -> int:
 
 
 def chunked(data: bytes | memoryview, size: int = CHUNK_SIZE) -> Iterator[bytes]:
-    """Slices of bytes already in memory (the local store), as `prepare` takes them."""
+    """Slices of bytes already in memory (the local store, a Binary decoded from JSON), as
+    `prepare` takes them: the project's one chunker (a remote source's stream arrives in
+    `CHUNK_SIZE` pieces too, `sources/mhd.py: _body_chunks`)."""
 
     view = memoryview(data)
     for start in range(0, len(view), size):

@@ -222,60 +222,20 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
     if not form.is_valid():
         return _page(request, grant_form=form, status=400)
     staff = selectors.staff_facts(request)
-    role = form.cleaned_data["role"]
-    person, hpr = form.cleaned_data["person"], form.cleaned_data["hpr_number"]
+    role, person = form.cleaned_data["role"], form.cleaned_data["person"]
     if person:
-        target = User.objects.filter(public_id=person).first()
-        decision = policy.may_grant_role(
-            staff,
-            role,
-            target_organisation_ids=roles.organisations_held([target.pk])[target.pk]
-            if target is not None
-            else frozenset(),
-            target_user_id=target.pk if target is not None else None,
-        )
-        if target is None or not decision:
-            # Not in the list the page offers: a forged or stale id, as for a missing page.
-            _refuse_not_own_staff(request, {"person": str(person), "role": role})
-            raise Http404()
-        via = "list"
+        target: User | HttpResponse = _chosen_from_list(request, staff, person, role)
     else:
-        # Own staff with this HPR number (the policy says who is); the same answer whether
-        # the number is unknown or belongs to someone else's staff, so the form reveals no
-        # one outside. An HPR number is one person's: more than a few accounts with it is
-        # not a case to choose from.
-        with_number = {u.pk: u for u in User.objects.filter(hpr_number=hpr).order_by("pk")[:10]}
-        held = roles.organisations_held(list(with_number))
-        own = policy.own_staff_among(staff, held)
-        if len(own) != 1:
-            _refuse_not_own_staff(request, {"hpr_number": hpr, "role": role})
-            form.add_error("hpr_number", NOT_OWN_STAFF)
-            return _page(request, grant_form=form, status=400)
-        target = with_number[own[0]]
-        decision = policy.may_grant_role(
-            staff,
-            role,
-            target_organisation_ids=held[target.pk],
-            target_user_id=target.pk,
-        )
-        if not decision:
-            record_event(
-                events.ACCESS_DENIED(
-                    outcome=Outcome.DENIED,
-                    reason_code=decision.reason_code[:50],
-                    view="access_role_grant",
-                    hpr_number=hpr,
-                    role=role,
-                ),
-                actor=actor_of(request),
-                where=point_of_care_of(request),
-            )
-            form.add_error("role", decision.message)
-            return _page(request, grant_form=form, status=400)
-        via = "hpr_number"
+        target = _found_by_hpr_number(request, staff, form, role)
+    if isinstance(target, HttpResponse):
+        return target
     try:
         result, _grant = services.grant_role(
-            request=request, organisation=organisation, user=target, role=role, via=via
+            request=request,
+            organisation=organisation,
+            user=target,
+            role=role,
+            via="list" if person else "hpr_number",
         )
     except AuditWriteFailed:
         return _page(request, grant_form=form, error=str(AUDIT_FAILED), status=503)
@@ -283,26 +243,68 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
     return redirect("forvaltning:access_roles")
 
 
+def _chosen_from_list(request: HttpRequest, staff: policy.StaffFacts | None, person: Any, role: str) -> User:
+    """The person the page's list offered, if the policy lets this role go to them."""
+
+    target = User.objects.filter(public_id=person).first()
+    decision = policy.may_grant_role(
+        staff,
+        role,
+        target_organisation_ids=roles.organisations_held([target.pk])[target.pk]
+        if target is not None
+        else frozenset(),
+        target_user_id=target.pk if target is not None else None,
+    )
+    if target is None or not decision:
+        # Not in the list the page offers: a forged or stale id, as for a missing page.
+        _refuse_not_own_staff(request, {"person": str(person), "role": role})
+        raise Http404()
+    return target
+
+
+def _found_by_hpr_number(
+    request: HttpRequest, staff: policy.StaffFacts | None, form: GrantRoleForm, role: str
+) -> User | HttpResponse:
+    """Own staff with the form's HPR number (the policy says who is); the same answer
+    whether the number is unknown or belongs to someone else's staff, so the form reveals
+    no one outside. An HPR number is one person's: more than a few accounts with it is not
+    a case to choose from. A refusal is the form again, saying why."""
+
+    hpr = form.cleaned_data["hpr_number"]
+    with_number = {u.pk: u for u in User.objects.filter(hpr_number=hpr).order_by("pk")[:10]}
+    held = roles.organisations_held(list(with_number))
+    own = policy.own_staff_among(staff, held)
+    if len(own) != 1:
+        _refuse_not_own_staff(request, {"hpr_number": hpr, "role": role})
+        form.add_error("hpr_number", NOT_OWN_STAFF)
+        return _page(request, grant_form=form, status=400)
+    target = with_number[own[0]]
+    decision = policy.may_grant_role(
+        staff, role, target_organisation_ids=held[target.pk], target_user_id=target.pk
+    )
+    if not decision:
+        record_event(
+            events.ACCESS_DENIED(
+                outcome=Outcome.DENIED,
+                reason_code=decision.reason_code[:50],
+                view="access_role_grant",
+                hpr_number=hpr,
+                role=role,
+            ),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
+        )
+        form.add_error("role", decision.message)
+        return _page(request, grant_form=form, status=400)
+    return target
+
+
 @access_administrator_required
 @require_POST
 def access_role_revoke(request: HttpRequest) -> HttpResponse:
     organisation = _organisation(request)
     form = RevokeRoleForm(request.POST)
-    grant: OrganisationUserObjectPermission | RevokedRoleGrant | None = None
-    if form.is_valid():
-        grant_id = form.cleaned_data["grant"]
-        # A role in force; else one revoked already (its row is gone, the record of it kept).
-        grant = (
-            roles.grants_in_force()
-            .select_related("user", "permission")
-            .filter(pk=grant_id, content_object=organisation)
-            .first()
-        ) or (
-            RevokedRoleGrant.objects.select_related("user")
-            .filter(grant_id=grant_id, organisation=organisation)
-            .order_by("-revoked_at")
-            .first()
-        )
+    grant = _grant_of(organisation, form.cleaned_data["grant"]) if form.is_valid() else None
     if grant is None:  # not a grant of this organisation: as for a missing page, logged
         record_event(
             events.ACCESS_DENIED(
@@ -325,3 +327,22 @@ def access_role_revoke(request: HttpRequest) -> HttpResponse:
         return _page(request, error=decision.message or str(_("The role cannot be revoked.")), status=400)
     (messages.success if result == services.Result.DONE else messages.info)(request, REVOKE_MESSAGES[result])
     return redirect("forvaltning:access_roles")
+
+
+def _grant_of(
+    organisation: Organisation, grant_id: int
+) -> OrganisationUserObjectPermission | RevokedRoleGrant | None:
+    """A role in force in this organisation; else one revoked already (its row is gone,
+    the record of it kept)."""
+
+    return (
+        roles.grants_in_force()
+        .select_related("user", "permission")
+        .filter(pk=grant_id, content_object=organisation)
+        .first()
+    ) or (
+        RevokedRoleGrant.objects.select_related("user")
+        .filter(grant_id=grant_id, organisation=organisation)
+        .order_by("-revoked_at")
+        .first()
+    )

@@ -177,15 +177,13 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
     def verify_claims(self, claims: dict[str, Any]) -> bool:
         request = self.request
         pid = str(claims.get(CLAIM_PID) or "")
-        hpr_number = str(claims.get(CLAIM_HPR) or "")
-        # The roles already held matter only without an HPR number (the policy's rule).
-        roles = roles_held_by_pid(pid) if pid and not hpr_number else frozenset()
+        # The facts only, every one of them: which of them matter is the policy's rule.
         decision = policy.may_log_in(
             policy.LoginFacts(
                 pid=pid,
                 security_level=str(claims.get(CLAIM_SECURITY_LEVEL) or ""),
-                hpr_number=hpr_number,
-                active_roles=roles,
+                hpr_number=str(claims.get(CLAIM_HPR) or ""),
+                active_roles=roles_held_by_pid(pid) if pid else frozenset(),
             )
         )
         if not decision:
@@ -276,7 +274,8 @@ class PortalAuthenticateView(OIDCAuthenticationRequestView):  # type: ignore[mis
 
 
 def _refusal_page(request: HttpRequest, reason_code: str, status: int = 403) -> HttpResponse:
-    return render(request, "accounts/login_refused.html", {"reason_code": reason_code}, status=status)
+    context = {"reason_code": reason_code, "message": policy.login_refusal_message(reason_code)}
+    return render(request, "accounts/login_refused.html", context, status=status)
 
 
 class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]

@@ -12,7 +12,7 @@ and event views.
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Any, NoReturn
 from urllib.parse import urlencode
 
 from django import forms
@@ -28,6 +28,7 @@ from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.logreading import log_search, risk
@@ -151,7 +152,7 @@ def _query(**params: str) -> str:
     return urlencode({name: value for name, value in params.items() if value})
 
 
-def _refuse_outside_scope(request: HttpRequest, view: str, item_id: uuid.UUID) -> None:
+def _refuse_outside_scope(request: HttpRequest, view: str, item_id: uuid.UUID) -> NoReturn:
     """A guessed or foreign item: logged, then the same 404 as a missing page."""
 
     record_event(
@@ -180,19 +181,8 @@ def _render_item(
     row = log_search.event_for_review(staff, item.event_id, thresholds=thresholds)
     if row is None:  # the event is outside the scope too (cannot differ from the item's copy)
         _refuse_outside_scope(request, "review_item", item.item_id)
-        raise Http404()  # pragma: no cover - _refuse_outside_scope raises
     event = row.event
-    record_event_committed(
-        events.LOG_EVENT_VIEW(
-            outcome=Outcome.GRANTED,
-            patient=event.patient if event.patient_id is not None else None,
-            patient_national_id=event.patient_national_id,
-            event_id=str(event.event_id),
-            review_item=str(item.item_id),
-        ),
-        actor=actor_of(request),
-        where=point_of_care_of(request),
-    )
+    _record_event_view(request, event, item)
     if form is None:
         form = StatusForm(initial={"status": item.status, "version": item.version}, item=item)
     return render(
@@ -211,6 +201,22 @@ def _render_item(
     )
 
 
+def _record_event_view(request: HttpRequest, event: AccessEvent, item: ReviewItem) -> None:
+    """The auditor read this event (through the item): committed before the page is sent."""
+
+    record_event_committed(
+        events.LOG_EVENT_VIEW(
+            outcome=Outcome.GRANTED,
+            patient=event.patient if event.patient_id is not None else None,
+            patient_national_id=event.patient_national_id,
+            event_id=str(event.event_id),
+            review_item=str(item.item_id),
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
+    )
+
+
 def _basis_label(code: str) -> str:
     return str(Basis(code).label) if code in Basis.values else code
 
@@ -222,7 +228,6 @@ def review_item(request: HttpRequest, staff: policy.StaffFacts, item_id: uuid.UU
     item = services.item_for_review(staff, item_id)
     if item is None:
         _refuse_outside_scope(request, "review_item", item_id)
-        raise Http404()  # pragma: no cover
     return _render_item(request, staff, item)
 
 
@@ -239,7 +244,6 @@ def review_item_status(request: HttpRequest, staff: policy.StaffFacts, item_id: 
     item = services.item_for_review(staff, item_id)
     if item is None:
         _refuse_outside_scope(request, "review_item_status", item_id)
-        raise Http404()  # pragma: no cover
     form = StatusForm(request.POST, item=item)
     if not form.is_valid():
         return _render_item(request, staff, item, form, status=400)
@@ -258,19 +262,24 @@ def review_item_status(request: HttpRequest, staff: policy.StaffFacts, item_id: 
     )
     if result is None:  # out of scope since it was read (the role was revoked meanwhile)
         _refuse_outside_scope(request, "review_item_status", item_id)
-        raise Http404()  # pragma: no cover
     if result == services.Result.STALE:
-        item.refresh_from_db()
-        fresh = StatusForm(
-            initial={"status": data["status"], "comment": data["comment"], "version": item.version}, item=item
-        )
-        error = _(
-            "Someone else changed this item after you opened it. Your change is not saved. "
-            "Check the status and history below, and submit again if your change still applies."
-        )
-        return _render_item(request, staff, item, fresh, status=409, error=str(error))
-    if result == services.Result.DONE:
-        messages.success(request, RESULT_MESSAGES[result])
-    else:
-        messages.info(request, RESULT_MESSAGES[result])
+        return _changed_meanwhile(request, staff, item, data)
+    (messages.success if result == services.Result.DONE else messages.info)(request, RESULT_MESSAGES[result])
     return redirect("forvaltning:review_item", item_id=item.item_id)
+
+
+def _changed_meanwhile(
+    request: HttpRequest, staff: policy.StaffFacts, item: ReviewItem, data: dict[str, Any]
+) -> HttpResponse:
+    """Someone else saved a change first: the item as it is now, with this change still in
+    the form to submit again (nothing of it saved)."""
+
+    item.refresh_from_db()
+    fresh = StatusForm(
+        initial={"status": data["status"], "comment": data["comment"], "version": item.version}, item=item
+    )
+    error = _(
+        "Someone else changed this item after you opened it. Your change is not saved. "
+        "Check the status and history below, and submit again if your change still applies."
+    )
+    return _render_item(request, staff, item, fresh, status=409, error=str(error))

@@ -81,7 +81,6 @@ BLOCKED_CONFIDENTIALITY = "NORS"
 ORGNR_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.101"
 FHIR_JSON_TYPES = frozenset({"application/fhir+json", "application/json"})
 RETRY_STATUSES = frozenset({502, 503, 504})
-CHUNK_SIZE = 64 * 1024
 # One page of a search, read whole to parse it: a hundred references are some 100 KB.
 MAX_BUNDLE_BYTES = 16 * 1024 * 1024
 MAX_OUTCOME_BYTES = 64 * 1024  # an OperationOutcome with a refusal, read for the log
@@ -563,9 +562,7 @@ class MhdSourceClient:
 
     def _stream(self, response: requests.Response) -> Iterator[bytes]:
         try:
-            for chunk in response.iter_content(CHUNK_SIZE):
-                if chunk:
-                    yield chunk
+            yield from _body_chunks(response)
         except requests.RequestException as exc:
             if self.breaker is not None:
                 self.breaker.record_failure()
@@ -813,11 +810,20 @@ def _origin(parts: SplitResult) -> tuple[str, str, int | None]:
     return scheme, (parts.hostname or "").lower(), port or DEFAULT_PORTS.get(scheme)
 
 
+def _body_chunks(response: requests.Response) -> Iterator[bytes]:
+    """An answer's body as it arrives, in the chunk size every document's bytes go in
+    (`rendering.CHUNK_SIZE`, as `rendering.chunked` slices bytes already in memory)."""
+
+    for chunk in response.iter_content(rendering.CHUNK_SIZE):
+        if chunk:
+            yield chunk
+
+
 def _read_capped(response: requests.Response, limit: int) -> bytes:
     """The body, at most `limit` bytes: a bigger answer is refused, not read on."""
 
     received = bytearray()
-    for chunk in response.iter_content(CHUNK_SIZE):
+    for chunk in _body_chunks(response):
         received += chunk
         if len(received) > limit:
             raise SourceError(base.TOO_LARGE, f"more than {limit} bytes")

@@ -1,0 +1,326 @@
+"""Opening a document, from the local store or a remote source: one path for both.
+
+A store only says what there is to open (`local_opening`, `remote_opening`): the policy's
+decision on it, what its events name, how its bytes are got and what the page shows of it.
+`open_document` does the rest the same way for every store:
+
+1. a refusal (or nothing to open) is an `access_denied` event, committed, and a 404: not
+   allowed and not found look the same to the user, the log tells them apart;
+2. the `document_open` event is committed before a single byte is read (`read_bytes`);
+   an event that cannot be written is the 503 page, and nothing is read;
+3. the bytes are rendered (`rendering.prepare`); content that cannot be had is a second
+   `document_open` event, `not_found`, and the 503 page of a failing source; content
+   that cannot be shown (or whose rendering crashed) is a second event, `invalid`, and
+   the page that says why; so the log never claims a document was shown when it was not.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
+from uuid import UUID
+
+from django.http import Http404, HttpRequest, StreamingHttpResponse
+from django.http.response import HttpResponseBase
+from django.shortcuts import render
+
+from pjd_portal.access import policy
+from pjd_portal.access import selectors as access_selectors
+from pjd_portal.access.services import PatientAccess
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Detail, Outcome
+from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
+from pjd_portal.clinic import remote
+from pjd_portal.documents import rendering
+from pjd_portal.documents.facts import DocumentFacts
+from pjd_portal.documents.models import DocumentContent, DocumentReference
+from pjd_portal.documents.sources import client_for, merge
+from pjd_portal.documents.sources.base import (
+    AccessContext,
+    DocumentSourceClient,
+    RemoteDocument,
+    Retrieved,
+    SourceError,
+)
+from pjd_portal.lib.errors import service_unavailable
+from pjd_portal.logreading import logged_documents
+
+logger = logging.getLogger(__name__)
+
+
+class ContentUnavailable(Exception):
+    """The document's bytes cannot be had; `reason_code` is what the second event says."""
+
+    def __init__(self, reason_code: str) -> None:
+        super().__init__(reason_code)
+        self.reason_code = reason_code[:50]
+
+
+@dataclass(frozen=True)
+class Naming:
+    """What an event says of the document: its local row, or its source and its id there."""
+
+    document: DocumentReference | None = None
+    source_orgnr: str = ""
+    details: Mapping[str, Detail] = field(default_factory=dict)
+
+
+def _no_bytes() -> Retrieved:
+    # Only a refusal is built without bytes, and a refusal never reads any.
+    raise ContentUnavailable("unknown_document")
+
+
+@dataclass(frozen=True)
+class Opening:
+    """One document to open, whichever store keeps it."""
+
+    decision: policy.Decision
+    found: bool  # there was a document to decide on (a refusal is `denied`, else `not_found`)
+    refused_as: Naming  # what the access_denied event names
+    opened_as: Naming = Naming()  # what every document_open event names
+    # Only the granted event: the source's description at the open, the id it was given.
+    granted_details: Mapping[str, Detail] = field(default_factory=dict)
+    fetch: Callable[[], Retrieved] = _no_bytes  # raises ContentUnavailable
+    shown_as: object = None  # the page's `document` (title, institution, date, author)
+    label: str = ""  # for log lines
+
+
+def read_bytes(opening: Opening) -> Retrieved:
+    """The one place a document's bytes are asked for (after the event is committed)."""
+
+    return opening.fetch()
+
+
+def open_document(request: HttpRequest, access: PatientAccess, opening: Opening) -> HttpResponseBase:
+    """The answer to an open, the same for every store (the module's steps 1 to 3)."""
+
+    if not opening.decision:
+        _record(request, _refusal(access, opening), committed=True)
+        raise Http404()
+    # The event is committed before a single byte of the document is read or returned.
+    try:
+        _record(
+            request,
+            _event(
+                events.DOCUMENT_OPEN,
+                access,
+                opening.opened_as,
+                outcome=Outcome.GRANTED,
+                flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
+                extra=opening.granted_details,
+            ),
+            committed=True,
+        )
+    except AuditWriteFailed:
+        return service_unavailable(request, reason="audit")
+    try:
+        rendered = _render(opening)
+    except ContentUnavailable as exc:
+        logger.warning("document %s not shown: %s", opening.label, exc.reason_code)
+        _record(request, _not_shown(access, opening, Outcome.NOT_FOUND, exc.reason_code))
+        return service_unavailable(request, reason="source")
+    if isinstance(rendered, rendering.PdfStream):
+        return pdf_response(rendered)
+    context = {"document": opening.shown_as, "view": rendered, "handle": access.lookup.handle}
+    if isinstance(rendered, rendering.UnsupportedDocument):
+        logger.warning("document %s not shown: %s (%s)", opening.label, rendered.reason, rendered.detail)
+        _record(request, _not_shown(access, opening, Outcome.INVALID, f"content_{rendered.reason}"))
+        context.update(view=None, unsupported=rendered)
+    return render(request, "documents/xml_document.html", context)
+
+
+def _render(opening: Opening) -> rendering.Rendered:
+    """The bytes, read and rendered; ContentUnavailable when they cannot be had."""
+
+    try:
+        content_type, size, chunks = read_bytes(opening)
+        return rendering.prepare(content_type, chunks, declared_size=size)
+    except ContentUnavailable:
+        raise
+    except SourceError as exc:  # the source broke off while the document was read
+        raise ContentUnavailable(f"source_{exc.reason_code}") from exc
+    except Exception:  # a document must never turn into a 500
+        logger.exception("document %s could not be rendered", opening.label)
+        return rendering.UnsupportedDocument("malformed", "rendering failed")
+
+
+def _event(
+    kind: events.EventKind,
+    access: PatientAccess,
+    naming: Naming,
+    *,
+    outcome: str,
+    reason_code: str = "",
+    flagged_for_review: bool = False,
+    extra: Mapping[str, Detail] | None = None,
+) -> events.Event:
+    return kind(
+        outcome=outcome,
+        reason_code=reason_code,
+        flagged_for_review=flagged_for_review,
+        patient=access.patient,
+        attest=access.attest,
+        document=naming.document,
+        source_orgnr=naming.source_orgnr,
+        details={**naming.details, **(extra or {})},
+    )
+
+
+def _refusal(access: PatientAccess, opening: Opening) -> events.Event:
+    """Not allowed and not found look the same to the user; the log tells them apart."""
+
+    outcome = Outcome.DENIED if opening.found else Outcome.NOT_FOUND
+    return _event(
+        events.ACCESS_DENIED,
+        access,
+        opening.refused_as,
+        outcome=outcome,
+        reason_code=opening.decision.reason_code,
+    )
+
+
+def _not_shown(access: PatientAccess, opening: Opening, outcome: str, reason_code: str) -> events.Event:
+    """The second event: the content could not be had (not_found) or shown (invalid)."""
+
+    return _event(events.DOCUMENT_OPEN, access, opening.opened_as, outcome=outcome, reason_code=reason_code)
+
+
+def _record(request: HttpRequest, event: events.Event, *, committed: bool = False) -> None:
+    record = record_event_committed if committed else record_event
+    record(event, actor=actor_of(request), where=point_of_care_of(request))
+
+
+def pdf_response(pdf: rendering.PdfStream) -> StreamingHttpResponse:
+    """A PDF streamed inline, never joined: the same headers for every source."""
+
+    response = StreamingHttpResponse(pdf.chunks, content_type=pdf.content_type)
+    if pdf.size is not None:
+        response["Content-Length"] = str(pdf.size)
+    response["Content-Disposition"] = 'inline; filename="dokument.pdf"'
+    # A PDF from another organisation is untrusted content: no script, no same-origin
+    # access to the portal, never framed. Chromium's viewer still shows it.
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'; frame-ancestors 'none'"
+    response["X-Content-Type-Options"] = "nosniff"
+    return response
+
+
+# --- The stores ------------------------------------------------------------------------------
+
+
+def _source_rules(source_id: int) -> policy.SourceRules | None:
+    return next((s for s in access_selectors.source_rules() if s.source_id == source_id), None)
+
+
+def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
+    """A document in the portal's own store, by its id."""
+
+    document = (
+        DocumentReference.objects.select_related("source__organisation")
+        .filter(document_id=document_id)
+        .first()
+    )
+    refused_as = Naming(
+        # Another patient's document is not named in this patient's log.
+        document=document if document is not None and document.patient_id == access.patient.pk else None,
+        details={"document_id": str(document_id)},
+    )
+    if document is None:
+        return Opening(decision=policy.UNKNOWN_DOCUMENT, found=False, refused_as=refused_as)
+    decision = policy.may_open_document(
+        access.clinician,
+        access.patient_facts,
+        access.attest_facts,
+        DocumentFacts(
+            category=document.category,
+            service_date=document.service_date,
+            confidentiality_code=document.confidentiality_code,
+            patient_id=document.patient_id,
+            source_id=document.source_id,
+            content_type=document.content_type,
+        ),
+        source=_source_rules(document.source_id),
+        now=access.now,
+    )
+
+    return Opening(
+        decision=decision,
+        found=True,
+        refused_as=refused_as,
+        opened_as=Naming(document=document),
+        fetch=lambda: _local_bytes(document),
+        shown_as=document,
+        label=str(document.document_id),
+    )
+
+
+def _local_bytes(document: DocumentReference) -> Retrieved:
+    try:
+        data = DocumentContent.objects.values_list("data", flat=True).get(document=document)
+    except DocumentContent.DoesNotExist as exc:
+        # The reference exists but its content cannot be had.
+        raise ContentUnavailable("content_unavailable") from exc
+    return document.content_type, len(data), rendering.chunked(data)
+
+
+def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> Opening:
+    """A document kept at a remote (MHD) source: the source's current description is
+    asked for, under the list's time budget, and the policy decides on that."""
+
+    naming = Naming(details={"source_id": source_id, "remote_document_id": document_id[:100]})
+    # The patient-level rules first: a source is never asked (and never told of an access)
+    # for a clinician without a valid attest, a blocked clinician or a reserved patient.
+    status = policy.may_see_patient_documents(
+        access.clinician, access.patient_facts, access.attest_facts, access.now
+    )
+    source = remote.remote_sources().get(source_id) if status else None
+    if source is None:
+        decision = status if not status else policy.UNKNOWN_DOCUMENT
+        return Opening(decision=decision, found=False, refused_as=naming)
+    naming = Naming(source_orgnr=source.organisation.orgnr, details=naming.details)
+    client = client_for(source)
+    found = merge.search_sources(
+        [client], access.patient.national_id, access=remote.access_context(access), document_id=document_id
+    )
+    document = next((d for d in found.documents if d.document_id == document_id), None)
+    if document is None:
+        decision = (
+            policy.source_did_not_answer(found.failures[0].reason_code)
+            if found.failures
+            else policy.UNKNOWN_DOCUMENT
+        )
+        return Opening(decision=decision, found=False, refused_as=naming)
+    decision = policy.may_open_document(
+        access.clinician,
+        access.patient_facts,
+        access.attest_facts,
+        document.facts(access.patient.pk),
+        source=_source_rules(source_id),
+        now=access.now,
+    )
+    # The id the source is told with the retrieval (nhn-event-id) is the granted event's.
+    event_id = str(uuid.uuid4())
+    return Opening(
+        decision=decision,
+        found=True,
+        refused_as=naming,
+        opened_as=naming,
+        granted_details={**logged_documents.remote_details(document), "nhn_event_id": event_id},
+        fetch=lambda: _retrieve(client, document, remote.access_context(access, event_id)),
+        shown_as={
+            "title": document.title,
+            "institution_name": document.institution_name,
+            "service_date": document.service_date,
+            "author": document.author,
+        },
+        label=f"{document_id} from source {source_id}",
+    )
+
+
+def _retrieve(client: DocumentSourceClient, document: RemoteDocument, access: AccessContext) -> Retrieved:
+    try:
+        return client.retrieve(document, access=access)
+    except SourceError as exc:
+        raise ContentUnavailable(f"source_{exc.reason_code}") from exc
