@@ -491,3 +491,8 @@ def test_who_may_log_in(pid, level, hpr, roles, reason):
 def test_an_administrator_revoked_a_moment_ago_no_longer_administers():
     assert policy.still_administers(7, frozenset({7, 8}))
     assert policy.still_administers(7, frozenset({8})).reason_code == "no_longer_administrator"
+
+
+def test_a_basis_refused_for_its_reason_is_told_apart_from_one_refused_for_its_choice() -> None:
+    assert policy.refusal_is_about_the_reason(policy.Decision(False, "reason_required"))
+    assert not policy.refusal_is_about_the_reason(policy.Decision(False, "basis_not_allowed"))

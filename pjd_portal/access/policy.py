@@ -415,6 +415,13 @@ def asks_for_basis(decision: Decision) -> bool:
     return decision.reason_code == "no_valid_attest"
 
 
+def refusal_is_about_the_reason(decision: Decision) -> bool:
+    """Is a refused basis refused for its missing or too short reason (the form then marks
+    the reason field, not the choice of basis)?"""
+
+    return decision.reason_code == "reason_required"
+
+
 def may_list_source(clinician: ClinicianFacts, source: SourceRules | None, *, known: bool) -> Decision:
     """May this clinician see one remote source's part of the list? `known`: it is a
     source the portal asks (configured as remote). The rule of `listable_source_ids`."""

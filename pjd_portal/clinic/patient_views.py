@@ -57,7 +57,7 @@ def _submit_basis(
         request=request, access=access, basis=form.cleaned_data["basis"], reason=form.cleaned_data["reason"]
     )
     if result.attest is None:
-        field = "reason" if result.decision.reason_code == "reason_required" else "basis"
+        field = "reason" if policy.refusal_is_about_the_reason(result.decision) else "basis"
         form.add_error(field, result.decision.message)
     return result.attest is not None
 
@@ -98,7 +98,7 @@ def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
     status_check = policy.may_see_patient_documents(
         access.clinician, access.patient_facts, access.attest_facts, access.now
     )
-    if status_check.reason_code == "no_valid_attest":
+    if policy.asks_for_basis(status_check):
         return redirect("patients:basis", handle=handle)
     if not policy.offers_elevated_access(status_check):
         # The step exists only for a restriction; anything else is answered by the list
