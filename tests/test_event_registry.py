@@ -107,3 +107,14 @@ def test_no_migration_is_missing():
         timeout=120,
     )
     assert result.returncode == 0, result.stdout + result.stderr
+
+
+def test_in_production_a_misfit_event_is_still_written_and_the_fault_logged(world, settings, caplog):
+    """Strict where the code is tested; in production losing the access (or failing the
+    page) over a misnamed detail would be the worse fault."""
+
+    settings.AUDIT_STRICT_EVENTS = False
+    with caplog.at_level("ERROR", logger="pjd_portal.auditlog.events"):
+        event = kinds.LOGIN(outcome=Outcome.GRANTED, handl="typo")
+    assert dict(event.details) == {"handl": "typo"}
+    assert "login records no detail ['handl']" in caplog.text and "typo" not in caplog.text

@@ -16,15 +16,19 @@ quietly in the log.
 from __future__ import annotations
 
 import datetime
+import logging
 from collections.abc import Mapping
 from dataclasses import dataclass, field
 from typing import Protocol, TypeAlias
 
+from django.conf import settings
 from django.db import models
 from django.utils.functional import Promise
 from django.utils.translation import gettext_lazy as _
 
 # A detail is plain JSON or what services.plain_details turns into it (a date: its text).
+logger = logging.getLogger(__name__)
+
 Detail: TypeAlias = (
     "str | int | bool | datetime.date | list[Detail] | tuple[Detail, ...] | dict[str, Detail] | None"
 )
@@ -93,6 +97,17 @@ class Event:
     details: Mapping[str, Detail] = field(default_factory=dict)
 
 
+def _misuse(problem: str) -> None:
+    """A call that does not fit its entry: a TypeError where the code is developed and
+    tested (AUDIT_STRICT_EVENTS, on with DEBUG), so it never ships. In production the event
+    is written all the same and the fault logged: an access must never go unlogged, nor a
+    page fail, because a detail was named wrong. The message names keys, never values."""
+
+    if settings.AUDIT_STRICT_EVENTS:
+        raise TypeError(problem)
+    logger.error("access event does not fit the registry: %s", problem)
+
+
 @dataclass(frozen=True, slots=True)
 class EventKind:
     name: str
@@ -130,13 +145,13 @@ class EventKind:
         details = {**(details or {}), **fields}
         unknown = details.keys() - self.details
         if unknown:
-            raise TypeError(f"{self.name} records no detail {sorted(unknown)}")
+            _misuse(f"{self.name} records no detail {sorted(unknown)}")
         if outcome not in Outcome.values:
-            raise TypeError(f"{self.name}: unknown outcome {outcome!r}")
+            _misuse(f"{self.name}: unknown outcome {outcome!r}")
         if (patient is not None or patient_national_id) and not self.carries_patient:
-            raise TypeError(f"{self.name} carries no patient")
+            _misuse(f"{self.name} carries no patient")
         if (document is not None or source_orgnr) and not self.carries_document:
-            raise TypeError(f"{self.name} carries no document")
+            _misuse(f"{self.name} carries no document")
         return Event(
             kind=self,
             outcome=outcome,
