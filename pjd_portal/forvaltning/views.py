@@ -29,9 +29,9 @@ from pjd_portal.forvaltning.forms import PatientLogForm
 from pjd_portal.logreading.log_reads import record_log_read
 from pjd_portal.logreading.logged_documents import logged_document
 from pjd_portal.logreading.selectors import InvalidCursor, patient_log_page
-from pjd_portal.patients.forms import national_id_message
-from pjd_portal.patients.models import Patient
-from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
+from pjd_portal.patients.forms import entered_national_id
+from pjd_portal.patients.lookup import find_patient
+from pjd_portal.patients.national_id import InvalidNationalId
 
 CHANNEL = "privacy_officer"
 
@@ -99,27 +99,25 @@ def patient_access_log(request: HttpRequest) -> HttpResponse:
         return render(request, template, {"form": PatientLogForm()})
 
     form = PatientLogForm(request.POST)
-    if not form.is_valid():
+    entered = entered_national_id(form)
+    if entered is None or not form.is_valid():  # an invalid number: logged, and the field says why
+        if isinstance(entered, InvalidNationalId):
+            record_log_read(
+                request=request,
+                outcome=Outcome.INVALID,
+                channel=CHANNEL,
+                reason_code=f"invalid_{entered.code}",
+            )
         return render(request, template, {"form": form}, status=400)
-    try:
-        national_id = parse_national_id(
-            form.cleaned_data["national_id"], allow_synthetic=settings.ALLOW_SYNTHETIC_IDS
-        )
-    except InvalidNationalId as exc:
-        record_log_read(
-            request=request, outcome=Outcome.INVALID, channel=CHANNEL, reason_code=f"invalid_{exc.code}"
-        )
-        form.add_error("national_id", national_id_message(exc.code))
-        return render(request, template, {"form": form}, status=400)
-
-    patient = Patient.objects.filter(national_id=national_id.value).first()
+    match = find_patient(entered)
+    patient = match.patient
     if patient is None:
         record_log_read(
             request=request,
             outcome=Outcome.NOT_FOUND,
             channel=CHANNEL,
-            national_id=national_id.value,
-            reason_code="no_such_patient",
+            national_id=match.national_id,
+            reason_code=match.reason_code,
         )
         return render(request, template, {"form": form, "not_found": True})
 
@@ -148,9 +146,9 @@ def patient_access_log(request: HttpRequest) -> HttpResponse:
         request,
         template,
         {
-            "form": PatientLogForm(initial={"national_id": national_id.value}),
+            "form": PatientLogForm(initial={"national_id": match.national_id}),
             "patient": patient,
-            "national_id": national_id.value,
+            "national_id": match.national_id,
             "rows": log_rows(page.events),
             "next_cursor": page.next_cursor,
             "first_page": cursor is None,
