@@ -182,6 +182,25 @@ def _audit_details(form: LogSearchForm) -> dict[str, Any]:
     return {name: str(form.cleaned_data[name] or "") for name in FILTER_FIELDS}
 
 
+def _search_event(
+    form: LogSearchForm,
+    filters: queries.LogFilters,
+    patient: Patient | None,
+    *,
+    outcome: str,
+    reason_code: str = "",
+    **details: int | bool,
+) -> events.Event:
+    return events.LOG_SEARCH(
+        outcome=outcome,
+        reason_code=reason_code,
+        patient=patient,
+        patient_national_id=filters.patient_national_id,
+        filters=_audit_details(form),
+        details=details,
+    )
+
+
 def _context(**extra: Any) -> dict[str, Any]:
     return dict(extra)
 
@@ -207,26 +226,15 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
     except InvalidCursor:
         # A forged or stale page link: nothing is shown, and the attempt is logged.
         record_event(
-            events.LOG_SEARCH(
-                outcome=Outcome.INVALID,
-                reason_code="invalid_cursor",
-                patient=patient,
-                patient_national_id=filters.patient_national_id,
-                filters=_audit_details(form),
-            ),
+            _search_event(form, filters, patient, outcome=Outcome.INVALID, reason_code="invalid_cursor"),
             actor=actor_of(request),
             where=point_of_care_of(request),
         )
         form.add_error(None, _("The page could not be shown. Search again from the first page."))
         return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     record_event_committed(
-        events.LOG_SEARCH(
-            outcome=Outcome.GRANTED,
-            patient=patient,
-            patient_national_id=filters.patient_national_id,
-            filters=_audit_details(form),
-            returned=len(page.rows),
-            cursor=bool(cursor),
+        _search_event(
+            form, filters, patient, outcome=Outcome.GRANTED, returned=len(page.rows), cursor=bool(cursor)
         ),
         actor=actor_of(request),
         where=point_of_care_of(request),
