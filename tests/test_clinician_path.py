@@ -528,14 +528,14 @@ def test_document_list_query_count_is_the_same_for_1_and_50_documents(as_fastleg
 def test_database_outage_gives_a_503_page_not_a_500(as_fastlege, world, monkeypatch):
     from django.db import OperationalError
 
-    from pjd_portal.access import selectors
+    from pjd_portal.access import handles
 
     handle = lookup_and_attest(as_fastlege)
 
     def down(*args, **kwargs):
         raise OperationalError("could not connect to server")
 
-    monkeypatch.setattr(selectors, "own_lookup", down)
+    monkeypatch.setattr(handles, "live_handle", down)
     response = as_fastlege.get(f"/pasient/{handle}/")
     assert response.status_code == 503
     assert "databasen" in response.content.decode()

@@ -18,13 +18,13 @@ from django.test.utils import CaptureQueriesContext
 from django.utils import timezone
 
 from pjd_portal.access import policy
+from pjd_portal.access.models import LookupPurpose, PatientLookup
 from pjd_portal.accounts.models import Role
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import AuditWriteFailed
 from pjd_portal.documents.models import ConfidentialityCode, DocumentBlock, DocumentReference
-from pjd_portal.forvaltning import privacy
 from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
 from tests.builders import (
     LIST_PATIENT_ID,
@@ -190,7 +190,7 @@ def test_a_bad_or_unknown_national_id_gets_a_clear_norwegian_message(
     assert response.status_code == status
     assert message in response.content.decode()
     assert "Location" not in response
-    assert privacy.SESSION_HANDLES_KEY not in as_privacy_officer.session
+    assert not PatientLookup.objects.filter(purpose=LookupPurpose.PRIVACY_OFFICER).exists()
 
 
 def test_another_users_handle_an_expired_handle_and_an_unknown_handle_are_404(world, as_privacy_officer):
@@ -210,12 +210,9 @@ def test_another_users_handle_an_expired_handle_and_an_unknown_handle_are_404(wo
 
     # The owner's handle expires.
     assert as_privacy_officer.get(page).status_code == 200
-    session = as_privacy_officer.session
-    handles = session[privacy.SESSION_HANDLES_KEY]
-    for entry in handles.values():
-        entry["expires"] = int(timezone.now().timestamp()) - 1
-    session[privacy.SESSION_HANDLES_KEY] = handles
-    session.save()
+    PatientLookup.objects.filter(purpose=LookupPurpose.PRIVACY_OFFICER).update(
+        expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
     assert as_privacy_officer.get(page).status_code == 404
 
 

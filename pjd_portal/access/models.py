@@ -28,14 +28,23 @@ class PurposeOfUse(models.TextChoices):
     BTG = "BTG", "BTG"
 
 
-class PatientLookup(models.Model):
-    """One clinician's lookup of one patient. `handle` is what URLs carry.
+class LookupPurpose(models.TextChoices):
+    """What a lookup's handle opens: the clinician's pages or the privacy officer's."""
 
-    A handle belongs to the user who made the lookup: anyone else presenting it gets the
-    same 404 as for a handle that does not exist.
+    CLINICAL = "clinical", "clinical"
+    PRIVACY_OFFICER = "privacy_officer", "privacy_officer"
+
+
+class PatientLookup(models.Model):
+    """One person's lookup of one patient. `handle` is what URLs carry (access/handles.py).
+
+    A handle belongs to the user who made the lookup, in the organisation they acted for,
+    for one purpose, until it expires: anyone else presenting it, or presenting it to the
+    other purpose's pages, gets the same 404 as for a handle that does not exist.
     """
 
     handle = models.UUIDField(default=uuid.uuid4, unique=True, editable=False)
+    purpose = models.CharField(max_length=20, choices=LookupPurpose.choices, default=LookupPurpose.CLINICAL)
     user = models.ForeignKey(settings.AUTH_USER_MODEL, on_delete=models.PROTECT)
     organisation = models.ForeignKey(Organisation, on_delete=models.PROTECT)
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime
-from uuid import UUID
 
 from django.http import HttpRequest
 
@@ -75,19 +74,6 @@ def patient_facts(patient: Patient) -> policy.PatientFacts:
         restricted=restricted,
         blocked_hpr_numbers=frozenset(blocked),
         address_protected=patient.has_protected_address,
-    )
-
-
-def own_lookup(request: HttpRequest, handle: UUID, now: datetime.datetime) -> PatientLookup | None:
-    """The lookup behind a handle, if it is this user's, in this organisation, and live."""
-
-    org = current_organisation(request)
-    if org is None:
-        return None
-    return (
-        PatientLookup.objects.select_related("patient")
-        .filter(handle=handle, user=authenticated_user(request), organisation=org, expires_at__gt=now)
-        .first()
     )
 
 

@@ -12,22 +12,19 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.http import Http404, HttpRequest
+from django.http import HttpRequest
 from django.utils import timezone
 
-from pjd_portal.access import policy, selectors
-from pjd_portal.access.models import AccessAttest, Basis, PatientLookup
+from pjd_portal.access import handles, policy, selectors
+from pjd_portal.access.models import AccessAttest, Basis, LookupPurpose, PatientLookup
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
-from pjd_portal.accounts.context import authenticated_user, current_organisation
+from pjd_portal.accounts.context import authenticated_user
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
-from pjd_portal.auditlog.services import record_event, record_event_committed
+from pjd_portal.auditlog.services import record_event
+from pjd_portal.patients.lookup import find_patient
 from pjd_portal.patients.models import Patient
-from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
-
-
-class PatientNotFound(Http404):
-    """Raised for a handle that is unknown, expired or someone else's: one answer for all."""
+from pjd_portal.patients.national_id import InvalidNationalId, NationalId
 
 
 @dataclass(frozen=True)
@@ -36,8 +33,9 @@ class LookupResult:
     error_code: str = ""
 
 
-def lookup_patient(*, request: HttpRequest, raw_national_id: str) -> LookupResult:
-    """Look up a patient by national id. Logs hits, misses and invalid input alike."""
+def lookup_patient(*, request: HttpRequest, entered: NationalId | InvalidNationalId) -> LookupResult:
+    """Look up a patient by national id (parsed by the form's NationalIdField). Logs hits,
+    misses and invalid input alike; a hit is a clinical handle, made with its event."""
 
     clinician = selectors.clinician_facts(request)
     portal = policy.may_use_clinical_portal(clinician)
@@ -48,43 +46,20 @@ def lookup_patient(*, request: HttpRequest, raw_national_id: str) -> LookupResul
             where=point_of_care_of(request),
         )
         return LookupResult(None, portal.reason_code)
-    try:
-        national_id = parse_national_id(raw_national_id, allow_synthetic=settings.ALLOW_SYNTHETIC_IDS)
-    except InvalidNationalId as exc:
-        # The invalid input itself is not stored: it may be a mistyped real id.
+    match = find_patient(entered)
+    if match.patient is None:
         record_event(
-            events.PATIENT_LOOKUP(outcome=Outcome.INVALID, reason_code=f"invalid_{exc.code}"),
+            events.PATIENT_LOOKUP(**match.event_fields()),
             actor=actor_of(request),
             where=point_of_care_of(request),
         )
-        return LookupResult(None, f"invalid_{exc.code}")
-
-    patient = Patient.objects.filter(national_id=national_id.value).first()
-    if patient is None:
-        record_event(
-            events.PATIENT_LOOKUP(
-                outcome=Outcome.NOT_FOUND,
-                reason_code="no_such_patient",
-                patient_national_id=national_id.value,
-            ),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
-        )
-        return LookupResult(None, "no_such_patient")
-
-    now = timezone.now()
-    organisation = current_organisation(request)
-    assert organisation is not None  # may_use_clinical_portal checked it
+        return LookupResult(None, match.reason_code)
     with transaction.atomic():
-        lookup = PatientLookup.objects.create(
-            user=authenticated_user(request),
-            organisation=organisation,
-            patient=patient,
-            created_at=now,
-            expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
+        lookup = handles.issue_handle(
+            request, match.patient, purpose=LookupPurpose.CLINICAL, minutes=settings.ACCESS_ATTEST_MINUTES
         )
         record_event(
-            events.PATIENT_LOOKUP(outcome=Outcome.GRANTED, patient=patient, handle=str(lookup.handle)),
+            events.PATIENT_LOOKUP(**match.event_fields(), handle=str(lookup.handle)),
             actor=actor_of(request),
             where=point_of_care_of(request),
         )
@@ -111,19 +86,16 @@ def access_patient_by_handle(*, request: HttpRequest, handle: UUID) -> PatientAc
     """The one way from a URL handle to a patient.
 
     Unknown, expired and other users' handles all raise the same PatientNotFound (a 404)
-    and are logged as denials, so guessing is both fruitless and visible.
+    and are logged as denials, so guessing is both fruitless and visible (access/handles.py).
     """
 
     now = timezone.now()
     clinician = selectors.clinician_facts(request)
-    lookup = selectors.own_lookup(request, handle, now) if policy.may_use_clinical_portal(clinician) else None
+    lookup = None
+    if policy.may_use_clinical_portal(clinician):
+        lookup = handles.live_handle(request, handle, purpose=LookupPurpose.CLINICAL, now=now)
     if lookup is None:
-        record_event_committed(
-            events.ACCESS_DENIED(outcome=Outcome.NOT_FOUND, reason_code="unknown_handle", handle=str(handle)),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
-        )
-        raise PatientNotFound()
+        handles.refuse_handle(request, handle)
     return PatientAccess(
         lookup=lookup,
         patient=lookup.patient,

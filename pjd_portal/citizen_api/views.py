@@ -33,8 +33,8 @@ from pjd_portal.auditlog.services import AuditWriteFailed
 from pjd_portal.logreading import fhir
 from pjd_portal.logreading.log_reads import record_log_read
 from pjd_portal.logreading.selectors import InvalidCursor, decode_cursor, patient_log_page
-from pjd_portal.patients.models import Patient
-from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
+from pjd_portal.patients.lookup import find_patient, read_national_id
+from pjd_portal.patients.national_id import InvalidNationalId
 
 logger = logging.getLogger(__name__)
 
@@ -169,25 +169,25 @@ def _search(request: HttpRequest, endpoint: str, audit: dict[str, Any]) -> HttpR
     raw = _national_id(params.get("patient", ""))
     if not raw:
         raise BadRequest("The parameter patient (the national id) is required.", "required")
-    try:
-        national_id = parse_national_id(raw, allow_synthetic=settings.ALLOW_SYNTHETIC_IDS)
-    except InvalidNationalId as exc:
+    entered = read_national_id(raw)
+    if isinstance(entered, InvalidNationalId):
         # The invalid input is not stored: it may be a mistyped real id.
         record_log_read(
             request=request,
             outcome=Outcome.INVALID,
             channel=CHANNEL,
-            reason_code=f"invalid_{exc.code}",
+            reason_code=f"invalid_{entered.code}",
             details=audit,
             actor_from_request=False,
         )
-        raise BadRequest("The patient parameter is not a valid national id.", "value", logged=True) from exc
+        raise BadRequest("The patient parameter is not a valid national id.", "value", logged=True)
     count = _count(params.get("_count"))
     cursor = params.get("cursor") or None
     server = fhir.ServerIdentity(host=request.get_host())
     now = timezone.now()
 
-    patient = Patient.objects.filter(national_id=national_id.value).first()
+    match = find_patient(entered)
+    patient = match.patient
     if patient is None:
         if cursor:  # validated as for a known patient: the answer must not differ
             _check_cursor(cursor)
@@ -195,8 +195,8 @@ def _search(request: HttpRequest, endpoint: str, audit: dict[str, Any]) -> HttpR
             request=request,
             outcome=Outcome.NOT_FOUND,
             channel=CHANNEL,
-            national_id=national_id.value,
-            reason_code="no_such_patient",
+            national_id=match.national_id,
+            reason_code=match.reason_code,
             details={**audit, "returned": 0},
             actor_from_request=False,
         )

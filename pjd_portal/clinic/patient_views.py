@@ -20,13 +20,8 @@ from pjd_portal.access.services import (
 )
 from pjd_portal.clinic.decorators import clinician_required
 from pjd_portal.clinic.forms import BasisForm, ElevatedBasisForm
-from pjd_portal.patients.forms import NATIONAL_ID_MESSAGES, NO_SUCH_PATIENT, PatientLookupForm
-
-# The lookup's error codes: "invalid_<InvalidNationalId.code>" or "no_such_patient".
-LOOKUP_MESSAGES = {
-    **{f"invalid_{code}": message for code, message in NATIONAL_ID_MESSAGES.items()},
-    "no_such_patient": NO_SUCH_PATIENT,
-}
+from pjd_portal.patients.forms import NO_SUCH_PATIENT, PatientLookupForm, entered_national_id
+from pjd_portal.patients.lookup import NO_SUCH_PATIENT_CODE
 
 
 @login_required
@@ -34,13 +29,15 @@ LOOKUP_MESSAGES = {
 @require_POST
 def patient_lookup(request: HttpRequest) -> HttpResponse:
     form = PatientLookupForm(request.POST)
-    if not form.is_valid():
+    entered = entered_national_id(form)
+    if entered is None:  # empty or too long: nothing looked up, nothing logged
         return render(request, "patients/lookup.html", {"form": form}, status=400)
-    result = lookup_patient(request=request, raw_national_id=form.cleaned_data["national_id"])
+    result = lookup_patient(request=request, entered=entered)
     if result.lookup is None:
-        form.add_error("national_id", LOOKUP_MESSAGES.get(result.error_code, _("No patient found.")))
-        status = 404 if result.error_code == "no_such_patient" else 400
-        return render(request, "patients/lookup.html", {"form": form}, status=status)
+        not_found = result.error_code == NO_SUCH_PATIENT_CODE
+        if not_found or not form.has_error("national_id"):  # an invalid number has the field's message
+            form.add_error("national_id", NO_SUCH_PATIENT if not_found else _("No patient found."))
+        return render(request, "patients/lookup.html", {"form": form}, status=404 if not_found else 400)
     return redirect("patients:basis", handle=result.lookup.handle)
 
 

@@ -40,9 +40,10 @@ from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.logreading import log_search as queries
 from pjd_portal.logreading import risk
 from pjd_portal.logreading.selectors import InvalidCursor
-from pjd_portal.patients.forms import national_id_message
+from pjd_portal.patients.forms import NationalIdField, entered_national_id
+from pjd_portal.patients.lookup import PatientMatch, find_patient
 from pjd_portal.patients.models import Patient
-from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
+from pjd_portal.patients.national_id import InvalidNationalId
 
 SEARCH_TEMPLATE = "forvaltning/logreview/search.html"
 EVENT_TEMPLATE = "forvaltning/logreview/event.html"
@@ -62,12 +63,10 @@ def _choices(choices: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
 class LogSearchForm(forms.Form):
     """The auditor's search (POST only: the national id never goes in a URL)."""
 
-    national_id = forms.CharField(
+    national_id = NationalIdField(
         label=_("The patient's national identity number"),
         required=False,
-        max_length=20,
         help_text=_("11 digits. Leave empty to search all patients."),
-        widget=forms.TextInput(attrs={"autocomplete": "off", "inputmode": "numeric", "class": "ds-input"}),
     )
     clinician = forms.CharField(
         label=_("Clinician"),
@@ -141,34 +140,31 @@ def _oslo_midnight(day: datetime.date) -> datetime.datetime:
 
 
 class SearchRefused(Exception):
-    """The national id in the search is not valid; the form carries the message."""
+    """The search form is not valid (its national id, or another field); the form carries
+    the message."""
 
 
 def _filters(
     request: HttpRequest, form: LogSearchForm, event_type: str
 ) -> tuple[queries.LogFilters, Patient | None]:
-    """The search's filters from a valid form. Raises SearchRefused (an invalid national
-    id, logged as a refused search or export: `event_type`)."""
+    """The search's filters from the form. Raises SearchRefused when the form is not valid;
+    an invalid national id is logged as a refused search or export (`event_type`)."""
 
+    entered = entered_national_id(form)
+    if isinstance(entered, InvalidNationalId):
+        record_event_committed(
+            events.kind(event_type)(outcome=Outcome.INVALID, reason_code=f"invalid_{entered.code}"),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
+        )
+    if not form.is_valid():
+        raise SearchRefused()
     data = form.cleaned_data
-    national_id = ""
-    patient = None
-    if data["national_id"].strip():
-        try:
-            parsed = parse_national_id(data["national_id"], allow_synthetic=settings.ALLOW_SYNTHETIC_IDS)
-        except InvalidNationalId as exc:
-            record_event_committed(
-                events.kind(event_type)(outcome=Outcome.INVALID, reason_code=f"invalid_{exc.code}"),
-                actor=actor_of(request),
-                where=point_of_care_of(request),
-            )
-            form.add_error("national_id", national_id_message(exc.code))
-            raise SearchRefused() from exc
-        national_id = parsed.value
-        patient = Patient.objects.filter(national_id=national_id).first()
+    # No national id searches all patients; one no patient has still filters the log's column.
+    match = find_patient(entered) if entered is not None else PatientMatch(outcome=Outcome.GRANTED)
     filters = queries.LogFilters(
-        patient_id=patient.pk if patient is not None else None,
-        patient_national_id=national_id,
+        patient_id=match.patient.pk if match.patient is not None else None,
+        patient_national_id=match.national_id,
         clinician=data["clinician"],
         organisation_orgnr=data["organisation"],
         start=_oslo_midnight(data["date_from"]) if data["date_from"] else None,
@@ -177,13 +173,32 @@ def _filters(
         outcome=data["outcome"],
         signal=data["signal"],
     )
-    return filters, patient
+    return filters, match.patient
 
 
 def _audit_details(form: LogSearchForm) -> dict[str, Any]:
     """The search's filters for the audit row (the national id has its own column)."""
 
     return {name: str(form.cleaned_data[name] or "") for name in FILTER_FIELDS}
+
+
+def _search_event(
+    form: LogSearchForm,
+    filters: queries.LogFilters,
+    patient: Patient | None,
+    *,
+    outcome: str,
+    reason_code: str = "",
+    **details: int | bool,
+) -> events.Event:
+    return events.LOG_SEARCH(
+        outcome=outcome,
+        reason_code=reason_code,
+        patient=patient,
+        patient_national_id=filters.patient_national_id,
+        filters=_audit_details(form),
+        details=details,
+    )
 
 
 def _context(**extra: Any) -> dict[str, Any]:
@@ -198,8 +213,6 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
         return render(request, SEARCH_TEMPLATE, _context(form=LogSearchForm()))
 
     form = LogSearchForm(request.POST)
-    if not form.is_valid():
-        return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     try:
         filters, patient = _filters(request, form, events.LOG_SEARCH.name)
     except SearchRefused:
@@ -213,26 +226,15 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
     except InvalidCursor:
         # A forged or stale page link: nothing is shown, and the attempt is logged.
         record_event(
-            events.LOG_SEARCH(
-                outcome=Outcome.INVALID,
-                reason_code="invalid_cursor",
-                patient=patient,
-                patient_national_id=filters.patient_national_id,
-                filters=_audit_details(form),
-            ),
+            _search_event(form, filters, patient, outcome=Outcome.INVALID, reason_code="invalid_cursor"),
             actor=actor_of(request),
             where=point_of_care_of(request),
         )
         form.add_error(None, _("The page could not be shown. Search again from the first page."))
         return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     record_event_committed(
-        events.LOG_SEARCH(
-            outcome=Outcome.GRANTED,
-            patient=patient,
-            patient_national_id=filters.patient_national_id,
-            filters=_audit_details(form),
-            returned=len(page.rows),
-            cursor=bool(cursor),
+        _search_event(
+            form, filters, patient, outcome=Outcome.GRANTED, returned=len(page.rows), cursor=bool(cursor)
         ),
         actor=actor_of(request),
         where=point_of_care_of(request),
@@ -373,8 +375,6 @@ def log_export(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponseBa
     if request.method != "POST":
         return _method_not_allowed("POST")
     form = LogSearchForm(request.POST)
-    if not form.is_valid():
-        return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
     try:
         filters, patient = _filters(request, form, events.LOG_EXPORT.name)
     except SearchRefused:

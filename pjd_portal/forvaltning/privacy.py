@@ -5,9 +5,9 @@ restriction of document sharing, blocked clinicians (by HPR number) and blocked 
 (NORS), each with the request's reference, date and reason. The history of every change is
 kept and shown.
 
-The views only: the forms are in `privacy_forms`, the handles (the patient looked up by
-national id in a POST form, then referred to by an opaque handle of this user's session)
-in `privacy_handles`, the patient's page in `privacy_page`. Everyone the policy keeps out
+The views only: the forms are in `privacy_forms`, the patient's page in `privacy_page`.
+The patient is looked up by national id in a POST form (`patients.lookup`), then referred
+to by an opaque handle, the clinician's mechanism with its own purpose (`access.handles`). Everyone the policy keeps out
 of the area gets the 404 of a missing page. Every change goes through `privacy_services`,
 which writes the change and its audit event together.
 """
@@ -16,20 +16,21 @@ from __future__ import annotations
 
 from uuid import UUID
 
-from django.conf import settings
 from django.contrib import messages
+from django.db import transaction
 from django.http import Http404, HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
-from pjd_portal.access import policy
+from pjd_portal.access import handles, policy
+from pjd_portal.access.models import LookupPurpose
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 from pjd_portal.documents.models import DocumentReference
-from pjd_portal.forvaltning import privacy_handles, privacy_page
+from pjd_portal.forvaltning import privacy_page
 from pjd_portal.forvaltning import privacy_services as services
 from pjd_portal.forvaltning.access import staff_required
 from pjd_portal.forvaltning.privacy_forms import (
@@ -38,13 +39,13 @@ from pjd_portal.forvaltning.privacy_forms import (
     PrivacyLookupForm,
     RegisterChoiceForm,
 )
-from pjd_portal.patients.forms import NO_SUCH_PATIENT, national_id_message
+from pjd_portal.patients.forms import NO_SUCH_PATIENT, entered_national_id
+from pjd_portal.patients.lookup import NO_SUCH_PATIENT_CODE, find_patient
 from pjd_portal.patients.models import Patient
-from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
 
 LOOKUP_TEMPLATE = "forvaltning/privacy/lookup.html"
-CHANNEL = privacy_handles.CHANNEL
-SESSION_HANDLES_KEY = privacy_handles.SESSION_HANDLES_KEY
+CHANNEL = "privacy_officer"
+HANDLE_MINUTES = 60  # how long the privacy officer's handle lives
 
 
 privacy_choices_officer_required = staff_required(policy.may_manage_privacy_choices)
@@ -53,58 +54,49 @@ privacy_choices_officer_required = staff_required(policy.may_manage_privacy_choi
 # --- views -----------------------------------------------------------------------------
 
 
+def _patient_for(request: HttpRequest, handle: UUID) -> Patient:
+    """The patient behind this officer's live privacy handle; the logged 404 otherwise."""
+
+    lookup = handles.resolve_handle(request, handle, purpose=LookupPurpose.PRIVACY_OFFICER, channel=CHANNEL)
+    return lookup.patient
+
+
 @privacy_choices_officer_required
 @require_http_methods(["GET", "POST"])
 def privacy_lookup(request: HttpRequest) -> HttpResponse:
     if request.method == "GET":
         return render(request, LOOKUP_TEMPLATE, {"form": PrivacyLookupForm()})
     form = PrivacyLookupForm(request.POST)
-    if not form.is_valid():
+    entered = entered_national_id(form)
+    if entered is None:  # empty or too long: nothing looked up, nothing logged
         return render(request, LOOKUP_TEMPLATE, {"form": form}, status=400)
-    try:
-        national_id = parse_national_id(
-            form.cleaned_data["national_id"], allow_synthetic=settings.ALLOW_SYNTHETIC_IDS
-        )
-    except InvalidNationalId as exc:
-        # The invalid input itself is not stored: it may be a mistyped real id.
+    match = find_patient(entered)
+    if match.patient is None:
         record_event(
-            events.PATIENT_LOOKUP(
-                outcome=Outcome.INVALID, reason_code=f"invalid_{exc.code}", channel=CHANNEL
-            ),
+            events.PATIENT_LOOKUP(**match.event_fields(), channel=CHANNEL),
             actor=actor_of(request),
             where=point_of_care_of(request),
         )
-        form.add_error("national_id", national_id_message(exc.code))
+        if match.reason_code == NO_SUCH_PATIENT_CODE:  # an invalid number has the field's message
+            form.add_error("national_id", NO_SUCH_PATIENT)
+            return render(request, LOOKUP_TEMPLATE, {"form": form}, status=404)
         return render(request, LOOKUP_TEMPLATE, {"form": form}, status=400)
-
-    patient = Patient.objects.filter(national_id=national_id.value).first()
-    if patient is None:
+    with transaction.atomic():
+        lookup = handles.issue_handle(
+            request, match.patient, purpose=LookupPurpose.PRIVACY_OFFICER, minutes=HANDLE_MINUTES
+        )
         record_event(
-            events.PATIENT_LOOKUP(
-                outcome=Outcome.NOT_FOUND,
-                reason_code="no_such_patient",
-                patient_national_id=national_id.value,
-                channel=CHANNEL,
-            ),
+            events.PATIENT_LOOKUP(**match.event_fields(), channel=CHANNEL),
             actor=actor_of(request),
             where=point_of_care_of(request),
         )
-        form.add_error("national_id", NO_SUCH_PATIENT)
-        return render(request, LOOKUP_TEMPLATE, {"form": form}, status=404)
-
-    record_event(
-        events.PATIENT_LOOKUP(outcome=Outcome.GRANTED, patient=patient, channel=CHANNEL),
-        actor=actor_of(request),
-        where=point_of_care_of(request),
-    )
-    handle = privacy_handles.new_handle(request, patient)
-    return redirect("forvaltning:privacy_patient", handle=handle)
+    return redirect("forvaltning:privacy_patient", handle=lookup.handle)
 
 
 @privacy_choices_officer_required
 @require_http_methods(["GET"])
 def privacy_patient(request: HttpRequest, handle: UUID) -> HttpResponse:
-    patient = privacy_handles.patient_for(request, handle)
+    patient = _patient_for(request, handle)
     # The page shows who the patient is and their documents' titles: every view is logged.
     record_event(
         events.PRIVACY_CHOICES_VIEWED(outcome=Outcome.GRANTED, patient=patient, channel=CHANNEL),
@@ -155,7 +147,7 @@ def _done(request: HttpRequest, handle: UUID, action: str, result: services.Resu
 @privacy_choices_officer_required
 @require_POST
 def privacy_register(request: HttpRequest, handle: UUID) -> HttpResponse:
-    patient = privacy_handles.patient_for(request, handle)
+    patient = _patient_for(request, handle)
     form = RegisterChoiceForm(request.POST)
     if not form.is_valid():
         return privacy_page.render_page(request, handle, patient, register_form=form, status=400)
@@ -177,7 +169,7 @@ def privacy_register(request: HttpRequest, handle: UUID) -> HttpResponse:
 @privacy_choices_officer_required
 @require_POST
 def privacy_lift(request: HttpRequest, handle: UUID) -> HttpResponse:
-    patient = privacy_handles.patient_for(request, handle)
+    patient = _patient_for(request, handle)
     form = LiftChoiceForm(request.POST, auto_id="id_lift_%s")
     if not form.is_valid():
         return privacy_page.render_page(request, handle, patient, lift_form=form, status=400)
@@ -196,7 +188,7 @@ def privacy_lift(request: HttpRequest, handle: UUID) -> HttpResponse:
 
 
 def _document_action(request: HttpRequest, handle: UUID, action: str) -> HttpResponse:
-    patient = privacy_handles.patient_for(request, handle)
+    patient = _patient_for(request, handle)
     form = DocumentBlockForm(request.POST, auto_id="id_document_%s")
     if not form.is_valid():
         return privacy_page.render_page(request, handle, patient, document_form=form, status=400)

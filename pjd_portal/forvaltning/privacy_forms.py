@@ -12,6 +12,7 @@ from django.utils import timezone
 from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.forvaltning import privacy_services as services
+from pjd_portal.patients.forms import NationalIdField
 from pjd_portal.patients.models import PrivacyChoiceKind
 
 HPR_NUMBER = re.compile(r"^[0-9]{9}$")
@@ -22,11 +23,10 @@ def _date_input() -> forms.DateInput:
 
 
 class PrivacyLookupForm(forms.Form):
-    national_id = forms.CharField(
+    national_id = NationalIdField(
         label=_("The patient's national identity number"),
-        max_length=20,
-        help_text=_("11 digits: fødselsnummer, D-number or H-number."),
         error_messages={"required": _("Enter the patient's national identity number.")},
+        widget=forms.TextInput,
     )
 
 
@@ -124,6 +124,3 @@ class LiftChoiceForm(PatientRequestForm):
 
 class DocumentBlockForm(PatientRequestForm):
     document = forms.UUIDField(widget=forms.HiddenInput)
-
-
-# --- the handle ------------------------------------------------------------------------

@@ -29,11 +29,13 @@ from pjd_portal.forvaltning.forms import PatientLogForm
 from pjd_portal.logreading.log_reads import record_log_read
 from pjd_portal.logreading.logged_documents import logged_document
 from pjd_portal.logreading.selectors import InvalidCursor, patient_log_page
-from pjd_portal.patients.forms import national_id_message
+from pjd_portal.patients.forms import entered_national_id
+from pjd_portal.patients.lookup import find_patient
 from pjd_portal.patients.models import Patient
-from pjd_portal.patients.national_id import InvalidNationalId, parse_national_id
+from pjd_portal.patients.national_id import InvalidNationalId
 
 CHANNEL = "privacy_officer"
+TEMPLATE = "forvaltning/patient_log.html"
 
 
 privacy_officer_required = staff_required(policy.may_read_patient_access_log)
@@ -94,34 +96,30 @@ def patient_access_log(request: HttpRequest) -> HttpResponse:
         response = HttpResponse(status=405)
         response["Allow"] = "GET, POST"
         return response
-    template = "forvaltning/patient_log.html"
     if request.method == "GET":
-        return render(request, template, {"form": PatientLogForm()})
-
+        return render(request, TEMPLATE, {"form": PatientLogForm()})
     form = PatientLogForm(request.POST)
-    if not form.is_valid():
-        return render(request, template, {"form": form}, status=400)
-    try:
-        national_id = parse_national_id(
-            form.cleaned_data["national_id"], allow_synthetic=settings.ALLOW_SYNTHETIC_IDS
-        )
-    except InvalidNationalId as exc:
-        record_log_read(
-            request=request, outcome=Outcome.INVALID, channel=CHANNEL, reason_code=f"invalid_{exc.code}"
-        )
-        form.add_error("national_id", national_id_message(exc.code))
-        return render(request, template, {"form": form}, status=400)
-
-    patient = Patient.objects.filter(national_id=national_id.value).first()
-    if patient is None:
+    entered = entered_national_id(form)
+    if entered is None or (form.errors and not isinstance(entered, InvalidNationalId)):
+        return render(request, TEMPLATE, {"form": form}, status=400)  # nothing looked up, nothing logged
+    match = find_patient(entered)
+    if match.patient is None:
+        # Invalid (the field says why; the input is not stored) or no such patient (the number is).
         record_log_read(
             request=request,
-            outcome=Outcome.NOT_FOUND,
+            outcome=match.outcome,
             channel=CHANNEL,
-            national_id=national_id.value,
-            reason_code="no_such_patient",
+            national_id=match.national_id,
+            reason_code=match.reason_code,
         )
-        return render(request, template, {"form": form, "not_found": True})
+        if match.outcome == Outcome.INVALID:
+            return render(request, TEMPLATE, {"form": form}, status=400)
+        return render(request, TEMPLATE, {"form": form, "not_found": True})
+    return _printed_log(request, form, match.patient)
+
+
+def _printed_log(request: HttpRequest, form: PatientLogForm, patient: Patient) -> HttpResponse:
+    """The found patient's log, one page of it; the read is logged before it is shown."""
 
     cursor = form.cleaned_data["cursor"] or None
     try:
@@ -136,7 +134,7 @@ def patient_access_log(request: HttpRequest) -> HttpResponse:
             reason_code="invalid_cursor",
         )
         form.add_error(None, _("The page could not be shown. Search again from the first page."))
-        return render(request, template, {"form": form}, status=400)
+        return render(request, TEMPLATE, {"form": form}, status=400)
     record_log_read(
         request=request,
         outcome=Outcome.GRANTED,
@@ -146,11 +144,11 @@ def patient_access_log(request: HttpRequest) -> HttpResponse:
     )
     return render(
         request,
-        template,
+        TEMPLATE,
         {
-            "form": PatientLogForm(initial={"national_id": national_id.value}),
+            "form": PatientLogForm(initial={"national_id": patient.national_id}),
             "patient": patient,
-            "national_id": national_id.value,
+            "national_id": patient.national_id,
             "rows": log_rows(page.events),
             "next_cursor": page.next_cursor,
             "first_page": cursor is None,

@@ -1,8 +1,9 @@
 """Norwegian national ids: fødselsnummer, D-nummer, H-nummer and synthetic test numbers.
 
-python-stdnum (`stdnum.no.fodselsnummer`) decides for the kinds it knows: the check digits,
-the D-number's day + 40, the H-number's month + 40, the century from the individual
-number, and no birth date in the future. The project's own rule is only the synthetic
+python-stdnum (`stdnum.no.fodselsnummer`, as of 2.2) decides for the kinds it knows: the
+check digits, the D-number's day + 40, the H-number's month + 40, the century from the
+individual number, no birth date in the future, and FH-numbers (day 80 and up, no birth
+date) refused. The project's own rule is only the synthetic
 convention stdnum lacks (Skatteetaten's Tenor test numbers: month + 80): their check digits
 are computed over the number as written (stdnum's own check-digit functions), and the
 birth date is stdnum's with the month moved back.

@@ -1,0 +1,97 @@
+"""The one handle mechanism: after a lookup by national id (a POST), pages refer to the
+patient by an opaque handle, a `PatientLookup` row bound to the user, the organisation acted
+for, a purpose (the clinician's pages or the privacy officer's) and an expiry.
+
+Unknown, expired, other users', other organisations' and the other purpose's handles all
+get the same answer: an `access_denied` event (`unknown_handle`), committed, and a 404.
+"""
+
+from __future__ import annotations
+
+import datetime
+from typing import NoReturn
+from uuid import UUID
+
+from django.http import Http404, HttpRequest
+from django.utils import timezone
+
+from pjd_portal.access.models import LookupPurpose, PatientLookup
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.context import authenticated_user, current_organisation
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.services import record_event_committed
+from pjd_portal.patients.models import Patient
+
+
+class PatientNotFound(Http404):
+    """Raised for a handle that is unknown, expired or someone else's: one answer for all."""
+
+
+def issue_handle(
+    request: HttpRequest, patient: Patient, *, purpose: LookupPurpose, minutes: int
+) -> PatientLookup:
+    """A new handle for this user and organisation. Call it in the transaction that writes
+    the lookup's event, so neither exists without the other."""
+
+    organisation = current_organisation(request)
+    assert organisation is not None  # the caller's policy checked it
+    now = timezone.now()
+    return PatientLookup.objects.create(
+        user=authenticated_user(request),
+        organisation=organisation,
+        patient=patient,
+        purpose=purpose,
+        created_at=now,
+        expires_at=now + datetime.timedelta(minutes=minutes),
+    )
+
+
+def live_handle(
+    request: HttpRequest, handle: UUID, *, purpose: LookupPurpose, now: datetime.datetime
+) -> PatientLookup | None:
+    """The lookup behind a handle, if it is this user's, in this organisation, for this
+    purpose, and live."""
+
+    organisation = current_organisation(request)
+    if organisation is None:
+        return None
+    return (
+        PatientLookup.objects.select_related("patient")
+        .filter(
+            handle=handle,
+            user=authenticated_user(request),
+            organisation=organisation,
+            purpose=purpose,
+            expires_at__gt=now,
+        )
+        .first()
+    )
+
+
+def refuse_handle(request: HttpRequest, handle: UUID, *, channel: str = "") -> NoReturn:
+    """Log the refused handle (committed, so guessing is visible) and answer 404."""
+
+    record_event_committed(
+        events.ACCESS_DENIED(
+            outcome=Outcome.NOT_FOUND,
+            reason_code="unknown_handle",
+            handle=str(handle),
+            # The clinician's refusals have never named a channel; the privacy officer's do.
+            details={"channel": channel} if channel else None,
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
+    )
+    raise PatientNotFound()
+
+
+def resolve_handle(
+    request: HttpRequest, handle: UUID, *, purpose: LookupPurpose, channel: str = ""
+) -> PatientLookup:
+    """The live lookup behind this user's handle, or the logged 404."""
+
+    lookup = live_handle(request, handle, purpose=purpose, now=timezone.now())
+    if lookup is None:
+        refuse_handle(request, handle, channel=channel)
+    return lookup
