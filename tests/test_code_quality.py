@@ -72,6 +72,49 @@ def test_the_access_log_knows_no_request() -> None:
     assert offenders == []
 
 
+# Below the views the caller is a `Caller` (accounts/caller.py), never the HTTP request: the
+# domain floors whole, and every service and selector module of the floors above.
+BELOW_THE_VIEWS = ("access", "documents", "patients", "logreading", "auditlog")
+
+
+def _below_the_views() -> list[Path]:
+    package = ROOT / "pjd_portal"
+    found = [
+        p for app in BELOW_THE_VIEWS for p in (package / app).rglob("*.py") if "migrations" not in p.parts
+    ]
+    found += [p for p in package.rglob("*.py") if p.stem.endswith(("services", "selectors"))]
+    return sorted(set(found))
+
+
+def test_nothing_below_the_views_takes_the_request() -> None:
+    offenders = []
+    for path in _below_the_views():
+        tree = ast.parse(path.read_text())
+        for node in ast.walk(tree):
+            if isinstance(node, ast.Name) and node.id == "HttpRequest":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: HttpRequest")
+            elif isinstance(node, ast.arg) and node.arg == "request":
+                offenders.append(f"{path.relative_to(ROOT)}:{node.lineno}: argument `request`")
+    assert offenders == []
+    # The check reads what it should: the clinician's services are among the files.
+    assert ROOT / "pjd_portal" / "access" / "services.py" in _below_the_views()
+    assert ROOT / "pjd_portal" / "forvaltning" / "privacy_services.py" in _below_the_views()
+
+
+def test_no_view_is_over_forty_lines() -> None:
+    """Thin views: a function whose first argument is the request reads the input, calls a
+    service or selector and renders; anything longer has a part that belongs elsewhere."""
+
+    long = []
+    for path in sorted((ROOT / "pjd_portal").rglob("*.py")):
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.FunctionDef) and node.args.args and node.args.args[0].arg == "request":
+                length = (node.end_lineno or node.lineno) - node.lineno + 1
+                if length > 40:
+                    long.append(f"{path.relative_to(ROOT)}:{node.lineno} {node.name} ({length} lines)")
+    assert long == []
+
+
 def test_no_import_is_hidden_inside_a_function() -> None:
     """An import inside a function is how a cycle between apps hides from the contract."""
 

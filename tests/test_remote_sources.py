@@ -29,6 +29,7 @@ from django.test import Client
 from django.utils import timezone
 
 from pjd_portal.access import policy
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.documents import demo_remote
 from pjd_portal.documents.sources import base, dpop
 from pjd_portal.documents.sources.base import AccessContext, SourceError
@@ -780,7 +781,7 @@ def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     request = as_fastlege.get(f"/pasient/{handle}/").wsgi_request
-    access = access_patient_by_handle(request=request, handle=uuid.UUID(handle))
+    access = access_patient_by_handle(caller=caller_of(request), handle=uuid.UUID(handle))
     source = DocumentSource.objects.select_related("organisation").get(organisation__orgnr=BERGEN)
     assert remote._claim(access, source.pk)  # as if another request were asking it now
     answer = remote.ask_sources(access, [source])[0]
@@ -1313,7 +1314,7 @@ def test_a_request_that_dies_while_asking_leaves_a_warning_not_a_spinner(
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     access = access_patient_by_handle(
-        request=as_fastlege.get(f"/pasient/{handle}/").wsgi_request, handle=uuid.UUID(handle)
+        caller=caller_of(as_fastlege.get(f"/pasient/{handle}/").wsgi_request), handle=uuid.UUID(handle)
     )
     # Claimed by a request that will never come back, and held past the budget.
     assert remote._claim(access, _source_pk(BERGEN))

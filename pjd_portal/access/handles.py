@@ -12,12 +12,11 @@ import datetime
 from typing import NoReturn
 from uuid import UUID
 
-from django.http import Http404, HttpRequest
+from django.http import Http404
 from django.utils import timezone
 
 from pjd_portal.access.models import LookupPurpose, PatientLookup
-from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
-from pjd_portal.accounts.context import authenticated_user, current_organisation
+from pjd_portal.accounts.caller import Caller
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event_committed
@@ -28,17 +27,15 @@ class PatientNotFound(Http404):
     """Raised for a handle that is unknown, expired or someone else's: one answer for all."""
 
 
-def issue_handle(
-    request: HttpRequest, patient: Patient, *, purpose: LookupPurpose, minutes: int
-) -> PatientLookup:
+def issue_handle(caller: Caller, patient: Patient, *, purpose: LookupPurpose, minutes: int) -> PatientLookup:
     """A new handle for this user and organisation. Call it in the transaction that writes
     the lookup's event, so neither exists without the other."""
 
-    organisation = current_organisation(request)
+    organisation = caller.organisation
     assert organisation is not None  # the caller's policy checked it
     now = timezone.now()
     return PatientLookup.objects.create(
-        user=authenticated_user(request),
+        user=caller.user,
         organisation=organisation,
         patient=patient,
         purpose=purpose,
@@ -48,19 +45,19 @@ def issue_handle(
 
 
 def live_handle(
-    request: HttpRequest, handle: UUID, *, purpose: LookupPurpose, now: datetime.datetime
+    caller: Caller, handle: UUID, *, purpose: LookupPurpose, now: datetime.datetime
 ) -> PatientLookup | None:
     """The lookup behind a handle, if it is this user's, in this organisation, for this
     purpose, and live."""
 
-    organisation = current_organisation(request)
+    organisation = caller.organisation
     if organisation is None:
         return None
     return (
         PatientLookup.objects.select_related("patient")
         .filter(
             handle=handle,
-            user=authenticated_user(request),
+            user=caller.user,
             organisation=organisation,
             purpose=purpose,
             expires_at__gt=now,
@@ -69,7 +66,7 @@ def live_handle(
     )
 
 
-def refuse_handle(request: HttpRequest, handle: UUID, *, channel: str = "") -> NoReturn:
+def refuse_handle(caller: Caller, handle: UUID, *, channel: str = "") -> NoReturn:
     """Log the refused handle (committed, so guessing is visible) and answer 404."""
 
     record_event_committed(
@@ -80,18 +77,18 @@ def refuse_handle(request: HttpRequest, handle: UUID, *, channel: str = "") -> N
             # The clinician's refusals have never named a channel; the privacy officer's do.
             details={"channel": channel} if channel else None,
         ),
-        actor=actor_of(request),
-        where=point_of_care_of(request),
+        actor=caller.actor,
+        where=caller.where,
     )
     raise PatientNotFound()
 
 
 def resolve_handle(
-    request: HttpRequest, handle: UUID, *, purpose: LookupPurpose, channel: str = ""
+    caller: Caller, handle: UUID, *, purpose: LookupPurpose, channel: str = ""
 ) -> PatientLookup:
     """The live lookup behind this user's handle, or the logged 404."""
 
-    lookup = live_handle(request, handle, purpose=purpose, now=timezone.now())
+    lookup = live_handle(caller, handle, purpose=purpose, now=timezone.now())
     if lookup is None:
-        refuse_handle(request, handle, channel=channel)
+        refuse_handle(caller, handle, channel=channel)
     return lookup

@@ -548,6 +548,10 @@ def may_read_patient_access_log(staff: StaffFacts | None) -> Decision:
     else, anonymous included, is refused; the view answers them as for a missing page.
     """
 
+    return _acting_privacy_officer(staff)
+
+
+def _acting_privacy_officer(staff: StaffFacts | None) -> Decision:
     if staff is None:
         return _deny("not_logged_in", "")
     if staff.organisation_id is None or Role.PRIVACY_OFFICER not in staff.roles:
@@ -572,13 +576,9 @@ def may_manage_privacy_choices(staff: StaffFacts | None) -> Decision:
 
     The same rule as reading a patient's access log: only a privacy officer, acting for the
     organisation where the role is active. The views answer everyone else as for a missing
-    page."""
+    page. Two questions, one rule, so that they can part without touching the callers."""
 
-    if staff is None:
-        return _deny("not_logged_in", "")
-    if staff.organisation_id is None or Role.PRIVACY_OFFICER not in staff.roles:
-        return _deny("not_privacy_officer", "")
-    return ALLOW
+    return _acting_privacy_officer(staff)
 
 
 # --- Log review (loggkontroll) -------------------------------------------------------

@@ -4,50 +4,34 @@ from __future__ import annotations
 
 import datetime
 
-from django.http import HttpRequest
-
 from pjd_portal.access import policy
 from pjd_portal.access.models import AccessAttest, PatientLookup
-from pjd_portal.accounts.context import (
-    active_roles,
-    authenticated_user,
-    current_organisation,
-    request_authorizations,
-)
+from pjd_portal.accounts.caller import Caller
 from pjd_portal.accounts.models import Role
 from pjd_portal.documents.models import DocumentSource
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 
 
-def clinician_facts(request: HttpRequest) -> policy.ClinicianFacts:
-    cached = getattr(request, "_pjd_clinician_facts", None)
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
-    user = authenticated_user(request)
-    org = current_organisation(request)
-    hpr = getattr(user, "hpr_number", "") or ""
-    facts = policy.ClinicianFacts(
-        user_id=user.pk,
-        hpr_number=hpr,
-        authorizations=request_authorizations(request, user),
+def clinician_facts(caller: Caller) -> policy.ClinicianFacts:
+    org = caller.organisation
+    return policy.ClinicianFacts(
+        user_id=caller.user.pk,
+        hpr_number=caller.user.hpr_number or "",
+        authorizations=caller.authorizations,
         organisation_id=org.pk if org else None,
         organisation_kind=org.kind if org else None,
-        has_clinician_role=Role.CLINICIAN in active_roles(request),
+        has_clinician_role=Role.CLINICIAN in caller.roles,
     )
-    request._pjd_clinician_facts = facts  # type: ignore[attr-defined]
-    return facts
 
 
-def staff_facts(request: HttpRequest) -> policy.StaffFacts | None:
-    """Who is asking in the administration area; None when nobody is logged in."""
+def staff_facts(caller: Caller) -> policy.StaffFacts:
+    """Who is asking in the administration area."""
 
-    if not request.user.is_authenticated:
-        return None
-    org = current_organisation(request)
+    org = caller.organisation
     return policy.StaffFacts(
-        user_id=request.user.pk,
+        user_id=caller.user.pk,
         organisation_id=org.pk if org else None,
-        roles=active_roles(request),
+        roles=caller.roles,
         organisation_orgnr=org.orgnr if org else "",
     )
 

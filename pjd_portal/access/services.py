@@ -12,13 +12,11 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.access import handles, policy, selectors
 from pjd_portal.access.models import AccessAttest, Basis, LookupPurpose, PatientLookup
-from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
-from pjd_portal.accounts.context import authenticated_user
+from pjd_portal.accounts.caller import Caller
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
@@ -33,35 +31,35 @@ class LookupResult:
     error_code: str = ""
 
 
-def lookup_patient(*, request: HttpRequest, entered: NationalId | InvalidNationalId) -> LookupResult:
+def lookup_patient(*, caller: Caller, entered: NationalId | InvalidNationalId) -> LookupResult:
     """Look up a patient by national id (parsed by the form's NationalIdField). Logs hits,
     misses and invalid input alike; a hit is a clinical handle, made with its event."""
 
-    clinician = selectors.clinician_facts(request)
+    clinician = selectors.clinician_facts(caller)
     portal = policy.may_use_clinical_portal(clinician)
     if not portal:
         record_event(
             events.PATIENT_LOOKUP(outcome=Outcome.DENIED, reason_code=portal.reason_code),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
+            actor=caller.actor,
+            where=caller.where,
         )
         return LookupResult(None, portal.reason_code)
     match = find_patient(entered)
     if match.patient is None:
         record_event(
             events.PATIENT_LOOKUP(**match.event_fields()),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
+            actor=caller.actor,
+            where=caller.where,
         )
         return LookupResult(None, match.reason_code)
     with transaction.atomic():
         lookup = handles.issue_handle(
-            request, match.patient, purpose=LookupPurpose.CLINICAL, minutes=settings.ACCESS_ATTEST_MINUTES
+            caller, match.patient, purpose=LookupPurpose.CLINICAL, minutes=settings.ACCESS_ATTEST_MINUTES
         )
         record_event(
             events.PATIENT_LOOKUP(**match.event_fields(), handle=str(lookup.handle)),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
+            actor=caller.actor,
+            where=caller.where,
         )
     return LookupResult(lookup)
 
@@ -82,7 +80,7 @@ class PatientAccess:
         return selectors.attest_facts(self.attest)
 
 
-def access_patient_by_handle(*, request: HttpRequest, handle: UUID) -> PatientAccess:
+def access_patient_by_handle(*, caller: Caller, handle: UUID) -> PatientAccess:
     """The one way from a URL handle to a patient.
 
     Unknown, expired and other users' handles all raise the same PatientNotFound (a 404)
@@ -90,12 +88,12 @@ def access_patient_by_handle(*, request: HttpRequest, handle: UUID) -> PatientAc
     """
 
     now = timezone.now()
-    clinician = selectors.clinician_facts(request)
+    clinician = selectors.clinician_facts(caller)
     lookup = None
     if policy.may_use_clinical_portal(clinician):
-        lookup = handles.live_handle(request, handle, purpose=LookupPurpose.CLINICAL, now=now)
+        lookup = handles.live_handle(caller, handle, purpose=LookupPurpose.CLINICAL, now=now)
     if lookup is None:
-        handles.refuse_handle(request, handle)
+        handles.refuse_handle(caller, handle)
     return PatientAccess(
         lookup=lookup,
         patient=lookup.patient,
@@ -112,7 +110,7 @@ class BasisResult:
     decision: policy.Decision
 
 
-def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reason: str) -> BasisResult:
+def state_basis(*, caller: Caller, access: PatientAccess, basis: str, reason: str) -> BasisResult:
     """Record the clinician's basis for access as an attest, if the policy allows it."""
 
     reason = reason.strip()
@@ -126,8 +124,8 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
                 basis=basis if basis in Basis.values else "",
                 reason_text=reason,
             ),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
+            actor=caller.actor,
+            where=caller.where,
         )
         return BasisResult(None, decision)
 
@@ -136,7 +134,7 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
     with transaction.atomic():
         attest = AccessAttest.objects.create(
             lookup=access.lookup,
-            user=authenticated_user(request),
+            user=caller.user,
             organisation_id=access.lookup.organisation_id,
             patient=access.patient,
             basis=basis,
@@ -155,19 +153,19 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
                 reason_text=reason,
                 flagged_for_review=flagged,
             ),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
+            actor=caller.actor,
+            where=caller.where,
         )
     return BasisResult(attest, decision)
 
 
-def refuse_basis_form(*, request: HttpRequest, access: PatientAccess, reason_code: str) -> None:
+def refuse_basis_form(*, caller: Caller, access: PatientAccess, reason_code: str) -> None:
     """A basis form that did not validate (e.g. FORHØYET on the ordinary form, or an
     elevated basis without the confirmation): nothing is stored, but the attempt is
     logged like any other refusal."""
 
     record_event(
         events.ACCESS_DENIED(outcome=Outcome.INVALID, reason_code=reason_code, patient=access.patient),
-        actor=actor_of(request),
-        where=point_of_care_of(request),
+        actor=caller.actor,
+        where=caller.where,
     )

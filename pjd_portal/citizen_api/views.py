@@ -16,6 +16,8 @@ from __future__ import annotations
 
 import json
 import logging
+from collections.abc import Callable
+from functools import partial
 from typing import Any
 from urllib.parse import urlencode
 
@@ -26,6 +28,7 @@ from django.utils import timezone
 from django.views.decorators.csrf import csrf_exempt
 
 from pjd_portal.access import policy
+from pjd_portal.accounts.audit_context import anonymous_actor
 from pjd_portal.accounts.client_assertions import ClientAuthenticationFailed, authenticate_client
 from pjd_portal.accounts.sessions import sessionless_view
 from pjd_portal.auditlog.events import Outcome
@@ -34,7 +37,7 @@ from pjd_portal.logreading import fhir
 from pjd_portal.logreading.log_reads import record_log_read
 from pjd_portal.logreading.selectors import InvalidCursor, decode_cursor, patient_log_page
 from pjd_portal.patients.lookup import find_patient, read_national_id
-from pjd_portal.patients.national_id import InvalidNationalId
+from pjd_portal.patients.national_id import InvalidNationalId, NationalId
 
 logger = logging.getLogger(__name__)
 
@@ -133,88 +136,56 @@ def auditevent_search(request: HttpRequest) -> HttpResponse:
     # what it is refused is logged. An unauthenticated call is not: it must not be able to
     # fill the log (it goes to the application log above).
     audit: dict[str, Any] = {"client_id": assertion.client_id, "jti": assertion.jti}
+    log = partial(record_log_read, actor=anonymous_actor(request), where=None, channel=CHANNEL)
     try:
         if not policy.may_read_patient_access_log_as_client(
             assertion.client_id, frozenset({settings.CITIZEN_PORTAL_CLIENT_ID})
         ):
-            record_log_read(
-                request=request,
-                outcome=Outcome.DENIED,
-                channel=CHANNEL,
-                reason_code="client_not_allowed",
-                details=audit,
-                actor_from_request=False,
-            )
+            log(outcome=Outcome.DENIED, reason_code="client_not_allowed", details=audit)
             return _unauthorized()
         try:
-            return _search(request, endpoint, audit)
+            return _search(request, endpoint, audit, log)
         except BadRequest as exc:
             if not exc.logged:  # the request's own words are not stored: only what was wrong
-                record_log_read(
-                    request=request,
-                    outcome=Outcome.INVALID,
-                    channel=CHANNEL,
-                    reason_code=f"bad_request_{exc.code}"[:50],
-                    details=audit,
-                    actor_from_request=False,
-                )
+                log(outcome=Outcome.INVALID, reason_code=f"bad_request_{exc.code}"[:50], details=audit)
             return _outcome(400, exc.code, exc.diagnostics)
     except AuditWriteFailed:
         # Nothing is returned that could not be logged.
         return _outcome(503, "transient", "The access log is unavailable. Try again later.")
 
 
-def _search(request: HttpRequest, endpoint: str, audit: dict[str, Any]) -> HttpResponse:
+LogRead = Callable[..., object]
+
+
+def _search(request: HttpRequest, endpoint: str, audit: dict[str, Any], log: LogRead) -> HttpResponse:
     params = _parameters(request)
-    raw = _national_id(params.get("patient", ""))
-    if not raw:
-        raise BadRequest("The parameter patient (the national id) is required.", "required")
-    entered = read_national_id(raw)
-    if isinstance(entered, InvalidNationalId):
-        # The invalid input is not stored: it may be a mistyped real id.
-        record_log_read(
-            request=request,
-            outcome=Outcome.INVALID,
-            channel=CHANNEL,
-            reason_code=f"invalid_{entered.code}",
-            details=audit,
-            actor_from_request=False,
-        )
-        raise BadRequest("The patient parameter is not a valid national id.", "value", logged=True)
+    entered = _entered_national_id(params, audit, log)
     count = _count(params.get("_count"))
     cursor = params.get("cursor") or None
-    server = fhir.ServerIdentity(host=request.get_host())
     now = timezone.now()
-
     match = find_patient(entered)
     patient = match.patient
     if patient is None:
         if cursor:  # validated as for a known patient: the answer must not differ
             _check_cursor(cursor)
-        record_log_read(
-            request=request,
+        log(
             outcome=Outcome.NOT_FOUND,
-            channel=CHANNEL,
             national_id=match.national_id,
             reason_code=match.reason_code,
             details={**audit, "returned": 0},
-            actor_from_request=False,
         )
         return _fhir_response(fhir.search_bundle([], self_url=endpoint, now=now))
-
     try:
         page = patient_log_page(patient.pk, cursor=cursor, limit=count)
     except InvalidCursor as exc:
         raise BadRequest("The cursor is not valid.", "value") from exc
-    record_log_read(
-        request=request,
+    log(
         outcome=Outcome.GRANTED,
-        channel=CHANNEL,
         patient=patient,
         details={**audit, "returned": len(page.events), "cursor": bool(cursor)},
-        actor_from_request=False,
     )
     next_url = f"{endpoint}?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None
+    server = fhir.ServerIdentity(host=request.get_host())
     bundle = fhir.search_bundle(
         [fhir.audit_event(event, server=server) for event in page.events],
         self_url=endpoint,
@@ -222,6 +193,18 @@ def _search(request: HttpRequest, endpoint: str, audit: dict[str, Any]) -> HttpR
         now=now,
     )
     return _fhir_response(bundle)
+
+
+def _entered_national_id(params: dict[str, str], audit: dict[str, Any], log: LogRead) -> NationalId:
+    raw = _national_id(params.get("patient", ""))
+    if not raw:
+        raise BadRequest("The parameter patient (the national id) is required.", "required")
+    entered = read_national_id(raw)
+    if isinstance(entered, InvalidNationalId):
+        # The invalid input is not stored: it may be a mistyped real id.
+        log(outcome=Outcome.INVALID, reason_code=f"invalid_{entered.code}", details=audit)
+        raise BadRequest("The patient parameter is not a valid national id.", "value", logged=True)
+    return entered
 
 
 def _check_cursor(cursor: str) -> None:

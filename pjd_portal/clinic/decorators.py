@@ -12,6 +12,7 @@ from django.shortcuts import render
 
 from pjd_portal.access import policy, selectors
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
@@ -24,7 +25,7 @@ def clinician_required(view: View) -> View:
 
     @wraps(view)
     def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-        decision = policy.may_use_clinical_portal(selectors.clinician_facts(request))
+        decision = policy.may_use_clinical_portal(selectors.clinician_facts(caller_of(request)))
         if not decision:
             record_event(
                 events.ACCESS_DENIED(

@@ -22,6 +22,7 @@ from pjd_portal.access import policy
 from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess, access_patient_by_handle
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
@@ -118,7 +119,7 @@ def _answers_recorder(
 @clinician_required
 @require_GET
 def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
-    access = access_patient_by_handle(request=request, handle=handle)
+    access = access_patient_by_handle(caller=caller_of(request), handle=handle)
     decision = policy.may_see_patient_documents(
         access.clinician, access.patient_facts, access.attest_facts, access.now
     )
@@ -173,19 +174,26 @@ def _listed(request: HttpRequest, access: PatientAccess, handle: UUID) -> dict[s
             list_request_id=view_id,
         ),
     )
-    query = request.GET.copy()
-    query.pop("v", None)
-    query.pop("wait", None)
     return {
         "listing": listed,
         "page": listed.page,
         "params": params,
         "view_token": _list_view_token(view_id, handle),
-        "list_query": query.urlencode(),
+        "list_query": _list_query(request),
         "categories": DocumentCategory.choices,
         "page_sizes": settings.DOCUMENT_PAGE_SIZES,
         "sort_columns": SORT_COLUMNS,
     }
+
+
+def _list_query(request: HttpRequest) -> str:
+    """The list's own parameters (sort, filter, page), for links that keep them; not the
+    one-page-view token or the no-JavaScript wait."""
+
+    query = request.GET.copy()
+    query.pop("v", None)
+    query.pop("wait", None)
+    return query.urlencode()
 
 
 @login_required
@@ -198,7 +206,7 @@ def document_list_source(request: HttpRequest, handle: UUID, source_id: int) -> 
     with the page's request id (`list_request_id`); an answer already kept (or being got
     by another request, waited for) asks nobody and logs nothing new."""
 
-    access = access_patient_by_handle(request=request, handle=handle)
+    access = access_patient_by_handle(caller=caller_of(request), handle=handle)
     if not request.htmx:  # type: ignore[attr-defined]
         return redirect("documents:list", handle=handle)  # a fragment is no page of its own
     status = policy.may_see_patient_documents(
@@ -252,7 +260,7 @@ def _record(request: HttpRequest, event: events.Event, *, committed: bool = Fals
 def document_open(request: HttpRequest, handle: UUID, document_id: UUID) -> HttpResponseBase:
     """Open a document in the portal's own store (the one path: `opening.open_document`)."""
 
-    access = access_patient_by_handle(request=request, handle=handle)
+    access = access_patient_by_handle(caller=caller_of(request), handle=handle)
     return opening.open_document(request, access, opening.local_opening(access, document_id))
 
 
@@ -264,5 +272,5 @@ def remote_document_open(
 ) -> HttpResponseBase:
     """Open a document kept at a remote (MHD) source, by the same path as a local one."""
 
-    access = access_patient_by_handle(request=request, handle=handle)
+    access = access_patient_by_handle(caller=caller_of(request), handle=handle)
     return opening.open_document(request, access, opening.remote_opening(access, source_id, document_id))

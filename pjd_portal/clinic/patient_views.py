@@ -18,6 +18,7 @@ from pjd_portal.access.services import (
     refuse_basis_form,
     state_basis,
 )
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.clinic.decorators import clinician_required
 from pjd_portal.clinic.forms import BasisForm, ElevatedBasisForm
 from pjd_portal.patients.forms import NO_SUCH_PATIENT, PatientLookupForm, entered_national_id
@@ -32,7 +33,7 @@ def patient_lookup(request: HttpRequest) -> HttpResponse:
     entered = entered_national_id(form)
     if entered is None:  # empty or too long: nothing looked up, nothing logged
         return render(request, "patients/lookup.html", {"form": form}, status=400)
-    result = lookup_patient(request=request, entered=entered)
+    result = lookup_patient(caller=caller_of(request), entered=entered)
     if result.lookup is None:
         not_found = result.error_code == NO_SUCH_PATIENT_CODE
         if not_found or not form.has_error("national_id"):  # an invalid number has the field's message
@@ -48,10 +49,13 @@ def _submit_basis(
     the form carries the errors (and the refusal is logged)."""
 
     if not form.is_valid():
-        refuse_basis_form(request=request, access=access, reason_code=invalid_reason)
+        refuse_basis_form(caller=caller_of(request), access=access, reason_code=invalid_reason)
         return False
     result = state_basis(
-        request=request, access=access, basis=form.cleaned_data["basis"], reason=form.cleaned_data["reason"]
+        caller=caller_of(request),
+        access=access,
+        basis=form.cleaned_data["basis"],
+        reason=form.cleaned_data["reason"],
     )
     if result.attest is None:
         field = "reason" if policy.refusal_is_about_the_reason(result.decision) else "basis"
@@ -63,7 +67,7 @@ def _submit_basis(
 @clinician_required
 @require_http_methods(["GET", "POST"])
 def patient_basis(request: HttpRequest, handle: UUID) -> HttpResponse:
-    access = access_patient_by_handle(request=request, handle=handle)
+    access = access_patient_by_handle(caller=caller_of(request), handle=handle)
     if request.method == "POST":
         form = BasisForm(request.POST)
         if _submit_basis(request, access, form, invalid_reason="basis_form_invalid"):
@@ -91,7 +95,7 @@ def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
     """The confirmation step for a patient who has restricted document sharing: a
     FORHØYET basis with a reason and an explicit confirmation, flagged for review."""
 
-    access = access_patient_by_handle(request=request, handle=handle)
+    access = access_patient_by_handle(caller=caller_of(request), handle=handle)
     status_check = policy.may_see_patient_documents(
         access.clinician, access.patient_facts, access.attest_facts, access.now
     )

@@ -13,6 +13,7 @@ from django.http.response import HttpResponseBase
 
 from pjd_portal.access import policy, selectors
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
@@ -28,7 +29,7 @@ def staff_required(rule: Rule, *, pass_staff: bool = False) -> Callable[[View], 
     def decorator(view: View) -> View:
         @wraps(view)
         def wrapper(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
-            staff = selectors.staff_facts(request)
+            staff = selectors.staff_facts(caller_of(request)) if request.user.is_authenticated else None
             decision = rule(staff)
             if not decision or staff is None:
                 if staff is not None:

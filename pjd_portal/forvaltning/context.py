@@ -10,12 +10,13 @@ from typing import Any
 from django.http import HttpRequest
 
 from pjd_portal.access import policy, selectors
+from pjd_portal.accounts.caller import caller_of
 
 
 def forvaltning_links(request: HttpRequest) -> dict[str, Any]:
     if not getattr(request, "user", None) or not request.user.is_authenticated:
         return {}
-    staff = selectors.staff_facts(request)
+    staff = selectors.staff_facts(caller_of(request))
     return {
         "may_read_patient_access_log": bool(policy.may_read_patient_access_log(staff)),
         "may_manage_privacy_choices": bool(policy.may_manage_privacy_choices(staff)),

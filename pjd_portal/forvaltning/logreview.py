@@ -224,14 +224,7 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
             staff, filters, thresholds=thresholds, cursor=cursor, limit=settings.LOG_REVIEW_PAGE_SIZE
         )
     except InvalidCursor:
-        # A forged or stale page link: nothing is shown, and the attempt is logged.
-        record_event(
-            _search_event(form, filters, patient, outcome=Outcome.INVALID, reason_code="invalid_cursor"),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
-        )
-        form.add_error(None, _("The page could not be shown. Search again from the first page."))
-        return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
+        return _refuse_cursor(request, form, filters, patient)
     record_event_committed(
         _search_event(
             form, filters, patient, outcome=Outcome.GRANTED, returned=len(page.rows), cursor=bool(cursor)
@@ -250,6 +243,20 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
             first_page=cursor is None,
         ),
     )
+
+
+def _refuse_cursor(
+    request: HttpRequest, form: LogSearchForm, filters: queries.LogFilters, patient: Patient | None
+) -> HttpResponse:
+    """A forged or stale page link: nothing is shown, and the attempt is logged."""
+
+    record_event(
+        _search_event(form, filters, patient, outcome=Outcome.INVALID, reason_code="invalid_cursor"),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
+    )
+    form.add_error(None, _("The page could not be shown. Search again from the first page."))
+    return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
 
 
 def _basis_label(code: str) -> str:

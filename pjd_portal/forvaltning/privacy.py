@@ -26,6 +26,7 @@ from django.views.decorators.http import require_http_methods, require_POST
 from pjd_portal.access import handles, policy
 from pjd_portal.access.models import LookupPurpose
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
@@ -57,7 +58,9 @@ privacy_choices_officer_required = staff_required(policy.may_manage_privacy_choi
 def _patient_for(request: HttpRequest, handle: UUID) -> Patient:
     """The patient behind this officer's live privacy handle; the logged 404 otherwise."""
 
-    lookup = handles.resolve_handle(request, handle, purpose=LookupPurpose.PRIVACY_OFFICER, channel=CHANNEL)
+    lookup = handles.resolve_handle(
+        caller_of(request), handle, purpose=LookupPurpose.PRIVACY_OFFICER, channel=CHANNEL
+    )
     return lookup.patient
 
 
@@ -83,7 +86,7 @@ def privacy_lookup(request: HttpRequest) -> HttpResponse:
         return render(request, LOOKUP_TEMPLATE, {"form": form}, status=400)
     with transaction.atomic():
         lookup = handles.issue_handle(
-            request, match.patient, purpose=LookupPurpose.PRIVACY_OFFICER, minutes=HANDLE_MINUTES
+            caller_of(request), match.patient, purpose=LookupPurpose.PRIVACY_OFFICER, minutes=HANDLE_MINUTES
         )
         record_event(
             events.PATIENT_LOOKUP(**match.event_fields(), channel=CHANNEL),
@@ -153,7 +156,7 @@ def privacy_register(request: HttpRequest, handle: UUID) -> HttpResponse:
         return privacy_page.render_page(request, handle, patient, register_form=form, status=400)
     try:
         result = services.register_choice(
-            request=request,
+            caller=caller_of(request),
             patient=patient,
             kind=form.cleaned_data["kind"],
             blocked_hpr_number=form.cleaned_data["blocked_hpr_number"],
@@ -175,7 +178,7 @@ def privacy_lift(request: HttpRequest, handle: UUID) -> HttpResponse:
         return privacy_page.render_page(request, handle, patient, lift_form=form, status=400)
     try:
         result = services.lift_choice(
-            request=request,
+            caller=caller_of(request),
             patient=patient,
             choice_id=form.cleaned_data["choice"],
             patient_request=form.patient_request(),
@@ -211,7 +214,10 @@ def _document_action(request: HttpRequest, handle: UUID, action: str) -> HttpRes
     service = services.block_document if action == "block" else services.unblock_document
     try:
         result = service(
-            request=request, patient=patient, document=document, patient_request=form.patient_request()
+            caller=caller_of(request),
+            patient=patient,
+            document=document,
+            patient_request=form.patient_request(),
         )
     except AuditWriteFailed:
         return privacy_page.render_page(

@@ -54,6 +54,85 @@ def _name(user: Any) -> str:
     return str(user.display_name or user.username) if user is not None else ""
 
 
+def _choice_history(choice: PrivacyChoice) -> HistoryRow:
+    return HistoryRow(
+        what=choice.get_kind_display(),
+        detail=choice.blocked_hpr_number,
+        in_force=choice.lifted_at is None,
+        registered_at=choice.registered_at,
+        registered_by=_name(choice.registered_by),
+        reference=choice.reference,
+        request_date=choice.request_date,
+        reason=choice.reason,
+        lifted_at=choice.lifted_at,
+        lifted_by=_name(choice.lifted_by),
+        lift_reference=choice.lift_reference,
+        lift_request_date=choice.lift_request_date,
+        lift_reason=choice.lift_reason,
+    )
+
+
+def _block_history(block: DocumentBlock) -> HistoryRow:
+    return HistoryRow(
+        what=str(_("Blocked document")),
+        detail=block.document.title,
+        in_force=block.unblocked_at is None,
+        registered_at=block.blocked_at,
+        registered_by=_name(block.blocked_by),
+        reference=block.reference,
+        request_date=block.request_date,
+        reason=block.reason,
+        lifted_at=block.unblocked_at,
+        lifted_by=_name(block.unblocked_by),
+        lift_reference=block.unblock_reference,
+        lift_request_date=block.unblock_request_date,
+        lift_reason=block.unblock_reason,
+    )
+
+
+def _choices_in_force(choices: list[PrivacyChoice], lift_form: LiftChoiceForm | None) -> list[ChoiceRow]:
+    """Each choice in force with its lift form; the one just submitted keeps its errors."""
+
+    bound = lift_form.data.get("choice") if lift_form is not None else None
+    return [
+        ChoiceRow(
+            choice,
+            lift_form
+            if lift_form is not None and str(choice.pk) == str(bound)
+            else LiftChoiceForm(initial={"choice": choice.pk}, auto_id=f"id_lift{choice.pk}_%s"),
+        )
+        for choice in choices
+        if choice.lifted_at is None
+    ]
+
+
+def _document_state(document: DocumentReference, block: DocumentBlock | None) -> str:
+    if block is not None:
+        return "blocked_here"
+    if document.confidentiality_code == ConfidentialityCode.NORS:
+        return "blocked_at_source"
+    return "open"
+
+
+def _document_rows(
+    documents: list[DocumentReference], blocks: list[DocumentBlock], document_form: DocumentBlockForm | None
+) -> list[DocumentRow]:
+    """Each document with its state and block form; the one just submitted keeps its errors."""
+
+    active_blocks = {b.document_id: b for b in blocks if b.unblocked_at is None}
+    bound = document_form.data.get("document") if document_form is not None else None
+    rows = []
+    for index, document in enumerate(documents):
+        block = active_blocks.get(document.pk)
+        form = (
+            document_form
+            if document_form is not None and str(document.document_id) == str(bound)
+            else DocumentBlockForm(initial={"document": document.document_id}, auto_id=f"id_doc{index}_%s")
+        )
+        rows.append(DocumentRow(document, _document_state(document, block), block, form))
+    return rows
+
+
 def render_page(
     request: HttpRequest,
     handle: UUID,
@@ -65,8 +144,8 @@ def render_page(
     error: str = "",
     status: int = 200,
 ) -> HttpResponse:
-    """The patient's page. A fixed number of queries, however many choices, blocks and
-    documents the patient has."""
+    """The patient's page. Three queries, however many choices, blocks and documents the
+    patient has."""
 
     choices = list(
         PrivacyChoice.objects.filter(patient=patient)
@@ -79,76 +158,13 @@ def render_page(
         .select_related("document", "blocked_by", "unblocked_by")
         .order_by("-blocked_at", "-pk")
     )
-    lift_id = lift_form.data.get("choice") if lift_form is not None else None
-    in_force = [
-        ChoiceRow(
-            choice,
-            lift_form
-            if lift_form is not None and str(choice.pk) == str(lift_id)
-            else LiftChoiceForm(initial={"choice": choice.pk}, auto_id=f"id_lift{choice.pk}_%s"),
-        )
-        for choice in choices
-        if choice.lifted_at is None
-    ]
-    active_blocks = {b.document_id: b for b in blocks if b.unblocked_at is None}
-    bound_document = document_form.data.get("document") if document_form is not None else None
-    document_rows = []
-    for index, document in enumerate(documents):
-        block = active_blocks.get(document.pk)
-        if block is not None:
-            state = "blocked_here"
-        elif document.confidentiality_code == ConfidentialityCode.NORS:
-            state = "blocked_at_source"
-        else:
-            state = "open"
-        form = (
-            document_form
-            if document_form is not None and str(document.document_id) == str(bound_document)
-            else DocumentBlockForm(initial={"document": document.document_id}, auto_id=f"id_doc{index}_%s")
-        )
-        document_rows.append(DocumentRow(document, state, block, form))
-
-    history = [
-        HistoryRow(
-            what=choice.get_kind_display(),
-            detail=choice.blocked_hpr_number,
-            in_force=choice.lifted_at is None,
-            registered_at=choice.registered_at,
-            registered_by=_name(choice.registered_by),
-            reference=choice.reference,
-            request_date=choice.request_date,
-            reason=choice.reason,
-            lifted_at=choice.lifted_at,
-            lifted_by=_name(choice.lifted_by),
-            lift_reference=choice.lift_reference,
-            lift_request_date=choice.lift_request_date,
-            lift_reason=choice.lift_reason,
-        )
-        for choice in choices
-    ] + [
-        HistoryRow(
-            what=str(_("Blocked document")),
-            detail=block.document.title,
-            in_force=block.unblocked_at is None,
-            registered_at=block.blocked_at,
-            registered_by=_name(block.blocked_by),
-            reference=block.reference,
-            request_date=block.request_date,
-            reason=block.reason,
-            lifted_at=block.unblocked_at,
-            lifted_by=_name(block.unblocked_by),
-            lift_reference=block.unblock_reference,
-            lift_request_date=block.unblock_request_date,
-            lift_reason=block.unblock_reason,
-        )
-        for block in blocks
-    ]
+    history = [_choice_history(c) for c in choices] + [_block_history(b) for b in blocks]
     history.sort(key=lambda row: row.registered_at, reverse=True)
     context = {
         "handle": handle,
         "patient": patient,
-        "in_force": in_force,
-        "documents": document_rows,
+        "in_force": _choices_in_force(choices, lift_form),
+        "documents": _document_rows(documents, blocks, document_form),
         "history": history,
         "register_form": register_form or RegisterChoiceForm(),
         "blocked_clinician": PrivacyChoiceKind.BLOCKED_CLINICIAN,

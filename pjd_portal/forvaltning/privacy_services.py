@@ -20,11 +20,9 @@ from dataclasses import dataclass
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
-from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
-from pjd_portal.accounts.context import authenticated_user
+from pjd_portal.accounts.caller import Caller
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import EventKind, Outcome
 from pjd_portal.auditlog.services import record_event
@@ -56,7 +54,7 @@ class PatientRequest:
 
 def _audit(
     *,
-    request: HttpRequest,
+    caller: Caller,
     kind_of_event: EventKind,
     result: Result,
     patient: Patient,
@@ -76,14 +74,14 @@ def _audit(
             **patient_request.details(),
             **extra or {},
         ),
-        actor=actor_of(request),
-        where=point_of_care_of(request),
+        actor=caller.actor,
+        where=caller.where,
     )
 
 
 def register_choice(
     *,
-    request: HttpRequest,
+    caller: Caller,
     patient: Patient,
     kind: str,
     blocked_hpr_number: str,
@@ -105,7 +103,7 @@ def register_choice(
                     request_date=patient_request.request_date,
                     reason=patient_request.reason,
                     registered_at=timezone.now(),
-                    registered_by=authenticated_user(request),
+                    registered_by=caller.user,
                 )
         except IntegrityError:
             result = Result.ALREADY
@@ -113,7 +111,7 @@ def register_choice(
             result = Result.DONE
             extra["choice_id"] = choice.pk
         _audit(
-            request=request,
+            caller=caller,
             kind_of_event=events.PRIVACY_CHOICE_REGISTERED,
             result=result,
             patient=patient,
@@ -125,7 +123,7 @@ def register_choice(
 
 
 def lift_choice(
-    *, request: HttpRequest, patient: Patient, choice_id: int, patient_request: PatientRequest
+    *, caller: Caller, patient: Patient, choice_id: int, patient_request: PatientRequest
 ) -> Result:
     """Lift one of the patient's choices in force. The row stays, with who lifted it,
     when, and the request behind it."""
@@ -135,7 +133,7 @@ def lift_choice(
         # One conditional UPDATE: of two concurrent lifts, one changes the row.
         lifted = PrivacyChoice.objects.filter(pk=choice_id, patient=patient, lifted_at__isnull=True).update(
             lifted_at=timezone.now(),
-            lifted_by=authenticated_user(request),
+            lifted_by=caller.user,
             lift_reference=patient_request.reference,
             lift_request_date=patient_request.request_date,
             lift_reason=patient_request.reason,
@@ -145,7 +143,7 @@ def lift_choice(
         if choice is not None and choice.blocked_hpr_number:
             extra["blocked_hpr_number"] = choice.blocked_hpr_number
         _audit(
-            request=request,
+            caller=caller,
             kind_of_event=events.PRIVACY_CHOICE_LIFTED,
             result=result,
             patient=patient,
@@ -166,7 +164,7 @@ def _locked_document(patient: Patient, document_id: Any) -> DocumentReference | 
 
 
 def block_document(
-    *, request: HttpRequest, patient: Patient, document: DocumentReference, patient_request: PatientRequest
+    *, caller: Caller, patient: Patient, document: DocumentReference, patient_request: PatientRequest
 ) -> Result:
     """Block one document (NORS), remembering its code so that unblocking restores it."""
 
@@ -188,7 +186,7 @@ def block_document(
                         request_date=patient_request.request_date,
                         reason=patient_request.reason,
                         blocked_at=timezone.now(),
-                        blocked_by=authenticated_user(request),
+                        blocked_by=caller.user,
                     )
             except IntegrityError:
                 result = Result.ALREADY
@@ -198,7 +196,7 @@ def block_document(
                 locked.save(update_fields=["confidentiality_code"])
                 result = Result.DONE
         _audit(
-            request=request,
+            caller=caller,
             kind_of_event=events.DOCUMENT_BLOCKED,
             result=result,
             patient=patient,
@@ -211,7 +209,7 @@ def block_document(
 
 
 def unblock_document(
-    *, request: HttpRequest, patient: Patient, document: DocumentReference, patient_request: PatientRequest
+    *, caller: Caller, patient: Patient, document: DocumentReference, patient_request: PatientRequest
 ) -> Result:
     """Lift a block made here: the document gets back the code it had before."""
 
@@ -225,7 +223,7 @@ def unblock_document(
         else:
             DocumentBlock.objects.filter(pk=block.pk, unblocked_at__isnull=True).update(
                 unblocked_at=timezone.now(),
-                unblocked_by=authenticated_user(request),
+                unblocked_by=caller.user,
                 unblock_reference=patient_request.reference,
                 unblock_request_date=patient_request.request_date,
                 unblock_reason=patient_request.reason,
@@ -235,7 +233,7 @@ def unblock_document(
             extra = {"restored_code": block.previous_code}
             result = Result.DONE
         _audit(
-            request=request,
+            caller=caller,
             kind_of_event=events.DOCUMENT_UNBLOCKED,
             result=result,
             patient=patient,

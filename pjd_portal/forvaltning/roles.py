@@ -29,6 +29,7 @@ from django.views.decorators.http import require_GET, require_POST
 from pjd_portal.access import policy, selectors
 from pjd_portal.accounts import roles
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.accounts.context import current_organisation
 from pjd_portal.accounts.models import (
     Organisation,
@@ -221,7 +222,7 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
     form = GrantRoleForm(request.POST)
     if not form.is_valid():
         return _page(request, grant_form=form, status=400)
-    staff = selectors.staff_facts(request)
+    staff = selectors.staff_facts(caller_of(request))
     role, person = form.cleaned_data["role"], form.cleaned_data["person"]
     if person:
         target: User | HttpResponse = _chosen_from_list(request, staff, person, role)
@@ -231,7 +232,7 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
         return target
     try:
         result, _grant = services.grant_role(
-            request=request,
+            caller=caller_of(request),
             organisation=organisation,
             user=target,
             role=role,
@@ -317,10 +318,9 @@ def access_role_revoke(request: HttpRequest) -> HttpResponse:
             where=point_of_care_of(request),
         )
         raise Http404()
-    staff = selectors.staff_facts(request)
-    assert staff is not None
+    staff = selectors.staff_facts(caller_of(request))
     try:
-        result, decision = services.revoke_role(request=request, staff=staff, grant=grant)
+        result, decision = services.revoke_role(caller=caller_of(request), staff=staff, grant=grant)
     except AuditWriteFailed:
         return _page(request, error=str(AUDIT_FAILED), status=503)
     if result == services.Result.REFUSED:

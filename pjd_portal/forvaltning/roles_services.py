@@ -17,13 +17,11 @@ import enum
 from typing import Any
 
 from django.db import IntegrityError, transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.access import policy
 from pjd_portal.accounts import roles
-from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
-from pjd_portal.accounts.context import authenticated_user
+from pjd_portal.accounts.caller import Caller
 from pjd_portal.accounts.models import (
     Organisation,
     OrganisationUserObjectPermission,
@@ -55,11 +53,11 @@ def target_details(user: User) -> dict[str, Any]:
 
 
 def grant_role(
-    *, request: HttpRequest, organisation: Organisation, user: User, role: str, via: str
+    *, caller: Caller, organisation: Organisation, user: User, role: str, via: str
 ) -> tuple[Result, OrganisationUserObjectPermission]:
     """Grant `role` in `organisation` to `user` (the caller has asked the policy)."""
 
-    actor = authenticated_user(request)
+    actor = caller.user
     details = {"role": role, "via": via, **target_details(user)}
     with transaction.atomic():
         try:
@@ -79,15 +77,15 @@ def grant_role(
                 **details,
                 grant_id=grant.pk,
             ),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
+            actor=caller.actor,
+            where=caller.where,
         )
     return result, grant
 
 
 def revoke_role(
     *,
-    request: HttpRequest,
+    caller: Caller,
     staff: policy.StaffFacts,
     grant: OrganisationUserObjectPermission | RevokedRoleGrant,
 ) -> tuple[Result, policy.Decision]:
@@ -97,7 +95,7 @@ def revoke_role(
     The organisation's grants of the access administrator role are locked first, so two
     administrators revoking each other at the same moment cannot leave it with none."""
 
-    actor = authenticated_user(request)
+    actor = caller.user
     if isinstance(grant, RevokedRoleGrant):
         organisation_id, grant_id = grant.organisation_id, grant.grant_id
     else:
@@ -133,15 +131,15 @@ def revoke_role(
         if not still:
             record_event(
                 events.ROLE_REVOKED(outcome=Outcome.DENIED, reason_code=still.reason_code, **details),
-                actor=actor_of(request),
-                where=point_of_care_of(request),
+                actor=caller.actor,
+                where=caller.where,
             )
             return Result.REFUSED, still
         if current is None:
             record_event(
                 events.ROLE_REVOKED(outcome=Outcome.INVALID, reason_code="role_not_in_force", **details),
-                actor=actor_of(request),
-                where=point_of_care_of(request),
+                actor=caller.actor,
+                where=caller.where,
             )
             return Result.NOT_IN_FORCE, policy.ALLOW
         decision = policy.may_revoke_role(
@@ -156,8 +154,8 @@ def revoke_role(
         if not decision:
             record_event(
                 events.ROLE_REVOKED(outcome=Outcome.DENIED, reason_code=decision.reason_code, **details),
-                actor=actor_of(request),
-                where=point_of_care_of(request),
+                actor=caller.actor,
+                where=caller.where,
             )
             return Result.REFUSED, decision  # the refusal's event is kept: nothing else changed
         RevokedRoleGrant.objects.create(
@@ -173,7 +171,7 @@ def revoke_role(
         current.delete()  # the role is no longer in force: guardian has no row for it
         record_event(
             events.ROLE_REVOKED(outcome=Outcome.GRANTED, **details),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
+            actor=caller.actor,
+            where=caller.where,
         )
     return Result.DONE, policy.ALLOW

@@ -21,6 +21,7 @@ from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import current_organisation
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
@@ -106,7 +107,8 @@ def patient_access_log(request: HttpRequest) -> HttpResponse:
     if match.patient is None:
         # Invalid (the field says why; the input is not stored) or no such patient (the number is).
         record_log_read(
-            request=request,
+            actor=actor_of(request),
+            where=point_of_care_of(request),
             outcome=match.outcome,
             channel=CHANNEL,
             national_id=match.national_id,
@@ -127,7 +129,8 @@ def _printed_log(request: HttpRequest, form: PatientLogForm, patient: Patient) -
     except InvalidCursor:
         # A forged or stale page link: nothing is shown, and the attempt is logged.
         record_log_read(
-            request=request,
+            actor=actor_of(request),
+            where=point_of_care_of(request),
             outcome=Outcome.INVALID,
             channel=CHANNEL,
             patient=patient,
@@ -136,7 +139,8 @@ def _printed_log(request: HttpRequest, form: PatientLogForm, patient: Patient) -
         form.add_error(None, _("The page could not be shown. Search again from the first page."))
         return render(request, TEMPLATE, {"form": form}, status=400)
     record_log_read(
-        request=request,
+        actor=actor_of(request),
+        where=point_of_care_of(request),
         outcome=Outcome.GRANTED,
         channel=CHANNEL,
         patient=patient,

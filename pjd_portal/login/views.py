@@ -12,6 +12,7 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 from pjd_portal.access import policy, selectors
 from pjd_portal.accounts import keys, provider
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.accounts.context import (
     SESSION_ORG_CHOICES_KEY,
     SESSION_ORG_CLAIMED_KEY,
@@ -35,7 +36,7 @@ def home(request: HttpRequest) -> HttpResponse:
         return render(request, "accounts/login.html")
     if current_organisation(request) is None and request.session.get(SESSION_ORG_CHOICES_KEY):
         return redirect("accounts:choose_organisation")
-    decision = policy.may_use_clinical_portal(selectors.clinician_facts(request))
+    decision = policy.may_use_clinical_portal(selectors.clinician_facts(caller_of(request)))
     if decision:
         return render(request, "patients/lookup.html", {"form": PatientLookupForm()})
     return render(

@@ -9,10 +9,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from django.http import HttpRequest
-
-from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_of
 from pjd_portal.auditlog import events
+from pjd_portal.auditlog.actor import Actor, PointOfCare
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event_committed
 from pjd_portal.patients.models import Patient
@@ -25,14 +23,14 @@ LINKS_PATIENT = True
 
 def record_log_read(
     *,
-    request: HttpRequest,
+    actor: Actor,
+    where: PointOfCare | None,
     outcome: str,
     channel: str,
     patient: Patient | None = None,
     national_id: str = "",
     reason_code: str = "",
     details: dict[str, Any] | None = None,
-    actor_from_request: bool = True,
 ) -> AccessEvent:
     """Write (and commit) the event for one read of a patient's log. Raises AuditWriteFailed.
 
@@ -48,6 +46,6 @@ def record_log_read(
             log_read=channel,
             **details or {},
         ),
-        actor=(actor_of(request) if actor_from_request else anonymous_actor(request)),
-        where=(point_of_care_of(request) if actor_from_request else None),
+        actor=actor,
+        where=where,
     )

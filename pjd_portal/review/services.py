@@ -17,11 +17,10 @@ from dataclasses import dataclass
 
 from django.db import transaction
 from django.db.models import QuerySet
-from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.access import policy
-from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.caller import Caller
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Detail, Outcome
@@ -120,7 +119,7 @@ class Result(enum.Enum):
 
 def change_status(
     *,
-    request: HttpRequest,
+    caller: Caller,
     staff: policy.StaffFacts,
     user: User,
     item_id: uuid.UUID,
@@ -155,8 +154,8 @@ def change_status(
                     details=details,
                     current_version=item.version,
                 ),
-                actor=actor_of(request),
-                where=point_of_care_of(request),
+                actor=caller.actor,
+                where=caller.where,
             )
             return result
         now = timezone.now()
@@ -178,7 +177,7 @@ def change_status(
         item.save(update_fields=["status", "comment", "reviewer", "version", "updated_at"])
         record_event(
             events.REVIEW_STATUS_CHANGED(outcome=Outcome.GRANTED, details=details),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
+            actor=caller.actor,
+            where=caller.where,
         )
         return Result.DONE

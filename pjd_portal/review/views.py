@@ -25,6 +25,7 @@ from django.utils.translation import gettext_lazy as _
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.caller import caller_of
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
@@ -252,7 +253,7 @@ def review_item_status(request: HttpRequest, staff: policy.StaffFacts, item_id: 
     if not isinstance(user, User):  # cannot happen past auditor_required
         raise Http404()
     result = services.change_status(
-        request=request,
+        caller=caller_of(request),
         staff=staff,
         user=user,
         item_id=item.item_id,

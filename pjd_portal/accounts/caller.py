@@ -1,0 +1,49 @@
+"""The caller: who is asking, for which organisation, with which roles, and what the access
+log writes about them, read from the request once at the view layer.
+
+Everything below the views (the access services, the handles, the privacy officer's and
+the role administrator's services, the review queue) takes a `Caller` and never sees the
+HTTP request: a management command or a test builds one without forging a request.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from django.http import HttpRequest
+
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.context import (
+    active_roles,
+    authenticated_user,
+    current_organisation,
+    request_authorizations,
+)
+from pjd_portal.accounts.models import Organisation, User
+from pjd_portal.auditlog.actor import Actor, PointOfCare
+
+
+@dataclass(frozen=True)
+class Caller:
+    user: User
+    organisation: Organisation | None
+    roles: frozenset[str]
+    authorizations: frozenset[str]
+    actor: Actor
+    where: PointOfCare | None
+
+
+def caller_of(request: HttpRequest) -> Caller:
+    """The logged-in caller of this request. Each part is read once per request (cached on
+    the request by accounts.context and accounts.audit_context), so building it again after
+    a step that changed the session (a login, a change of organisation) is cheap and right."""
+
+    user = authenticated_user(request)
+    return Caller(
+        user=user,
+        organisation=current_organisation(request),
+        roles=active_roles(request),
+        authorizations=request_authorizations(request, user),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
+    )
