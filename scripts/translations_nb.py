@@ -9,6 +9,43 @@ from __future__ import annotations
 import sys
 
 NB = {
+    # The patient card, the bases explained, the emergency opening's two steps (issue 13).
+    "You are the patient's fastlege, or you give care in the emergency chain or specialist care: no consent is needed (kjernejournalforskriften).": "Du er pasientens fastlege, eller du yter helsehjelp i akuttkjeden eller spesialisthelsetjenesten: samtykke trengs ikke (kjernejournalforskriften).",
+    "The patient has consented to your reading the documents, for this course of care.": "Pasienten har samtykket til at du leser dokumentene, for dette behandlingsforløpet.",
+    "Emergency: the patient cannot consent and help cannot wait (helsepersonelloven § 7). Needs a reason, is flagged for review, and the patient is told.": "Øyeblikkelig hjelp: pasienten kan ikke samtykke, og hjelpen kan ikke vente (helsepersonelloven § 7). Krever begrunnelse, flagges for loggkontroll, og pasienten får beskjed.",
+    "The patient has consented to your reading the documents they have restricted. Flagged for review; the patient is told.": "Pasienten har samtykket til at du leser dokumentene pasienten har sperret. Flagges for loggkontroll; pasienten får beskjed.",
+    "Emergency: the restricted documents are needed now and the patient cannot consent. Flagged for review; the patient is told.": "Øyeblikkelig hjelp: de sperrede dokumentene trengs nå, og pasienten kan ikke samtykke. Flagges for loggkontroll; pasienten får beskjed.",
+    "The patient has restricted document sharing (sperring). Documents are shown only with an elevated basis (forhøyet samtykke or forhøyet akutt), when they are needed for the care you give now. The access is flagged for review and the patient is told.": "Pasienten har sperret deling av dokumenter. Dokumentene vises bare med forhøyet grunnlag (forhøyet samtykke eller forhøyet akutt), når de trengs for helsehjelpen du gir nå. Tilgangen flagges for loggkontroll, og pasienten får beskjed.",
+    "Unconscious or seriously reduced consciousness": "Bevisstløs eller sterkt nedsatt bevissthet",
+    "Acutely confused or cannot communicate": "Akutt forvirret eller kan ikke kommunisere",
+    "Life-threatening condition: no time to ask for consent": "Livstruende tilstand: ikke tid til å be om samtykke",
+    "Another urgent situation (describe it in the reason)": "Annen akutt situasjon (beskriv den i begrunnelsen)",
+    "The situation": "Situasjonen",
+    "For emergency access: what is the situation?": "Ved akutt tilgang: hva er situasjonen?",
+    "Required for emergency access: write at least one sentence.": "Påkrevd ved akutt tilgang: skriv minst én setning.",
+    "Choose the situation.": "Velg situasjonen.",
+    "You (your list patient)": "Deg (listepasient)",
+    "Registered, name not known here": "Registrert, navnet er ikke kjent her",
+    "Fastlege:": "Fastlege:",
+    "Privacy choices viewed": "Personvernvalg vist",
+    "Document blocked": "Dokument sperret",
+    "Document block lifted": "Sperring av dokument opphevet",
+    "Change patient": "Bytt pasient",
+    "11 digits": "11 sifre",
+    "Check that this is the right patient. No documents have been read yet.": "Kontroller at dette er riktig pasient. Ingen dokumenter er lest ennå.",
+    "applies to you": "gjelder deg",
+    "Confirm emergency access": "Bekreft akutt tilgang",
+    "When you confirm, this is logged and cannot be undone:": "Når du bekrefter, logges dette, og det kan ikke angres:",
+    "Basis:": "Grunnlag:",
+    "Emergency (akutt)": "Akutt",
+    "Situation:": "Situasjon:",
+    "Reason:": "Begrunnelse:",
+    "You, your organisation and the time, in the patient's access log.": "Du, virksomheten din og tidspunktet, i pasientens tilgangslogg.",
+    "The access is flagged for the organisation's log review, and the patient is told that their documents were read in an emergency.": "Tilgangen flagges for virksomhetens loggkontroll, og pasienten får beskjed om at dokumentene ble lest i en akuttsituasjon.",
+    "Confirm and open": "Bekreft og åpne",
+    "Back": "Tilbake",
+    "Look up a new patient": "Søk opp ny pasient",
+    "Look up new patient": "Søk opp ny pasient",
     # The point of care's legal entity in the access log (audit 0014).
     "part of %(name)s": "del av %(name)s",
     "Legal entity": "Juridisk enhet",
@@ -417,6 +454,7 @@ NB = {
     "the source did not send its further pages in time.": "kilden sendte ikke de neste sidene i tide.",
 }
 NB_PLURAL = {
+    "%(minutes)s minute left": ("%(minutes)s minutt igjen", "%(minutes)s minutter igjen"),
     "%(counter)s document is blocked (sperret) and not shown.": (
         "%(counter)s dokument er sperret og vises ikke.",
         "%(counter)s dokumenter er sperret og vises ikke.",

@@ -338,6 +338,7 @@ def lookup_and_attest(
     reason: str = "",
     *,
     refused_with: str = "",
+    situation: str = "unconscious",
 ) -> str:
     """Run steps 1 and 2 of the clinician path; return the patient handle.
 
@@ -346,9 +347,16 @@ def lookup_and_attest(
     response = client.post("/pasient/sok/", {"national_id": national_id})
     assert response.status_code == 302, response.content[:500]
     handle = response["Location"].split("/")[2]
-    response = client.post(f"/pasient/{handle}/grunnlag/", {"basis": basis, "reason": reason})
+    data = {"basis": basis, "reason": reason}
+    if basis == "AKUTT":
+        data["situation"] = situation
+    response = client.post(f"/pasient/{handle}/grunnlag/", data)
+    if basis == "AKUTT" and 'data-testid="akutt-confirm"' in response.content.decode():
+        # The emergency opening's second step: confirm what is logged and who is told.
+        response = client.post(f"/pasient/{handle}/grunnlag/", {**data, "confirmed": "on"})
     if refused_with:
-        assert response.status_code == 400, response.status_code
+        # A policy refusal marks the form (400); a block or a reservation is a page of its own.
+        assert response.status_code in (200, 400), response.status_code
         assert refused_with in response.content.decode()
     else:
         assert response.status_code == 302, response.content[:2000]

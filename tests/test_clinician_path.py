@@ -3,6 +3,7 @@ audit rows each step writes."""
 
 from __future__ import annotations
 
+import re
 import uuid
 
 import pytest
@@ -129,15 +130,27 @@ def test_akutt_needs_a_reason_and_is_flagged(as_fastlege, world):
     assert response.status_code == 400
     assert "begrunnelse" in response.content.decode().lower()
     assert not AccessAttest.objects.exists()
-    response = as_fastlege.post(
-        f"/pasient/{handle}/grunnlag/",
-        {"basis": "AKUTT", "reason": "Pasienten er bevisstløs og kan ikke samtykke."},
-    )
+    first_step = {"basis": "AKUTT", "reason": "Pasienten er bevisstløs og kan ikke samtykke."}
+    response = as_fastlege.post(f"/pasient/{handle}/grunnlag/", first_step)
+    assert response.status_code == 400  # the situation is asked for first
+    assert 'data-testid="situation-error"' in response.content.decode()
+    first_step["situation"] = "unconscious"
+    response = as_fastlege.post(f"/pasient/{handle}/grunnlag/", first_step)
+    # The second step names what is logged and who is told; nothing is stored yet.
+    assert response.status_code == 200
+    page = response.content.decode()
+    assert 'data-testid="akutt-confirm"' in page
+    assert "Pasienten er bevisstløs og kan ikke samtykke." in page
+    assert "Bevisstløs eller sterkt nedsatt bevissthet" in page
+    assert "pasienten får beskjed" in page.lower()
+    assert not AccessAttest.objects.exists() and not events("emergency_access")
+    response = as_fastlege.post(f"/pasient/{handle}/grunnlag/", {**first_step, "confirmed": "on"})
     assert response.status_code == 302
     [event] = events("emergency_access")
     assert event.flagged_for_review
     assert event.purpose_of_use == "BTG"
     assert "bevisstløs" in event.reason_text
+    assert event.details["situation"] == "unconscious"
 
 
 def test_malformed_basis_form_changes_nothing(as_fastlege, world):
@@ -331,7 +344,7 @@ def test_elevated_step_is_only_for_a_restriction(as_fastlege, world):
         f"/pasient/{handle}/forhoyet/",
         {"basis": "FORHOYET_AKUTT", "reason": "Pasienten er bevisstløs etter ulykke.", "confirm": "on"},
     )
-    assert response["Location"] == f"/pasient/{handle}/"
+    assert response["Location"] == f"/pasient/{handle}/grunnlag/"
     assert not events("emergency_access")
 
 
@@ -375,11 +388,16 @@ def test_refused_basis_forms_are_logged(as_fastlege, world):
     ]
 
 
-def test_elevated_step_needs_an_ordinary_basis_first(as_fastlege, world):
+def test_a_restricted_patient_goes_from_the_lookup_to_the_elevated_step(as_fastlege, world):
     PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
     as_fastlege.post("/pasient/sok/", {"national_id": LIST_PATIENT_ID})
     handle = PatientLookup.objects.latest("id").handle
-    assert as_fastlege.get(f"/pasient/{handle}/forhoyet/")["Location"] == f"/pasient/{handle}/grunnlag/"
+    assert as_fastlege.get(f"/pasient/{handle}/grunnlag/")["Location"] == f"/pasient/{handle}/forhoyet/"
+    page = as_fastlege.get(f"/pasient/{handle}/forhoyet/").content.decode()
+    assert 'data-status="restricted"' in page and "forhøyet grunnlag" in page
+    offered = set(re.findall(r'data-testid="basis-option-(\w+)"', page))
+    assert offered == {"FORHOYET_SAMTYKKE", "FORHOYET_AKUTT"}  # an ordinary basis would open nothing
+    assert 'data-testid="patient-name"' in page  # the card: who the patient is, first
 
 
 def test_block_registered_between_two_requests_applies_to_the_second(as_fastlege, world):

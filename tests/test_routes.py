@@ -40,7 +40,8 @@ MATRIX = {
     # Only for those who may act for several organisations; others are sent home.
     "accounts:choose_organisation": ("get", [LOGIN_REDIRECT, 302, 302, 302, 302, 302]),
     "patients:lookup": ("post", [LOGIN_REDIRECT, 302, 302, 403, 403, 403]),
-    "patients:basis": ("get", [LOGIN_REDIRECT, 200, 200, 403, 403, 403]),
+    # The owner has a live basis for this patient: the card sends them on to the list.
+    "patients:basis": ("get", [LOGIN_REDIRECT, 302, 302, 403, 403, 403]),
     # Only for a restricted patient; for this one the step sends the owner to the list.
     "patients:elevated": ("get", [LOGIN_REDIRECT, 302, 302, 403, 403, 403]),
     "documents:list": ("get", [LOGIN_REDIRECT, 200, 200, 403, 403, 403]),

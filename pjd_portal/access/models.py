@@ -72,7 +72,12 @@ class AccessAttest(models.Model):
     expires_at = models.DateTimeField()
 
     class Meta:
-        indexes = [models.Index(fields=["lookup", "-expires_at"])]
+        indexes = [
+            models.Index(fields=["lookup", "-expires_at"]),
+            # The attest still live for this person, organisation and patient (reused by a
+            # new lookup of the same patient: selectors.latest_attest).
+            models.Index(fields=["user", "organisation", "patient", "-expires_at"], name="attest_live_idx"),
+        ]
 
     def __str__(self) -> str:
         return f"Attest {self.attest_id} ({self.basis})"

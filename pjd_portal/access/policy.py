@@ -233,25 +233,108 @@ def may_state_basis(clinician: ClinicianFacts, patient: PatientFacts, basis: str
             str(_("An elevated basis is only for patients who have restricted document sharing.")),
         )
     if basis == Basis.UNNTAK:
-        kind = clinician.organisation_kind
-        if kind == OrganisationKind.FASTLEGEKONTOR:
-            if patient.fastlege_hpr_number and patient.fastlege_hpr_number == clinician.hpr_number:
-                return ALLOW
-            return _deny(
-                "unntak_not_list_patient",
-                str(
-                    _(
-                        "The exception from consent applies only to your own list patients. Choose consent or emergency."
-                    )
-                ),
-            )
-        if kind in UNNTAK_ORGANISATION_KINDS and clinician.authorizations & DOCTORS_AND_NURSES:
+        return _unntak_applies(clinician, patient)
+    return ALLOW
+
+
+def _unntak_applies(clinician: ClinicianFacts, patient: PatientFacts) -> Decision:
+    """UNNTAK: a fastlege for own list patients; doctors and nurses in the emergency chain
+    and in specialist care."""
+
+    kind = clinician.organisation_kind
+    if kind == OrganisationKind.FASTLEGEKONTOR:
+        if patient.fastlege_hpr_number and patient.fastlege_hpr_number == clinician.hpr_number:
             return ALLOW
         return _deny(
-            "unntak_not_applicable",
-            str(_("The exception from consent does not apply to you here. Choose consent or emergency.")),
+            "unntak_not_list_patient",
+            str(
+                _(
+                    "The exception from consent applies only to your own list patients. Choose consent or emergency."
+                )
+            ),
         )
-    return ALLOW
+    if kind in UNNTAK_ORGANISATION_KINDS and clinician.authorizations & DOCTORS_AND_NURSES:
+        return ALLOW
+    return _deny(
+        "unntak_not_applicable",
+        str(_("The exception from consent does not apply to you here. Choose consent or emergency.")),
+    )
+
+
+# One line each on the basis form: when the basis applies.
+BASIS_EXPLANATIONS = {
+    Basis.UNNTAK: _(
+        "You are the patient's fastlege, or you give care in the emergency chain or specialist care: "
+        "no consent is needed (kjernejournalforskriften)."
+    ),
+    Basis.SAMTYKKE: _("The patient has consented to your reading the documents, for this course of care."),
+    Basis.AKUTT: _(
+        "Emergency: the patient cannot consent and help cannot wait (helsepersonelloven § 7). "
+        "Needs a reason, is flagged for review, and the patient is told."
+    ),
+    Basis.FORHOYET_SAMTYKKE: _(
+        "The patient has consented to your reading the documents they have restricted. "
+        "Flagged for review; the patient is told."
+    ),
+    Basis.FORHOYET_AKUTT: _(
+        "Emergency: the restricted documents are needed now and the patient cannot consent. "
+        "Flagged for review; the patient is told."
+    ),
+}
+
+
+@dataclass(frozen=True)
+class BasisOption:
+    basis: str
+    label: str
+    explanation: str
+    default: bool = False
+
+
+def bases_offered(clinician: ClinicianFacts, patient: PatientFacts) -> list[BasisOption]:
+    """The bases this clinician may state for this patient, as the form offers them, with
+    the default where one applies: UNNTAK wherever it applies (an own list patient, the
+    emergency chain, specialist care). A restricted patient is offered the FORHØYET bases
+    only: an ordinary basis would open nothing."""
+
+    if not status_before_basis(clinician, patient):
+        return []
+    if patient.restricted:
+        return [
+            BasisOption(b, str(Basis(b).label), str(BASIS_EXPLANATIONS[b]))
+            for b in (Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT)
+        ]
+    unntak = bool(_unntak_applies(clinician, patient))
+    offered = [Basis.UNNTAK] if unntak else []
+    offered += [Basis.SAMTYKKE, Basis.AKUTT]
+    return [
+        BasisOption(b, str(Basis(b).label), str(BASIS_EXPLANATIONS[b]), default=unntak and b == Basis.UNNTAK)
+        for b in offered
+    ]
+
+
+def status_before_basis(clinician: ClinicianFacts, patient: PatientFacts) -> Decision:
+    """The status pre-check, before any basis is asked: may this clinician state a basis
+    for this patient at all? A block of this clinician or a reservation refuses, and the
+    clinician is told so before choosing a basis or writing a reason."""
+
+    portal = may_use_clinical_portal(clinician)
+    if not portal:
+        return portal
+    return _patient_status(clinician, patient)
+
+
+RESTRICTED_EXPLANATION = _(
+    "The patient has restricted document sharing (sperring). Documents are shown only with an elevated "
+    "basis (forhøyet samtykke or forhøyet akutt), when they are needed for the care you give now. "
+    "The access is flagged for review and the patient is told."
+)
+
+
+def needs_elevated_basis(patient: PatientFacts) -> bool:
+    """A restricted patient: only a FORHØYET basis opens the documents."""
+
+    return patient.restricted
 
 
 def flagged_for_review(basis: str) -> bool:

@@ -62,7 +62,20 @@ def patient_facts(patient: Patient) -> policy.PatientFacts:
 
 
 def latest_attest(lookup: PatientLookup, now: datetime.datetime) -> AccessAttest | None:
-    return AccessAttest.objects.filter(lookup=lookup, expires_at__gt=now).order_by("-created_at").first()
+    """The newest live attest of this user, organisation and patient, from this lookup or
+    an earlier one: a basis stated a few minutes ago still holds when the clinician looks
+    the same patient up again (the policy checks it is theirs, here and live)."""
+
+    return (
+        AccessAttest.objects.filter(
+            user_id=lookup.user_id,
+            organisation_id=lookup.organisation_id,
+            patient_id=lookup.patient_id,
+            expires_at__gt=now,
+        )
+        .order_by("-created_at")
+        .first()
+    )
 
 
 def attest_facts(attest: AccessAttest | None) -> policy.AttestFacts | None:

@@ -110,8 +110,11 @@ class BasisResult:
     decision: policy.Decision
 
 
-def state_basis(*, caller: Caller, access: PatientAccess, basis: str, reason: str) -> BasisResult:
-    """Record the clinician's basis for access as an attest, if the policy allows it."""
+def state_basis(
+    *, caller: Caller, access: PatientAccess, basis: str, reason: str, situation: str = ""
+) -> BasisResult:
+    """Record the clinician's basis for access as an attest, if the policy allows it. An
+    emergency basis names the situation chosen from the form's list (`situation`)."""
 
     reason = reason.strip()
     decision = policy.may_state_basis(access.clinician, access.patient_facts, basis, reason)
@@ -152,6 +155,7 @@ def state_basis(*, caller: Caller, access: PatientAccess, basis: str, reason: st
                 attest=attest,
                 reason_text=reason,
                 flagged_for_review=flagged,
+                details={"situation": situation} if flagged and situation else None,
             ),
             actor=caller.actor,
             where=caller.where,
@@ -166,6 +170,22 @@ def refuse_basis_form(*, caller: Caller, access: PatientAccess, reason_code: str
 
     record_event(
         events.ACCESS_DENIED(outcome=Outcome.INVALID, reason_code=reason_code, patient=access.patient),
+        actor=caller.actor,
+        where=caller.where,
+    )
+
+
+def refuse_by_status(*, caller: Caller, access: PatientAccess, decision: policy.Decision) -> None:
+    """The status pre-check refused (a block of this clinician, a reservation): logged as
+    the list logs it, before any basis is asked."""
+
+    record_event(
+        events.ACCESS_DENIED(
+            outcome=Outcome.DENIED,
+            reason_code=decision.reason_code,
+            patient=access.patient,
+            attest=access.attest,
+        ),
         actor=caller.actor,
         where=caller.where,
     )

@@ -223,6 +223,7 @@ EMERGENCY_ACCESS = EventKind(
     "emergency_access",
     _("Emergency access"),
     Balp.PATIENT_CREATE,
+    frozenset({"situation"}),  # the AKUTT form's first step: what the situation is
     contact=True,
     carries_patient=True,
     patient_access=True,

@@ -27,6 +27,7 @@ from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
 from pjd_portal.clinic import listing, opening, remote, selectors
+from pjd_portal.clinic.banner import banner_of
 from pjd_portal.clinic.decorators import clinician_required
 from pjd_portal.documents.models import DocumentCategory
 
@@ -40,22 +41,6 @@ SORT_COLUMNS = [
     ("institution", _("Institution")),
     ("author", _("Author")),
 ]
-
-
-def _banner(access: PatientAccess) -> dict[str, object] | None:
-    if not policy.may_see_patient_identity(access.clinician, access.patient_facts):
-        return None
-    patient = access.patient
-    return {
-        "name": patient.name,
-        "age": patient.age_on(timezone.localdate()),
-        "birth_date": patient.birth_date,
-        "gender": patient.get_gender_display(),
-        "protected_address": patient.has_protected_address,
-        "address": patient.address
-        if policy.may_see_patient_address(access.clinician, access.patient_facts)
-        else "",
-    }
 
 
 def _list_view_id(request: HttpRequest, handle: UUID) -> str:
@@ -129,7 +114,7 @@ def document_list(request: HttpRequest, handle: UUID) -> HttpResponse:
         return redirect("patients:basis", handle=handle)
     context: dict[str, object] = {
         "handle": handle,
-        "banner": _banner(access),
+        "banner": banner_of(access),
         "attest": access.attest,
         "decision": decision,
         "offer_elevated": policy.offers_elevated_access(decision),

@@ -1,4 +1,12 @@
-"""Clinician path, steps 1 and 2: look up a patient, state the basis for access."""
+"""Clinician path, steps 1 and 2: look up a patient, see who it is, state the basis.
+
+The lookup answers with the patient card (the basis page): who the patient is and the
+status pre-check in words, before any basis is asked. A reservation or a block is a page of
+its own, with no basis form; a restricted patient goes to the FORHØYET step; a basis still
+live for this clinician, organisation and patient goes straight to the list. An emergency
+basis takes two steps: the situation and the reason, then a confirmation of what is logged
+and who is told.
+"""
 
 from __future__ import annotations
 
@@ -16,9 +24,11 @@ from pjd_portal.access.services import (
     access_patient_by_handle,
     lookup_patient,
     refuse_basis_form,
+    refuse_by_status,
     state_basis,
 )
 from pjd_portal.accounts.caller import caller_of
+from pjd_portal.clinic.banner import banner_of
 from pjd_portal.clinic.decorators import clinician_required
 from pjd_portal.clinic.forms import BasisForm, ElevatedBasisForm
 from pjd_portal.patients.forms import NO_SUCH_PATIENT, PatientLookupForm, entered_national_id
@@ -42,6 +52,25 @@ def patient_lookup(request: HttpRequest) -> HttpResponse:
     return redirect("patients:basis", handle=result.lookup.handle)
 
 
+def _live(access: PatientAccess) -> bool:
+    """A basis already in force for this patient (the list would be shown)."""
+
+    return bool(
+        policy.may_see_patient_documents(
+            access.clinician, access.patient_facts, access.attest_facts, access.now
+        )
+    )
+
+
+def _refused(request: HttpRequest, access: PatientAccess, status: policy.Decision) -> HttpResponse:
+    """A reservation or a block: a page of its own, no basis form, a way to a new patient.
+    The refusal is logged as every status check is."""
+
+    refuse_by_status(caller=caller_of(request), access=access, decision=status)
+    context = {"banner": banner_of(access), "decision": status, "lookup_form": PatientLookupForm()}
+    return render(request, "patients/refused.html", context)
+
+
 def _submit_basis(
     request: HttpRequest, access: PatientAccess, form: BasisForm | ElevatedBasisForm, *, invalid_reason: str
 ) -> bool:
@@ -56,6 +85,7 @@ def _submit_basis(
         access=access,
         basis=form.cleaned_data["basis"],
         reason=form.cleaned_data["reason"],
+        situation=form.cleaned_data.get("situation") or "",
     )
     if result.attest is None:
         field = "reason" if policy.refusal_is_about_the_reason(result.decision) else "basis"
@@ -63,54 +93,80 @@ def _submit_basis(
     return result.attest is not None
 
 
+def _card(
+    request: HttpRequest, access: PatientAccess, form: BasisForm, template: str, status: int
+) -> HttpResponse:
+    context = {
+        "form": form,
+        "handle": access.lookup.handle,
+        "banner": banner_of(access, with_fastlege=True),
+        "options": policy.bases_offered(access.clinician, access.patient_facts),
+        "reason_required": sorted(policy.REASON_REQUIRED),
+    }
+    return render(request, template, context, status=status)
+
+
+def _akutt_first_step_accepted(access: PatientAccess, form: BasisForm) -> bool:
+    """The emergency form's first step is complete and the policy would accept it: the
+    confirmation page comes next. Otherwise the basis is stated (or refused, and logged)."""
+
+    if not (form.is_valid() and form.awaits_confirmation):
+        return False
+    data = form.cleaned_data
+    return bool(policy.may_state_basis(access.clinician, access.patient_facts, data["basis"], data["reason"]))
+
+
 @login_required
 @clinician_required
 @require_http_methods(["GET", "POST"])
 def patient_basis(request: HttpRequest, handle: UUID) -> HttpResponse:
     access = access_patient_by_handle(caller=caller_of(request), handle=handle)
-    if request.method == "POST":
-        form = BasisForm(request.POST)
-        if _submit_basis(request, access, form, invalid_reason="basis_form_invalid"):
+    status = policy.status_before_basis(access.clinician, access.patient_facts)
+    if not status:
+        return _refused(request, access, status)
+    if request.method == "GET":
+        if _live(access):  # the same patient again, within the basis stated: straight to the list
             return redirect("documents:list", handle=handle)
-        status = 400
-    else:
-        form = BasisForm()
-        status = 200
-    return render(
-        request,
-        "patients/basis.html",
-        {
-            "form": form,
-            "handle": handle,
-            "reason_required": sorted(policy.REASON_REQUIRED),
-        },
-        status=status,
-    )
+        if policy.needs_elevated_basis(access.patient_facts):
+            return redirect("patients:elevated", handle=handle)
+        return _card(request, access, BasisForm(), "patients/basis.html", 200)
+    form = BasisForm(request.POST)
+    if _akutt_first_step_accepted(access, form):
+        return _card(request, access, form, "patients/akutt_confirm.html", 200)
+    if _submit_basis(request, access, form, invalid_reason="basis_form_invalid"):
+        return redirect("documents:list", handle=handle)
+    return _card(request, access, form, "patients/basis.html", 400)
 
 
 @login_required
 @clinician_required
 @require_http_methods(["GET", "POST"])
 def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
-    """The confirmation step for a patient who has restricted document sharing: a
-    FORHØYET basis with a reason and an explicit confirmation, flagged for review."""
+    """The step for a patient who has restricted document sharing: a FORHØYET basis with a
+    reason and an explicit confirmation, flagged for review."""
 
     access = access_patient_by_handle(caller=caller_of(request), handle=handle)
-    status_check = policy.may_see_patient_documents(
-        access.clinician, access.patient_facts, access.attest_facts, access.now
-    )
-    if policy.asks_for_basis(status_check):
+    status = policy.status_before_basis(access.clinician, access.patient_facts)
+    if not status:
+        return _refused(request, access, status)
+    if not policy.needs_elevated_basis(access.patient_facts):
+        # The step exists only for a restriction; anyone else states an ordinary basis.
         return redirect("patients:basis", handle=handle)
-    if not policy.offers_elevated_access(status_check):
-        # The step exists only for a restriction; anything else is answered by the list
-        # (which says nothing more than it already would).
-        return redirect("documents:list", handle=handle)
-    status = 200
+    status_code = 200
     if request.method == "POST":
         form = ElevatedBasisForm(request.POST)
         if _submit_basis(request, access, form, invalid_reason="elevated_form_invalid"):
             return redirect("documents:list", handle=handle)
-        status = 400
+        status_code = 400
+    elif _live(access):
+        return redirect("documents:list", handle=handle)
     else:
         form = ElevatedBasisForm()
-    return render(request, "patients/elevated.html", {"form": form, "handle": handle}, status=status)
+    context = {
+        "form": form,
+        "handle": handle,
+        "banner": banner_of(access, with_fastlege=True),
+        "options": policy.bases_offered(access.clinician, access.patient_facts),
+        "restricted_explanation": policy.RESTRICTED_EXPLANATION,
+    }
+    return render(request, "patients/elevated.html", context, status=status_code)

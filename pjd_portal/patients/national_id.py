@@ -48,6 +48,13 @@ class NationalId:
 SYNTHETIC_MONTH_OFFSET = 80  # Tenor: the month + 80
 
 
+def display_form(value: str) -> str:
+    """The number as a clinician reads it aloud and checks it: birth date, a space, the
+    personal number (`131169 00216`). For pages only, never for a URL or a log line."""
+
+    return f"{value[:6]} {value[6:]}" if len(value) == 11 else value
+
+
 def has_valid_check_digits(value: str) -> bool:
     """Both mod-11 check digits match (any kind: they are computed over the number as
     written, the synthetic month included)."""
