@@ -90,6 +90,10 @@ INSTALLED_APPS = [
     "pjd_portal.review",
 ]
 
+# The Server-Timing header on every answer (lib/middleware.py): on in development and tests,
+# off in production unless asked for (it tells a client how long the server worked).
+SERVER_TIMING = envbool("PJD_SERVER_TIMING", DEBUG)
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "pjd_portal.lib.middleware.RequestIdMiddleware",
