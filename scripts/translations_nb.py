@@ -9,6 +9,19 @@ from __future__ import annotations
 import sys
 
 NB = {
+    # Patient notices (pjd_portal/notices) and the privacy officer's list of them.
+    "Waiting to be sent": "Venter på å bli sendt",
+    "Sent": "Sendt",
+    "Could not be sent": "Kunne ikke sendes",
+    "Patient notice delivered": "Varsel til pasienten levert",
+    "Patient notice not delivered": "Varsel til pasienten ikke levert",
+    "Notices to the patient": "Varsler til pasienten",
+    "The patient is told of every emergency access and every elevated access, through the citizen portal. A notice that could not be sent after every attempt stays here as not sent. Times are Norwegian time.": "Pasienten får beskjed om hver akuttilgang og hver forhøyet tilgang, gjennom innbyggerportalen. Et varsel som ikke kunne sendes etter alle forsøk, blir stående her som ikke sendt. Tidspunktene er norsk tid.",
+    "Access": "Tilgang",
+    "By": "Av",
+    "Attempts": "Forsøk",
+    "Last error": "Siste feil",
+    "The patient has not been sent any notice.": "Pasienten har ikke fått noe varsel.",
     # The point of care's legal entity in the access log (audit 0014).
     "part of %(name)s": "del av %(name)s",
     "Legal entity": "Juridisk enhet",

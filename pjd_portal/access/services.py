@@ -20,8 +20,9 @@ from pjd_portal.access.models import AccessAttest, Basis, LookupPurpose, Patient
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.context import authenticated_user
 from pjd_portal.auditlog import events
-from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.services import record_event
+from pjd_portal.notices import services as notices
 from pjd_portal.patients.lookup import find_patient
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, NationalId
@@ -133,6 +134,7 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
 
     now = timezone.now()
     flagged = basis in policy.FLAGGED_FOR_REVIEW
+    where = point_of_care_of(request)
     with transaction.atomic():
         attest = AccessAttest.objects.create(
             lookup=access.lookup,
@@ -147,6 +149,22 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
             created_at=now,
             expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
         )
+        details: dict[str, Detail] = {}
+        if flagged:
+            # The patient is told: the notice commits with the attest and its event or not at all.
+            user = authenticated_user(request)
+            notice = notices.create_notice(
+                kind=policy.PATIENT_NOTICE_KIND[Basis(basis)],
+                basis=basis,
+                patient=access.patient,
+                attest_id=attest.attest_id,
+                accessed_at=now,
+                organisation_orgnr=where.orgnr if where else "",
+                organisation_name=where.name if where else "",
+                clinician_name=str(user.display_name or user.username),
+                clinician_authorizations=access.clinician.authorizations,
+            )
+            details["notice_id"] = str(notice.notice_id)
         record_event(
             (events.EMERGENCY_ACCESS if flagged else events.BASIS_STATED)(
                 outcome=Outcome.GRANTED,
@@ -154,9 +172,10 @@ def state_basis(*, request: HttpRequest, access: PatientAccess, basis: str, reas
                 attest=attest,
                 reason_text=reason,
                 flagged_for_review=flagged,
+                details=details,
             ),
             actor=actor_of(request),
-            where=point_of_care_of(request),
+            where=where,
         )
     return BasisResult(attest, decision)
 
