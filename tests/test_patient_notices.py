@@ -371,6 +371,8 @@ def test_without_a_url_notices_wait_pending_and_are_sent_once_it_is_set(
     notice = PatientNotice.objects.get()
     assert (notice.status, notice.attempts) == (NoticeStatus.PENDING, 0)  # waiting, not dropped
     assert not events(kinds.PATIENT_NOTICE_FAILED.name)
+    call_command("requeue_patient_notices", "--older-than", "0", stdout=open(os.devnull, "w"))  # noqa: SIM115
+    assert len(notice_tasks()) == 1  # no new task while there is nowhere to send it
     settings.PATIENT_NOTICE_URL = stub.url
     call_command("requeue_patient_notices", "--older-than", "0", stdout=open(os.devnull, "w"))  # noqa: SIM115
     run_worker(monkeypatch)

@@ -13,6 +13,7 @@ import datetime
 from collections.abc import Iterable
 from uuid import UUID
 
+from django.conf import settings
 from django.db import transaction
 from django.utils import timezone
 
@@ -74,6 +75,8 @@ def requeue_pending(*, older_than: datetime.timedelta) -> int:
     whose task was lost, or that waited for PJD_PATIENT_NOTICE_URL. A task that turns out
     to be a duplicate does nothing (delivery.claim)."""
 
+    if not settings.PATIENT_NOTICE_URL:
+        return 0  # nowhere to send them yet: they wait, pending, without a task each
     cutoff = timezone.now() - older_than
     count = 0
     for notice in PatientNotice.objects.filter(status=NoticeStatus.PENDING, next_attempt_at__lte=cutoff):
