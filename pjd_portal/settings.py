@@ -88,6 +88,9 @@ INSTALLED_APPS = [
     "pjd_portal.access",
     "pjd_portal.auditlog",
     "pjd_portal.review",
+    "pjd_portal.notices",
+    "django_tasks",
+    "django_tasks_db",
 ]
 
 # The Server-Timing header on every answer (lib/middleware.py): on in development and tests,
@@ -386,6 +389,40 @@ CITIZEN_PORTAL_CLIENT_ID = os.environ.get("PJD_CITIZEN_PORTAL_CLIENT_ID", "")
 CITIZEN_PORTAL_JWKS = os.environ.get("PJD_CITIZEN_PORTAL_JWKS", "")
 CLIENT_ASSERTION_MAX_LIFETIME_SECONDS = 300  # `exp` at most five minutes ahead
 CLIENT_ASSERTION_LEEWAY_SECONDS = envint("PJD_CLIENT_ASSERTION_LEEWAY_SECONDS", 30)
+
+# --- Patient notices (pjd_portal/notices): the patient is told of AKUTT and FORHØYET ----
+# Each notice is a signed JSON POST to the citizen portal (HMAC-SHA256 under
+# PJD_PATIENT_NOTICE_KEY, notices/signing.py), made by the django-tasks worker
+# (`manage.py db_worker --queue-name patient_notices`). Without a URL the notices wait,
+# pending and visible to the privacy officer; none is dropped.
+PATIENT_NOTICE_URL = os.environ.get("PJD_PATIENT_NOTICE_URL", "").strip()
+PATIENT_NOTICE_KEY = os.environ.get("PJD_PATIENT_NOTICE_KEY", "")
+PATIENT_NOTICE_MAX_ATTEMPTS = envint("PJD_PATIENT_NOTICE_MAX_ATTEMPTS", 8)
+PATIENT_NOTICE_BASE_DELAY_SECONDS = envfloat("PJD_PATIENT_NOTICE_BASE_DELAY_SECONDS", 30.0)
+PATIENT_NOTICE_MAX_DELAY_SECONDS = envfloat("PJD_PATIENT_NOTICE_MAX_DELAY_SECONDS", 3600.0)
+PATIENT_NOTICE_CONNECT_TIMEOUT = envfloat("PJD_PATIENT_NOTICE_CONNECT_TIMEOUT_SECONDS", 2.0)
+PATIENT_NOTICE_READ_TIMEOUT = envfloat("PJD_PATIENT_NOTICE_READ_TIMEOUT_SECONDS", 5.0)
+if (
+    PATIENT_NOTICE_MAX_ATTEMPTS < 1
+    or PATIENT_NOTICE_BASE_DELAY_SECONDS < 0
+    or PATIENT_NOTICE_MAX_DELAY_SECONDS < 0
+):
+    raise ImproperlyConfigured(
+        "PJD_PATIENT_NOTICE_MAX_ATTEMPTS must be at least 1 and the notice delays not negative."
+    )
+if PATIENT_NOTICE_URL:
+    if len(PATIENT_NOTICE_KEY) < 32:
+        raise ImproperlyConfigured("PJD_PATIENT_NOTICE_URL needs PJD_PATIENT_NOTICE_KEY (32+ characters).")
+    if not DEBUG and not PATIENT_NOTICE_URL.startswith("https://"):
+        raise ImproperlyConfigured("PJD_PATIENT_NOTICE_URL must be https:// when DEBUG is off.")
+# The task queue: django-tasks' database backend, in the portal's own database, so a task
+# is enqueued in the transaction that makes it (SQLite for the demo, PostgreSQL elsewhere).
+TASKS = {
+    "default": {
+        "BACKEND": "django_tasks_db.DatabaseBackend",
+        "QUEUES": ["default", "patient_notices"],
+    }
+}
 
 LOGGING = {
     "version": 1,

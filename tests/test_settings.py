@@ -112,3 +112,16 @@ def test_production_cookies_are_host_prefixed_secure_httponly_and_samesite():
     assert session_name.startswith("__Host-") and csrf_name.startswith("__Host-")
     assert session_secure and session_httponly and session_samesite == "Lax"
     assert csrf_secure and csrf_httponly and csrf_samesite == "Strict"
+
+
+def test_a_notice_url_needs_its_signing_key_and_https_in_production():
+    key = "k" * 40
+    no_key = run_check({"DEBUG": "true", "PJD_PATIENT_NOTICE_URL": "http://127.0.0.1:8104/notices"})
+    assert no_key.returncode != 0 and "PJD_PATIENT_NOTICE_KEY" in no_key.stderr
+    plain = {"DEBUG": "false", "SECRET_KEY": STRONG_SECRET, "PJD_PATIENT_NOTICE_KEY": key}
+    http = run_check({**plain, "PJD_PATIENT_NOTICE_URL": "http://citizen.example.org/notices"})
+    assert http.returncode != 0 and "must be https://" in http.stderr
+    https = run_check({**plain, "PJD_PATIENT_NOTICE_URL": "https://citizen.example.org/notices"})
+    assert https.returncode == 0, https.stderr
+    attempts = run_check({"DEBUG": "true", "PJD_PATIENT_NOTICE_MAX_ATTEMPTS": "0"})
+    assert attempts.returncode != 0 and "PJD_PATIENT_NOTICE_MAX_ATTEMPTS" in attempts.stderr

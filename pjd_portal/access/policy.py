@@ -31,6 +31,7 @@ from pjd_portal.accounts.models import OrganisationKind, Role
 from pjd_portal.documents import rendering
 from pjd_portal.documents.facts import DocumentFacts
 from pjd_portal.documents.models import ConfidentialityCode, DocumentCategory
+from pjd_portal.notices.models import NoticeKind
 
 # Authorizations (Volven 9060) that make someone health personnel who may use the portal.
 HEALTH_PERSONNEL_AUTHORIZATIONS = frozenset({"LE", "SP", "JM", "PS", "FA1", "HE"})
@@ -39,6 +40,14 @@ DOCTORS_AND_NURSES = frozenset({"LE", "SP"})
 REASON_REQUIRED = frozenset({Basis.AKUTT, Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT})
 ELEVATED = frozenset({Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT})
 FLAGGED_FOR_REVIEW = REASON_REQUIRED
+# What the patient is told of each flagged basis (pjd_portal/notices): every flagged access
+# is one notice, "pasienten får beskjed".
+PATIENT_NOTICE_KIND = {
+    Basis.AKUTT: NoticeKind.AKUTT,
+    Basis.FORHOYET_SAMTYKKE: NoticeKind.FORHOYET,
+    Basis.FORHOYET_AKUTT: NoticeKind.FORHOYET,
+}
+assert PATIENT_NOTICE_KIND.keys() == FLAGGED_FOR_REVIEW
 MIN_REASON_LENGTH = 15
 # Specialist care (hospital trusts, contract specialists) and the emergency chain.
 UNNTAK_ORGANISATION_KINDS = frozenset(

@@ -18,8 +18,9 @@ from pjd_portal.access import handles, policy, selectors
 from pjd_portal.access.models import AccessAttest, Basis, LookupPurpose, PatientLookup
 from pjd_portal.accounts.caller import Caller
 from pjd_portal.auditlog import events
-from pjd_portal.auditlog.events import Outcome
+from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.services import record_event
+from pjd_portal.notices import services as notices
 from pjd_portal.patients.lookup import find_patient
 from pjd_portal.patients.models import Patient
 from pjd_portal.patients.national_id import InvalidNationalId, NationalId
@@ -134,6 +135,7 @@ def state_basis(
 
     now = timezone.now()
     flagged = basis in policy.FLAGGED_FOR_REVIEW
+    where = caller.where
     with transaction.atomic():
         attest = AccessAttest.objects.create(
             lookup=access.lookup,
@@ -148,6 +150,24 @@ def state_basis(
             created_at=now,
             expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
         )
+        details: dict[str, Detail] = {}
+        if flagged:
+            # The patient is told: the notice commits with the attest and its event or not at all.
+            user = caller.user
+            notice = notices.create_notice(
+                kind=policy.PATIENT_NOTICE_KIND[Basis(basis)],
+                basis=basis,
+                patient=access.patient,
+                attest_id=attest.attest_id,
+                accessed_at=now,
+                organisation_orgnr=where.orgnr if where else "",
+                organisation_name=where.name if where else "",
+                clinician_name=str(user.display_name or user.username),
+                clinician_authorizations=access.clinician.authorizations,
+            )
+            details["notice_id"] = str(notice.notice_id)
+            if situation:
+                details["situation"] = situation
         record_event(
             (events.EMERGENCY_ACCESS if flagged else events.BASIS_STATED)(
                 outcome=Outcome.GRANTED,
@@ -155,10 +175,10 @@ def state_basis(
                 attest=attest,
                 reason_text=reason,
                 flagged_for_review=flagged,
-                details={"situation": situation} if flagged and situation else None,
+                details=details or None,
             ),
             actor=caller.actor,
-            where=caller.where,
+            where=where,
         )
     return BasisResult(attest, decision)
 

@@ -223,7 +223,9 @@ EMERGENCY_ACCESS = EventKind(
     "emergency_access",
     _("Emergency access"),
     Balp.PATIENT_CREATE,
-    frozenset({"situation"}),  # the AKUTT form's first step: what the situation is
+    # The AKUTT form's first step (what the situation is); the patient notice written with
+    # it (pjd_portal/notices).
+    frozenset({"situation", "notice_id"}),
     contact=True,
     carries_patient=True,
     patient_access=True,
@@ -365,6 +367,24 @@ ACCOUNT_DEACTIVATED = EventKind(
         {"command", "unused_days", "target_user_id", "target_public_id", "target_name", "target_hpr_number", "last_login", "date_joined"}
     ),
 )  # fmt: skip
+
+# Each attempt to tell the patient of an AKUTT or FORHØYET access (pjd_portal/notices/delivery.py),
+# written by the worker as Actor.system: no access to the patient's records.
+_NOTICE_DETAILS = frozenset({"notice_id", "kind", "attempt", "max_attempts", "error", "next_attempt_at"})
+PATIENT_NOTICE_DELIVERED = EventKind(
+    "patient_notice_delivered",
+    _("Patient notice delivered"),
+    Balp.APPLICATION_ACTIVITY,
+    _NOTICE_DETAILS,
+    carries_patient=True,
+)
+PATIENT_NOTICE_FAILED = EventKind(
+    "patient_notice_failed",
+    _("Patient notice not delivered"),
+    Balp.APPLICATION_ACTIVITY,
+    _NOTICE_DETAILS,
+    carries_patient=True,
+)
 
 KINDS: dict[str, EventKind] = {kind.name: kind for kind in globals().values() if isinstance(kind, EventKind)}
 PATIENT_ACCESS_TYPES = frozenset(name for name, kind in KINDS.items() if kind.patient_access)

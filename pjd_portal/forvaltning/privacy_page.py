@@ -14,6 +14,7 @@ from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.documents.models import ConfidentialityCode, DocumentBlock, DocumentReference
 from pjd_portal.forvaltning.privacy_forms import DocumentBlockForm, LiftChoiceForm, RegisterChoiceForm
+from pjd_portal.notices.selectors import notices_for_patient
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 
 PATIENT_TEMPLATE = "forvaltning/privacy/patient.html"
@@ -168,6 +169,7 @@ def render_page(
         "history": history,
         "register_form": register_form or RegisterChoiceForm(),
         "blocked_clinician": PrivacyChoiceKind.BLOCKED_CLINICIAN,
+        "notices": notices_for_patient(patient),  # templates/forvaltning/privacy/_notices.html
         "error": error,
     }
     return render(request, PATIENT_TEMPLATE, context, status=status)
