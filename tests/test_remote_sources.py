@@ -859,7 +859,13 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
     DocumentSource.objects.filter(organisation__orgnr=NORD).update(list_authorizations=["SP"])
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
-    assert "UNN HF" not in page  # not this clinician's to see, not even pending
+    # Not this clinician's to see, not even pending, nor asked; only named, without a count,
+    # as a source that does not show its list to this authorization (issue 13 item 4).
+    assert "Henter fra UNN HF" not in page
+    assert _source_pk(NORD) not in _fetch_urls(page)
+    assert "nord-epikrise" not in page
+    assert "UNN HF viser ikke dokumentlisten til helsepersonell med din autorisasjon." in page
+    assert page.count("UNN HF") == 1
     denied = as_fastlege.get(f"/pasient/{handle}/kilde/{_source_pk(NORD)}/liste/", **HX)
     missing = as_fastlege.get(f"/pasient/{handle}/kilde/99999/liste/", **HX)
     assert denied.status_code == missing.status_code == 404

@@ -43,7 +43,7 @@ def test_the_viewer_shows_the_description_and_the_way_back_to_the_list_as_it_was
 ) -> None:
     doc = add_document(world, title="Epikrise etter innleggelse", days_ago=12)
     handle = lookup_and_attest(as_fastlege)
-    list_page = as_fastlege.get(f"/pasient/{handle}/", {"sort": "title", "size": 10, "title": "epikrise"})
+    list_page = as_fastlege.get(f"/pasient/{handle}/", {"sort": "title", "size": "10", "title": "epikrise"})
     link = matched(
         r'<a class="ds-link" href="([^"]+)" hx-get="[^"]+" hx-target="#document-viewer"',
         list_page.content.decode(),
@@ -69,7 +69,7 @@ def test_the_viewer_shows_the_description_and_the_way_back_to_the_list_as_it_was
     # The viewer writes no open event: the framed PDF's request is the open, once.
     assert len(events()) == before and not events("document_open")
     pdf = as_fastlege.get(frame)
-    assert b"".join(pdf.streaming_content).startswith(b"%PDF-")
+    assert b"".join(pdf.streaming_content).startswith(b"%PDF-")  # type: ignore[attr-defined]
     assert pdf["Content-Security-Policy"].startswith("sandbox;")
     assert "frame-ancestors 'self'" in pdf["Content-Security-Policy"]
     assert pdf["X-Frame-Options"] == "SAMEORIGIN"
