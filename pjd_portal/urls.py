@@ -51,6 +51,8 @@ documents_patterns = (
     [
         path("<uuid:handle>/", document_views.document_list, name="list"),
         path("<uuid:handle>/dokument/<uuid:document_id>/", document_views.document_open, name="open"),
+        # The viewer: the document beside the list (its PDF framed from the open above).
+        path("<uuid:handle>/dokument/<uuid:document_id>/vis/", document_views.document_view, name="view"),
         # One remote source's part of the list (an htmx fragment request).
         path(
             "<uuid:handle>/kilde/<int:source_id>/liste/",
@@ -62,6 +64,11 @@ documents_patterns = (
             "<uuid:handle>/kilde/<int:source_id>/dokument/<fhir_id:document_id>/",
             document_views.remote_document_open,
             name="open_remote",
+        ),
+        path(
+            "<uuid:handle>/kilde/<int:source_id>/dokument/<fhir_id:document_id>/vis/",
+            document_views.remote_document_view,
+            name="view_remote",
         ),
     ],
     "documents",

@@ -465,9 +465,52 @@ NB = {
     "the source pointed to its next page at an address outside itself, which the portal does not follow.": "kilden viste til neste side på en adresse utenfor seg selv, og slike lenker følger ikke portalen.",
     "the source stopped sending further pages.": "kilden sluttet å sende flere sider.",
     "the source did not send its further pages in time.": "kilden sendte ikke de neste sidene i tide.",
+    # What the list does not show (access/policy.py not_shown_message, source_list_refusal_message),
+    # its filter (clinic/selectors.py) and the viewer (templates/documents/_viewer.html).
+    "From %(name)s: %(line)s": "Fra %(name)s: %(line)s",
+    "%(name)s shows its document list only to health personnel who may open the documents.": "%(name)s viser dokumentlisten bare til helsepersonell som kan åpne dokumentene.",
+    "%(name)s does not show its document list to health personnel with your authorization.": "%(name)s viser ikke dokumentlisten til helsepersonell med din autorisasjon.",
+    "%(name)s does not show its document list to your kind of organisation (%(kind)s).": "%(name)s viser ikke dokumentlisten til din type virksomhet (%(kind)s).",
+    "Not shown": "Vises ikke",
+    "Title contains": "Tittel inneholder",
+    "To date": "Til dato",
+    "dd.mm.yyyy": "dd.mm.åååå",
+    "Write the date as dd.mm.yyyy, for example 20.03.2026.": "Skriv datoen som dd.mm.åååå, for eksempel 20.03.2026.",
+    "The to date is before the from date. The dates were not applied.": "Til-datoen er før fra-datoen. Datoene ble ikke brukt.",
+    "Back to the list": "Tilbake til listen",
+    "Open the document in a new tab (opened and logged again)": "Åpne dokumentet i en ny fane (åpnes og logges på nytt)",
 }
 NB_PLURAL = {
     "%(minutes)s minute left": ("%(minutes)s minutt igjen", "%(minutes)s minutter igjen"),
+    "%(years)d year": ("%(years)d år", "%(years)d år"),
+    "%(counter)d test result older than %(window)s is not shown (kjernejournalforskriften).": (
+        "%(counter)d prøvesvar eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+        "%(counter)d prøvesvar eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+    ),
+    "%(counter)d organ function document older than %(window)s is not shown (kjernejournalforskriften).": (
+        "%(counter)d dokument om organfunksjon eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+        "%(counter)d dokumenter om organfunksjon eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+    ),
+    "%(counter)d imaging document older than %(window)s is not shown (kjernejournalforskriften).": (
+        "%(counter)d dokument fra bildediagnostikk eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+        "%(counter)d dokumenter fra bildediagnostikk eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+    ),
+    "%(counter)d referral older than %(window)s is not shown (kjernejournalforskriften).": (
+        "%(counter)d henvisning eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+        "%(counter)d henvisninger eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+    ),
+    "%(counter)d document (%(category)s) older than %(window)s is not shown (kjernejournalforskriften).": (
+        "%(counter)d dokument (%(category)s) eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+        "%(counter)d dokumenter (%(category)s) eldre enn %(window)s vises ikke (kjernejournalforskriften).",
+    ),
+    "%(counter)d document in a category outside kjernejournalforskriften is not shown.": (
+        "%(counter)d dokument i en kategori utenfor kjernejournalforskriften vises ikke.",
+        "%(counter)d dokumenter i kategorier utenfor kjernejournalforskriften vises ikke.",
+    ),
+    "%(counter)d document in a format the portal cannot show is not shown.": (
+        "%(counter)d dokument i et format portalen ikke kan vise, vises ikke.",
+        "%(counter)d dokumenter i formater portalen ikke kan vise, vises ikke.",
+    ),
     "%(counter)s document is blocked (sperret) and not shown.": (
         "%(counter)s dokument er sperret og vises ikke.",
         "%(counter)s dokumenter er sperret og vises ikke.",

@@ -657,6 +657,29 @@ def test_the_list_answers_at_once_and_each_source_arrives_on_its_own(
 
 
 @pytest.mark.django_db
+def test_what_a_source_did_not_show_is_counted_from_its_answer_and_named_by_source(
+    remote_world: Any, as_fastlege: Client
+) -> None:
+    """Issue 13 item 4: the counts come from the answer already fetched (no request per
+    document), per source, into the fragment's and the page's list events."""
+
+    from tests.builders import lookup_and_attest
+
+    handle = lookup_and_attest(as_fastlege)
+    page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
+    as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
+    bergen_event = events(event_type="document_list")[-1]
+    assert bergen_event.source_orgnr == BERGEN
+    assert bergen_event.details["not_shown"] == {"blocked": 1}  # bergen-sperret (NORS)
+    refreshed = as_fastlege.get(_refresh_url(page), **HX).content.decode()
+    assert "Fra Helse Bergen HF: 1 dokument er sperret og vises ikke." in refreshed
+    assert "bergen-sperret" not in refreshed
+    page_event = events(event_type="document_list")[-1]
+    assert page_event.details["not_shown"] == {"blocked": 1}
+    assert page_event.details["not_shown_by_source"] == {str(_source_pk(BERGEN)): {"blocked": 1}}
+
+
+@pytest.mark.django_db
 def test_an_answer_is_kept_for_sorting_filtering_and_paging(
     remote_world: Any, as_fastlege: Client, bergen: FhirServer
 ) -> None:
@@ -836,7 +859,13 @@ def test_a_source_the_clinician_may_not_list_is_denied_and_logged_as_such(
     DocumentSource.objects.filter(organisation__orgnr=NORD).update(list_authorizations=["SP"])
     handle = lookup_and_attest(as_fastlege)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
-    assert "UNN HF" not in page  # not this clinician's to see, not even pending
+    # Not this clinician's to see, not even pending, nor asked; only named, without a count,
+    # as a source that does not show its list to this authorization (issue 13 item 4).
+    assert "Henter fra UNN HF" not in page
+    assert _source_pk(NORD) not in _fetch_urls(page)
+    assert "nord-epikrise" not in page
+    assert "UNN HF viser ikke dokumentlisten til helsepersonell med din autorisasjon." in page
+    assert page.count("UNN HF") == 1
     denied = as_fastlege.get(f"/pasient/{handle}/kilde/{_source_pk(NORD)}/liste/", **HX)
     missing = as_fastlege.get(f"/pasient/{handle}/kilde/99999/liste/", **HX)
     assert denied.status_code == missing.status_code == 404

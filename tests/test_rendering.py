@@ -507,7 +507,8 @@ def test_view_streams_a_cda_wrapped_pdf_with_the_pdf_headers(as_fastlege, world)
     assert response.status_code == 200 and response.streaming
     assert b"".join(response.streaming_content) == demo_content.render_pdf(s)
     assert response["Content-Type"] == "application/pdf"
-    assert response["Content-Security-Policy"] == "sandbox; default-src 'none'; frame-ancestors 'none'"
+    # Framed only by the portal's own viewer (issue 13 item 5), still sandboxed.
+    assert response["Content-Security-Policy"] == "sandbox; default-src 'none'; frame-ancestors 'self'"
     assert response["X-Content-Type-Options"] == "nosniff"
     assert response["Content-Disposition"].startswith("inline")
     assert response["Cache-Control"] == "no-store"

@@ -46,6 +46,9 @@ MATRIX = {
     "patients:elevated": ("get", [LOGIN_REDIRECT, 302, 302, 403, 403, 403]),
     "documents:list": ("get", [LOGIN_REDIRECT, 200, 200, 403, 403, 403]),
     "documents:open": ("get", [LOGIN_REDIRECT, 200, 200, 403, 403, 403]),
+    # The viewer (the document beside the list): the same decision as an open.
+    "documents:view": ("get", [LOGIN_REDIRECT, 200, 200, 403, 403, 403]),
+    "documents:view_remote": ("get", [LOGIN_REDIRECT, 404, 404, 403, 403, 403]),
     # No MHD source is configured here: the clinician's request names no remote source, 404.
     "documents:open_remote": ("get", [LOGIN_REDIRECT, 404, 404, 403, 403, 403]),
     # A source's part of the list is an htmx fragment: a plain GET by the owner goes to the
@@ -120,11 +123,11 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
     kwargs: dict[str, Any] = {}
     if route in ("patients:basis", "patients:elevated", "documents:list"):
         kwargs = {"handle": handle}
-    elif route == "documents:open":
+    elif route in ("documents:open", "documents:view"):
         kwargs = {"handle": handle, "document_id": doc.document_id}
     elif route == "documents:list_source":
         kwargs = {"handle": handle, "source_id": world.source.pk}
-    elif route == "documents:open_remote":
+    elif route in ("documents:open_remote", "documents:view_remote"):
         kwargs = {"handle": handle, "source_id": world.source.pk, "document_id": "abc-123"}
     elif route == "forvaltning:log_event":
         owner.get(reverse("documents:open", kwargs={"handle": handle, "document_id": doc.document_id}))
@@ -185,6 +188,8 @@ HANDLE_ROUTES = [
     "documents:open",
     "documents:list_source",
     "documents:open_remote",
+    "documents:view",
+    "documents:view_remote",
 ]
 
 
@@ -209,9 +214,10 @@ def test_someone_elses_handle_is_404(route, world, persona_client):
     doc = add_document(world)
     handle = lookup_and_attest(owner)
     kwargs: dict[str, object] = {"handle": handle}
-    if route in ("documents:open", "documents:open_remote"):
-        kwargs["document_id"] = doc.document_id if route == "documents:open" else "abc-123"
-    if route in ("documents:list_source", "documents:open_remote"):
+    if route in ("documents:open", "documents:open_remote", "documents:view", "documents:view_remote"):
+        local = route in ("documents:open", "documents:view")
+        kwargs["document_id"] = doc.document_id if local else "abc-123"
+    if route in ("documents:list_source", "documents:open_remote", "documents:view_remote"):
         kwargs["source_id"] = world.source.pk
     assert persona_client("other_clinician").get(reverse(route, kwargs=kwargs)).status_code == 404
 

@@ -153,8 +153,20 @@ def test_readme_rule_examples_hold_in_the_demo_data() -> None:
     nurse.post(f"/pasient/{handle}/grunnlag/", {"basis": "SAMTYKKE"})
     page = nurse.get(f"/pasient/{handle}/?size=50").content.decode()
     assert 'data-testid="open-document"' in page and 'data-testid="not-openable"' in page
-    assert "Universitetssykehuset Nord-Norge" not in page
+    # Helse Nord lists only to those who may open: none of its rows, and the list says so
+    # by the source's name, without a count (issue 13 item 4).
+    assert "<td>Universitetssykehuset Nord-Norge HF</td>" not in page
+    assert (
+        "Universitetssykehuset Nord-Norge HF viser dokumentlisten bare til helsepersonell som kan åpne dokumentene."
+        in page
+    )
     assert "Oslo universitetssykehus" in page and "Helse Bergen" in page
+    # The first NHN test patient's five henvisninger older than their one-year window.
+    doctor = client_for("fastlege")
+    doctor_handle = lookup_and_attest(doctor, national_id=NHN_TEST_PATIENTS[0])
+    doctor_page = doctor.get(f"/pasient/{doctor_handle}/?size=50").content.decode()
+    assert "5 henvisninger eldre enn 1 år vises ikke (kjernejournalforskriften)." in doctor_page
+    assert "Universitetssykehuset Nord-Norge HF viser dokumentlisten" not in doctor_page
 
     # Blocked documents are counted for the second NHN test patient.
     fastlege = client_for("fastlege")

@@ -20,10 +20,12 @@ The rules follow kjernejournalforskriften and NHN's PJD (see docs/domain.md):
 from __future__ import annotations
 
 import datetime
+from collections.abc import Callable
 from dataclasses import dataclass, field
 
 from django.db.models import Q
 from django.utils import timezone
+from django.utils.translation import gettext, ngettext
 from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access.models import Basis, PurposeOfUse
@@ -617,6 +619,171 @@ def hidden_documents_q(today: datetime.date, source_ids: frozenset[int]) -> Q:
         & Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))
         & Q(source_id__in=list(source_ids))
     )
+
+
+# --- What the list does not show, and why ("Si hva som ikke vises") -------------------
+#
+# Counts by reason class, never content. A document that is not in the list falls in exactly
+# one class, in this order: its category is outside the regulation; it is older than its
+# category's window; it is blocked (NORS); its format cannot be shown. The order keeps the
+# blocked count what it was (`hidden_documents_q`: NORS inside the windows), and an old
+# blocked document says no more than that it is old. `not_shown_reason` decides for one
+# document (the remote sources' answers), `not_shown_q` is the same rule as query filters
+# for the local store (counted in one aggregate); a test keeps them agreeing.
+
+NOT_SHOWN_CATEGORY = "category_not_covered"
+NOT_SHOWN_WINDOW = "outside_window"
+NOT_SHOWN_BLOCKED = "blocked"
+NOT_SHOWN_FORMAT = "format"
+NOT_SHOWN_CLASSES = (NOT_SHOWN_WINDOW, NOT_SHOWN_BLOCKED, NOT_SHOWN_CATEGORY, NOT_SHOWN_FORMAT)
+
+
+def not_shown_reason(facts: DocumentFacts, today: datetime.date) -> str:
+    """Why this document is not in the list ("" when it is): one of NOT_SHOWN_CLASSES.
+    "" exactly when `document_listable`; NOT_SHOWN_BLOCKED exactly when
+    `document_counted_as_blocked`."""
+
+    if facts.category not in CATEGORY_WINDOW_YEARS:
+        return NOT_SHOWN_CATEGORY
+    if not _in_window(facts, today):
+        return NOT_SHOWN_WINDOW
+    if facts.confidentiality_code in HIDDEN_CONFIDENTIALITY:
+        return NOT_SHOWN_BLOCKED
+    if not content_type_may_be_shown(facts.content_type):
+        return NOT_SHOWN_FORMAT
+    return ""
+
+
+def windowed_categories() -> list[str]:
+    """The categories with a window (the ones a document can be too old for)."""
+
+    return [c for c, years in CATEGORY_WINDOW_YEARS.items() if years is not None]
+
+
+def not_shown_q(today: datetime.date) -> dict[str, Q]:
+    """`not_shown_reason` for the local store as query filters, one per class and, for the
+    window, one per category ("outside_window:<category>"); disjoint, and together with
+    `listable_documents_q` (a listable source given) they cover every document."""
+
+    covered = Q(category__in=list(CATEGORY_WINDOW_YEARS))
+    blocked = Q(confidentiality_code__in=list(HIDDEN_CONFIDENTIALITY))
+    in_window = _in_window_q(today)
+    classes = {NOT_SHOWN_CATEGORY: ~covered}
+    for category in windowed_categories():
+        start = window_start(category, today)
+        assert start is not None
+        classes[f"{NOT_SHOWN_WINDOW}:{category}"] = Q(category=category, service_date__lt=start)
+    classes[NOT_SHOWN_BLOCKED] = in_window & blocked
+    classes[NOT_SHOWN_FORMAT] = in_window & ~blocked & ~Q(content_type__in=list(SHOWABLE_CONTENT_TYPES))
+    return classes
+
+
+# The window line names the category as a clinician would; a category without its own
+# noun is named by its label.
+_WINDOW_NOUNS: dict[str, Callable[[int], str]] = {
+    DocumentCategory.PROVESVAR: lambda n: ngettext(
+        "%(counter)d test result older than %(window)s is not shown (kjernejournalforskriften).",
+        "%(counter)d test results older than %(window)s are not shown (kjernejournalforskriften).",
+        n,
+    ),
+    DocumentCategory.ORGANFUNKSJON: lambda n: ngettext(
+        "%(counter)d organ function document older than %(window)s is not shown (kjernejournalforskriften).",
+        "%(counter)d organ function documents older than %(window)s are not shown (kjernejournalforskriften).",
+        n,
+    ),
+    DocumentCategory.BILDEDIAGNOSTIKK: lambda n: ngettext(
+        "%(counter)d imaging document older than %(window)s is not shown (kjernejournalforskriften).",
+        "%(counter)d imaging documents older than %(window)s are not shown (kjernejournalforskriften).",
+        n,
+    ),
+    DocumentCategory.KORRESPONDANSE: lambda n: ngettext(
+        "%(counter)d referral older than %(window)s is not shown (kjernejournalforskriften).",
+        "%(counter)d referrals older than %(window)s are not shown (kjernejournalforskriften).",
+        n,
+    ),
+}
+
+
+def not_shown_message(reason: str, count: int, *, category: str = "", source_name: str = "") -> str:
+    """The line under the list for `count` documents of one reason class (and, for the
+    window, one category); `source_name` when the count comes from a remote source."""
+
+    if reason == NOT_SHOWN_WINDOW:
+        years = CATEGORY_WINDOW_YEARS.get(category) or 0
+        window = ngettext("%(years)d year", "%(years)d years", years) % {"years": years}
+        noun = _WINDOW_NOUNS.get(category)
+        if noun is not None:
+            text = noun(count) % {"counter": count, "window": window}
+        else:
+            label = str(dict(DocumentCategory.choices).get(category, category))
+            text = ngettext(
+                "%(counter)d document (%(category)s) older than %(window)s is not shown (kjernejournalforskriften).",
+                "%(counter)d documents (%(category)s) older than %(window)s are not shown (kjernejournalforskriften).",
+                count,
+            ) % {"counter": count, "category": label, "window": window}
+    elif reason == NOT_SHOWN_BLOCKED:
+        text = ngettext(
+            "%(counter)s document is blocked (sperret) and not shown.",
+            "%(counter)s documents are blocked (sperret) and not shown.",
+            count,
+        ) % {"counter": count}
+    elif reason == NOT_SHOWN_CATEGORY:
+        text = ngettext(
+            "%(counter)d document in a category outside kjernejournalforskriften is not shown.",
+            "%(counter)d documents in categories outside kjernejournalforskriften are not shown.",
+            count,
+        ) % {"counter": count}
+    else:
+        text = ngettext(
+            "%(counter)d document in a format the portal cannot show is not shown.",
+            "%(counter)d documents in formats the portal cannot show are not shown.",
+            count,
+        ) % {"counter": count}
+    if source_name:
+        return gettext("From %(name)s: %(line)s") % {"name": source_name, "line": text}
+    return text
+
+
+# Why a source shows this clinician no list at all: said by the source's name, never with
+# a count (counting what the clinician may not see would tell what the source holds). The
+# answer depends on the clinician and the source's rules only, not on the patient.
+SOURCE_LISTS_ONLY_TO_OPENERS = "list_only_if_may_open"
+SOURCE_LIST_AUTHORIZATION = "list_authorization"
+SOURCE_LIST_ORGANISATION_KIND = "list_organisation_kind"
+
+
+def source_list_refusal(clinician: ClinicianFacts, source: SourceRules) -> str:
+    """Why this source does not show this clinician its list ("" when it does)."""
+
+    if source_allows_list(clinician, source):
+        return ""
+    if not clinician.authorizations & source.list_authorizations:
+        return SOURCE_LIST_AUTHORIZATION
+    if clinician.organisation_kind not in source.list_organisation_kinds:
+        return SOURCE_LIST_ORGANISATION_KIND
+    return SOURCE_LISTS_ONLY_TO_OPENERS
+
+
+def sources_not_listing(clinician: ClinicianFacts, sources: list[SourceRules]) -> dict[int, str]:
+    """Every source that shows this clinician no list, with `source_list_refusal`'s reason."""
+
+    return {s.source_id: reason for s in sources if (reason := source_list_refusal(clinician, s))}
+
+
+def source_list_refusal_message(reason: str, source_name: str, organisation_kind: str | None) -> str:
+    if reason == SOURCE_LISTS_ONLY_TO_OPENERS:
+        return gettext(
+            "%(name)s shows its document list only to health personnel who may open the documents."
+        ) % {"name": source_name}
+    if reason == SOURCE_LIST_AUTHORIZATION:
+        return gettext(
+            "%(name)s does not show its document list to health personnel with your authorization."
+        ) % {"name": source_name}
+    kind = str(dict(OrganisationKind.choices).get(organisation_kind or "", organisation_kind or ""))
+    return gettext("%(name)s does not show its document list to your kind of organisation (%(kind)s).") % {
+        "name": source_name,
+        "kind": kind,
+    }
 
 
 # --- The patient's access log ("innsyn i logg") --------------------------------------

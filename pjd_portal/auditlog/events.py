@@ -188,6 +188,9 @@ _LIST_DETAILS = frozenset(
         "remote_document_ids", "sources_not_answering", "sources_pending", "sources_incomplete",
         "hidden", "hidden_by_reason", "source_id", "source_answer", "listed", "blocked",
         "received", "total", "ceiling", "incomplete", "missing", "unverified", "wait",
+        # What the list did not show (counts by reason class, never content), and the
+        # sources that show this clinician no list (by id, with the reason).
+        "filters", "not_shown", "not_shown_by_source", "sources_not_listing",
     }
 )  # fmt: skip
 _LOG_QUERY = frozenset({"view", "filters", "returned", "cursor", "log_read", "channel", "client_id", "jti"})

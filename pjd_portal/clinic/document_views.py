@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 from collections.abc import Callable
+from urllib.parse import urlencode
 from uuid import UUID
 
 from django.conf import settings
@@ -39,8 +40,11 @@ SORT_COLUMNS = [
     ("type", _("Type")),
     ("title", _("Title")),
     ("institution", _("Institution")),
+    ("department", _("Department")),
     ("author", _("Author")),
 ]
+# The list's own parameters, kept by the viewer's "back to the list".
+LIST_PARAMETERS = ("sort", "category", "page", "size", "title", "from", "to")
 
 
 def _list_view_id(request: HttpRequest, handle: UUID) -> str:
@@ -165,6 +169,7 @@ def _listed(request: HttpRequest, access: PatientAccess, handle: UUID) -> dict[s
         "params": params,
         "view_token": _list_view_token(view_id, handle),
         "list_query": _list_query(request),
+        "filter_query": params.filter_query(),
         "categories": DocumentCategory.choices,
         "page_sizes": settings.DOCUMENT_PAGE_SIZES,
         "sort_columns": SORT_COLUMNS,
@@ -259,3 +264,57 @@ def remote_document_open(
 
     access = access_patient_by_handle(caller=caller_of(request), handle=handle)
     return opening.open_document(request, access, opening.remote_opening(access, source_id, document_id))
+
+
+def _back_to_list(request: HttpRequest, handle: UUID) -> str:
+    """The list as the clinician left it: its sort, filter and page (only the list's own
+    parameters are taken from the viewer's query)."""
+
+    kept = {name: request.GET[name] for name in LIST_PARAMETERS if request.GET.get(name)}
+    url = reverse("documents:list", args=[handle])
+    return f"{url}?{urlencode(kept)}" if kept else url
+
+
+def _viewer_page(request: HttpRequest, access: PatientAccess, open_url: str) -> opening.Page:
+    """The viewer as a pane (htmx: into the list page) or as a page of its own."""
+
+    handle = access.lookup.handle
+    pane = bool(request.htmx)  # type: ignore[attr-defined]
+    return opening.Page(
+        template="documents/_viewer.html" if pane else "documents/viewer_page.html",
+        context={
+            "handle": handle,
+            "open_url": open_url,
+            "back_url": _back_to_list(request, handle),
+            "banner": None if pane else banner_of(access),
+            "attest": access.attest,
+        },
+    )
+
+
+@login_required
+@clinician_required
+@require_GET
+def document_view(request: HttpRequest, handle: UUID, document_id: UUID) -> HttpResponseBase:
+    """A document of the portal's own store in the viewer, beside the list (the same
+    decision as an open; the framed PDF's request is the open)."""
+
+    access = access_patient_by_handle(caller=caller_of(request), handle=handle)
+    page = _viewer_page(request, access, reverse("documents:open", args=[handle, document_id]))
+    return opening.view_document(request, access, opening.local_opening(access, document_id), page)
+
+
+@login_required
+@clinician_required
+@require_GET
+def remote_document_view(
+    request: HttpRequest, handle: UUID, source_id: int, document_id: str
+) -> HttpResponseBase:
+    """A document at a remote (MHD) source in the viewer, by the same path as a local one."""
+
+    access = access_patient_by_handle(caller=caller_of(request), handle=handle)
+    open_url = reverse("documents:open_remote", args=[handle, source_id, document_id])
+    page = _viewer_page(request, access, open_url)
+    return opening.view_document(
+        request, access, opening.remote_opening(access, source_id, document_id), page
+    )

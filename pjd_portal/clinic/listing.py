@@ -12,7 +12,7 @@ from __future__ import annotations
 
 import datetime
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.paginator import Page, Paginator
@@ -22,7 +22,7 @@ from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess
 from pjd_portal.auditlog.events import Detail
 from pjd_portal.clinic import remote, selectors
-from pjd_portal.clinic.remote import SourceAnswer, SourceListing
+from pjd_portal.clinic.remote import SourceAnswer, SourceListing, nested_counts
 from pjd_portal.documents.models import DocumentCategory, DocumentReference
 from pjd_portal.documents.sources.base import RemoteDocument
 
@@ -52,15 +52,28 @@ SORT_KEYS = {
     "type": "type_name",
     "title": "title",
     "institution": "institution_name",
+    "department": "department",
     "author": "author",
 }
 
 
+def _matches(d: RemoteDocument, params: selectors.ListParams) -> bool:
+    """The clinician's filter on a remote row (the local rows are filtered in the query)."""
+
+    return (
+        (not params.category or d.category == params.category)
+        and (not params.title or params.title.casefold() in d.title.casefold())
+        and (params.date_from is None or d.service_date >= params.date_from)
+        and (params.date_to is None or d.service_date <= params.date_to)
+    )
+
+
 def merged_rows(
-    local: list[DocumentReference], remote_documents: list[RemoteDocument], *, category: str, sort: str
+    local: list[DocumentReference], remote_documents: list[RemoteDocument], params: selectors.ListParams
 ) -> list[ListRow]:
-    """The local store's listable documents and the remote sources' in one list, filtered
-    and sorted as the clinician asked (the list's paging then applies to all of them)."""
+    """The local store's listable documents (already filtered by the query) and the remote
+    sources' in one list, filtered and sorted as the clinician asked (the list's paging then
+    applies to all of them)."""
 
     labels = dict(DocumentCategory.choices)
 
@@ -79,34 +92,114 @@ def merged_rows(
         )
 
     rows = [row(d) for d in local]
-    rows += [row(d) for d in remote_documents if not category or d.category == category]
+    rows += [row(d) for d in remote_documents if _matches(d, params)]
+    sort = params.sort
     key = SORT_KEYS[sort.lstrip("-")]
     rows.sort(key=lambda r: (getattr(r, key), r.service_date, r.document_id), reverse=sort.startswith("-"))
     return rows
+
+
+@dataclass(frozen=True)
+class NotShownLine:
+    """One line under the list: how many documents of one reason class are not shown
+    (from the local store, or from one remote source's answer). Never which ones."""
+
+    reason: str
+    count: int
+    message: str
+    category: str = ""
+    source_id: int | None = None
+
+    @property
+    def blocked(self) -> bool:
+        return self.reason == policy.NOT_SHOWN_BLOCKED
+
+
+@dataclass(frozen=True)
+class SourceNotice:
+    """A source that shows this clinician no list: by name, with the reason, no count."""
+
+    source_id: int
+    source_name: str
+    reason: str
+    message: str
+
+
+def not_shown_lines(
+    counts: dict[str, int], *, source_id: int | None = None, source_name: str = ""
+) -> list[NotShownLine]:
+    """The lines for one set of counts, in a fixed order: the windows by category, blocked,
+    categories outside the regulation, formats that cannot be shown."""
+
+    lines = []
+    for category in policy.windowed_categories():
+        count = counts.get(f"{policy.NOT_SHOWN_WINDOW}:{category}", 0)
+        if count:
+            message = policy.not_shown_message(
+                policy.NOT_SHOWN_WINDOW, count, category=category, source_name=source_name
+            )
+            lines.append(NotShownLine(policy.NOT_SHOWN_WINDOW, count, message, category, source_id))
+    for reason in (policy.NOT_SHOWN_BLOCKED, policy.NOT_SHOWN_CATEGORY, policy.NOT_SHOWN_FORMAT):
+        count = counts.get(reason, 0)
+        if count:
+            message = policy.not_shown_message(reason, count, source_name=source_name)
+            lines.append(NotShownLine(reason, count, message, source_id=source_id))
+    return lines
 
 
 @dataclass
 class ListPage:
     page: Page[Any]
     params: selectors.ListParams
-    hidden_count: int
+    # The local store's documents not shown, by `policy.not_shown_q` key.
+    not_shown: dict[str, int]
     # The remote sources whose lists this clinician may see, by name, with their answers.
     sources: list[SourceListing]
     remote_source_ids: frozenset[int]
     openable_source_ids: frozenset[int]
+    # The sources that show this clinician no list (local and remote), by name.
+    source_notices: list[SourceNotice] = field(default_factory=list)
 
     @property
     def pending(self) -> list[SourceListing]:
         return [s for s in self.sources if s.pending]
 
+    @property
+    def hidden_count(self) -> int:
+        """The blocked (NORS) documents, local and from the sources' answers."""
+
+        return self.not_shown.get(policy.NOT_SHOWN_BLOCKED, 0) + sum(s.blocked for s in self.sources)
+
+    @property
+    def not_shown_lines(self) -> list[NotShownLine]:
+        """What the list says under itself of what it does not show: the local store's
+        counts, then each answered source's, by name."""
+
+        lines = not_shown_lines(self.not_shown)
+        for source in self.sources:
+            lines += not_shown_lines(
+                source.not_shown, source_id=source.source_id, source_name=source.source_name
+            )
+        return lines
+
     def event_details(self) -> dict[str, Detail]:
-        """What the list event records: the page as shown, and each source's state."""
+        """What the list event records: the page as shown, each source's state, and what
+        was not shown (counts by reason class, per source where they come from one)."""
 
         rows = list(self.page.object_list)
+        totals = dict(self.not_shown)
+        for source in self.sources:
+            for key, count in source.not_shown.items():
+                totals[key] = totals.get(key, 0) + count
         return {
             "page": self.page.number,
             "sort": self.params.sort,
             "category": self.params.category,
+            "filters": {
+                "title": self.params.title,
+                "from": self.params.date_from,
+                "to": self.params.date_to,
+            },
             "shown": len(rows),
             "document_ids": [str(d.document_id) for d in rows],
             "remote_document_ids": [
@@ -115,7 +208,32 @@ class ListPage:
             "sources_not_answering": [s.source_id for s in self.sources if s.failed],
             "sources_pending": [s.source_id for s in self.pending],
             "sources_incomplete": [s.source_id for s in self.sources if s.incomplete or s.ceiling],
+            "not_shown": nested_counts(totals),
+            "not_shown_by_source": {
+                str(s.source_id): nested_counts(s.not_shown)
+                for s in self.sources
+                if any(s.not_shown.values())
+            },
+            "sources_not_listing": {str(n.source_id): n.reason for n in self.source_notices},
         }
+
+
+def source_notices(clinician: policy.ClinicianFacts, rules: list[policy.SourceRules]) -> list[SourceNotice]:
+    """The sources that show this clinician no list, by name (one query, only when any)."""
+
+    refused = policy.sources_not_listing(clinician, rules)
+    names = selectors.source_names(frozenset(refused))
+    notices = [
+        SourceNotice(
+            source_id,
+            names.get(source_id, ""),
+            reason,
+            policy.source_list_refusal_message(reason, names.get(source_id, ""), clinician.organisation_kind),
+        )
+        for source_id, reason in refused.items()
+        if source_id in names
+    ]
+    return sorted(notices, key=lambda n: n.source_name)
 
 
 def list_page(
@@ -138,11 +256,12 @@ def list_page(
     # Remote sources are asked at the source; the local store holds only the others.
     local_ids = listable - frozenset(remote_sources)
     patient_id = access.patient.pk
-    hidden = selectors.hidden_document_count(patient_id, today, local_ids)
+    not_shown = selectors.not_shown_counts(patient_id, today, local_ids)
+    notices = source_notices(access.clinician, rules)
     page: Page[Any]
     if not remote_sources:
         page = selectors.document_page(patient_id, today, local_ids, params)
-        return ListPage(page, params, hidden, [], frozenset(), openable)
+        return ListPage(page, params, not_shown, [], frozenset(), openable, notices)
 
     listed = remote.listed_sources(remote_sources, listable)
     # Without a working cache no fragment's answer could reach the list: ask here.
@@ -152,11 +271,9 @@ def list_page(
         answers = {s.pk: a for s in listed if (a := remote.cached_answer(access, s.pk)) is not None}
     sources = [remote.source_listing(answers.get(s.pk), s, today, patient_id) for s in listed]
     rows = merged_rows(
-        list(selectors.listable_documents(patient_id, today, local_ids, params.category)),
+        list(selectors.listable_documents(patient_id, today, local_ids, params)),
         [d for s in sources for d in s.documents],
-        category=params.category,
-        sort=params.sort,
+        params,
     )
     page = Paginator(rows, params.page_size).get_page(params.page)
-    hidden += sum(s.blocked for s in sources)
-    return ListPage(page, params, hidden, sources, frozenset(remote_sources), openable)
+    return ListPage(page, params, not_shown, sources, frozenset(remote_sources), openable, notices)

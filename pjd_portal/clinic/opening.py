@@ -16,10 +16,15 @@ decision on it, what its events name, how its bytes are got and what the page sh
 
 from __future__ import annotations
 
+import datetime
 import logging
+import re
+import unicodedata
 import uuid
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
+from typing import Any
+from urllib.parse import quote
 from uuid import UUID
 
 from django.http import Http404, HttpRequest, StreamingHttpResponse
@@ -36,7 +41,7 @@ from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_
 from pjd_portal.clinic import remote
 from pjd_portal.documents import rendering
 from pjd_portal.documents.facts import DocumentFacts
-from pjd_portal.documents.models import DocumentContent, DocumentReference
+from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference
 from pjd_portal.documents.sources import client_for, merge
 from pjd_portal.documents.sources.base import (
     AccessContext,
@@ -86,6 +91,20 @@ class Opening:
     fetch: Callable[[], Retrieved] = _no_bytes  # raises ContentUnavailable
     shown_as: object = None  # the page's `document` (title, institution, date, author)
     label: str = ""  # for log lines
+    content_type: str = ""  # as the store describes it ("" when a remote source did not say)
+    filename: str = "dokument.pdf"  # the PDF's name when saved (`download_filename`)
+    filename_utf8: str = ""  # the same with æøå kept (RFC 6266 filename*)
+
+
+@dataclass(frozen=True)
+class Page:
+    """Where an open's rendered (XML) document is shown: the document page, or the viewer."""
+
+    template: str = "documents/xml_document.html"
+    context: Mapping[str, Any] = field(default_factory=dict)
+
+
+DOCUMENT_PAGE = Page()
 
 
 def read_bytes(opening: Opening) -> Retrieved:
@@ -94,8 +113,11 @@ def read_bytes(opening: Opening) -> Retrieved:
     return opening.fetch()
 
 
-def open_document(request: HttpRequest, access: PatientAccess, opening: Opening) -> HttpResponseBase:
-    """The answer to an open, the same for every store (the module's steps 1 to 3)."""
+def open_document(
+    request: HttpRequest, access: PatientAccess, opening: Opening, page: Page = DOCUMENT_PAGE
+) -> HttpResponseBase:
+    """The answer to an open, the same for every store (the module's steps 1 to 3). `page`:
+    where a rendered document is shown (the document page, or the viewer pane)."""
 
     if not opening.decision:
         _record(request, _refusal(access, opening), committed=True)
@@ -123,13 +145,39 @@ def open_document(request: HttpRequest, access: PatientAccess, opening: Opening)
         _record(request, _not_shown(access, opening, Outcome.NOT_FOUND, exc.reason_code))
         return service_unavailable(request, reason="source")
     if isinstance(rendered, rendering.PdfStream):
-        return pdf_response(rendered)
-    context = {"document": opening.shown_as, "view": rendered, "handle": access.lookup.handle}
+        return pdf_response(rendered, opening.filename, opening.filename_utf8)
+    context = {**page.context, "document": opening.shown_as, "view": rendered, "handle": access.lookup.handle}
     if isinstance(rendered, rendering.UnsupportedDocument):
         logger.warning("document %s not shown: %s (%s)", opening.label, rendered.reason, rendered.detail)
         _record(request, _not_shown(access, opening, Outcome.INVALID, f"content_{rendered.reason}"))
         context.update(view=None, unsupported=rendered)
-    return render(request, "documents/xml_document.html", context)
+    return render(request, page.template, context)
+
+
+# What the viewer shows in a frame pointing at the open URL (which streams it and writes
+# the open event); anything else it renders itself, as the open.
+EMBEDDED_TYPES = frozenset({rendering.PDF_TYPE, policy.UNKNOWN_CONTENT_TYPE})
+
+
+def view_document(
+    request: HttpRequest, access: PatientAccess, opening: Opening, page: Page
+) -> HttpResponseBase:
+    """The viewer: the document's description beside the list, and the document in it.
+
+    The same decision as an open, and a refusal answered as an open's is (a 404, the same
+    for not allowed and not found, logged). A PDF (or a remote document of a type its
+    source did not name) is framed from the open URL: that request is the open and writes
+    its one `document_open` event; the viewer writes none. An XML document is rendered
+    here, and then this request is the open (`open_document`)."""
+
+    if not opening.decision:
+        _record(request, _refusal(access, opening), committed=True)
+        raise Http404()
+    if rendering.media_type(opening.content_type) in EMBEDDED_TYPES:
+        return render(
+            request, page.template, {**page.context, "document": opening.shown_as, "embedded": True}
+        )
+    return open_document(request, access, opening, page)
 
 
 def _render(opening: Opening) -> rendering.Rendered:
@@ -193,18 +241,83 @@ def _record(request: HttpRequest, event: events.Event, *, committed: bool = Fals
     record(event, actor=actor_of(request), where=point_of_care_of(request))
 
 
-def pdf_response(pdf: rendering.PdfStream) -> StreamingHttpResponse:
+def pdf_response(
+    pdf: rendering.PdfStream, filename: str = "dokument.pdf", filename_utf8: str = ""
+) -> StreamingHttpResponse:
     """A PDF streamed inline, never joined: the same headers for every source."""
 
     response = StreamingHttpResponse(pdf.chunks, content_type=pdf.content_type)
     if pdf.size is not None:
         response["Content-Length"] = str(pdf.size)
-    response["Content-Disposition"] = 'inline; filename="dokument.pdf"'
+    response["Content-Disposition"] = content_disposition(filename, filename_utf8)
     # A PDF from another organisation is untrusted content: no script, no same-origin
-    # access to the portal, never framed. Chromium's viewer still shows it.
-    response["Content-Security-Policy"] = "sandbox; default-src 'none'; frame-ancestors 'none'"
+    # access to the portal, framed only by the portal's own viewer. Chromium's viewer
+    # still shows it.
+    response["Content-Security-Policy"] = "sandbox; default-src 'none'; frame-ancestors 'self'"
+    response["X-Frame-Options"] = "SAMEORIGIN"
     response["X-Content-Type-Options"] = "nosniff"
     return response
+
+
+def content_disposition(filename: str, filename_utf8: str = "") -> str:
+    """`inline` with the ASCII name, and the UTF-8 one as RFC 6266 `filename*`."""
+
+    safe = re.sub(r"[^A-Za-z0-9._-]", "-", filename) or "dokument.pdf"
+    return f"inline; filename=\"{safe}\"; filename*=UTF-8''{quote(filename_utf8 or safe, safe='')}"
+
+
+# The category as a word in a file name (bokmål); other categories are "dokument".
+CATEGORY_SLUGS: dict[str, str] = {
+    DocumentCategory.EPIKRISE: "epikrise",
+    DocumentCategory.PROVESVAR: "prøvesvar",
+    DocumentCategory.ORGANFUNKSJON: "organfunksjon",
+    DocumentCategory.BILDEDIAGNOSTIKK: "bildediagnostikk",
+    DocumentCategory.KORRESPONDANSE: "korrespondanse",
+}
+# A legal form at the end of an institution's name says nothing in a file name.
+_LEGAL_FORMS = frozenset({"hf", "as", "asa", "sf", "iks", "kf", "ba", "sa"})
+_ASCII_LETTERS = str.maketrans({"æ": "ae", "ø": "o", "å": "a"})
+
+
+def _slug(text: str, *, ascii_only: bool) -> str:
+    text = unicodedata.normalize("NFC", text.lower())
+    if ascii_only:
+        text = text.translate(_ASCII_LETTERS)
+        text = unicodedata.normalize("NFKD", text).encode("ascii", "ignore").decode()
+        words = re.findall(r"[a-z0-9]+", text)
+    else:
+        words = re.findall(r"[^\W_]+", text)
+    if len(words) > 1 and words[-1] in _LEGAL_FORMS:
+        words.pop()
+    return "-".join(words)[:60].strip("-")
+
+
+def download_filename(service_date: datetime.date, category: str, institution_name: str) -> tuple[str, str]:
+    """The PDF's name when saved: `2026-03-20-epikrise-universitetssykehuset-nord-norge.pdf`
+    (service date, category, institution; never the patient), in ASCII (æ ø å as ae o a),
+    and the same with the Norwegian letters kept, for `filename*`."""
+
+    names = []
+    for ascii_only in (True, False):
+        category_word = _slug(CATEGORY_SLUGS.get(category, "dokument"), ascii_only=ascii_only)
+        parts = [service_date.isoformat(), category_word, _slug(institution_name, ascii_only=ascii_only)]
+        names.append("-".join(p for p in parts if p) + ".pdf")
+    return names[0], names[1]
+
+
+def _shown(d: DocumentReference | RemoteDocument) -> dict[str, object]:
+    """What the page says of the document: its description, never its content."""
+
+    return {
+        "title": d.title,
+        "category": d.category,
+        "category_label": str(dict(DocumentCategory.choices).get(d.category, d.category)),
+        "type_name": d.type_name,
+        "institution_name": d.institution_name,
+        "department": d.department,
+        "service_date": d.service_date,
+        "author": d.author,
+    }
 
 
 # --- The stores ------------------------------------------------------------------------------
@@ -245,14 +358,20 @@ def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
         now=access.now,
     )
 
+    filename, filename_utf8 = download_filename(
+        document.service_date, document.category, document.institution_name
+    )
     return Opening(
         decision=decision,
         found=True,
         refused_as=refused_as,
         opened_as=Naming(document=document),
         fetch=lambda: _local_bytes(document),
-        shown_as=document,
+        shown_as=_shown(document),
         label=str(document.document_id),
+        content_type=document.content_type,
+        filename=filename,
+        filename_utf8=filename_utf8,
     )
 
 
@@ -302,6 +421,9 @@ def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> O
     )
     # The id the source is told with the retrieval (nhn-event-id) is the granted event's.
     event_id = str(uuid.uuid4())
+    filename, filename_utf8 = download_filename(
+        document.service_date, document.category, document.institution_name
+    )
     return Opening(
         decision=decision,
         found=True,
@@ -309,13 +431,11 @@ def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> O
         opened_as=naming,
         granted_details={**logged_documents.remote_details(document), "nhn_event_id": event_id},
         fetch=lambda: _retrieve(client, document, remote.access_context(access, event_id)),
-        shown_as={
-            "title": document.title,
-            "institution_name": document.institution_name,
-            "service_date": document.service_date,
-            "author": document.author,
-        },
+        shown_as=_shown(document),
         label=f"{document_id} from source {source_id}",
+        content_type=document.content_type,
+        filename=filename,
+        filename_utf8=filename_utf8,
     )
 
 

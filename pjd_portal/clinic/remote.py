@@ -57,6 +57,7 @@ __all__ = [
     "keep",
     "listed_sources",
     "listing_of",
+    "nested_counts",
     "release",
     "remote_sources",
     "source_listing",
@@ -283,6 +284,8 @@ class SourceListing:
     incomplete: str = ""
     missing: int | None = 0
     unverified: int = 0
+    # The documents of the answer not shown, by `policy.not_shown_q` key (counts only).
+    not_shown: dict[str, int] = field(default_factory=dict)
 
     def event_details(self) -> dict[str, Detail]:
         """What the fragment's list event records of this source's answer (counts, never
@@ -299,6 +302,7 @@ class SourceListing:
             "incomplete": self.incomplete,
             "missing": self.missing,
             "unverified": self.unverified,
+            "not_shown": nested_counts(self.not_shown),
         }
 
     # What the template asks, so that it never compares codes itself.
@@ -338,6 +342,25 @@ class SourceListing:
 ANSWERED, FAILED, PENDING = "answered", "failed", "pending"
 
 
+def nested_counts(counts: dict[str, int]) -> dict[str, Detail]:
+    """Counts keyed as `policy.not_shown_q` keys them ("outside_window:<category>") as the
+    event records them: {"outside_window": {category: n}, "blocked": n, ...}, nonzero only."""
+
+    nested: dict[str, Detail] = {}
+    window: dict[str, Detail] = {}
+    for key, count in counts.items():
+        if not count:
+            continue
+        reason, _, category = key.partition(":")
+        if reason == policy.NOT_SHOWN_WINDOW:
+            window[category] = count
+        else:
+            nested[reason] = count
+    if window:
+        nested[policy.NOT_SHOWN_WINDOW] = window
+    return nested
+
+
 def source_listing(
     answer: SourceAnswer | None, source: DocumentSource, today: datetime.date, patient_id: int
 ) -> SourceListing:
@@ -368,8 +391,12 @@ def listing_of(answer: SourceAnswer, today: datetime.date, patient_id: int) -> S
     )
     for document in result.documents:
         facts = document.facts(patient_id)
-        if policy.document_listable(facts, today):
+        reason = policy.not_shown_reason(facts, today)
+        if not reason:
             listing.documents.append(document)
-        elif policy.document_counted_as_blocked(facts, today):
+            continue
+        if reason == policy.NOT_SHOWN_BLOCKED:
             listing.blocked += 1
+        key = f"{reason}:{facts.category}" if reason == policy.NOT_SHOWN_WINDOW else reason
+        listing.not_shown[key] = listing.not_shown.get(key, 0) + 1
     return listing

@@ -1,15 +1,18 @@
-"""Reads for the document list: one query for the page, one for the count, one for hidden."""
+"""Reads for the document list: one query for the page, one for the count, one aggregate
+for what is not shown (by reason class), and the list's parameters read from the query."""
 
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
+from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
-from django.db.models import QuerySet
+from django.db.models import Count, QuerySet
+from django.utils.translation import gettext
 
 from pjd_portal.access import policy
-from pjd_portal.documents.models import DocumentCategory, DocumentReference
+from pjd_portal.documents.models import DocumentCategory, DocumentReference, DocumentSource
 
 SORT_FIELDS = {
     "date": "service_date",
@@ -17,9 +20,12 @@ SORT_FIELDS = {
     "category": "category",
     "type": "type_name",
     "institution": "institution_name",
+    "department": "department",
     "author": "author",
 }
 DEFAULT_SORT = "-date"
+TITLE_MAX_LENGTH = 100
+DATE_FORMATS = ("%d.%m.%Y", "%Y-%m-%d")  # as written in Norway, and as <input type="date"> sends it
 
 LIST_COLUMNS = (
     "document_id",
@@ -42,10 +48,80 @@ class ListParams:
     category: str
     page: int
     page_size: int
+    title: str = ""  # case-insensitive contains
+    date_from: datetime.date | None = None
+    date_to: datetime.date | None = None
+    # What the form shows in the date fields (a bad date as typed, so it can be corrected).
+    date_from_text: str = ""
+    date_to_text: str = ""
+    # (field, message) for input that was not applied: a bad date changes nothing.
+    errors: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+
+    def filter_query(self) -> str:
+        """The filter and page size as a query string (for the sort and paging links)."""
+
+        values = {
+            "category": self.category,
+            "size": str(self.page_size),
+            "title": self.title,
+            "from": self.date_from_text,
+            "to": self.date_to_text,
+        }
+        return urlencode({k: v for k, v in values.items() if v})
+
+    def error_for(self, name: str) -> str:
+        return next((message for field_name, message in self.errors if field_name == name), "")
+
+    @property
+    def from_error(self) -> str:
+        return self.error_for("from")
+
+    @property
+    def to_error(self) -> str:
+        return self.error_for("to")
+
+
+def parse_date(text: str) -> datetime.date | None:
+    """A date as dd.mm.yyyy (or yyyy-mm-dd); None when it is not one."""
+
+    for fmt in DATE_FORMATS:
+        try:
+            value = datetime.datetime.strptime(text, fmt).date()
+        except ValueError:
+            continue
+        if 1900 <= value.year <= 2100:
+            return value
+    return None
+
+
+def _dates(query: dict[str, str]) -> tuple[dict[str, object], list[tuple[str, str]]]:
+    values: dict[str, object] = {}
+    errors: list[tuple[str, str]] = []
+    dates: dict[str, datetime.date] = {}
+    for name in ("from", "to"):
+        text = query.get(name, "").strip()[:20]
+        if not text:
+            continue
+        value = parse_date(text)
+        if value is None:
+            errors.append((name, gettext("Write the date as dd.mm.yyyy, for example 20.03.2026.")))
+            values[f"date_{name}_text"] = text
+            continue
+        dates[name] = value
+        values[f"date_{name}_text"] = value.strftime("%d.%m.%Y")
+    if "from" in dates and "to" in dates and dates["from"] > dates["to"]:
+        errors.append(("to", gettext("The to date is before the from date. The dates were not applied.")))
+        dates = {}
+    if "from" in dates:
+        values["date_from"] = dates["from"]
+    if "to" in dates:
+        values["date_to"] = dates["to"]
+    return values, errors
 
 
 def parse_list_params(query: dict[str, str], *, page_sizes: list[int], default_size: int) -> ListParams:
-    """Unknown or malformed parameters fall back to defaults rather than erroring."""
+    """Unknown or malformed parameters fall back to defaults rather than erroring; a bad
+    date is said so and not applied."""
 
     sort = query.get("sort", DEFAULT_SORT)
     if sort.lstrip("-") not in SORT_FIELDS:
@@ -63,31 +139,45 @@ def parse_list_params(query: dict[str, str], *, page_sizes: list[int], default_s
         size = default_size
     if size not in page_sizes:
         size = default_size
-    return ListParams(sort=sort, category=category, page=page, page_size=size)
+    title = " ".join(query.get("title", "").split())[:TITLE_MAX_LENGTH]
+    dates, errors = _dates(query)
+    return ListParams(
+        sort=sort,
+        category=category,
+        page=page,
+        page_size=size,
+        title=title,
+        errors=tuple(errors),
+        **dates,  # type: ignore[arg-type]
+    )
 
 
 def listable_documents(
-    patient_id: int, today: datetime.date, source_ids: frozenset[int], category: str = ""
+    patient_id: int, today: datetime.date, source_ids: frozenset[int], params: ListParams | None = None
 ) -> QuerySet[DocumentReference]:
     qs = DocumentReference.objects.filter(
         policy.listable_documents_q(today, source_ids), patient_id=patient_id
     )
-    if category:
-        qs = qs.filter(category=category)
+    if params is None:
+        return qs
+    if params.category:
+        qs = qs.filter(category=params.category)
+    if params.title:
+        qs = qs.filter(title__icontains=params.title)
+    if params.date_from is not None:
+        qs = qs.filter(service_date__gte=params.date_from)
+    if params.date_to is not None:
+        qs = qs.filter(service_date__lte=params.date_to)
     return qs
 
 
 def document_page(
     patient_id: int, today: datetime.date, source_ids: frozenset[int], params: ListParams
 ) -> Page[DocumentReference]:
-    field = SORT_FIELDS[params.sort.lstrip("-")]
+    field_name = SORT_FIELDS[params.sort.lstrip("-")]
     desc = params.sort.startswith("-")
-    order = [f"-{field}" if desc else field, "-id" if desc else "id"]
-    qs = (
-        listable_documents(patient_id, today, source_ids, params.category)
-        .only(*LIST_COLUMNS)
-        .order_by(*order)
-    )
+    order = [f"-{field_name}" if desc else field_name, "-id" if desc else "id"]
+    qs = listable_documents(patient_id, today, source_ids, params).only(*LIST_COLUMNS).order_by(*order)
     paginator = Paginator(qs, params.page_size)
     return paginator.get_page(params.page)
 
@@ -96,3 +186,25 @@ def hidden_document_count(patient_id: int, today: datetime.date, source_ids: fro
     return DocumentReference.objects.filter(
         policy.hidden_documents_q(today, source_ids), patient_id=patient_id
     ).count()
+
+
+def not_shown_counts(patient_id: int, today: datetime.date, source_ids: frozenset[int]) -> dict[str, int]:
+    """How many of the patient's documents in these sources (the ones whose list this
+    clinician may see) are not in the list, by `policy.not_shown_q`'s classes: one
+    aggregate query, whatever the number of documents. Never filtered by the clinician's
+    own filter (a title search must not count what it may not show)."""
+
+    classes = policy.not_shown_q(today)
+    aliases = {key: f"n{i}" for i, key in enumerate(classes)}
+    counts = DocumentReference.objects.filter(
+        patient_id=patient_id, source_id__in=list(source_ids)
+    ).aggregate(**{aliases[key]: Count("pk", filter=q) for key, q in classes.items()})
+    return {key: int(counts[alias] or 0) for key, alias in aliases.items()}
+
+
+def source_names(source_ids: frozenset[int]) -> dict[int, str]:
+    """The names of these sources (one query; none when there are none)."""
+
+    if not source_ids:
+        return {}
+    return dict(DocumentSource.objects.filter(pk__in=list(source_ids)).values_list("pk", "name"))
