@@ -48,11 +48,25 @@ class Walk:
         if found and response.request.resource_type in ("document", "xhr", "fetch"):
             self._durations.append(float(found.group(1)))
 
-    def step(self, name: str, act: Callable[[], None], arrived: Callable[[], None]) -> None:
+    def step(
+        self, name: str, act: Callable[[], None], arrived: Callable[[], None], *, framed: bool = False
+    ) -> None:
+        """One interaction. `framed`: it opens a document in the viewer, whose frame then
+        asks for the document itself: wait for that answer too (the PDF viewer keeps the
+        network busy, so "network idle" never comes)."""
+
         self._durations = []
-        act()
+        if framed:
+            with self.page.expect_response(
+                lambda r: (
+                    r.request.resource_type == "document" and "/dokument/" in r.url and "/vis/" not in r.url
+                )
+            ):
+                act()
+        else:
+            act()
         arrived()
-        self.page.wait_for_load_state("networkidle")
+        self.page.wait_for_load_state("load")
         self.steps.append((name, sum(self._durations)))
 
     def count(self, prefix: str) -> int:
@@ -68,6 +82,19 @@ def _shoot(page: Any, name: str) -> None:
     if os.environ.get("PJD_UPDATE_SCREENSHOTS") == "1":
         SCREENSHOTS.mkdir(parents=True, exist_ok=True)
         page.screenshot(path=str(SCREENSHOTS / f"{name}.png"), full_page=True)
+
+
+def _opened(page: Any, expected: int) -> int:
+    """The granted opens logged, once the pane's frame has asked for its document (the frame
+    loads after the pane: wait for it, up to five seconds)."""
+
+    found = 0
+    for _ in range(50):
+        found = AccessEvent.objects.filter(event_type="document_open", outcome="granted").count()
+        if found >= expected:
+            break
+        page.wait_for_timeout(100)
+    return found
 
 
 def _no_axe_violations(page: Any, state: str) -> None:
@@ -129,7 +156,7 @@ def test_from_the_lookup_to_an_open_pdf_in_three_interactions(portal, world, pag
     )
     assert LIST_PATIENT_ID not in page.url
     banner = page.get_by_test_id("patient-banner")
-    assert "Ingrid Testesen" in banner.inner_text() and "030471" in banner.inner_text()
+    assert "Ingrid Testesen" in banner.inner_text() and LIST_PATIENT_ID[:6] in banner.inner_text()
     assert page.get_by_test_id("basis-option-UNNTAK").is_checked()  # the default for a list patient
     _no_axe_violations(page, "patient card")
     _shoot(page, "patient-card")
@@ -148,12 +175,13 @@ def test_from_the_lookup_to_an_open_pdf_in_three_interactions(portal, world, pag
         "consultation: open",
         page.get_by_test_id("open-document").first.click,
         lambda: page.wait_for_selector("[data-testid=document-viewer]"),
+        framed=True,
     )
     assert (
         "Epikrise etter innleggelse for lungebetennelse"
         in page.get_by_test_id("document-viewer").inner_text()
     )
-    assert AccessEvent.objects.filter(event_type="document_open", outcome="granted").count() == 1
+    assert _opened(page, 1) == 1
     _no_axe_violations(page, "viewer")
     _shoot(page, "document-viewer")
     assert walk.count("consultation") == 3
@@ -169,6 +197,7 @@ def test_from_the_lookup_to_an_open_pdf_in_three_interactions(portal, world, pag
         "again: open",
         page.get_by_test_id("open-document").first.click,
         lambda: page.wait_for_selector("[data-testid=document-viewer]"),
+        framed=True,
     )
     assert walk.count("again") == 2
     with capsys.disabled():
@@ -235,4 +264,4 @@ def test_a_keyboard_alone_reaches_an_open_document(portal, world, page):
     tab_to("[data-testid=open-document]")
     page.keyboard.press("Enter")
     page.wait_for_selector("[data-testid=document-viewer]")
-    assert AccessEvent.objects.filter(event_type="document_open", outcome="granted").count() == 1
+    assert _opened(page, 1) == 1
