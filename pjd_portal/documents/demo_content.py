@@ -14,13 +14,17 @@ from __future__ import annotations
 
 import base64
 import datetime
+import functools
+import io
 import random
+import zlib
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from fpdf import FPDF
-from fpdf.enums import XPos, YPos
+from fpdf.fonts import CORE_FONTS_CHARWIDTHS
 from lxml import etree
+from PIL import Image, ImageDraw, ImageFilter, ImageOps
 
 XML_NAMESPACE = "urn:pjd-portal:demo:kith-like:1"
 SYNTHETIC_NOTICE = "Syntetiske testdata – ikke en ekte pasient"
@@ -62,6 +66,9 @@ class DemoDocumentSpec:
     patient_name: str
     patient_birth_date: datetime.date
     seed: int  # for deterministic variation of the text
+    # A referral's receiver ("Medisinsk klinikk, Oslo universitetssykehus HF"); the
+    # institution and department are then the sender's (a fastlege's legekontor).
+    recipient: str = ""
 
 
 # ---------------------------------------------------------------------------
@@ -858,6 +865,129 @@ def make_title(category: str, type_name: str, seed: int) -> str:
 
 
 # ---------------------------------------------------------------------------
+# Who writes what: the authors of the demo documents, by document kind and workplace.
+# Invented people; their HPR numbers come from `synthetic_hpr()`.
+# ---------------------------------------------------------------------------
+
+HOSPITAL = "sykehus"
+LEGEVAKT = "legevakt"
+LEGEKONTOR = "legekontor"
+
+_CLINICAL_KINDS = frozenset({"epikrise", "sammenfatning", "ekg", "lungefunksjon", "svar"})
+
+
+@dataclass(frozen=True)
+class DemoAuthor:
+    title: str  # "Overlege", "LIS-lege", "Bioingeniør", "Fastlege" ...
+    name: str
+    qualification: str  # the line under the name in the signature block
+    kinds: frozenset[str]  # the document kinds (`document_kind()`) they write
+    workplace: str  # HOSPITAL, LEGEVAKT or LEGEKONTOR
+    office: str = ""  # a fastlege's legekontor: the sender of their referrals
+
+    @property
+    def display(self) -> str:
+        return f"{self.title} {self.name}"
+
+
+AUTHOR_ROSTER: tuple[DemoAuthor, ...] = (
+    DemoAuthor("Overlege", "Anne Berg", "Spesialist i indremedisin", _CLINICAL_KINDS, HOSPITAL),
+    DemoAuthor("Overlege", "Mette Lie", "Spesialist i hjertesykdommer", _CLINICAL_KINDS, HOSPITAL),
+    DemoAuthor("LIS-lege", "Ali Khan", "Lege i spesialisering, indremedisin", _CLINICAL_KINDS, HOSPITAL),
+    DemoAuthor("Overlege", "Siri Aune", "Spesialist i hjertesykdommer", _CLINICAL_KINDS, HOSPITAL),
+    DemoAuthor("LIS-lege", "Omar Haddad", "Lege i spesialisering, indremedisin", _CLINICAL_KINDS, HOSPITAL),
+    DemoAuthor("Overlege", "Tore Lian", "Spesialist i lungesykdommer", _CLINICAL_KINDS, HOSPITAL),
+    DemoAuthor(
+        "Bioingeniør", "Tove Ruud", "Bioingeniør, medisinsk biokjemi", frozenset({"biokjemi"}), HOSPITAL
+    ),
+    DemoAuthor("Overlege", "Guri Moen", "Spesialist i medisinsk biokjemi", frozenset({"biokjemi"}), HOSPITAL),
+    DemoAuthor(
+        "Bioingeniør", "Eirik Holm", "Bioingeniør, medisinsk biokjemi", frozenset({"biokjemi"}), HOSPITAL
+    ),
+    DemoAuthor(
+        "Overlege", "Per Strand", "Spesialist i medisinsk mikrobiologi", frozenset({"mikrobiologi"}), HOSPITAL
+    ),
+    DemoAuthor(
+        "Overlege",
+        "Nina Brekke",
+        "Spesialist i medisinsk mikrobiologi",
+        frozenset({"mikrobiologi"}),
+        HOSPITAL,
+    ),
+    DemoAuthor("Overlege", "Ragnhild Sæther", "Spesialist i patologi", frozenset({"patologi"}), HOSPITAL),
+    DemoAuthor(
+        "LIS-lege", "Henrik Moe", "Lege i spesialisering, patologi", frozenset({"patologi"}), HOSPITAL
+    ),
+    DemoAuthor("Overlege", "Hanne Rø", "Spesialist i radiologi", frozenset({"radiologi"}), HOSPITAL),
+    DemoAuthor("Overlege", "Jon Vik", "Spesialist i radiologi", frozenset({"radiologi"}), HOSPITAL),
+    DemoAuthor(
+        "LIS-lege", "Sara Nygård", "Lege i spesialisering, radiologi", frozenset({"radiologi"}), HOSPITAL
+    ),
+    DemoAuthor("Overlege", "Lars Fosse", "Spesialist i nukleærmedisin", frozenset({"nukleaer"}), HOSPITAL),
+    DemoAuthor("Overlege", "Kristin Dahl", "Spesialist i nukleærmedisin", frozenset({"nukleaer"}), HOSPITAL),
+    DemoAuthor("Legevaktslege", "Ida Bakke", "Spesialist i allmennmedisin", frozenset({"ekg"}), LEGEVAKT),
+    DemoAuthor("Legevaktslege", "Martin Hauge", "Lege", frozenset({"ekg"}), LEGEVAKT),
+    DemoAuthor(
+        "Bioingeniør",
+        "Lene Solberg",
+        "Bioingeniør, legevaktens laboratorium",
+        frozenset({"biokjemi"}),
+        LEGEVAKT,
+    ),
+    DemoAuthor(
+        "Fastlege",
+        "Kari Nilsen",
+        "Spesialist i allmennmedisin",
+        frozenset({"henvisning"}),
+        LEGEKONTOR,
+        office="Storgata legekontor",
+    ),
+    DemoAuthor(
+        "Fastlege",
+        "Morten Aas",
+        "Spesialist i allmennmedisin",
+        frozenset({"henvisning"}),
+        LEGEKONTOR,
+        office="Fjordgløtt legesenter",
+    ),
+    DemoAuthor(
+        "Fastlege",
+        "Eva Lund",
+        "Lege i spesialisering, allmennmedisin",
+        frozenset({"henvisning"}),
+        LEGEKONTOR,
+        office="Bryggen legekontor",
+    ),
+)
+_AUTHORS_BY_DISPLAY = {author.display: author for author in AUTHOR_ROSTER}
+
+
+def document_kind(category: str, type_name: str) -> str:
+    """The kind of document a category and type name make: "epikrise", "biokjemi", "radiologi" ..."""
+
+    return _kind(category, type_name)
+
+
+def authors_for(kind: str, workplace: str = HOSPITAL) -> tuple[DemoAuthor, ...]:
+    """Those who write documents of `kind` at a `workplace` (a referral's at a legekontor, always)."""
+
+    if kind == "henvisning":
+        workplace = LEGEKONTOR
+    return tuple(a for a in AUTHOR_ROSTER if kind in a.kinds and a.workplace == workplace)
+
+
+def author_by_display(display: str) -> DemoAuthor | None:
+    return _AUTHORS_BY_DISPLAY.get(display)
+
+
+def synthetic_hpr(author: str) -> str:
+    """An HPR-like number for an author: 9 digits from "98", never a real one (those are lower)
+    nor one of the dev identity provider's users' (9100000xx). Deterministic, from the name."""
+
+    return f"98{zlib.crc32(author.encode('utf-8')) % 10_000_000:07d}"
+
+
+# ---------------------------------------------------------------------------
 # Content assembly.
 # ---------------------------------------------------------------------------
 
@@ -955,6 +1085,8 @@ def _lab_rows(rng: random.Random, panel: Sequence[str]) -> tuple[list[Row], list
 
 @dataclass(frozen=True)
 class _Content:
+    topic: _Topic
+    values: dict[str, str]
     sections: list[tuple[str, str]]
     rows: list[Row]
 
@@ -974,12 +1106,31 @@ def _content(spec: DemoDocumentSpec) -> _Content:
             else "Alle analyser innenfor referanseområdet."
         )
         sections.insert(1, ("Kommentar", comment))
-    return _Content(sections=sections, rows=rows)
+    return _Content(topic=topic, values=values, sections=sections, rows=rows)
 
 
 # ---------------------------------------------------------------------------
 # PDF.
+#
+# Real clinical PDFs are tens to hundreds of kilobytes: letter templates carry a raster
+# letterhead, radiology reports key images. The demo's do too, so the portal's size
+# handling meets realistic sizes: every page repeats an institution letterhead (a JPEG,
+# embedded once per document), radiology reports add a key image. The images are
+# generated once per institution or variant and cached (`functools.cache`), and fpdf2
+# embeds JPEG bytes as they are (DCTDecode), so a document costs only its text. The
+# text is laid out here (greedy word wrap on the core fonts' widths, `FPDF.text()`)
+# rather than with `multi_cell()`, whose line breaking is an order of magnitude slower
+# and made seeding a thousand documents slow. Fonts stay the core Helvetica
+# (WinAnsiEncoding, not embedded), so the text remains searchable as plain strings.
 # ---------------------------------------------------------------------------
+
+_PAGE_HEIGHT = 297.0
+_LEFT = 20.0
+_WIDTH = 170.0
+_TOP = 42.0  # below the letterhead and the patient line
+_BOTTOM = 275.0  # above the footer
+_LETTERHEAD_PX = (1800, 240)
+_KEY_IMAGE_PX = 640
 
 
 def _pdf_text(text: str) -> str:
@@ -990,23 +1141,700 @@ def _pdf_text(text: str) -> str:
     return text.encode("cp1252", errors="replace").decode("cp1252")
 
 
+def _width_key(char: str) -> str:
+    # The core fonts' width tables are keyed by the Windows-1252 byte, as a character.
+    if ord(char) < 256:
+        return char
+    return chr(char.encode("cp1252", errors="replace")[0])
+
+
+def _text_width(text: str, style: str, size: float) -> float:
+    widths = CORE_FONTS_CHARWIDTHS["helvetica" + style]
+    return sum(widths.get(_width_key(c), 556) for c in text) * size * 0.001 * 25.4 / 72
+
+
+def _wrap(text: str, style: str, size: float, width: float) -> list[str]:
+    space = _text_width(" ", style, size)
+    lines: list[str] = []
+    words: list[str] = []
+    used = 0.0
+    for word in text.split():
+        word_width = _text_width(word, style, size)
+        if words and used + space + word_width > width:
+            lines.append(" ".join(words))
+            words, used = [word], word_width
+        else:
+            used += (space if words else 0.0) + word_width
+            words.append(word)
+    lines.append(" ".join(words))
+    return lines
+
+
+def _jpeg(image: Image.Image, quality: int) -> bytes:
+    buffer = io.BytesIO()
+    image.save(buffer, "JPEG", quality=quality, optimize=False, progressive=False)
+    return buffer.getvalue()
+
+
+@functools.cache
+def _letterhead_jpeg(institution: str) -> bytes:
+    """A letterhead band for an institution: its colour, an emblem and paper grain (~55 KB)."""
+
+    width, height = _LETTERHEAD_PX
+    digest = zlib.crc32(institution.encode("utf-8"))
+    rng = random.Random(digest)
+    hue = ((digest % 6) * 40, 60 + (digest >> 4) % 60, 110 + (digest >> 8) % 60)
+    grain = Image.frombytes("L", (width, height), rng.randbytes(width * height)).point(lambda v: 150 + v // 3)
+    fade = Image.linear_gradient("L").rotate(90).resize((width, height))  # dark left, light right
+    band = Image.composite(Image.new("L", (width, height), 40), grain, ImageOps.invert(fade))
+    draw = ImageDraw.Draw(band)
+    cx, cy, r = width - 150, height // 2, 85
+    draw.ellipse((cx - r, cy - r, cx + r, cy + r), outline=70, width=14)
+    draw.rectangle((cx - 18, cy - 60, cx + 18, cy + 60), fill=70)
+    draw.rectangle((cx - 60, cy - 18, cx + 60, cy + 18), fill=70)
+    for i in range(8):  # a few thin rules, as printed letterheads have
+        y = 20 + i * 28
+        draw.line((width // 2, y, width - 300, y), fill=200 + i * 5, width=2)
+    coloured = ImageOps.colorize(band, hue, (250, 250, 247))
+    return _jpeg(coloured, 80)
+
+
+@functools.cache
+def _key_image_jpeg(modality: str, variant: int) -> bytes:
+    """A synthetic, obviously non-diagnostic cross-section for a radiology report (~100 KB)."""
+
+    size = _KEY_IMAGE_PX
+    rng = random.Random(f"{modality}:{variant}")
+    shapes = Image.new("L", (size, size), 8)
+    draw = ImageDraw.Draw(shapes)
+    centre = size // 2
+    if modality in {"CT", "MR"}:
+        rx, ry = rng.randint(230, 270), rng.randint(170, 220)
+        draw.ellipse((centre - rx, centre - ry, centre + rx, centre + ry), fill=95)
+        draw.ellipse((centre - rx + 14, centre - ry + 14, centre + rx - 14, centre + ry - 14), fill=60)
+        for _ in range(rng.randint(5, 9)):  # organ-like blobs
+            x, y = rng.randint(centre - 150, centre + 150), rng.randint(centre - 110, centre + 110)
+            a, b = rng.randint(25, 80), rng.randint(20, 60)
+            draw.ellipse((x - a, y - b, x + a, y + b), fill=rng.randint(70, 170))
+        draw.ellipse((centre - 28, centre + ry - 90, centre + 28, centre + ry - 34), fill=235)  # vertebra
+    elif modality == "UL":
+        draw.pieslice((centre - 300, -200, centre + 300, size), 60, 120, fill=70)
+        for _ in range(rng.randint(2, 4)):
+            x, y = rng.randint(centre - 90, centre + 90), rng.randint(200, 420)
+            r = rng.randint(12, 30)
+            draw.ellipse((x - r, y - r, x + r, y + r), fill=240)
+    else:  # RTG, NM: a chest or skeleton outline
+        draw.rounded_rectangle((120, 60, 520, 600), radius=120, fill=55)
+        for i in range(9):
+            y = 120 + i * 48
+            draw.arc((140, y, 500, y + 90), 200, 340, fill=200, width=9)
+        draw.rectangle((centre - 16, 60, centre + 16, 600), fill=190)
+    noise = Image.frombytes("L", (size, size), rng.randbytes(size * size))
+    image = Image.blend(shapes.filter(ImageFilter.GaussianBlur(2.5)), noise, 0.12)
+    return _jpeg(image, 85)
+
+
 class _DemoPdf(FPDF):
+    """An A4 page with the institution's letterhead and the patient on every page."""
+
+    def __init__(self, spec: DemoDocumentSpec) -> None:
+        super().__init__(format="A4", unit="mm")
+        self.spec = spec
+        self.cursor = _TOP
+        self.core_fonts_encoding = "cp1252"  # the core fonts are declared WinAnsiEncoding
+        self.set_auto_page_break(auto=False)  # the layout below breaks pages itself
+        self.set_margins(_LEFT, 18, _LEFT)
+
+    def header(self) -> None:
+        spec = self.spec
+        self.image(
+            io.BytesIO(_letterhead_jpeg(spec.institution)), x=_LEFT, y=8, w=_WIDTH, h=_WIDTH * 240 / 1800
+        )
+        self.set_text_color(255, 255, 255)
+        self.set_font("Helvetica", "B", 13)
+        self.text(_LEFT + 5, 17, _pdf_text(spec.institution))
+        if spec.department:
+            self.set_font("Helvetica", "", 10)
+            self.text(_LEFT + 5, 23, _pdf_text(spec.department))
+        self.set_text_color(60, 60, 60)
+        self.set_font("Helvetica", "", 8.5)
+        patient = f"Pasient: {spec.patient_name}, født {_no_date(spec.patient_birth_date)}"
+        self.text(_LEFT, 36, _pdf_text(patient))
+        right = _pdf_text(f"{spec.type_name}, {_no_date(spec.service_date)}")
+        self.text(_LEFT + _WIDTH - _text_width(right, "", 8.5), 36, right)
+        self.set_draw_color(150, 150, 150)
+        self.line(_LEFT, 38, _LEFT + _WIDTH, 38)
+        self.set_text_color(0, 0, 0)
+        self.cursor = _TOP
+
     def footer(self) -> None:
-        self.set_y(-15)
+        self.set_draw_color(150, 150, 150)
+        self.line(_LEFT, 280, _LEFT + _WIDTH, 280)
         self.set_font("Helvetica", "I", 8)
         self.set_text_color(110, 110, 110)
-        self.cell(0, 5, _pdf_text(SYNTHETIC_NOTICE), align="L")
-        self.cell(0, 5, f"Side {self.page_no()} av {{nb}}", align="R")
+        self.text(_LEFT, 285, _pdf_text(SYNTHETIC_NOTICE))
+        # cell(), not text(): fpdf2 fills in the page total ({nb}) only in cells.
+        self.set_xy(_LEFT + _WIDTH - 40, 282)
+        self.cell(40, 4, f"Side {self.page_no()} av {{nb}}", align="R")
+        self.set_text_color(0, 0, 0)
+
+    # -- layout primitives --------------------------------------------------
+
+    def need(self, height: float) -> None:
+        if self.cursor + height > _BOTTOM:
+            self.add_page()
+
+    def space(self, height: float) -> None:
+        self.cursor += height
+
+    def line_of(self, text: str, *, size: float = 10, style: str = "", x: float = _LEFT) -> None:
+        height = size * 0.5
+        self.need(height)
+        self.set_font("Helvetica", style, size)
+        self.text(x, self.cursor + height * 0.75, _pdf_text(text))
+        self.cursor += height
+
+    def paragraph(self, text: str, *, size: float = 10, style: str = "", indent: float = 0.0) -> None:
+        shown = _pdf_text(text)
+        for line in _wrap(shown, style, size, _WIDTH - indent):
+            self.line_of(line, size=size, style=style, x=_LEFT + indent)
+        self.cursor += 1.5
+
+    def heading(self, text: str) -> None:
+        self.need(16)  # never a heading alone at the foot of a page
+        self.space(1.5)
+        self.line_of(text, size=11, style="B")
+        self.space(0.5)
+
+    def facts(self, pairs: Sequence[tuple[str, str]], label_width: float = 38) -> None:
+        for label, value in pairs:
+            lines = _wrap(_pdf_text(value), "", 10, _WIDTH - label_width)
+            self.need(5 * len(lines))
+            self.set_font("Helvetica", "B", 10)
+            self.text(_LEFT, self.cursor + 3.75, _pdf_text(label + ":"))
+            self.set_font("Helvetica", "", 10)
+            for line in lines:
+                self.text(_LEFT + label_width, self.cursor + 3.75, line)
+                self.cursor += 5
+        self.space(2)
+
+    def grid(
+        self,
+        headers: Sequence[str],
+        rows: Sequence[Sequence[str]],
+        widths: Sequence[float],
+        *,
+        bold_rows: frozenset[int] = frozenset(),
+    ) -> None:
+        def header_row() -> None:
+            self.set_fill_color(228, 232, 238)
+            self.rect(_LEFT, self.cursor, _WIDTH, 6, style="F")
+            self.set_font("Helvetica", "B", 9.5)
+            x = _LEFT
+            for text, width in zip(headers, widths, strict=True):
+                self.text(x + 1.5, self.cursor + 4.3, _pdf_text(text))
+                x += width
+            self.cursor += 6
+
+        self.need(6 + 5.5 * min(len(rows), 3))
+        header_row()
+        self.set_draw_color(200, 200, 200)
+        for index, row in enumerate(rows):
+            if self.cursor + 5.5 > _BOTTOM:
+                self.add_page()
+                header_row()
+            self.set_font("Helvetica", "B" if index in bold_rows else "", 9.5)
+            x = _LEFT
+            for text, width in zip(row, widths, strict=True):
+                self.text(x + 1.5, self.cursor + 4.0, _pdf_text(text))
+                x += width
+            self.cursor += 5.5
+            self.line(_LEFT, self.cursor, _LEFT + _WIDTH, self.cursor)
+        self.space(3)
+
+    def picture(self, jpeg: bytes, width: float, caption: str) -> None:
+        self.need(width + 8)
+        self.image(io.BytesIO(jpeg), x=_LEFT, y=self.cursor, w=width, h=width)
+        self.cursor += width + 1.5
+        self.line_of(caption, size=8.5, style="I")
+        self.space(2)
+
+    def ecg_strip(self, rng: random.Random, rate: int) -> None:
+        """A rhythm strip in vector form: the grid and a synthetic trace (lead II)."""
+
+        height = 32.0
+        self.need(height + 8)
+        top = self.cursor
+        self.set_draw_color(240, 190, 190)
+        self.set_line_width(0.1)
+        for i in range(int(_WIDTH / 5) + 1):
+            self.line(_LEFT + i * 5, top, _LEFT + i * 5, top + height)
+        for i in range(int(height / 5) + 1):
+            self.line(_LEFT, top + i * 5, _LEFT + _WIDTH, top + i * 5)
+        points: list[tuple[float, float]] = []
+        baseline = top + height * 0.6
+        beat = 25.0 * 60 / rate  # mm per beat at 25 mm/s
+        x = _LEFT
+        while x < _LEFT + _WIDTH - beat:
+            jitter = rng.uniform(-0.6, 0.6)
+            for dx, dy in (
+                (0, 0),
+                (3, -1.2),
+                (5, 0),
+                (7, 0),
+                (7.8, 1.5),
+                (8.6, -14),
+                (9.4, 3),
+                (10.2, 0),
+                (14, 0),
+                (17, -2.8),
+                (20, 0),
+            ):
+                points.append((x + dx * beat / 25, baseline + dy + (jitter if dy else 0)))
+            x += beat + jitter
+        self.set_draw_color(20, 20, 20)
+        self.set_line_width(0.3)
+        self.polyline(points)
+        self.set_line_width(0.2)
+        self.cursor = top + height + 1.5
+        self.line_of("Avledning II, 25 mm/s, 10 mm/mV", size=8.5, style="I")
+        self.space(2)
+
+    def signature(self, spec: DemoDocumentSpec, lead: str, when: datetime.datetime) -> None:
+        """The signature block: who, their qualification and HPR number, where and when."""
+
+        author = author_by_display(spec.author)
+        lines = [spec.author]
+        if author is not None:
+            lines.append(author.qualification)
+        lines.append(f"HPR-nr. {synthetic_hpr(spec.author)}")
+        lines.append(", ".join(part for part in (spec.department, spec.institution) if part))
+        self.need(12 + 5 * len(lines) + 6)
+        self.space(4)
+        self.set_draw_color(150, 150, 150)
+        self.line(_LEFT, self.cursor, _LEFT + 80, self.cursor)
+        self.space(1.5)
+        self.line_of(lead, size=9.5, style="I")
+        self.line_of(lines[0], size=10.5, style="B")
+        for line in lines[1:]:
+            self.line_of(line, size=10)
+        self.line_of(f"Elektronisk signert {_no_date(when.date())} kl. {when:%H:%M}", size=10)
+
+
+# Extra, PDF-only material: the XML stays the short KITH-like summary it was.
+_COMORBIDITIES: tuple[tuple[str, str], ...] = (
+    ("Hypertensjon", "I10"),
+    ("Type 2-diabetes", "E11.9"),
+    ("Hyperkolesterolemi", "E78.0"),
+    ("Hypotyreose", "E03.9"),
+    ("Artrose i kne", "M17.9"),
+    ("Depresjon, i remisjon", "F32.9"),
+    ("Astma", "J45.9"),
+    ("Kronisk nyresykdom, stadium 3", "N18.3"),
+    ("Osteoporose", "M81.9"),
+    ("Gikt", "M10.9"),
+)
+_REGULAR_MEDICINES: tuple[tuple[str, str], ...] = (
+    ("Amlodipin", "5 mg x 1"),
+    ("Metformin", "1 g x 2"),
+    ("Atorvastatin", "20 mg x 1"),
+    ("Levotyroksin", "100 µg x 1"),
+    ("Omeprazol", "20 mg x 1"),
+    ("Acetylsalisylsyre", "75 mg x 1"),
+    ("Escitalopram", "10 mg x 1"),
+    ("Allopurinol", "100 mg x 1"),
+)
+_ALLERGIES = (
+    "Ingen kjente legemiddelallergier.",
+    "Penicillinallergi (utslett).",
+    "Sulfa: kvalme og utslett.",
+)
+# Epikrise topic title -> (ICD-10 code, diagnosis, [(medicine, dose, change)]) at discharge.
+_EPIKRISE_FACTS: dict[str, tuple[str, str, tuple[tuple[str, str, str], ...]]] = {
+    "Epikrise etter innleggelse for lungebetennelse": (
+        "J18.9",
+        "Pneumoni, uspesifisert",
+        (
+            ("Fenoksymetylpenicillin", "1 g x 4", "Ny, til og med dag 7"),
+            ("Paracetamol", "1 g inntil x 4", "Ny, ved behov"),
+        ),
+    ),
+    "Epikrise etter innleggelse for forverring av hjertesvikt": (
+        "I50.1",
+        "Venstresidig hjertesvikt",
+        (
+            ("Furosemid", "40 mg x 1", "Økt dose"),
+            ("Sakubitril/valsartan", "49/51 mg x 2", "Ny"),
+            ("Bisoprolol", "5 mg x 1", "Uendret"),
+            ("Spironolakton", "25 mg x 1", "Ny"),
+        ),
+    ),
+    "Epikrise etter innleggelse for nyoppdaget atrieflimmer": (
+        "I48.9",
+        "Atrieflimmer, uspesifisert",
+        (("Apixaban", "5 mg x 2", "Ny"), ("Metoprolol depottablett", "50 mg x 1", "Ny")),
+    ),
+    "Epikrise etter innleggelse for forverring av kols": (
+        "J44.1",
+        "Kols med akutt forverring",
+        (
+            ("Prednisolon", "40 mg x 1", "Ny, til og med dag 5"),
+            ("Doksysyklin", "100 mg x 1", "Ny, til og med dag 7"),
+            ("Tiotropium/olodaterol", "2 inhalasjoner x 1", "Uendret"),
+            ("Salbutamol", "2 inhalasjoner ved behov", "Uendret"),
+        ),
+    ),
+    "Epikrise etter innleggelse for akutt pyelonefritt": (
+        "N10",
+        "Akutt pyelonefritt",
+        (("Pivmecillinam", "400 mg x 3", "Ny, til og med dag 10"),),
+    ),
+    "Epikrise etter innleggelse for lårhalsbrudd": (
+        "S72.0",
+        "Lårhalsbrudd",
+        (
+            ("Dalteparin", "5000 IE x 1 subkutant", "Ny, i fire uker"),
+            ("Paracetamol", "1 g x 4", "Ny"),
+            ("Oksykodon", "5 mg inntil x 4", "Ny, trappes ned"),
+            ("Kalsium/vitamin D", "1 tablett x 2", "Ny"),
+        ),
+    ),
+}
+_DAY_NOTES = (
+    "Stabil natt. Afebril siste døgn. Spiser og drikker godt og mobiliseres på rommet.",
+    "Fortsatt noe slapp, men bedre allmenntilstand. Stabile vitale parametre, NEWS2-skår {news}.",
+    "Blodprøver viser fallende CRP. Væskebalansen er i orden. Behandlingen fortsetter som planlagt.",
+    "Tilsett av fysioterapeut, som har startet mobilisering i korridor med gåstol.",
+    "Samtale med pasient og pårørende om videre plan. Pasienten ønsker å komme hjem så snart det er forsvarlig.",
+    "Vurdert av ergoterapeut med tanke på hjelpemidler i hjemmet; badekrakk og toalettforhøyer er bestilt.",
+    "Kreatinin og elektrolytter er kontrollert, uten anmerkning. Ingen nye plager.",
+    "Subjektivt bedre. Ved stetoskopi mindre funn enn ved innkomst. Oksygentilskudd er seponert.",
+    "Sykehusfarmasøyt har gjennomført legemiddelsamstemming sammen med pasienten.",
+    "Kontakt med hjemmetjenesten om oppfølging etter utreise; de overtar dosering av legemidler.",
+    "Noe urolig natt med dårlig søvn, ellers uendret. Ingen tegn til delirium.",
+    "Pasienten er informert om funn og behandling og har hatt anledning til å stille spørsmål.",
+)
+_SOCIAL = (
+    "Bor alene i leilighet med heis. Har hjemmesykepleie to ganger daglig. Datter bor i nærheten.",
+    "Gift, bor i enebolig. Pensjonist, tidligere lærer. Selvhjulpen i dagliglivet før innleggelsen.",
+    "Samboer, to voksne barn. I full jobb. Røyker ti sigaretter daglig, alkohol i moderate mengder.",
+    "Enke, bor i omsorgsbolig. Trygghetsalarm. Bruker rullator utendørs.",
+)
+_FUNCTION = (
+    "Går selvstendig med rullator. Klarer personlig stell med litt hjelp. Spiser selv.",
+    "Tilbake til habituelt funksjonsnivå. Selvhjulpen i alle daglige gjøremål.",
+    "Noe redusert utholdenhet. Hjemmesykepleien er informert og øker tilsynet de første to ukene.",
+)
+_STATUS = (
+    "Allmenntilstand: lett redusert. Våken og orientert. Cor: regelmessig aksjon, ingen bilyder. "
+    "Pulm: {pulm}. Abdomen: bløtt, uømt, normale tarmlyder. Ekstremiteter: {ekstremiteter}. "
+    "Blodtrykk {bt}, puls {puls}, temperatur {temp} °C, SpO2 {spo2} %, respirasjonsfrekvens {rf}."
+)
+_STAY_PANEL = ("hb", "lpk", "crp", "na", "k", "krea")
+
+
+def _rnd_value(rng: random.Random, key: str, spread: float = 0.3) -> str:
+    _name, _unit, low, high, decimals = _LAB_ANALYTES[key]
+    span = high - low
+    return _decimal(max(rng.uniform(low - spread * span, high + spread * span), 0.0), decimals)
+
+
+def _reference(key: str) -> str:
+    _name, _unit, low, high, decimals = _LAB_ANALYTES[key]
+    return (
+        f"<{_decimal(high, decimals)}"
+        if low == 0
+        else f"{_decimal(low, decimals)}–{_decimal(high, decimals)}"
+    )
+
+
+def _document_facts(spec: DemoDocumentSpec) -> list[tuple[str, str]]:
+    return [
+        ("Pasient", spec.patient_name),
+        ("Fødselsdato", _no_date(spec.patient_birth_date)),
+        ("Dato", _no_date(spec.service_date)),
+        ("Forfatter", spec.author),
+    ]
+
+
+def _sections(pdf: _DemoPdf, sections: Sequence[tuple[str, str]]) -> None:
+    for heading, text in sections:
+        pdf.heading(heading)
+        pdf.paragraph(text)
+
+
+def _history(pdf: _DemoPdf, rng: random.Random, chosen: Sequence[tuple[str, str]] = ()) -> None:
+    chosen = chosen or rng.sample(_COMORBIDITIES, rng.randint(2, 4))
+    pdf.heading("Tidligere sykdommer")
+    for name, code in chosen:
+        pdf.paragraph(f"- {name} ({code}), kjent siden {rng.randint(1995, 2022)}.", indent=2)
+    pdf.heading("Allergier og CAVE")
+    pdf.paragraph(rng.choice(_ALLERGIES))
+
+
+def _regular_medicines(rng: random.Random) -> list[tuple[str, str]]:
+    return rng.sample(_REGULAR_MEDICINES, rng.randint(2, 5))
+
+
+def _epikrise(pdf: _DemoPdf, spec: DemoDocumentSpec, content: _Content, rng: random.Random) -> None:
+    values = content.values
+    by_heading = dict(content.sections)
+    code, diagnosis, new_medicines = _EPIKRISE_FACTS.get(
+        content.topic.title, ("R69", "Uavklart tilstand", ())
+    )
+    days = int(values["dager"])
+    admitted = spec.service_date - datetime.timedelta(days=days)
+    pdf.facts(
+        [
+            *_document_facts(spec),
+            ("Innlagt", _no_date(admitted)),
+            ("Utskrevet", _no_date(spec.service_date)),
+            ("Mottaker", "Fastlege; kopi til pasienten"),
+        ]
+    )
+    pdf.heading("Diagnoser")
+    pdf.paragraph(f"Hoveddiagnose: {diagnosis} ({code})")
+    comorbidities = rng.sample(_COMORBIDITIES, rng.randint(2, 4))
+    pdf.paragraph("Bidiagnoser: " + "; ".join(f"{name} ({icd})" for name, icd in comorbidities) + ".")
+    _history(pdf, rng, comorbidities)
+    pdf.heading("Sosiale forhold")
+    pdf.paragraph(rng.choice(_SOCIAL))
+    pdf.heading("Innleggelsesårsak")
+    pdf.paragraph(by_heading.get("Innleggelsesårsak", ""))
+    pdf.heading("Funn ved innkomst")
+    uses = " ".join(text for _heading, text in content.topic.sections)
+    status = {
+        **values,
+        # A fever only where the topic has one; the admission values otherwise unremarkable.
+        "temp": values["temp"] if "{temp}" in uses else _decimal(rng.uniform(36.4, 37.6), 1),
+        "puls": values["puls"] if "{puls}" in uses else str(rng.randint(62, 96)),
+        "spo2": values["spo2"] if "{spo2}" in uses else str(rng.randint(94, 99)),
+        "pulm": rng.choice(("knatrelyder basalt", "spredte pipelyder", "normale respirasjonslyder")),
+        "ekstremiteter": rng.choice(("ingen ødemer", "lette ankelødemer", "varme og velperfunderte")),
+        "rf": str(rng.randint(14, 28)),
+    }
+    pdf.paragraph(_STATUS.format_map(status))
+    pdf.paragraph(by_heading.get("Funn", ""))
+    pdf.heading("Supplerende undersøkelser")
+    rows = [
+        (
+            _LAB_ANALYTES[key][0],
+            _rnd_value(rng, key),
+            _rnd_value(rng, key, 0.05),
+            _LAB_ANALYTES[key][1],
+            _reference(key),
+        )
+        for key in _STAY_PANEL
+    ]
+    # The values the narrative names, where it names them.
+    if "{crp}" in uses:
+        rows[2] = (rows[2][0], values["crp"], values["crp_lav"], *rows[2][3:])
+    if "{hb}" in uses:
+        rows[0] = (rows[0][0], values["hb"], *rows[0][2:])
+    pdf.grid(("Analyse", "Innkomst", "Utreise", "Enhet", "Referanse"), rows, (52, 28, 28, 30, 32))
+    pdf.heading("Behandling og forløp")
+    pdf.paragraph(by_heading.get("Behandling og forløp", ""))
+    deck = rng.sample(_DAY_NOTES, len(_DAY_NOTES))  # dealt in turn, so days do not repeat each other
+    for day in range(1, days + 1):
+        drawn = [deck.pop() if deck else rng.choice(_DAY_NOTES) for _ in range(rng.randint(2, 3))]
+        notes = " ".join(note.format(news=rng.randint(0, 4)) for note in drawn)
+        pdf.paragraph(f"Dag {day} ({_no_date(admitted + datetime.timedelta(days=day - 1))}): {notes}")
+    pdf.heading("Legemidler ved utreise")
+    medicines = [
+        *((n, d, c) for n, d, c in new_medicines),
+        *((n, d, "Uendret") for n, d in _regular_medicines(rng)),
+    ]
+    pdf.grid(("Legemiddel", "Dosering", "Endring"), medicines, (62, 52, 56))
+    pdf.paragraph(
+        "Legemiddellisten er samstemt med pasienten og med kjernejournalens reseptformidler ved utreise."
+    )
+    pdf.heading("Videre plan")
+    pdf.paragraph(by_heading.get("Videre oppfølging", ""))
+    pdf.heading("Funksjon ved utreise")
+    pdf.paragraph(rng.choice(_FUNCTION))
+    pdf.heading("Informasjon til pasienten")
+    pdf.paragraph(
+        "Pasienten er informert om diagnose, behandling og videre plan, muntlig og skriftlig. "
+        "Ved forverring skal pasienten kontakte fastlege eller legevakt."
+    )
+    pdf.signature(spec, "Med vennlig hilsen", _signed(spec, rng))
+
+
+def _sammenfatning(pdf: _DemoPdf, spec: DemoDocumentSpec, content: _Content, rng: random.Random) -> None:
+    pdf.facts(_document_facts(spec))
+    _sections(pdf, content.sections[:1])
+    _history(pdf, rng)
+    pdf.heading("Faste legemidler")
+    pdf.grid(("Legemiddel", "Dosering"), _regular_medicines(rng), (85, 85))
+    _sections(pdf, content.sections[1:])
+    rows = [
+        (_LAB_ANALYTES[k][0], _rnd_value(rng, k), _LAB_ANALYTES[k][1], _reference(k)) for k in _STAY_PANEL
+    ]
+    pdf.heading("Siste prøvesvar")
+    pdf.grid(("Analyse", "Verdi", "Enhet", "Referanse"), rows, (66, 38, 30, 36))
+    pdf.signature(spec, "Med vennlig hilsen", _signed(spec, rng))
+
+
+def _provesvar(pdf: _DemoPdf, spec: DemoDocumentSpec, content: _Content, rng: random.Random) -> None:
+    taken = spec.service_date - datetime.timedelta(days=rng.randint(0, 2))
+    pdf.facts(
+        [
+            *_document_facts(spec),
+            ("Prøvenummer", f"L{spec.service_date:%y}-{spec.seed % 1_000_000:06d}"),
+            (
+                "Prøve tatt",
+                f"{_no_date(taken)} kl. {rng.randint(7, 14):02d}:{rng.choice(('05', '20', '35', '50'))}",
+            ),
+            ("Rekvirent", rng.choice(("Fastlege", "Medisinsk poliklinikk", "Akuttmottaket"))),
+        ]
+    )
+    if content.rows:
+        previous = spec.service_date - datetime.timedelta(days=rng.randint(60, 400))
+        abnormal = frozenset(
+            i
+            for i, (name, value, _u, reference) in enumerate(content.rows)
+            if _out_of_range(value, reference)
+        )
+        rows = [
+            (name, value, "*" if i in abnormal else "", unit, reference)
+            for i, (name, value, unit, reference) in enumerate(content.rows)
+        ]
+        pdf.grid(
+            ("Analyse", "Verdi", "", "Enhet", "Referanse"), rows, (70, 40, 8, 26, 26), bold_rows=abnormal
+        )
+        pdf.paragraph(
+            f"* utenfor referanseområdet. Forrige prøve for pasienten ved laboratoriet: {_no_date(previous)}.",
+            size=8.5,
+        )
+    _sections(pdf, content.sections)
+    pdf.heading("Om analysene")
+    pdf.paragraph(
+        "Laboratoriet er akkreditert etter NS-EN ISO 15189 (syntetisk akkrediteringsnummer TEST 000). "
+        "Referanseområder etter Nordic Reference Interval Project der ikke annet er angitt. "
+        "Måleusikkerhet oppgis på forespørsel."
+    )
+    pdf.signature(spec, "Godkjent av", _signed(spec, rng))
+
+
+def _out_of_range(value: str, reference: str) -> bool:
+    try:
+        number = float(value.replace(",", "."))
+        if reference.startswith("<"):
+            return number >= float(reference[1:].replace(",", "."))
+        low, high = (float(part.replace(",", ".")) for part in reference.split("–"))
+    except ValueError:
+        return False
+    return not low <= number <= high
+
+
+def _modality(title: str) -> str:
+    for word, modality in (("CT", "CT"), ("MR", "MR"), ("Ultralyd", "UL"), ("scintigrafi", "NM")):
+        if word in title:
+            return modality
+    return "RTG"
+
+
+def _radiologi(pdf: _DemoPdf, spec: DemoDocumentSpec, content: _Content, rng: random.Random) -> None:
+    modality = _modality(content.topic.title)
+    pdf.facts(
+        [
+            *_document_facts(spec),
+            ("Modalitet", modality),
+            (
+                "Henvisende",
+                rng.choice(("Fastlege", "Akuttmottaket", "Medisinsk poliklinikk", "Ortopedisk poliklinikk")),
+            ),
+            ("Prioritet", rng.choice(("Ordinær", "Haster", "Øyeblikkelig hjelp"))),
+            ("Rekvisisjon", f"R{spec.service_date:%y}-{spec.seed % 1_000_000:06d}"),
+        ]
+    )
+    _sections(pdf, content.sections[:2])
+    pdf.heading("Teknikk")
+    pdf.paragraph(
+        {
+            "CT": f"Spiral-CT med 0,625 mm snitt, rekonstruert i tre plan. DLP {rng.randint(300, 900)} mGy·cm.",
+            "MR": "1,5 T. Sagittale og koronale PD med fettmetning, aksiale T2 og T1.",
+            "UL": "Konveks probe 1–6 MHz. Pasienten fastende.",
+            "NM": f"Gammakamera, planare opptak og SPECT/CT. Aktivitet {rng.randint(400, 750)} MBq.",
+        }.get(modality, "Digital røntgen, to projeksjoner.")
+    )
+    pdf.heading("Tidligere undersøkelser")
+    pdf.paragraph(
+        rng.choice(
+            (
+                "Ingen tidligere undersøkelser av samme region til sammenligning.",
+                f"Sammenlignet med undersøkelse {_no_date(spec.service_date - datetime.timedelta(days=rng.randint(200, 900)))}.",
+            )
+        )
+    )
+    _sections(pdf, content.sections[2:])
+    pdf.picture(
+        _key_image_jpeg(modality, spec.seed % 3),
+        rng.choice((70.0, 80.0, 90.0)),
+        "Nøkkelbilde. Syntetisk illustrasjon, ikke diagnostisk.",
+    )
+    pdf.signature(spec, "Beskrevet og godkjent av", _signed(spec, rng))
+
+
+def _fysiologi(
+    pdf: _DemoPdf, spec: DemoDocumentSpec, content: _Content, rng: random.Random, kind: str
+) -> None:
+    pdf.facts(_document_facts(spec))
+    if kind == "ekg":
+        pdf.ecg_strip(rng, int(content.values["puls_n"]))
+    else:
+        values = content.values
+        pdf.grid(
+            ("Måling", "Før bronkodilatasjon", "Etter", "Enhet"),
+            (
+                ("FEV1", values["fev1"], _decimal(float(values["fev1"].replace(",", ".")) * 1.08, 2), "L"),
+                ("FVC", values["fvc"], values["fvc"], "L"),
+                ("FEV1/FVC", values["ratio"], values["ratio"], ""),
+            ),
+            (50, 50, 40, 30),
+        )
+    _sections(pdf, content.sections)
+    pdf.signature(spec, "Tolket og godkjent av", _signed(spec, rng))
+
+
+def _henvisning(pdf: _DemoPdf, spec: DemoDocumentSpec, content: _Content, rng: random.Random) -> None:
+    pdf.facts(
+        [
+            *_document_facts(spec),
+            ("Avsender", ", ".join(p for p in (spec.author, spec.institution) if p)),
+            ("Mottaker", spec.recipient or "Aktuell poliklinikk"),
+            ("Prioritet", rng.choice(("Ordinær", "Ordinær", "Haster"))),
+        ]
+    )
+    _sections(pdf, content.sections[:2])
+    _history(pdf, rng)
+    pdf.heading("Faste legemidler")
+    pdf.grid(("Legemiddel", "Dosering"), _regular_medicines(rng), (85, 85))
+    _sections(pdf, content.sections[2:])
+    pdf.heading("Samtykke")
+    pdf.paragraph("Pasienten er informert om henvisningen og samtykker til at opplysningene sendes mottaker.")
+    pdf.signature(spec, "Med vennlig hilsen", _signed(spec, rng))
+
+
+def _svar(pdf: _DemoPdf, spec: DemoDocumentSpec, content: _Content, rng: random.Random) -> None:
+    pdf.facts([*_document_facts(spec), ("Mottaker", "Henvisende lege; kopi til fastlege")])
+    _sections(pdf, content.sections)
+    pdf.signature(spec, "Med vennlig hilsen", _signed(spec, rng))
+
+
+def _signed(spec: DemoDocumentSpec, rng: random.Random) -> datetime.datetime:
+    return datetime.datetime.combine(spec.service_date, datetime.time(rng.randint(8, 15), rng.randint(0, 59)))
 
 
 def render_pdf(spec: DemoDocumentSpec) -> bytes:
-    """A small, deterministic PDF (core font Helvetica, no embedded files)."""
+    """A deterministic, multi-page-where-it-should-be PDF of about 50–250 KB (see above)."""
 
     content = _content(spec)
-    pdf = _DemoPdf(format="A4", unit="mm")
-    pdf.core_fonts_encoding = "cp1252"  # the core fonts are declared WinAnsiEncoding
-    pdf.set_margins(20, 18, 20)
-    pdf.set_auto_page_break(auto=True, margin=22)
+    # A generator of its own for the PDF-only material, so the text shared with the XML
+    # (drawn from the spec's seed) stays what it was.
+    rng = random.Random(f"pdf:{spec.seed}")
+    kind = _kind(spec.category, spec.type_name)
+    pdf = _DemoPdf(spec)
     pdf.set_creation_date(
         datetime.datetime.combine(spec.service_date, datetime.time(12, 0), tzinfo=datetime.UTC)
     )
@@ -1016,64 +1844,25 @@ def render_pdf(spec: DemoDocumentSpec) -> bytes:
     pdf.set_creator("pjd_portal demo_content")
     pdf.set_lang("nb-NO")
     pdf.add_page()
-    width = pdf.epw
-
-    # Header: institution and department.
-    pdf.set_font("Helvetica", "B", 12)
-    pdf.cell(width, 6, _pdf_text(spec.institution), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font("Helvetica", "", 10)
-    pdf.cell(width, 5, _pdf_text(spec.department), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_draw_color(120, 120, 120)
-    pdf.line(pdf.l_margin, pdf.get_y() + 2, pdf.l_margin + width, pdf.get_y() + 2)
-    pdf.ln(6)
-
-    # Type and title.
-    pdf.set_font("Helvetica", "B", 16)
-    pdf.cell(width, 8, _pdf_text(spec.type_name), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.set_font("Helvetica", "", 12)
-    pdf.multi_cell(width, 6, _pdf_text(spec.title), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.ln(2)
-
-    # Patient and document facts.
-    facts = (
-        ("Pasient", spec.patient_name),
-        ("Fødselsdato", _no_date(spec.patient_birth_date)),
-        ("Dato", _no_date(spec.service_date)),
-        ("Forfatter", spec.author),
-    )
-    for label, value in facts:
-        pdf.set_font("Helvetica", "B", 10)
-        pdf.cell(32, 5, _pdf_text(label + ":"))
-        pdf.set_font("Helvetica", "", 10)
-        pdf.cell(width - 32, 5, _pdf_text(value), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-    pdf.ln(4)
-
-    if content.rows:
-        _pdf_table(pdf, content.rows)
-        pdf.ln(4)
-
-    for heading, text in content.sections:
-        pdf.set_font("Helvetica", "B", 11)
-        pdf.cell(width, 6, _pdf_text(heading), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        pdf.set_font("Helvetica", "", 10)
-        pdf.multi_cell(width, 5, _pdf_text(text), new_x=XPos.LMARGIN, new_y=YPos.NEXT)
-        pdf.ln(3)
-
+    pdf.line_of(spec.type_name, size=16, style="B")
+    pdf.space(1)
+    pdf.paragraph(spec.title, size=12)
+    pdf.space(1)
+    if kind == "epikrise":
+        _epikrise(pdf, spec, content, rng)
+    elif kind == "sammenfatning":
+        _sammenfatning(pdf, spec, content, rng)
+    elif spec.category == "C00-1":
+        _provesvar(pdf, spec, content, rng)
+    elif spec.category == "E00-1":
+        _radiologi(pdf, spec, content, rng)
+    elif spec.category == "D00-1":
+        _fysiologi(pdf, spec, content, rng, kind)
+    elif kind == "henvisning":
+        _henvisning(pdf, spec, content, rng)
+    else:
+        _svar(pdf, spec, content, rng)
     return bytes(pdf.output())
-
-
-def _pdf_table(pdf: FPDF, rows: Sequence[Row]) -> None:
-    widths = (66.0, 38.0, 30.0, pdf.epw - 134.0)
-    pdf.set_font("Helvetica", "B", 10)
-    pdf.set_fill_color(230, 230, 230)
-    for header, col_width in zip(("Analyse", "Verdi", "Enhet", "Referanse"), widths, strict=True):
-        pdf.cell(col_width, 6, header, border="B", fill=True)
-    pdf.ln(6)
-    pdf.set_font("Helvetica", "", 10)
-    for row in rows:
-        for cell_text, col_width in zip(row, widths, strict=True):
-            pdf.cell(col_width, 5.5, _pdf_text(cell_text), border="B")
-        pdf.ln(5.5)
 
 
 # ---------------------------------------------------------------------------

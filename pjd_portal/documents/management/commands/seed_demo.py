@@ -136,6 +136,65 @@ DEPARTMENTS = {
         ("Klinikk for bildediagnostikk", "8003"),
     ],
 }
+# What each department writes, as document kinds (demo_content.document_kind()): an epikrise
+# comes from a clinical department, a result from a laboratory, a radiology report from a
+# radiology department; a clinical department also keeps the referrals it has received.
+_CLINICAL = frozenset({"epikrise", "sammenfatning", "ekg", "lungefunksjon", "svar", "henvisning"})
+_SURGICAL = frozenset({"epikrise", "sammenfatning", "svar", "henvisning"})
+_IMAGING = frozenset({"radiologi", "nukleaer"})
+DEPARTMENT_KINDS: dict[str, frozenset[str]] = {
+    "Medisinsk klinikk": _CLINICAL,
+    "Kirurgisk klinikk": _SURGICAL,
+    "Radiologisk avdeling": _IMAGING,
+    "Medisinsk avdeling": _CLINICAL,
+    "Laboratorieklinikken": frozenset({"biokjemi"}),
+    "Indremedisinsk klinikk": _CLINICAL,
+    "Diagnostisk klinikk": frozenset({"biokjemi", "mikrobiologi", "patologi", *_IMAGING}),
+    # A legevakt takes an EKG and runs its own rapid tests; no scans, no epikriser.
+    "Legevakten": frozenset({"ekg", "biokjemi"}),
+    "Klinikk for hjertemedisin": _CLINICAL,
+    "Avdeling for medisinsk biokjemi": frozenset({"biokjemi"}),
+    "Klinikk for bildediagnostikk": _IMAGING,
+    "Avdeling for mikrobiologi": frozenset({"mikrobiologi"}),
+    "Avdeling for medisinsk mikrobiologi": frozenset({"mikrobiologi"}),
+    "Avdeling for patologi": frozenset({"patologi"}),
+}
+# Departments some documents come from besides DEPARTMENTS. Kept apart because the
+# seeders draw from DEPARTMENTS: lengthening those lists would change the random stream
+# and with it every later draw (document counts, dates) the demo and its README rely on.
+MORE_DEPARTMENTS: dict[str, list[tuple[str, str]]] = {
+    "310300004": [
+        ("Avdeling for medisinsk biokjemi", "4004"),
+        ("Avdeling for mikrobiologi", "4005"),
+        ("Avdeling for patologi", "4006"),
+    ],
+    "310400009": [("Avdeling for mikrobiologi", "5004"), ("Avdeling for patologi", "5005")],
+    "310600008": [("Avdeling for medisinsk mikrobiologi", "8004"), ("Avdeling for patologi", "8005")],
+}
+
+
+def fitting_department(orgnr: str, kind: str, drawn: tuple[str, str] | None = None) -> tuple[str, str] | None:
+    """The department of `orgnr` that writes documents of `kind`: `drawn` if it does, else the
+    first that does; None if the organisation has none (a legevakt and a CT)."""
+
+    if drawn is not None and kind in DEPARTMENT_KINDS[drawn[0]]:
+        return drawn
+    for department in DEPARTMENTS[orgnr] + MORE_DEPARTMENTS.get(orgnr, []):
+        if kind in DEPARTMENT_KINDS[department[0]]:
+            return department
+    return None
+
+
+def pick_author(kind: str, orgnr: str, roll: int) -> demo_content.DemoAuthor:
+    """One of those who write `kind` where the document comes from, by a random `roll`."""
+
+    workplace = demo_content.LEGEVAKT if orgnr in LEGEVAKT_ORGNRS else demo_content.HOSPITAL
+    authors = demo_content.authors_for(kind, workplace)
+    return authors[roll % len(authors)]
+
+
+LEGEVAKT_ORGNRS = {orgnr for orgnr, _n, kind, *_rest in ORGANISATIONS if kind == OrganisationKind.LEGEVAKT}
+
 GIVEN_F = ["Ingrid", "Sofie", "Nora", "Emma", "Kari", "Hanne", "Marit", "Astrid", "Liv", "Sigrid"]
 GIVEN_M = ["Ola", "Per", "Jonas", "Henrik", "Lars", "Knut", "Erik", "Magnus", "Arne", "Nils"]
 FAMILY = [
@@ -148,13 +207,9 @@ FAMILY = [
     "Dummyvik",
     "Modellund",
 ]
-AUTHORS = [
-    "Overlege Anne Berg",
-    "Lege Jon Dahl",
-    "Overlege Mette Lie",
-    "LIS-lege Ali Khan",
-    "Bioingeniør Tove Ruud",
-]
+# The seeder once drew its authors from a list of five (rng.choice); it still draws a
+# number below five there, so the random stream, and every later draw, stays as it was.
+AUTHOR_DRAW = 5
 STREETS = ["Eksempelveien", "Testgata", "Prøvestien", "Demoalleen"]
 
 
@@ -175,6 +230,18 @@ def synthetic_national_id(rng: random.Random, birth: datetime.date, *, d_number:
 def _load_users() -> dict[str, dict[str, Any]]:
     users: dict[str, dict[str, Any]] = json.loads(Path(USERS_FILE).read_text(encoding="utf-8"))["users"]
     return users
+
+
+def _fitting(
+    sources: list[DocumentSource], drawn: DocumentSource, kind: str, drawn_department: tuple[str, str]
+) -> tuple[DocumentSource, tuple[str, str]]:
+    start = sources.index(drawn)
+    for source in sources[start:] + sources[:start]:
+        orgnr = source.organisation.orgnr
+        department = fitting_department(orgnr, kind, drawn_department if source == drawn else None)
+        if department is not None:
+            return source, department
+    raise ValueError(f"no demo source writes {kind}")
 
 
 class Command(BaseCommand):
@@ -313,21 +380,28 @@ class Command(BaseCommand):
                 # Every category at least once per patient, the rest at random.
                 category = categories[d_index] if d_index < len(categories) else rng.choice(categories)
                 type_code, type_name = rng.choice(types[category])
-                source = rng.choice(sources)
-                department, resh = rng.choice(DEPARTMENTS[source.organisation.orgnr])
+                kind = demo_content.document_kind(category, type_name)
+                drawn = rng.choice(sources)
+                drawn_department = rng.choice(DEPARTMENTS[drawn.organisation.orgnr])
+                # The drawn source if it writes this kind (no CT at a legevakt), else the
+                # next one that does; no draw of its own, so the stream stays as it was.
+                source, (department, resh) = _fitting(sources, drawn, kind, drawn_department)
                 # Recent documents more often, so the windows leave something to show.
                 age_days = int(rng.triangular(0, 8 * 365, 200))
                 service_date = today - datetime.timedelta(days=age_days)
                 seed = p_index * 1000 + d_index
+                author = pick_author(kind, source.organisation.orgnr, rng.randrange(AUTHOR_DRAW))
                 spec = demo_content.DemoDocumentSpec(
                     category=category,
                     type_code=type_code,
                     type_name=type_name,
                     title=demo_content.make_title(category, type_name, seed),
                     service_date=service_date,
-                    author=rng.choice(AUTHORS),
-                    institution=source.organisation.name,
-                    department=department,
+                    author=author.display,
+                    # A referral is the fastlege's letter, kept by the hospital that received it.
+                    institution=author.office or source.organisation.name,
+                    department="" if author.office else department,
+                    recipient=f"{department}, {source.organisation.name}" if author.office else "",
                     patient_name=patient.name,
                     patient_birth_date=patient.birth_date,
                     seed=seed,

@@ -21,22 +21,19 @@ from django.utils import timezone
 
 from pjd_portal.documents import demo_content, demo_remote
 from pjd_portal.documents.management.commands.seed_demo import (
-    DEPARTMENTS,
     NHN_TEST_PATIENTS,
     REMOTE_SOURCE_ORGNR,
+    fitting_department,
+    pick_author,
 )
 from pjd_portal.documents.models import DocumentCategory, DocumentSource
 from pjd_portal.patients.models import Patient
 
 MANY = 260  # more than two pages of the portal's default _count (100)
-# Who writes what: a doctor writes the epikrise, the laboratory signs the results.
-AUTHORS = {
-    "A00-1": ["Overlege Siri Aune", "LIS-lege Omar Haddad", "Overlege Tore Lian"],
-    "C00-1": ["Overlege Guri Moen, medisinsk biokjemi", "Overlege Per Strand, mikrobiologi"],
-    "D00-1": ["Overlege Tore Lian", "Overlege Siri Aune"],
-    "E00-1": ["Overlege Hanne Rø, radiologi", "Overlege Jon Vik, radiologi"],
-    "I00-1": ["Overlege Siri Aune", "LIS-lege Omar Haddad"],
-}
+# The authors (demo_content.authors_for) fit the document kind. The seeder once chose them
+# from per-category lists of these lengths; it still draws a number below the same bound,
+# so the random stream, and every later draw (counts, dates), stays as it was.
+AUTHOR_DRAW = {"A00-1": 3, "C00-1": 2, "D00-1": 2, "E00-1": 2, "I00-1": 2}
 
 
 class Command(BaseCommand):
@@ -89,22 +86,27 @@ class Command(BaseCommand):
             for d_index in range(count):
                 category = categories[d_index % len(categories)] if d_index < 10 else rng.choice(categories)
                 type_code, type_name = rng.choice(types[category])
-                department, _resh = DEPARTMENTS[REMOTE_SOURCE_ORGNR][
-                    {"C00-1": 1, "E00-1": 2}.get(category, 0)
-                ]
+                kind = demo_content.document_kind(category, type_name)
+                fitting = fitting_department(REMOTE_SOURCE_ORGNR, kind)
+                if fitting is None:
+                    raise CommandError(f"{source.name} has no department for {kind}")
+                department = fitting[0]
                 # The first ones recent, so every category shows inside its window.
                 age = d_index * 9 if d_index < 10 else int(rng.triangular(0, 6 * 365, 120))
                 service_date = today - datetime.timedelta(days=age)
                 seed = 500_000 + p_index * 1000 + d_index
+                author = pick_author(kind, REMOTE_SOURCE_ORGNR, rng.randrange(AUTHOR_DRAW[category]))
                 spec = demo_content.DemoDocumentSpec(
                     category=category,
                     type_code=type_code,
                     type_name=type_name,
                     title=demo_content.make_title(category, type_name, seed),
                     service_date=service_date,
-                    author=rng.choice(AUTHORS[category]),
-                    institution=source.name,
-                    department=department,
+                    author=author.display,
+                    # A referral is the fastlege's letter, kept by the hospital that received it.
+                    institution=author.office or source.name,
+                    department="" if author.office else department,
+                    recipient=f"{department}, {source.name}" if author.office else "",
                     patient_name=patient.name,
                     patient_birth_date=patient.birth_date,
                     seed=seed,
