@@ -480,7 +480,8 @@ def request_as(
     request.user = user if user is not None else AnonymousUser()
     request.session = {}  # nothing in it: no organisation, no HelseID claims
     if organisation is not None:
-        request._pjd_organisation = organisation  # what the context middleware would find
+        # What accounts.context would have read from the session, keyed by the person.
+        request._pjd_organisation = (request.user.pk if user is not None else None, organisation)
     if request_id is not None:
         request.request_id = request_id
     assert isinstance(request, HttpRequest)

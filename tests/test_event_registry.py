@@ -59,11 +59,12 @@ def test_the_patients_log_and_the_risk_signals_read_the_registry():
     assert risk.CLINICAL_EVENT_TYPES == selectors.PATIENT_LOG_EVENT_TYPES
     assert risk.CONTACT_EVENT_TYPES == {k.name for k in kinds.KINDS.values() if k.contact}
     assert kinds.ACCESS_DENIED.name not in risk.CONTACT_EVENT_TYPES
-    # Reading the log, looking at privacy choices and the admin's work are no accesses
-    # to the patient's records in the patient's own log.
+    # Reading the log and the admin's work are no accesses to the patient's records in the
+    # patient's own log. The privacy officer's page is: it shows who the patient is and
+    # their documents' titles (as when it was logged as a lookup, before the registry).
+    assert kinds.PRIVACY_CHOICES_VIEWED.patient_access
     for kind in (
         kinds.PATIENT_LOG_READ,
-        kinds.PRIVACY_CHOICES_VIEWED,
         kinds.DOCUMENT_BLOCKED,
         kinds.LOG_SEARCH,
     ):

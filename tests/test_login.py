@@ -1087,6 +1087,10 @@ def test_a_failed_login_in_a_logged_in_browser_logs_the_previous_users_logout(
     assert (logout.actor_user_id, logout.reason_code) == (world.fastlege.pk, "another_login_failed")
     (refused,) = events(kinds.LOGIN_REFUSED.name)
     assert refused.pk > logout.pk
+    # The previous user's session ended first: the refused login is at no organisation
+    # (it used to carry theirs, read once for the logout and kept on the request).
+    assert logout.organisation_orgnr == world.gp_office.orgnr
+    assert (refused.actor_user_id, refused.organisation_orgnr) == (None, "")
 
 
 def test_the_login_reads_the_roles_from_guardians_table(provider: FakeProvider, world: World) -> None:

@@ -172,6 +172,11 @@ def test_lookup_leads_to_the_patient_page_and_is_logged(world, as_privacy_office
         )
         assert event.actor_name == "Pia Personvern" and event.organisation_orgnr == "310900001"
     assert "view" not in view.details  # its type says what it was
+    # The patient reads both in their own access log: the page showed who they are.
+    from pjd_portal.logreading.selectors import patient_log_page
+
+    listed = [e.event_type for e in patient_log_page(world.patient.pk, cursor=None, limit=50).events]
+    assert sorted(listed) == sorted([kinds.PATIENT_LOOKUP.name, kinds.PRIVACY_CHOICES_VIEWED.name])
 
 
 @pytest.mark.parametrize(

@@ -26,31 +26,39 @@ def organisation_choices(user: User, claimed: Organisation | None) -> list[Organ
     return sorted(orgs.values(), key=lambda o: o.name)
 
 
-def current_organisation(request: HttpRequest) -> Organisation | None:
-    """The organisation the user acts for in this session (cached on the request)."""
+def _user_key(request: HttpRequest) -> int | None:
+    return request.user.pk if request.user.is_authenticated else None
 
-    if hasattr(request, "_pjd_organisation"):
-        cached: Organisation | None = request._pjd_organisation
-        return cached
+
+def current_organisation(request: HttpRequest) -> Organisation | None:
+    """The organisation the user acts for in this session (cached on the request, keyed by
+    the person: after a logout or a login within the request it is read again)."""
+
+    key = _user_key(request)
+    cached: tuple[int | None, Organisation | None] | None = getattr(request, "_pjd_organisation", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     org: Organisation | None = None
     org_id = request.session.get(SESSION_ORG_KEY) if hasattr(request, "session") else None
-    if org_id is not None and request.user.is_authenticated:
+    if org_id is not None and key is not None:
         org = Organisation.objects.filter(pk=org_id).select_related("parent").first()
-    request._pjd_organisation = org  # type: ignore[attr-defined]
+    request._pjd_organisation = (key, org)  # type: ignore[attr-defined]
     return org
 
 
 def active_roles(request: HttpRequest) -> frozenset[str]:
-    """The user's active roles in the current organisation (cached on the request)."""
+    """The user's active roles in the current organisation (cached on the request, keyed
+    by the person)."""
 
-    cached = getattr(request, "_pjd_roles", None)
-    if cached is not None:
-        return cached  # type: ignore[no-any-return]
+    key = _user_key(request)
+    cached: tuple[int | None, frozenset[str]] | None = getattr(request, "_pjd_roles", None)
+    if cached is not None and cached[0] == key:
+        return cached[1]
     roles: frozenset[str] = frozenset()
     org = current_organisation(request)
-    if org is not None and request.user.is_authenticated:
+    if org is not None and key is not None:
         roles = _roles_in(request.user, org)
-    request._pjd_roles = roles  # type: ignore[attr-defined]
+    request._pjd_roles = (key, roles)  # type: ignore[attr-defined]
     return roles
 
 

@@ -287,6 +287,9 @@ PRIVACY_CHOICES_VIEWED = EventKind(
     Balp.PATIENT_QUERY,
     frozenset({"channel", "handle"}),
     carries_patient=True,
+    # The page shows who the patient is and their documents' titles: the patient's own log
+    # lists it and the risk signals read it, as they did when it was logged as a lookup.
+    patient_access=True,
 )
 LOG_SEARCH = EventKind(
     "log_search", _("Access log searched"), Balp.APPLICATION_ACTIVITY, _LOG_QUERY, carries_patient=True

@@ -43,7 +43,7 @@ OSLO = ZoneInfo("Europe/Oslo")
 # events carry none.
 CLINICAL_EVENT_TYPES = PATIENT_LOG_EVENT_TYPES
 # What counts as an earlier contact: an access that was granted, not a refusal.
-CONTACT_EVENT_TYPES = CLINICAL_EVENT_TYPES - {events.ACCESS_DENIED.name}
+CONTACT_EVENT_TYPES = events.CONTACT_TYPES  # the registry says which granted accesses are contacts
 EMERGENCY_BASES = frozenset({Basis.AKUTT, Basis.FORHOYET_SAMTYKKE, Basis.FORHOYET_AKUTT})
 BLOCKED_REASON_CODE = "clinician_blocked"
 
