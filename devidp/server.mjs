@@ -10,7 +10,7 @@ import { dirname, resolve } from 'node:path';
 import { fileURLToPath } from 'node:url';
 
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
-import Provider from 'oidc-provider';
+import Provider, { errors } from 'oidc-provider';
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -200,6 +200,22 @@ const HELSEID_SCOPES = {
   'helseid://scopes/hpr/hpr_number': ['helseid://claims/hpr/hpr_number'],
 };
 
+// RP-initiated logout without the "are you sure" page, as HelseID does it: only with an
+// id_token_hint that oidc-provider has validated (signature, issuer, audience) for our
+// client, whose `sub` is the user signed in here. A hint for someone else is refused, as
+// HelseID (Duende IdentityServer) refuses it; no hint gets the confirmation page.
+function logoutNeedsNoConfirmation(ctx) {
+  const hint = ctx.oidc.entities.IdTokenHint;
+  if (!hint) return false;
+  const { aud, sub } = hint.payload;
+  const audiences = Array.isArray(aud) ? aud : [aud];
+  if (ctx.oidc.client?.clientId !== CLIENT_ID || !audiences.includes(CLIENT_ID)) return false;
+  if (sub !== ctx.oidc.session.accountId) {
+    throw new errors.InvalidRequest('id_token_hint is not for the signed-in user');
+  }
+  return true;
+}
+
 const configuration = {
   clients: [{
     client_id: CLIENT_ID,
@@ -233,7 +249,25 @@ const configuration = {
     pushedAuthorizationRequests: { enabled: true },
     rpInitiatedLogout: {
       enabled: true,
+      // oidc-provider calls this only when the provider has a session and the request
+      // passed its checks: an id_token_hint, if present, is signed by us for a known
+      // client (its expiry is ignored, as the spec allows), and post_logout_redirect_uri
+      // is registered for that client.
       async logoutSource(ctx, form) {
+        if (logoutNeedsNoConfirmation(ctx)) {
+          // As HelseID: a valid hint for the signed-in user ends the whole session at
+          // once. The form still carries oidc-provider's xsrf secret; `logout=yes`
+          // ends every client's session, not only this one's.
+          ctx.body = page('Logger ut – HelseID (testmiljø)', `
+<h1>HelseID (testmiljø)</h1>
+<p>Du logges ut …</p>
+${form.replace('</form>', '<input type="hidden" name="logout" value="yes"/></form>')}
+<div class="actions">
+  <button type="submit" form="op.logoutForm">Fortsett</button>
+</div>
+<script>document.getElementById('op.logoutForm').submit();</script>`);
+          return;
+        }
         ctx.body = page('Logg ut – HelseID (testmiljø)', `
 <h1>HelseID (testmiljø)</h1>
 <p>Vil du logge ut?</p>
@@ -393,8 +427,40 @@ async function handleInteraction(req, res, uid, action) {
   }, { mergeWithLastSubmission: false });
 }
 
+// RP-initiated logout by form POST (OpenID Connect RP-Initiated Logout 1.0 § 2), so
+// the id token (the clinician's national id is in it) is never in a browser URL.
+// oidc-provider 9 takes POST there only with `enableHttpPostMethods`, which it allows
+// only with SameSite=None session cookies; browsers drop those without Secure, and this
+// provider speaks plain http. So the form is read here and handed to oidc-provider's GET
+// route, which makes the same checks: the parameters stay inside this process. The
+// session cookie (SameSite=Lax) comes along because the portal and this provider are
+// the same site in development and tests (127.0.0.1, other port); with a portal on
+// another host name the browser would not send it and the session would not end.
+const END_SESSION_PATH = new URL(provider.urlFor('end_session')).pathname;
+
+async function endSessionByPost(req, res) {
+  const type = (req.headers['content-type'] || '').split(';')[0].trim().toLowerCase();
+  if (type !== 'application/x-www-form-urlencoded') {
+    sendHtml(res, 400, page('Feil – HelseID (testmiljø)', '<p class="error">Utlogging må sendes som skjema.</p>'));
+    return;
+  }
+  const form = await readForm(req);
+  req.method = 'GET';
+  req.url = `${END_SESSION_PATH}?${form}`;
+  oidcCallback(req, res);
+}
+
 const server = createServer(async (req, res) => {
   const path = (req.url || '/').split('?')[0];
+  if (req.method === 'POST' && path.replace(/\/+$/, '') === END_SESSION_PATH) {
+    try {
+      await endSessionByPost(req, res);
+    } catch (err) {
+      console.error('devidp: logout error', err.message);
+      if (!res.headersSent) sendHtml(res, 400, page('Feil', '<p class="error">Ugyldig utlogging.</p>'));
+    }
+    return;
+  }
   const m = INTERACTION_RE.exec(path);
   if (!m) {
     oidcCallback(req, res);

@@ -263,8 +263,9 @@ OIDC_OP_TOKEN_ENDPOINT = os.environ.get("OIDC_TOKEN_ENDPOINT", f"{OIDC_ISSUER}/t
 OIDC_OP_JWKS_ENDPOINT = os.environ.get("OIDC_JWKS_ENDPOINT", f"{OIDC_ISSUER}/jwks")
 OIDC_OP_USER_ENDPOINT = os.environ.get("OIDC_USERINFO_ENDPOINT", f"{OIDC_ISSUER}/me")
 OIDC_OP_LOGOUT_ENDPOINT = os.environ.get("OIDC_END_SESSION_ENDPOINT", f"{OIDC_ISSUER}/session/end")
-# The logout form's POST is answered with a redirect to the provider's end-session page,
-# and browsers apply form-action to that redirect: allow the provider's origin there.
+# The logout page's form POSTs the id token to the provider's end-session endpoint
+# (accounts/provider.py), and form-action also governs redirects after a form's POST:
+# allow the provider's origin there.
 CONTENT_SECURITY_POLICY["DIRECTIVES"]["form-action"] = [
     "'self'",
     "{0.scheme}://{0.netloc}".format(urlsplit(OIDC_OP_LOGOUT_ENDPOINT)),

@@ -216,6 +216,10 @@ NB = {
     "Norwegian Bokmål": "Norsk bokmål",
     "English": "Engelsk",
     "You are logged out": "Du er logget ut",
+    # The page that sends the logout on to HelseID (accounts/logging_out.html).
+    "Logging out": "Logger ut",
+    "You are logged out of the portal. You are now being logged out of HelseID as well.": "Du er logget ut av portalen. Nå logges du også ut av HelseID.",
+    "Log out of HelseID": "Logg ut av HelseID",
     "Your session has ended. Close the browser if you are on a shared computer.": "Økten din er avsluttet. Lukk nettleseren hvis du bruker en delt datamaskin.",
     "Log in again": "Logg inn igjen",
     "Session expired": "Økt utløpt",

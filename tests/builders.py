@@ -371,6 +371,46 @@ def matched(pattern: str, text: str, group: int = 1, flags: int = 0) -> str:
     return match.group(group)
 
 
+def provider_logout_form(response: Any, id_token: str) -> dict[str, str]:
+    """The portal's answer to "Log out" with an id token: a page whose one form POSTs the
+    token to the provider's end-session endpoint in a hidden field, and no URL anywhere
+    that holds it (it carries the clinician's national id). Returns the form's fields."""
+
+    import lxml.html
+
+    assert response.status_code == 200, response.status_code
+    assert "Location" not in response
+    assert response["Cache-Control"] == "no-store"
+    assert response["Clear-Site-Data"] == '"cache", "storage"'
+    body = response.content.decode()
+    tree = lxml.html.document_fromstring(body)
+    for element in tree.iter():
+        for name in ("href", "src", "action", "formaction", "data-url", "hx-get", "hx-post"):
+            url = element.get(name) or ""
+            assert id_token not in url and "id_token_hint" not in url, (element.tag, name, url)
+    # The token is in the page once: the hidden field's value, not in a link or a script.
+    assert body.count(id_token) == 1
+    (form,) = tree.xpath("//form[.//input[@name='id_token_hint']]")
+    assert form.get("method") == "post"
+    assert form.get("action") == settings.OIDC_OP_LOGOUT_ENDPOINT
+    assert "?" not in form.get("action")
+    fields = {str(i.get("name")): str(i.get("value")) for i in form.xpath(".//input")}
+    assert {i.get("type") for i in form.xpath(".//input")} == {"hidden"}
+    # The provider must never see the portal's CSRF token.
+    assert "csrfmiddlewaretoken" not in fields
+    assert fields["id_token_hint"] == id_token
+    assert fields["client_id"] == settings.OIDC_RP_CLIENT_ID
+    assert fields["post_logout_redirect_uri"].endswith("/logget-ut/")
+    # Sent on at once by a static script (the CSP allows no inline script), with a
+    # button for a browser without JavaScript.
+    assert form.get("data-auto-submit") is not None
+    assert form.xpath(".//button[@type='submit']")
+    scripts = tree.xpath("//script")
+    assert all(s.get("src") for s in scripts), "inline script"
+    assert "/static/js/logout.js" in [s.get("src") for s in scripts]
+    return fields
+
+
 def is_postgres() -> bool:
     return connection.vendor == "postgresql"
 

@@ -128,8 +128,10 @@ def _append_only_triggers(request: Any) -> Any:
 # --- the real dev identity provider (devidp/, npm oidc-provider) ---------------------
 
 ROOT = Path(__file__).resolve().parent.parent
-DEVIDP_PORT = 9911
-LIVE_SERVER_ADDRESS = "127.0.0.1:8765"
+# Fixed, because the provider only redirects to registered URIs; overridable, so that
+# test runs side by side on one machine (other worktrees) do not take each other's ports.
+DEVIDP_PORT = int(os.environ.get("PJD_TEST_DEVIDP_PORT", "9911"))
+LIVE_SERVER_ADDRESS = f"127.0.0.1:{int(os.environ.get('PJD_TEST_LIVE_SERVER_PORT', '8765'))}"
 
 
 def _wait_for(url: str, seconds: float = 20) -> None:

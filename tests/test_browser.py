@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import os
 from pathlib import Path
+from typing import Any
 
 import pytest
 
@@ -142,9 +143,7 @@ def test_fastlege_logs_in_looks_up_a_list_patient_and_opens_a_pdf(portal, world,
     assert AccessEvent.objects.filter(event_type="login", actor_user_id=world.fastlege.pk).count() == 1
 
     # Log out (here and at the provider); the back button then shows no patient data.
-    page.get_by_role("button", name="Logg ut").click()
-    page.wait_for_url(f"{IDP}/**")
-    page.get_by_role("button", name="Logg ut").click()  # the provider's confirmation
+    page.get_by_role("button", name="Logg ut").click()  # once: the provider does not ask again
     page.wait_for_url(f"{portal}/logget-ut/")
     for _ in range(3):
         page.go_back()
@@ -152,6 +151,92 @@ def test_fastlege_logs_in_looks_up_a_list_patient_and_opens_a_pdf(portal, world,
         html = page.content()
         assert "Ingrid" not in html and "Testesen" not in html and LIST_PATIENT_ID not in html, page.url
     assert AccessEvent.objects.filter(event_type="logout", actor_user_id=world.fastlege.pk).count() == 1
+
+
+# --- logout: one click ends the portal's and the provider's session -------------------------
+
+
+def _log_in_at_the_provider(page, portal: str, username: str = "fastlege") -> None:
+    page.goto(f"{portal}/")
+    page.get_by_test_id("login").click()
+    page.wait_for_url(f"{IDP}/**")
+    page.fill("#username", username)
+    page.fill("#password", "test")
+    page.get_by_role("button", name="Logg inn").click()
+    page.wait_for_url(f"{portal}/")
+
+
+def _watch_logout(page) -> tuple[list[str], list[str]]:
+    """The main frame's addresses, and the provider's pages as served, from now on."""
+
+    urls: list[str] = []
+    provider_pages: list[str] = []
+    page.on("framenavigated", lambda frame: urls.append(frame.url) if frame == page.main_frame else None)
+
+    def keep(response) -> None:
+        if response.url.startswith(IDP) and "text/html" in response.headers.get("content-type", ""):
+            provider_pages.append(response.text())
+
+    page.on("response", keep)
+    return urls, provider_pages
+
+
+def test_one_click_logs_out_here_and_at_the_provider(portal, world, page):
+    from pjd_portal.auditlog.models import AccessEvent
+
+    _log_in_at_the_provider(page, portal)
+    urls, provider_pages = _watch_logout(page)
+    requests_sent: list[Any] = []
+
+    def sent(request: Any) -> None:  # Playwright wraps handlers: a bound builtin will not do
+        requests_sent.append(request)
+
+    page.on("request", sent)
+
+    page.get_by_role("button", name="Logg ut").click()
+    page.wait_for_url(f"{portal}/logget-ut/")
+
+    # Through the provider and back without a question: no "are you sure" page served.
+    assert any(u.startswith(IDP) for u in urls), urls
+    assert provider_pages and not any("Vil du logge ut?" in p for p in provider_pages)
+    # The id token went to the provider in a POST body, never in an address.
+    (end_session,) = [r for r in requests_sent if r.url.split("?")[0].rstrip("/").endswith("/session/end")]
+    assert end_session.method == "POST" and "?" not in end_session.url
+    assert "id_token_hint=" in (end_session.post_data or "")
+    for address in urls + [r.url for r in requests_sent]:
+        assert "id_token_hint" not in address and "eyJ" not in address, address
+    assert page.get_by_role("heading", name="Du er logget ut").is_visible()
+    assert _axe_violations(page) == []
+    assert AccessEvent.objects.filter(event_type="logout", actor_user_id=world.fastlege.pk).count() == 1
+
+    # The provider's session has ended too: a new login asks for the password again.
+    page.get_by_role("link", name="Logg inn igjen").click()
+    page.get_by_test_id("login").click()
+    page.wait_for_url(f"{IDP}/**")
+    assert page.locator("#password").is_visible()
+
+
+def test_without_the_script_the_logout_page_has_a_button_that_does_the_same(portal, world, page):
+    """Where logout.js does not run: the portal's page waits for one more click, then the
+    provider ends its session without asking."""
+
+    _log_in_at_the_provider(page, portal)
+    page.route(
+        "**/static/js/logout.js",
+        lambda route: route.fulfill(status=200, body="", content_type="text/javascript"),
+    )
+    page.get_by_role("button", name="Logg ut").click()
+    page.wait_for_url(f"{portal}/logg-ut/")
+    assert page.get_by_role("heading", name="Logger ut").is_visible()
+    assert _axe_violations(page) == []
+    page.screenshot(path=str(ROOT / "test-results" / "logging-out.png"), full_page=True)
+
+    page.get_by_role("button", name="Logg ut av HelseID").click()
+    page.wait_for_url(f"{portal}/logget-ut/")
+    page.goto(f"{portal}/")
+    page.get_by_test_id("login").click()
+    page.wait_for_url(f"{IDP}/**")
+    assert page.locator("#password").is_visible()
 
 
 # --- remote sources: the list never waits on the slowest source ------------------------------

@@ -23,7 +23,7 @@ from django.test import Client
 from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent
-from tests.builders import World
+from tests.builders import World, provider_logout_form
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
@@ -157,18 +157,133 @@ def test_the_provider_refuses_a_client_secret(use_devidp: dict[str, Any]) -> Non
     assert answer.status_code in (400, 401) and answer.json()["error"] == "invalid_client"
 
 
-def test_logout_ends_the_session_at_the_provider(use_devidp: dict[str, Any], world: World) -> None:
-    portal = Client()
-    browser = requests.Session()
-    _return_to_portal(portal, _at_provider(portal, "fastlege", browser=browser))
+def _logged_in(username: str = "fastlege") -> tuple[Client, requests.Session]:
+    """A portal session and the browser's provider session behind it."""
+
+    portal, browser = Client(), requests.Session()
+    assert _return_to_portal(portal, _at_provider(portal, username, browser=browser)).status_code == 302
+    return portal, browser
+
+
+def _provider_asks_for_the_password(browser: requests.Session) -> bool:
+    """Whether a new login in this browser shows the provider's login page (no session
+    there) rather than riding straight back to the portal on its session."""
+
+    start = Client().get("/oidc/authenticate/")
+    page, back = _follow(browser, browser.get(start["Location"], allow_redirects=False, timeout=5))
+    return back is None and 'name="password"' in page.text
+
+
+def _submit_provider_form(browser: requests.Session, page: requests.Response) -> requests.Response:
+    """Submit the provider's logout form as its script (or its button) would."""
+
+    form = re.search(r'<form id="op.logoutForm" method="post" action="([^"]+)">(.*?)</form>', page.text, re.S)
+    assert form, page.text[:800]
+    fields = dict(re.findall(r'<input type="hidden" name="([^"]+)" value="([^"]*)"/>', form.group(2)))
+    return browser.post(
+        urljoin(page.url, unescape(form.group(1))), data=fields, allow_redirects=False, timeout=5
+    )
+
+
+def test_logout_ends_the_session_at_the_provider_without_asking(
+    use_devidp: dict[str, Any], world: World
+) -> None:
+    portal, browser = _logged_in()
     id_token = portal.session["oidc_id_token"]
-    response = portal.post("/logg-ut/")
-    target = urlsplit(response["Location"])
-    assert f"{target.scheme}://{target.netloc}{target.path}" == use_devidp["config"]["end_session_endpoint"]
-    assert parse_qs(target.query)["id_token_hint"] == [id_token]
-    # The provider accepts the hint and asks the same browser to confirm the logout.
-    page = browser.get(response["Location"], timeout=5)
-    assert page.status_code == 200 and "Logg ut" in page.text
+
+    fields = provider_logout_form(portal.post("/logg-ut/"), id_token)
+    endpoint = use_devidp["config"]["end_session_endpoint"]
+    # The browser POSTs the form to the provider: the hint is in the body, not the URL.
+    page = browser.post(endpoint, data=fields, allow_redirects=False, timeout=5)
+    assert page.status_code == 200 and id_token not in page.url
+    # A valid hint for the signed-in user: no "are you sure", a form that sends itself.
+    assert "Vil du logge ut?" not in page.text and "Forbli innlogget" not in page.text
+    assert '<input type="hidden" name="logout" value="yes"/>' in page.text
+    assert "document.getElementById('op.logoutForm').submit()" in page.text
+
+    done = _submit_provider_form(browser, page)
+    assert done.status_code == 303 and done.headers["Location"] == "http://testserver/logget-ut/"
+    assert _provider_asks_for_the_password(browser)  # the provider's session has ended
+
+
+def test_logout_without_a_hint_still_asks_at_the_provider(use_devidp: dict[str, Any], world: World) -> None:
+    _, browser = _logged_in()
+    page = browser.post(
+        use_devidp["config"]["end_session_endpoint"],
+        data={
+            "client_id": settings.OIDC_RP_CLIENT_ID,
+            "post_logout_redirect_uri": "http://testserver/logget-ut/",
+        },
+        timeout=5,
+    )
+    assert page.status_code == 200 and "Vil du logge ut?" in page.text
+    assert 'name="logout" value="yes"' not in page.text.split("</form>")[0]  # the user chooses
+
+
+@pytest.mark.parametrize(
+    ("change", "why"),
+    [
+        (
+            {"post_logout_redirect_uri": "http://evil.example/logget-ut/"},
+            "post_logout_redirect_uri not registered",
+        ),
+        (
+            {"post_logout_redirect_uri": "http://testserver/pasient/"},
+            "post_logout_redirect_uri not registered",
+        ),
+        ({"client_id": "another-client"}, "client_id does not match"),
+        ({"id_token_hint": "tampered"}, "could not validate id_token_hint"),
+    ],
+)
+def test_the_provider_refuses_a_logout_helseid_would_refuse(
+    use_devidp: dict[str, Any], world: World, change: dict[str, str], why: str
+) -> None:
+    portal, browser = _logged_in()
+    id_token = portal.session["oidc_id_token"]
+    fields = provider_logout_form(portal.post("/logg-ut/"), id_token)
+    if change.get("id_token_hint") == "tampered":
+        header, payload, signature = id_token.split(".")
+        change = {"id_token_hint": f"{header}.{payload}.{signature[:-8]}AAAAAAAA"}
+    page = browser.post(
+        use_devidp["config"]["end_session_endpoint"],
+        data={**fields, **change},
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert page.status_code == 400, page.status_code
+    assert why in page.text and "logoutForm" not in page.text
+    assert not _provider_asks_for_the_password(browser)  # still logged in there
+
+
+def test_the_provider_takes_a_logout_post_only_as_a_form(use_devidp: dict[str, Any], world: World) -> None:
+    portal, browser = _logged_in()
+    id_token = portal.session["oidc_id_token"]
+    fields = provider_logout_form(portal.post("/logg-ut/"), id_token)
+    page = browser.post(
+        use_devidp["config"]["end_session_endpoint"], json=fields, allow_redirects=False, timeout=5
+    )
+    assert page.status_code == 400
+    assert not _provider_asks_for_the_password(browser)
+
+
+def test_the_provider_refuses_a_hint_for_someone_else(use_devidp: dict[str, Any], world: World) -> None:
+    portal, _ = _logged_in("fastlege")
+    fastlege_token = portal.session["oidc_id_token"]
+    other_browser = requests.Session()
+    _at_provider(Client(), "legevakt", browser=other_browser)  # another user's provider session
+
+    page = other_browser.post(
+        use_devidp["config"]["end_session_endpoint"],
+        data={
+            "id_token_hint": fastlege_token,
+            "post_logout_redirect_uri": "http://testserver/logget-ut/",
+            "client_id": settings.OIDC_RP_CLIENT_ID,
+        },
+        allow_redirects=False,
+        timeout=5,
+    )
+    assert page.status_code == 400 and "not for the signed-in user" in page.text
+    assert not _provider_asks_for_the_password(other_browser)
 
 
 def test_after_a_timeout_the_provider_asks_for_the_password_again(

@@ -30,7 +30,7 @@ from pjd_portal.accounts.context import SESSION_ORG_CHOICES_KEY, SESSION_ORG_KEY
 from pjd_portal.accounts.models import User
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
-from tests.builders import World, events, grant_role, make_user, synthetic_id
+from tests.builders import World, events, grant_role, make_user, provider_logout_form, synthetic_id
 
 CLAIM_PID = "helseid://claims/identity/pid"
 CLAIM_SECURITY_LEVEL = "helseid://claims/identity/security_level"
@@ -721,20 +721,48 @@ def test_logout_ends_the_session_here_and_at_helseid(provider: FakeProvider, wor
 
     response = client.post("/logg-ut/")
 
-    assert response.status_code == 302
-    location = urlsplit(response["Location"])
-    assert f"{location.scheme}://{location.netloc}{location.path}" == settings.OIDC_OP_LOGOUT_ENDPOINT
-    query = {k: v[0] for k, v in parse_qs(location.query).items()}
-    assert query["id_token_hint"] == id_token
-    assert query["post_logout_redirect_uri"].endswith("/logget-ut/")
-    assert "Clear-Site-Data" in response
-    assert '"storage"' in response["Clear-Site-Data"]
+    # The id token goes to HelseID in a POST body, never in a URL (provider_logout).
+    fields = provider_logout_form(response, id_token)
+    assert fields["post_logout_redirect_uri"] == "http://testserver/logget-ut/"
     assert_logged_out(client)
     (event,) = events(kinds.LOGOUT.name)
     assert event.outcome == Outcome.GRANTED
     assert event.actor_user_id == world.fastlege.pk
 
     assert client.get("/logget-ut/").status_code == 200
+
+
+def test_the_logout_page_is_bokmal_and_english_on_request(provider: FakeProvider, world: World) -> None:
+    client = Client()
+    assert provider.login(client).status_code == 302
+    page = client.post("/logg-ut/").content.decode()
+    assert '<html lang="nb"' in page
+    assert "Logger ut" in page and "Logg ut av HelseID" in page
+
+    client = Client()
+    client.cookies[settings.LANGUAGE_COOKIE_NAME] = "en"  # the footer's language choice
+    assert provider.login(client).status_code == 302
+    page = client.post("/logg-ut/").content.decode()
+    assert '<html lang="en"' in page
+    assert "Logging out" in page and "Log out of HelseID" in page
+
+
+def test_logout_without_an_id_token_goes_straight_to_the_logged_out_page(
+    provider: FakeProvider, world: World
+) -> None:
+    client = Client()
+    assert provider.login(client).status_code == 302
+    session = client.session
+    del session["oidc_id_token"]
+    session.save()
+
+    response = client.post("/logg-ut/")
+
+    assert response.status_code == 302 and response["Location"] == "http://testserver/logget-ut/"
+    assert response["Cache-Control"] == "no-store"
+    assert response["Clear-Site-Data"] == '"cache", "storage"'
+    assert_logged_out(client)
+    assert len(events(kinds.LOGOUT.name)) == 1
 
 
 def test_logout_needs_post(provider: FakeProvider, world: World) -> None:

@@ -52,8 +52,8 @@ def test_production_settings_pass_check_deploy_without_warnings():
 
 
 def test_logout_redirect_to_the_provider_is_allowed_by_form_action(client, settings):
-    """The logout form is answered with a redirect to HelseID; without its origin in
-    form-action the browser silently refuses to log out (found by the browser test)."""
+    """The logout page's form POSTs to HelseID's end-session endpoint; without its origin
+    in form-action the browser silently refuses to log out (found by the browser test)."""
     csp = client.get("/")["Content-Security-Policy"]
     form_action = next(d for d in csp.split(";") if d.strip().startswith("form-action")).split()
     assert "'self'" in form_action

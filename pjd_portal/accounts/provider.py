@@ -12,11 +12,11 @@ import os
 import threading
 import time
 from typing import Any
-from urllib.parse import urlencode
 
 import requests
 from django.conf import settings
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
+from django.shortcuts import render
 from django.urls import reverse
 
 logger = logging.getLogger(__name__)
@@ -126,12 +126,31 @@ def client_private_key() -> bytes:
 
 def provider_logout(request: HttpRequest, id_token: str | None) -> HttpResponse:
     """Send the browser on to end the HelseID session too (RP-initiated logout), and
-    tell it to drop what it has cached from the portal."""
+    tell it to drop what it has cached from the portal.
+
+    With an id token: a page whose form POSTs it to the end-session endpoint as
+    `id_token_hint` (RP-Initiated Logout 1.0 allows a form POST), submitted at once by
+    static/js/logout.js. The id token holds the clinician's national id, so it must not
+    ride in a URL, where browser history, proxies and the provider's access log keep it.
+    A valid hint is also what lets HelseID end its session without asking again.
+    """
 
     target = request.build_absolute_uri(reverse("accounts:logged_out"))
+    response: HttpResponse
     if id_token:
-        query = urlencode({"id_token_hint": id_token, "post_logout_redirect_uri": target})
-        response: HttpResponse = HttpResponseRedirect(f"{settings.OIDC_OP_LOGOUT_ENDPOINT}?{query}")
+        # No `state`: the session that could have checked it on the way back is gone,
+        # and the logged-out page is the same whoever arrives there. No CSRF token
+        # either: the form goes to the provider, which must never see it.
+        response = render(
+            request,
+            "accounts/logging_out.html",
+            {
+                "end_session_endpoint": settings.OIDC_OP_LOGOUT_ENDPOINT,
+                "id_token_hint": id_token,
+                "post_logout_redirect_uri": target,
+                "client_id": settings.OIDC_RP_CLIENT_ID,
+            },
+        )
     else:
         response = HttpResponseRedirect(target)
     response["Clear-Site-Data"] = '"cache", "storage"'
