@@ -331,6 +331,14 @@ def events(event_type: str | None = None, **filters: Any) -> list[AccessEvent]:
     return list(events.filter(event_type=event_type) if event_type else events)
 
 
+def look_up_patient(client: Client, national_id: str = LIST_PATIENT_ID) -> str:
+    """Step 1 of the clinician path alone (no basis stated): the patient handle."""
+
+    response = client.post("/pasient/sok/", {"national_id": national_id})
+    assert response.status_code == 302, response.content[:500]
+    return str(response["Location"].split("/")[2])
+
+
 def lookup_and_attest(
     client: Client,
     national_id: str = LIST_PATIENT_ID,

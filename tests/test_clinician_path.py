@@ -22,6 +22,7 @@ from tests.builders import (
     add_document,
     comparable,
     events,
+    look_up_patient,
     lookup_and_attest,
 )
 
@@ -305,8 +306,10 @@ def test_blocked_clinician_sees_nothing_even_in_emergency(as_fastlege, world):
 
 def test_restricted_patient_needs_elevated_basis_after_a_confirmation_step(as_fastlege, world):
     add_document(world, title="Begrenset dokument")
-    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
+    # A basis stated before the restriction was registered: the list then says why it shows
+    # nothing and offers the FORHØYET step.
     handle = lookup_and_attest(as_fastlege)
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
     page = as_fastlege.get(f"/pasient/{handle}/").content.decode()
     assert "Begrenset dokument" not in page
     assert 'data-reason="patient_restricted"' in page
@@ -366,7 +369,7 @@ def test_elevated_step_tells_a_blocked_clinician_nothing_more(as_fastlege, world
 def test_elevated_events_are_flagged_on_list_and_open(as_fastlege, world):
     doc = add_document(world)
     PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
-    handle = lookup_and_attest(as_fastlege)
+    handle = look_up_patient(as_fastlege)
     as_fastlege.post(
         f"/pasient/{handle}/forhoyet/",
         {"basis": "FORHOYET_SAMTYKKE", "reason": "Pasienten har samtykket muntlig i dag.", "confirm": "on"},
@@ -379,7 +382,7 @@ def test_elevated_events_are_flagged_on_list_and_open(as_fastlege, world):
 
 def test_refused_basis_forms_are_logged(as_fastlege, world):
     PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
-    handle = lookup_and_attest(as_fastlege)
+    handle = look_up_patient(as_fastlege)
     as_fastlege.post(f"/pasient/{handle}/grunnlag/", {"basis": "FORHOYET_SAMTYKKE", "reason": "x" * 40})
     as_fastlege.post(f"/pasient/{handle}/forhoyet/", {"basis": "FORHOYET_SAMTYKKE", "reason": "x" * 40})
     assert [e.reason_code for e in events("access_denied")][-2:] == [

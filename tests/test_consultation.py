@@ -12,7 +12,7 @@ from django.utils import timezone
 
 from pjd_portal.access.models import AccessAttest
 from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
-from tests.builders import LIST_PATIENT_ID, OTHER_PATIENT_ID, events, lookup_and_attest
+from tests.builders import LIST_PATIENT_ID, OTHER_PATIENT_ID, events, look_up_patient, lookup_and_attest
 
 pytestmark = pytest.mark.django_db
 
@@ -153,3 +153,46 @@ def test_the_emergency_confirmation_can_go_back_without_storing(as_fastlege, wor
     assert f'href="/pasient/{handle}/grunnlag/"' in page  # back: nothing stored, nothing logged
     assert not AccessAttest.objects.exists() and not events("emergency_access")
     assert not events("access_denied")
+
+
+def test_a_restricted_patient_gets_no_ordinary_basis_and_no_false_notice(as_fastlege, world):
+    """An ordinary basis opens nothing a patient has restricted: a stale tab's AKUTT is
+    refused, not stored, and the patient is told nothing."""
+
+    from pjd_portal.notices.models import PatientNotice
+
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
+    handle = look_up_patient(as_fastlege)
+    step = {"basis": "AKUTT", "situation": "unconscious", "reason": "x" * 40, "confirmed": "on"}
+    response = as_fastlege.post(f"/pasient/{handle}/grunnlag/", step)
+    assert response.status_code == 400
+    assert not AccessAttest.objects.exists() and not PatientNotice.objects.exists()
+    assert events("access_denied")[-1].reason_code == "elevated_basis_required"
+
+
+def test_a_second_submit_of_the_emergency_confirmation_stores_nothing_more(as_fastlege, world):
+    from pjd_portal.notices.models import PatientNotice
+
+    handle, _ = _card(as_fastlege, OTHER_PATIENT_ID)
+    step = {"basis": "AKUTT", "situation": "unconscious", "reason": "x" * 40, "confirmed": "on"}
+    for _ in range(2):
+        assert as_fastlege.post(f"/pasient/{handle}/grunnlag/", step).status_code == 302
+    assert AccessAttest.objects.count() == 1 and PatientNotice.objects.count() == 1
+    assert len(events("emergency_access")) == 1
+
+
+def test_the_refusal_page_shows_no_basis_in_force(as_fastlege, world):
+    lookup_and_attest(as_fastlege)
+    PrivacyChoice.objects.create(
+        patient=world.patient, kind=PrivacyChoiceKind.BLOCKED_CLINICIAN, blocked_hpr_number="910000011"
+    )
+    _, page = _card(as_fastlege, LIST_PATIENT_ID)
+    assert 'data-testid="access-refused"' in page and 'data-testid="attest-basis"' not in page
+
+
+def test_a_title_search_is_logged_as_searched_not_what(as_fastlege, world):
+    handle = lookup_and_attest(as_fastlege)
+    as_fastlege.get(f"/pasient/{handle}/", {"title": OTHER_PATIENT_ID})
+    event = events("document_list")[-1]
+    assert event.details["filters"]["title"] is True
+    assert OTHER_PATIENT_ID not in str(event.details)

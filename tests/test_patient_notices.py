@@ -34,7 +34,7 @@ from pjd_portal.auditlog.services import AuditWriteFailed
 from pjd_portal.notices import delivery, signing
 from pjd_portal.notices.models import NoticeKind, NoticeStatus, PatientNotice
 from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
-from tests.builders import LIST_PATIENT_ID, World, events, lookup_and_attest
+from tests.builders import LIST_PATIENT_ID, World, events, look_up_patient, lookup_and_attest
 
 ROOT = Path(__file__).resolve().parent.parent
 KEY = "test-patient-notice-key-0123456789abcdef"
@@ -134,7 +134,7 @@ def akutt(client: Client) -> str:
 
 def forhoyet(client: Client, world: World, basis: str = "FORHOYET_SAMTYKKE") -> str:
     PrivacyChoice.objects.get_or_create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
-    handle = lookup_and_attest(client)
+    handle = look_up_patient(client)
     response = client.post(
         f"/pasient/{handle}/forhoyet/", {"basis": basis, "reason": FORHOYET_REASON, "confirm": "on"}
     )
@@ -202,7 +202,7 @@ def test_an_audit_failure_rolls_back_the_attest_the_notice_and_its_task(
     world, as_fastlege, monkeypatch, flow
 ):
     PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
-    handle = lookup_and_attest(as_fastlege)
+    handle = look_up_patient(as_fastlege)
     attests = AccessAttest.objects.count()
 
     def fail(*args, **kwargs):
@@ -212,7 +212,8 @@ def test_an_audit_failure_rolls_back_the_attest_the_notice_and_its_task(
     if flow == "akutt":
         PrivacyChoice.objects.all().delete()
         response = as_fastlege.post(
-            f"/pasient/{handle}/grunnlag/", {"basis": "AKUTT", "reason": AKUTT_REASON}
+            f"/pasient/{handle}/grunnlag/",
+            {"basis": "AKUTT", "situation": "unconscious", "reason": AKUTT_REASON, "confirmed": "on"},
         )
     else:
         response = as_fastlege.post(
@@ -448,6 +449,10 @@ def test_the_privacy_officer_sees_the_patients_notices_sent_pending_and_failed(
     forhoyet(as_fastlege, world)
     run_worker(monkeypatch)  # failed at once: one attempt allowed
     settings.PATIENT_NOTICE_URL = ""
+    # A later emergency, once the restriction is lifted and the elevated basis has lapsed
+    # (while a basis holds, a second one is not stated).
+    PrivacyChoice.objects.filter(kind=PrivacyChoiceKind.RESTRICTION).delete()
+    AccessAttest.objects.update(expires_at=timezone.now())
     lookup_and_attest(as_fastlege, basis="AKUTT", reason=AKUTT_REASON)  # pending
     run_worker(monkeypatch)
     # Another patient's notice is not on this page.

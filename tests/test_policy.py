@@ -129,6 +129,16 @@ BASIS_TABLE = [
         "elevated_not_needed",
     ),
     ("elevated for a restricted patient", GP, RESTRICTED, "FORHOYET_SAMTYKKE", LONG_REASON, "ok"),
+    # An ordinary basis opens nothing a patient has restricted: not stored, not told.
+    (
+        "emergency for a restricted patient",
+        LEGEVAKT_LE,
+        RESTRICTED,
+        "AKUTT",
+        LONG_REASON,
+        "elevated_basis_required",
+    ),
+    ("own list patient, restricted", GP, RESTRICTED, "UNNTAK", "", "elevated_basis_required"),
     (
         "elevated emergency for a restricted patient",
         LEGEVAKT_LE,

@@ -236,6 +236,10 @@ def may_state_basis(clinician: ClinicianFacts, patient: PatientFacts, basis: str
                 % {"n": MIN_REASON_LENGTH}
             ),
         )
+    if patient.restricted and basis not in ELEVATED:
+        # An ordinary basis opens nothing the patient has restricted: storing it would log
+        # an access (and tell the patient of an emergency) that showed nothing.
+        return _deny("elevated_basis_required", str(RESTRICTED_EXPLANATION))
     if basis in ELEVATED and not patient.restricted:
         # FORHØYET opens what a patient has restricted, "only when needed": never as a
         # stronger ordinary basis.

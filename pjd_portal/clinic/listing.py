@@ -196,7 +196,9 @@ class ListPage:
             "sort": self.params.sort,
             "category": self.params.category,
             "filters": {
-                "title": self.params.title,
+                # Whether a title was searched, not what: a national id typed into the
+                # field must not land in the log.
+                "title": bool(self.params.title),
                 "from": self.params.date_from,
                 "to": self.params.date_to,
             },

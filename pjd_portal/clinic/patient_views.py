@@ -10,6 +10,7 @@ and who is told.
 
 from __future__ import annotations
 
+from dataclasses import replace
 from uuid import UUID
 
 from django.contrib.auth.decorators import login_required
@@ -67,7 +68,9 @@ def _refused(request: HttpRequest, access: PatientAccess, status: policy.Decisio
     The refusal is logged as every status check is."""
 
     refuse_by_status(caller=caller_of(request), access=access, decision=status)
-    context = {"banner": banner_of(access), "decision": status, "lookup_form": PatientLookupForm()}
+    # No basis is in force for a patient the clinician may not see: the banner says none.
+    banner = replace(banner_of(access), basis="", expires_at=None, minutes_left=None)
+    context = {"banner": banner, "decision": status, "lookup_form": PatientLookupForm()}
     return render(request, "patients/refused.html", context)
 
 
@@ -130,6 +133,10 @@ def patient_basis(request: HttpRequest, handle: UUID) -> HttpResponse:
         if policy.needs_elevated_basis(access.patient_facts):
             return redirect("patients:elevated", handle=handle)
         return _card(request, access, BasisForm(), "patients/basis.html", 200)
+    if _live(access):
+        # A second submit (a double click, a resubmitted confirmation): the basis already
+        # holds; a second attest would be a second access, and a second notice to the patient.
+        return redirect("documents:list", handle=handle)
     form = BasisForm(request.POST)
     if _akutt_first_step_accepted(access, form):
         return _card(request, access, form, "patients/akutt_confirm.html", 200)
@@ -153,6 +160,8 @@ def patient_elevated(request: HttpRequest, handle: UUID) -> HttpResponse:
         # The step exists only for a restriction; anyone else states an ordinary basis.
         return redirect("patients:basis", handle=handle)
     status_code = 200
+    if request.method == "POST" and _live(access):
+        return redirect("documents:list", handle=handle)  # a second submit: the basis holds
     if request.method == "POST":
         form = ElevatedBasisForm(request.POST)
         if _submit_basis(request, access, form, invalid_reason="elevated_form_invalid"):
