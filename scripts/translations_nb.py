@@ -9,6 +9,7 @@ from __future__ import annotations
 import sys
 
 NB = {
+    "Document shown in the viewer": "Dokument vist i visningen",
     # The patient card, the bases explained, the emergency opening's two steps (issue 13).
     "You are the patient's fastlege, or you give care in the emergency chain or specialist care: no consent is needed (kjernejournalforskriften).": "Du er pasientens fastlege, eller du yter helsehjelp i akuttkjeden eller spesialisthelsetjenesten: samtykke trengs ikke (kjernejournalforskriften).",
     "The patient has consented to your reading the documents, for this course of care.": "Pasienten har samtykket til at du leser dokumentene, for dette behandlingsforløpet.",

@@ -66,8 +66,11 @@ def test_the_viewer_shows_the_description_and_the_way_back_to_the_list_as_it_was
     assert parse_qs(urlsplit(back).query) == {"sort": ["title"], "size": ["10"], "title": ["epikrise"]}
     frame = matched(r'<iframe [^>]*src="([^"]+)"', html)
     assert frame == f"/pasient/{handle}/dokument/{doc.document_id}/"
-    # The viewer writes no open event: the framed PDF's request is the open, once.
-    assert len(events()) == before and not events("document_open")
+    # The viewer logs what it shows (the description), committed; the framed PDF's request
+    # is the open, once.
+    [viewed] = events("document_viewed")
+    assert (viewed.document, viewed.outcome, viewed.patient) == (doc, "granted", world.patient)
+    assert len(events()) == before + 1 and not events("document_open")
     pdf = as_fastlege.get(frame)
     assert b"".join(pdf.streaming_content).startswith(b"%PDF-")  # type: ignore[attr-defined]
     assert pdf["Content-Security-Policy"].startswith("sandbox;")
@@ -278,3 +281,20 @@ def test_remote_rows_are_filtered_by_title_and_dates_like_local_ones() -> None:
     assert [r.title for r in merged_rows([], rows, params)] == ["Epikrise Ålesund"]
     params = selectors.parse_list_params({"to": "2025-12-31"}, page_sizes=[25], default_size=25)
     assert [r.title for r in merged_rows([], rows, params)] == ["epikrise bergen"]
+
+
+def test_the_viewer_shows_nothing_when_its_event_cannot_be_written(
+    as_fastlege: Client, world: World, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from pjd_portal.auditlog.services import AuditWriteFailed
+
+    doc = add_document(world, title="Ikke vist uten logg")
+    handle = lookup_and_attest(as_fastlege)
+
+    def down(*args: object, **kwargs: object) -> None:
+        raise AuditWriteFailed("down")
+
+    monkeypatch.setattr(opening, "record_event_committed", down)
+    response = as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/vis/")
+    assert response.status_code == 503
+    assert "Ikke vist uten logg" not in response.content.decode()

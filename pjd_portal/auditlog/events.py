@@ -253,6 +253,17 @@ DOCUMENT_OPEN = EventKind(
     carries_patient=True,
     patient_access=True,
 )
+DOCUMENT_VIEWED = EventKind(
+    "document_viewed",
+    _("Document shown in the viewer"),
+    Balp.PATIENT_QUERY,
+    _REMOTE_DOCUMENT | {"document_id"},
+    # The viewer shows one document's description and frames the open (its own event): the
+    # description is an access to the patient as well, logged before it is shown.
+    carries_document=True,
+    carries_patient=True,
+    patient_access=True,
+)
 ACCESS_DENIED = EventKind(
     "access_denied",
     _("Access denied"),

@@ -167,13 +167,29 @@ def view_document(
     The same decision as an open, and a refusal answered as an open's is (a 404, the same
     for not allowed and not found, logged). A PDF (or a remote document of a type its
     source did not name) is framed from the open URL: that request is the open and writes
-    its one `document_open` event; the viewer writes none. An XML document is rendered
+    its one `document_open` event; the viewer writes `document_viewed` for the description it
+    shows (committed first). An XML document is rendered
     here, and then this request is the open (`open_document`)."""
 
     if not opening.decision:
         _record(request, _refusal(access, opening), committed=True)
         raise Http404()
     if rendering.media_type(opening.content_type) in EMBEDDED_TYPES:
+        flagged = policy.flagged_for_review(access.attest.basis if access.attest else "")
+        try:
+            _record(
+                request,
+                _event(
+                    events.DOCUMENT_VIEWED,
+                    access,
+                    opening.opened_as,
+                    outcome=Outcome.GRANTED,
+                    flagged_for_review=flagged,
+                ),
+                committed=True,
+            )
+        except AuditWriteFailed:
+            return service_unavailable(request, reason="audit")
         return render(
             request, page.template, {**page.context, "document": opening.shown_as, "embedded": True}
         )
