@@ -19,6 +19,32 @@ from tests.builders import LIST_PATIENT_ID, add_document
 from tests.conftest import DEVIDP_PORT, LIVE_SERVER_ADDRESS
 
 ROOT = Path(__file__).resolve().parent.parent
+EPIKRISE_TITLE = "Epikrise etter innleggelse for lungebetennelse"
+
+
+def epikrise_pdf() -> bytes:
+    """A demo epikrise of the list patient, twelve days old, as the demo renders one."""
+
+    import datetime
+
+    from pjd_portal.documents import demo_content
+
+    spec = demo_content.DemoDocumentSpec(
+        category="A00-1",
+        type_code="A03-2",
+        type_name="Epikrise",
+        title=EPIKRISE_TITLE,
+        service_date=datetime.date.today() - datetime.timedelta(days=12),
+        author="Overlege Anne Berg",
+        institution="Oslo universitetssykehus HF",
+        department="Medisinsk klinikk",
+        patient_name="Ingrid Testesen",
+        patient_birth_date=datetime.date(1971, 4, 3),
+        seed=1,
+    )
+    return demo_content.render_pdf(spec)
+
+
 IDP = f"http://127.0.0.1:{DEVIDP_PORT}"
 CHROMIUM = "/usr/bin/chromium"
 
@@ -77,25 +103,8 @@ def portal(live_server, use_devidp, world):
 
 
 def test_fastlege_logs_in_looks_up_a_list_patient_and_opens_a_pdf(portal, world, page):
-    import datetime
-
-    from pjd_portal.documents import demo_content
-
-    spec = demo_content.DemoDocumentSpec(
-        category="A00-1",
-        type_code="A03-2",
-        type_name="Epikrise",
-        title="Epikrise etter innleggelse for lungebetennelse",
-        service_date=datetime.date.today() - datetime.timedelta(days=12),
-        author="Overlege Anne Berg",
-        institution="Oslo universitetssykehus HF",
-        department="Medisinsk klinikk",
-        patient_name="Ingrid Testesen",
-        patient_birth_date=datetime.date(1971, 4, 3),
-        seed=1,
-    )
-    pdf = demo_content.render_pdf(spec)
-    doc = add_document(world, title=spec.title, data=pdf)
+    pdf = epikrise_pdf()
+    doc = add_document(world, title=EPIKRISE_TITLE, data=pdf, days_ago=12)
 
     page.goto(f"{portal}/")
     page.get_by_test_id("login").click()

@@ -11,7 +11,6 @@ found it).
 
 from __future__ import annotations
 
-import datetime
 import os
 import re
 from collections.abc import Callable
@@ -21,11 +20,13 @@ from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
 from tests.builders import LIST_PATIENT_ID, OTHER_PATIENT_ID, add_document
 from tests.test_browser import (  # noqa: F401  (fixtures: pytest finds them by name here)
+    EPIKRISE_TITLE,
     IDP,
     ROOT,
     _axe_violations,
     _sync_orm_beside_playwright,
     browser_type_launch_args,
+    epikrise_pdf,
     portal,
     pytestmark,
 )
@@ -102,22 +103,7 @@ def _no_axe_violations(page: Any, state: str) -> None:
 
 
 def _documents(world: Any) -> None:
-    from pjd_portal.documents import demo_content
-
-    spec = demo_content.DemoDocumentSpec(
-        category="A00-1",
-        type_code="A03-2",
-        type_name="Epikrise",
-        title="Epikrise etter innleggelse for lungebetennelse",
-        service_date=datetime.date.today() - datetime.timedelta(days=12),
-        author="Overlege Anne Berg",
-        institution="Oslo universitetssykehus HF",
-        department="Medisinsk klinikk",
-        patient_name="Ingrid Testesen",
-        patient_birth_date=datetime.date(1971, 4, 3),
-        seed=1,
-    )
-    add_document(world, title=spec.title, data=demo_content.render_pdf(spec), days_ago=12)
+    add_document(world, title=EPIKRISE_TITLE, data=epikrise_pdf(), days_ago=12)
     add_document(world, title="Prøvesvar hematologi", category="C00-1", days_ago=40)
     for years in (2, 3):  # henvisninger older than their window: not shown, and said so
         add_document(world, title="Gammel henvisning", category="I00-1", days_ago=365 * years)

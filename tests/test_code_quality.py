@@ -48,6 +48,20 @@ def test_every_import_between_apps_runs_down_the_floors() -> None:
     assert "Contracts: 1 kept, 0 broken." in result.stdout
 
 
+def test_every_app_stands_on_a_floor() -> None:
+    """A layers contract checks only the packages it names: an app left out of it (a new
+    one, say) could import anything. Every package of the project is on a floor."""
+
+    import tomllib
+
+    config = tomllib.loads((ROOT / "pyproject.toml").read_text())
+    (contract,) = config["tool"]["importlinter"]["contracts"]
+    on_floors = {name.strip() for layer in contract["layers"] for name in layer.split("|")}
+    packages = {f"pjd_portal.{path.parent.name}" for path in (ROOT / "pjd_portal").glob("*/__init__.py")}
+    assert packages - on_floors == set()
+    assert "pjd_portal.notices" in on_floors and "pjd_portal.auditlog" in on_floors
+
+
 def test_the_access_log_knows_no_request() -> None:
     """The writer takes an Actor and a PointOfCare (auditlog/actor.py); below the pages
     nothing forges a request to write an event. Checked on the source: import-linter
