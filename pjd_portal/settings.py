@@ -215,6 +215,11 @@ if not 0 <= SESSION_IDLE_WARNING_SECONDS < SESSION_IDLE_TIMEOUT:
     raise ImproperlyConfigured("Need 0 <= SESSION_IDLE_WARNING_SECONDS < SESSION_IDLE_TIMEOUT_SECONDS.")
 SESSION_COOKIE_AGE = SESSION_ABSOLUTE_TIMEOUT  # the stored session's lifetime
 SESSION_SAVE_EVERY_REQUEST = False  # activity is a session write by the middleware
+# The activity stamp moves at most once this often, so most requests write nothing: the
+# session ends up to this much before 20 minutes of idleness, never after.
+SESSION_ACTIVITY_STEP_SECONDS = envint("SESSION_ACTIVITY_STEP_SECONDS", 60)
+if not 0 <= SESSION_ACTIVITY_STEP_SECONDS < SESSION_IDLE_TIMEOUT - SESSION_IDLE_WARNING_SECONDS:
+    raise ImproperlyConfigured("Need 0 <= SESSION_ACTIVITY_STEP_SECONDS < the idle time before the warning.")
 SESSION_EXPIRE_AT_BROWSER_CLOSE = True
 SESSION_COOKIE_HTTPONLY = True
 SESSION_COOKIE_SAMESITE = "Lax"  # Lax: the OIDC callback is a top-level cross-site GET
@@ -330,6 +335,15 @@ CACHES = {
     if CACHE_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pjd"}
 }
+# Sessions are read from the shared cache and written through to the database
+# (accounts/session_store.py): no database round trip on most requests. A per-process
+# cache must not hold them (a logout in one process would leave the session alive in the
+# others), so without PJD_CACHE_URL the database alone holds them, except under DEBUG
+# (the one-process development server and the tests).
+SESSION_ENGINE = (
+    "pjd_portal.accounts.session_store" if CACHE_URL or DEBUG else "django.contrib.sessions.backends.db"
+)
+SESSION_CACHE_SECONDS = envint("SESSION_CACHE_SECONDS", 60)
 # Remote document sources (IHE MHD). PJD_MHD_SOURCES is JSON: organisation number of the
 # source -> {"base_url": "https://.../fhir/R4", "scope": "..."}; sources not named are local.
 MHD_SOURCES = json.loads(os.environ.get("PJD_MHD_SOURCES", "") or "{}")

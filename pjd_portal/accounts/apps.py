@@ -7,4 +7,5 @@ class AccountsConfig(AppConfig):
 
     def ready(self) -> None:
         # The user_logged_in receiver that stamps the session's login time.
-        from pjd_portal.accounts import sessions  # noqa: F401, PLC0415
+        # The receivers that move a person's facts_version on (accounts/facts.py).
+        from pjd_portal.accounts import facts, sessions  # noqa: F401, PLC0415

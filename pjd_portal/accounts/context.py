@@ -7,6 +7,7 @@ from typing import Any
 from django.http import HttpRequest
 from guardian.core import ObjectPermissionChecker
 
+from pjd_portal.accounts import facts
 from pjd_portal.accounts.models import HprAuthorization, Organisation, User
 from pjd_portal.accounts.roles import organisations_with_roles, roles_from_permissions
 
@@ -30,36 +31,59 @@ def _user_key(request: HttpRequest) -> int | None:
     return request.user.pk if request.user.is_authenticated else None
 
 
-def current_organisation(request: HttpRequest) -> Organisation | None:
-    """The organisation the user acts for in this session (cached on the request, keyed by
-    the person: after a logout or a login within the request it is read again)."""
+Facts = tuple[Organisation | None, frozenset[str], frozenset[str]]
+
+
+def _facts(request: HttpRequest) -> Facts:
+    """The organisation acted for, the roles there and the HPR authorizations: from the
+    session while they still hold (accounts/facts.py), else read (three queries) and kept.
+    Cached on the request, keyed by the person: after a logout or a login within the
+    request they are read again."""
 
     key = _user_key(request)
-    cached: tuple[int | None, Organisation | None] | None = getattr(request, "_pjd_organisation", None)
+    cached: tuple[int | None, Facts] | None = getattr(request, "_pjd_facts", None)
     if cached is not None and cached[0] == key:
         return cached[1]
-    org: Organisation | None = None
-    org_id = request.session.get(SESSION_ORG_KEY) if hasattr(request, "session") else None
-    if org_id is not None and key is not None:
-        org = Organisation.objects.filter(pk=org_id).select_related("parent").first()
-    request._pjd_organisation = (key, org)  # type: ignore[attr-defined]
-    return org
+    found: Facts = (None, frozenset(), frozenset())
+    if key is not None:
+        user = authenticated_user(request)
+        session = request.session
+        org_id = session.get(SESSION_ORG_KEY)
+        # A request built without a session's organisation (a management command's, a
+        # test's) may carry the organisation it acts for: its facts are read, not kept.
+        preset: tuple[int | None, Organisation | None] | None = getattr(request, "_pjd_organisation", None)
+        kept = facts.kept(session, user, org_id) if preset is None else None
+        if preset is not None and preset[0] == key:
+            org = preset[1]
+            kept = (
+                org,
+                _roles_in(user, org) if org is not None else frozenset(),
+                authorizations_for(user.hpr_number),
+            )
+        elif kept is None:
+            org = None
+            if org_id is not None:
+                org = Organisation.objects.filter(pk=org_id).select_related("parent").first()
+            roles = _roles_in(user, org) if org is not None else frozenset()
+            kept = (org, roles, authorizations_for(user.hpr_number))
+            facts.keep(session, user, org_id, *kept)
+        org, roles, authorizations = kept
+        # An inactive account holds no role, whatever was kept (the row is read every request).
+        found = (org, roles if user.is_active else frozenset(), authorizations)
+    request._pjd_facts = (key, found)  # type: ignore[attr-defined]
+    return found
+
+
+def current_organisation(request: HttpRequest) -> Organisation | None:
+    """The organisation the user acts for in this session."""
+
+    return _facts(request)[0]
 
 
 def active_roles(request: HttpRequest) -> frozenset[str]:
-    """The user's active roles in the current organisation (cached on the request, keyed
-    by the person)."""
+    """The user's active roles in the current organisation."""
 
-    key = _user_key(request)
-    cached: tuple[int | None, frozenset[str]] | None = getattr(request, "_pjd_roles", None)
-    if cached is not None and cached[0] == key:
-        return cached[1]
-    roles: frozenset[str] = frozenset()
-    org = current_organisation(request)
-    if org is not None and key is not None:
-        roles = _roles_in(request.user, org)
-    request._pjd_roles = (key, roles)  # type: ignore[attr-defined]
-    return roles
+    return _facts(request)[1]
 
 
 def _roles_in(user: Any, org: Organisation) -> frozenset[str]:
@@ -86,15 +110,12 @@ def authorizations_for(hpr_number: str) -> frozenset[str]:
 
 
 def request_authorizations(request: HttpRequest, user: User) -> frozenset[str]:
-    """The person's HPR authorizations, read once per request: the policy's facts and the
-    access log's actor both need them."""
+    """The person's HPR authorizations (the policy's facts and the access log's actor both
+    need them)."""
 
-    cached: tuple[int, frozenset[str]] | None = getattr(request, "_pjd_authorizations", None)
-    if cached is not None and cached[0] == user.pk:
-        return cached[1]
-    found = authorizations_for(user.hpr_number)
-    request._pjd_authorizations = (user.pk, found)  # type: ignore[attr-defined]
-    return found
+    if _user_key(request) == user.pk:
+        return _facts(request)[2]
+    return authorizations_for(user.hpr_number)
 
 
 def portal_context(request: HttpRequest) -> dict[str, Any]:

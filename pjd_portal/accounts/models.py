@@ -166,3 +166,19 @@ class RevokedRoleGrant(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user} {self.role} @ {self.organisation_id} (revoked)"
+
+
+class FactsVersion(models.Model):
+    """How often what a person may do has changed: a role granted or revoked, an HPR
+    authorization, an organisation's record (accounts/facts.py moves it on, in the
+    transaction of the change). Read with the user on every request (one join); the facts
+    kept in the session hold only while it has not moved. A table of its own, so that no
+    ordinary save of a user loaded before a change can write the old number back."""
+
+    user = models.OneToOneField(
+        User, on_delete=models.CASCADE, primary_key=True, related_name="facts_version"
+    )
+    version = models.PositiveBigIntegerField(default=0)
+
+    def __str__(self) -> str:
+        return f"{self.user_id}: {self.version}"

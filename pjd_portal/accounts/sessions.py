@@ -95,6 +95,17 @@ def touch(request: HttpRequest) -> None:
     request.session[SESSION_ACTIVITY_AT_KEY] = now_seconds()
 
 
+def touch_if_stale(request: HttpRequest) -> None:
+    """Record activity, unless the stamp moved less than SESSION_ACTIVITY_STEP_SECONDS ago:
+    then the session is not written at all (most requests). The stamp is then at most that
+    much older than the last activity, so the idle limit comes early, never late."""
+
+    activity_at = _stamp(request.session, SESSION_ACTIVITY_AT_KEY)
+    now = now_seconds()
+    if activity_at is None or now - activity_at >= settings.SESSION_ACTIVITY_STEP_SECONDS:
+        request.session[SESSION_ACTIVITY_AT_KEY] = now
+
+
 @receiver(user_logged_in, dispatch_uid="pjd_session_stamps")
 def stamp_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: Any) -> None:
     if request is None or not hasattr(request, "session"):
@@ -170,7 +181,7 @@ class SessionTimeoutMiddleware:
             and not is_background(request)
             and not getattr(view_func, "pjd_background", False)
         ):
-            touch(request)
+            touch_if_stale(request)
 
     def _expire(self, request: HttpRequest, reason: str, now: int) -> HttpResponse | None:
         session = request.session

@@ -118,7 +118,10 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
     def get_user(self, user_id: Any) -> User | None:
         # Django's ModelBackend refuses inactive users on every request; mozilla's
         # backend does not. A deactivated account must lose its live sessions at once.
-        user = super().get_user(user_id)
+        # Read on every request, with the version of the person's facts in the same query
+        # (accounts/facts.py: the organisation, roles and authorizations kept in the
+        # session hold while it has not moved).
+        user = User.objects.select_related("facts_version").filter(pk=user_id).first()
         return user if user is not None and user.is_active else None
 
     def _signing_key(self, token: str) -> jwt.PyJWK:
