@@ -15,6 +15,7 @@ from uuid import UUID
 from django.http import Http404
 from django.utils import timezone
 
+from pjd_portal.access import selectors
 from pjd_portal.access.models import LookupPurpose, PatientLookup
 from pjd_portal.accounts.caller import Caller
 from pjd_portal.auditlog import events
@@ -48,22 +49,20 @@ def live_handle(
     caller: Caller, handle: UUID, *, purpose: LookupPurpose, now: datetime.datetime
 ) -> PatientLookup | None:
     """The lookup behind a handle, if it is this user's, in this organisation, for this
-    purpose, and live."""
+    purpose, and live; read with the facts the policy decides on (`selectors.handle_facts`),
+    in one query."""
 
     organisation = caller.organisation
     if organisation is None:
         return None
-    return (
-        PatientLookup.objects.select_related("patient")
-        .filter(
-            handle=handle,
-            user=caller.user,
-            organisation=organisation,
-            purpose=purpose,
-            expires_at__gt=now,
-        )
-        .first()
+    lookups = PatientLookup.objects.filter(
+        handle=handle,
+        user=caller.user,
+        organisation=organisation,
+        purpose=purpose,
+        expires_at__gt=now,
     )
+    return selectors.with_handle_facts(lookups, now).first()
 
 
 def refuse_handle(caller: Caller, handle: UUID, *, channel: str = "") -> NoReturn:

@@ -3,6 +3,16 @@
 from __future__ import annotations
 
 import datetime
+import json
+from collections.abc import Iterable
+from dataclasses import dataclass
+from typing import Any, cast
+from uuid import UUID
+
+from django.db import connection
+from django.db.models import JSONField, OuterRef, QuerySet, Subquery
+from django.db.models.expressions import RawSQL
+from django.db.models.functions import JSONObject
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import AccessAttest, PatientLookup
@@ -40,11 +50,16 @@ def patient_facts(patient: Patient) -> policy.PatientFacts:
     """Privacy choices in force now. Read on every request: a choice made a moment ago
     applies to the very next request, so nothing here is cached across requests."""
 
+    choices = PrivacyChoice.objects.filter(patient=patient, lifted_at__isnull=True).values_list(
+        "kind", "blocked_hpr_number"
+    )
+    return _patient_facts(patient, choices)
+
+
+def _patient_facts(patient: Patient, choices: Iterable[tuple[str, str]]) -> policy.PatientFacts:
     reserved = restricted = False
     blocked: set[str] = set()
-    for kind, hpr in PrivacyChoice.objects.filter(patient=patient, lifted_at__isnull=True).values_list(
-        "kind", "blocked_hpr_number"
-    ):
+    for kind, hpr in choices:
         if kind == PrivacyChoiceKind.RESERVATION:
             reserved = True
         elif kind == PrivacyChoiceKind.RESTRICTION:
@@ -90,18 +105,154 @@ def attest_facts(attest: AccessAttest | None) -> policy.AttestFacts | None:
     )
 
 
+def _rules(
+    source_id: int,
+    *,
+    list_authorizations: Iterable[str] | None,
+    list_organisation_kinds: Iterable[str] | None,
+    open_authorizations: Iterable[str] | None,
+    open_organisation_kinds: Iterable[str] | None,
+    list_only_if_may_open: bool,
+) -> policy.SourceRules:
+    return policy.SourceRules(
+        source_id=source_id,
+        list_authorizations=frozenset(list_authorizations or ()),
+        list_organisation_kinds=frozenset(list_organisation_kinds or ()),
+        open_authorizations=frozenset(open_authorizations or ()),
+        open_organisation_kinds=frozenset(open_organisation_kinds or ()),
+        list_only_if_may_open=bool(list_only_if_may_open),
+    )
+
+
 def source_rules() -> list[policy.SourceRules]:
     """Every source's sharing rules, in one query. Read per request like the privacy
     choices: a rule changed in the admin area applies to the next request."""
 
     return [
-        policy.SourceRules(
-            source_id=source.pk,
-            list_authorizations=frozenset(source.list_authorizations or ()),
-            list_organisation_kinds=frozenset(source.list_organisation_kinds or ()),
-            open_authorizations=frozenset(source.open_authorizations or ()),
-            open_organisation_kinds=frozenset(source.open_organisation_kinds or ()),
+        _rules(
+            source.pk,
+            list_authorizations=source.list_authorizations,
+            list_organisation_kinds=source.list_organisation_kinds,
+            open_authorizations=source.open_authorizations,
+            open_organisation_kinds=source.open_organisation_kinds,
             list_only_if_may_open=source.list_only_if_may_open,
         )
         for source in DocumentSource.objects.all()
     ]
+
+
+# --- The clinician's handle, with everything the policy decides on, in one query --------
+#
+# A page behind a handle needs the lookup, the patient, the patient's privacy choices in
+# force, the newest live attest and every source's rules: read together, as one statement
+# (one round trip), fresh on every request as the separate reads were. The lists come back
+# as JSON built by the database: json_agg on PostgreSQL, json_group_array on SQLite.
+
+_SOURCE_RULE_COLUMNS = (
+    "list_authorizations",
+    "list_organisation_kinds",
+    "open_authorizations",
+    "open_organisation_kinds",
+)
+
+
+def _json_subqueries(vendor: str) -> tuple[str, str]:
+    choice = PrivacyChoice._meta.db_table
+    lookup = PatientLookup._meta.db_table
+    source = DocumentSource._meta.db_table
+    if vendor == "postgresql":
+        agg, obj, embed = "json_agg", "json_build_object", "{}"
+    else:
+        # SQLite keeps a JSON column as text: json() embeds it as JSON, not as a string.
+        agg, obj, embed = "json_group_array", "json_object", "json({})"
+    rules = ", ".join(f"'{c}', {embed.format(f's.{c}')}" for c in _SOURCE_RULE_COLUMNS)
+    choices_sql = (
+        f"(SELECT {agg}({obj}('kind', c.kind, 'hpr', c.blocked_hpr_number)) FROM {choice} c "  # noqa: S608
+        f'WHERE c.patient_id = "{lookup}"."patient_id" AND c.lifted_at IS NULL)'
+    )
+    sources_sql = (
+        f"(SELECT {agg}({obj}('id', s.id, {rules}, 'list_only_if_may_open', s.list_only_if_may_open)) "  # noqa: S608
+        f"FROM {source} s)"
+    )
+    return choices_sql, sources_sql
+
+
+def _json(value: Any) -> Any:
+    return json.loads(value) if isinstance(value, str) else value
+
+
+_ATTEST_FIELDS = [f.attname for f in AccessAttest._meta.concrete_fields]
+_ATTEST_DATETIMES = frozenset(
+    f.attname for f in AccessAttest._meta.concrete_fields if f.get_internal_type() == "DateTimeField"
+)
+
+
+def _attest_from(values: dict[str, Any] | None) -> AccessAttest | None:
+    if not values:
+        return None
+    for name in _ATTEST_DATETIMES:
+        if values.get(name) is not None:
+            moment = datetime.datetime.fromisoformat(values[name])
+            # SQLite stores UTC without an offset; PostgreSQL says +00:00.
+            values[name] = moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
+    if values.get("attest_id") is not None:
+        values["attest_id"] = UUID(str(values["attest_id"]))
+    attest = AccessAttest(**values)
+    attest._state.adding = False
+    attest._state.db = "default"
+    return attest
+
+
+@dataclass(frozen=True)
+class HandleFacts:
+    lookup: PatientLookup
+    patient_facts: policy.PatientFacts
+    attest: AccessAttest | None
+    source_rules: list[policy.SourceRules]
+
+
+def with_handle_facts(lookups: QuerySet[PatientLookup], now: datetime.datetime) -> QuerySet[PatientLookup]:
+    """These lookups with the patient, the privacy choices in force, the newest live attest
+    of the lookup's user, organisation and patient (as `latest_attest`) and every source's
+    rules, all in the one query (`handle_facts` reads them)."""
+
+    choices_sql, sources_sql = _json_subqueries(connection.vendor)
+    attest = (
+        AccessAttest.objects.filter(
+            user_id=OuterRef("user_id"),
+            organisation_id=OuterRef("organisation_id"),
+            patient_id=OuterRef("patient_id"),
+            expires_at__gt=now,
+        )
+        .order_by("-created_at")
+        .values(j=JSONObject(**{name: name for name in _ATTEST_FIELDS}))[:1]
+    )
+    return lookups.select_related("patient").annotate(
+        pjd_choices=RawSQL(choices_sql, []),  # noqa: S611 - no parameters, table names only
+        pjd_sources=RawSQL(sources_sql, []),  # noqa: S611
+        pjd_attest=Subquery(attest, output_field=JSONField()),
+    )
+
+
+def handle_facts(lookup: PatientLookup) -> HandleFacts:
+    """The facts read with a lookup by `with_handle_facts`."""
+
+    extra = cast(Any, lookup)
+    choices = [(c["kind"], c["hpr"] or "") for c in _json(extra.pjd_choices) or []]
+    rules = sorted(
+        (
+            _rules(
+                int(r["id"]),
+                **{c: _json(r[c]) for c in _SOURCE_RULE_COLUMNS},
+                list_only_if_may_open=bool(r["list_only_if_may_open"]),
+            )
+            for r in _json(extra.pjd_sources) or []
+        ),
+        key=lambda r: r.source_id,
+    )
+    return HandleFacts(
+        lookup=lookup,
+        patient_facts=_patient_facts(lookup.patient, choices),
+        attest=_attest_from(_json(extra.pjd_attest)),
+        source_rules=rules,
+    )

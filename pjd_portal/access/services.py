@@ -7,7 +7,7 @@ decides, these functions only act on its answer.
 from __future__ import annotations
 
 import datetime
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from uuid import UUID
 
 from django.conf import settings
@@ -75,6 +75,8 @@ class PatientAccess:
     patient_facts: policy.PatientFacts
     attest: AccessAttest | None
     now: datetime.datetime
+    # Every source's sharing rules, read with the handle (the list and the open decide on them).
+    source_rules: list[policy.SourceRules] = field(default_factory=list)
 
     @property
     def attest_facts(self) -> policy.AttestFacts | None:
@@ -95,13 +97,15 @@ def access_patient_by_handle(*, caller: Caller, handle: UUID) -> PatientAccess:
         lookup = handles.live_handle(caller, handle, purpose=LookupPurpose.CLINICAL, now=now)
     if lookup is None:
         handles.refuse_handle(caller, handle)
+    found = selectors.handle_facts(lookup)
     return PatientAccess(
-        lookup=lookup,
-        patient=lookup.patient,
+        lookup=found.lookup,
+        patient=found.lookup.patient,
         clinician=clinician,
-        patient_facts=selectors.patient_facts(lookup.patient),
-        attest=selectors.latest_attest(lookup, now),
+        patient_facts=found.patient_facts,
+        attest=found.attest,
         now=now,
+        source_rules=found.source_rules,
     )
 
 

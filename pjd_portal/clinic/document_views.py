@@ -20,7 +20,6 @@ from django.views.decorators.http import require_GET
 from django_htmx.http import HttpResponseClientRedirect, HttpResponseClientRefresh
 
 from pjd_portal.access import policy
-from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess, access_patient_by_handle
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.caller import caller_of
@@ -210,7 +209,7 @@ def document_list_source(request: HttpRequest, handle: UUID, source_id: int) -> 
     source = remote.remote_sources().get(source_id)
     decision = policy.may_list_source(
         access.clinician,
-        next((s for s in access_selectors.source_rules() if s.source_id == source_id), None),
+        next((s for s in access.source_rules if s.source_id == source_id), None),
         known=source is not None,
     )
     if not decision or source is None:

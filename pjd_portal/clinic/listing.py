@@ -18,7 +18,6 @@ from typing import Any
 from django.core.paginator import Page, Paginator
 
 from pjd_portal.access import policy
-from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess
 from pjd_portal.auditlog.events import Detail
 from pjd_portal.clinic import remote, selectors
@@ -251,7 +250,7 @@ def list_page(
     (the page for a browser without JavaScript); what is asked goes to `record` (its
     events, then kept)."""
 
-    rules = access_selectors.source_rules()
+    rules = access.source_rules
     listable = policy.listable_source_ids(access.clinician, rules)
     openable = policy.openable_source_ids(access.clinician, rules)
     remote_sources = remote.remote_sources()

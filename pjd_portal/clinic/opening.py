@@ -32,7 +32,6 @@ from django.http.response import HttpResponseBase
 from django.shortcuts import render
 
 from pjd_portal.access import policy
-from pjd_portal.access import selectors as access_selectors
 from pjd_portal.access.services import PatientAccess
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.auditlog import events
@@ -339,8 +338,8 @@ def _shown(d: DocumentReference | RemoteDocument) -> dict[str, object]:
 # --- The stores ------------------------------------------------------------------------------
 
 
-def _source_rules(source_id: int) -> policy.SourceRules | None:
-    return next((s for s in access_selectors.source_rules() if s.source_id == source_id), None)
+def _source_rules(access: PatientAccess, source_id: int) -> policy.SourceRules | None:
+    return next((s for s in access.source_rules if s.source_id == source_id), None)
 
 
 def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
@@ -370,7 +369,7 @@ def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
             source_id=document.source_id,
             content_type=document.content_type,
         ),
-        source=_source_rules(document.source_id),
+        source=_source_rules(access, document.source_id),
         now=access.now,
     )
 
@@ -432,7 +431,7 @@ def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> O
         access.patient_facts,
         access.attest_facts,
         document.facts(access.patient.pk),
-        source=_source_rules(source_id),
+        source=_source_rules(access, source_id),
         now=access.now,
     )
     # The id the source is told with the retrieval (nhn-event-id) is the granted event's.
