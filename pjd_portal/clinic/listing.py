@@ -257,12 +257,12 @@ def list_page(
     # Remote sources are asked at the source; the local store holds only the others.
     local_ids = listable - frozenset(remote_sources)
     patient_id = access.patient.pk
-    not_shown = selectors.not_shown_counts(patient_id, today, local_ids)
     notices = source_notices(access.clinician, rules)
     page: Page[Any]
     if not remote_sources:
-        page = selectors.document_page(patient_id, today, local_ids, params)
+        page, not_shown = selectors.document_page_with_counts(patient_id, today, local_ids, params)
         return ListPage(page, params, not_shown, [], frozenset(), openable, notices)
+    not_shown = selectors.not_shown_counts(patient_id, today, local_ids)
 
     listed = remote.listed_sources(remote_sources, listable)
     # Without a working cache no fragment's answer could reach the list: ask here.

@@ -1,14 +1,17 @@
-"""Reads for the document list: one query for the page, one for the count, one aggregate
-for what is not shown (by reason class), and the list's parameters read from the query."""
+"""Reads for the document list: the page with its count and what is not shown (by reason
+class) in one query, and the list's parameters read from the query."""
 
 from __future__ import annotations
 
 import datetime
+import json
 from dataclasses import dataclass, field
+from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
-from django.db.models import Count, QuerySet
+from django.db.models import Count, JSONField, Q, QuerySet, Subquery
+from django.db.models.functions import JSONObject
 from django.utils.translation import gettext
 
 from pjd_portal.access import policy
@@ -152,23 +155,27 @@ def parse_list_params(query: dict[str, str], *, page_sizes: list[int], default_s
     )
 
 
+def _shown_q(today: datetime.date, source_ids: frozenset[int], params: ListParams | None) -> Q:
+    """The list rules (`policy.listable_documents_q`) and the clinician's own filter."""
+
+    q = policy.listable_documents_q(today, source_ids)
+    if params is None:
+        return q
+    if params.category:
+        q &= Q(category=params.category)
+    if params.title:
+        q &= Q(title__icontains=params.title)
+    if params.date_from is not None:
+        q &= Q(service_date__gte=params.date_from)
+    if params.date_to is not None:
+        q &= Q(service_date__lte=params.date_to)
+    return q
+
+
 def listable_documents(
     patient_id: int, today: datetime.date, source_ids: frozenset[int], params: ListParams | None = None
 ) -> QuerySet[DocumentReference]:
-    qs = DocumentReference.objects.filter(
-        policy.listable_documents_q(today, source_ids), patient_id=patient_id
-    )
-    if params is None:
-        return qs
-    if params.category:
-        qs = qs.filter(category=params.category)
-    if params.title:
-        qs = qs.filter(title__icontains=params.title)
-    if params.date_from is not None:
-        qs = qs.filter(service_date__gte=params.date_from)
-    if params.date_to is not None:
-        qs = qs.filter(service_date__lte=params.date_to)
-    return qs
+    return DocumentReference.objects.filter(_shown_q(today, source_ids, params), patient_id=patient_id)
 
 
 def document_page(
@@ -180,6 +187,77 @@ def document_page(
     qs = listable_documents(patient_id, today, source_ids, params).only(*LIST_COLUMNS).order_by(*order)
     paginator = Paginator(qs, params.page_size)
     return paginator.get_page(params.page)
+
+
+def _counts_subquery(
+    patient_id: int, today: datetime.date, source_ids: frozenset[int], params: ListParams
+) -> tuple[QuerySet[Any, Any], dict[str, str]]:
+    """One aggregate over the patient's documents in these sources: how many the list
+    shows with the clinician's filter ("shown"), and how many are not shown, by class
+    (`not_shown_counts`), as one JSON object. Returns the query and the class -> alias map."""
+
+    classes = policy.not_shown_q(today)
+    aliases = {key: f"n{i}" for i, key in enumerate(classes)}
+    counted = {alias: Count("pk", filter=classes[key]) for key, alias in aliases.items()}
+    counted["shown"] = Count("pk", filter=_shown_q(today, source_ids, params))
+    query = (
+        DocumentReference.objects.filter(patient_id=patient_id, source_id__in=list(source_ids))
+        .order_by()
+        .values("patient_id")
+        .annotate(pjd_counts=JSONObject(**counted))
+        .values("pjd_counts")
+    )
+    return query, aliases
+
+
+def _counts_of(value: object, aliases: dict[str, str]) -> tuple[int, dict[str, int]]:
+    counts = json.loads(value) if isinstance(value, str) else value
+    if not isinstance(counts, dict):
+        return 0, dict.fromkeys(aliases, 0)  # the patient has no documents in these sources
+    return int(counts["shown"] or 0), {key: int(counts[alias] or 0) for key, alias in aliases.items()}
+
+
+class _CountedPaginator(Paginator):  # type: ignore[type-arg]
+    """A paginator whose count is already known (it came with the page's rows)."""
+
+    def __init__(self, count: int, per_page: int) -> None:
+        super().__init__([], per_page)
+        self.__dict__["count"] = count
+
+
+def document_page_with_counts(
+    patient_id: int, today: datetime.date, source_ids: frozenset[int], params: ListParams
+) -> tuple[Page[DocumentReference], dict[str, int]]:
+    """The page of the list and `not_shown_counts`, in one query: the counts ride on every
+    row of the page as one scalar subquery (evaluated once). A page with no rows (none to
+    show, or a page past the last) takes the counts alone, then the last page, as
+    `Paginator.get_page` would."""
+
+    field_name = SORT_FIELDS[params.sort.lstrip("-")]
+    desc = params.sort.startswith("-")
+    order = [f"-{field_name}" if desc else field_name, "-id" if desc else "id"]
+    counts_query, aliases = _counts_subquery(patient_id, today, source_ids, params)
+    rows_query = (
+        listable_documents(patient_id, today, source_ids, params)
+        .only(*LIST_COLUMNS)
+        .order_by(*order)
+        .annotate(pjd_counts=Subquery(counts_query, output_field=JSONField()))
+    )
+    size = params.page_size
+    # A page past the last is the last page; a number too large for an OFFSET is one too.
+    number = min(max(params.page, 1), 1_000_000)
+    rows = list(rows_query[(number - 1) * size : number * size])
+    if rows:
+        shown, not_shown = _counts_of(cast(Any, rows[0]).pjd_counts, aliases)
+    else:
+        only = cast(dict[str, Any] | None, next(iter(counts_query[:1]), None))
+        shown, not_shown = _counts_of(only["pjd_counts"] if only else None, aliases)
+        last = max(1, -(-shown // size))
+        if shown and number > last:
+            number = last
+            rows = list(rows_query[(number - 1) * size : number * size])
+    paginator = _CountedPaginator(shown, size)
+    return Page(rows, number, paginator), not_shown
 
 
 def hidden_document_count(patient_id: int, today: datetime.date, source_ids: frozenset[int]) -> int:
