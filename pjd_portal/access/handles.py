@@ -9,9 +9,11 @@ get the same answer: an `access_denied` event (`unknown_handle`), committed, and
 from __future__ import annotations
 
 import datetime
+import logging
 from typing import NoReturn
 from uuid import UUID
 
+from django.db import DatabaseError
 from django.http import Http404
 from django.utils import timezone
 
@@ -23,14 +25,16 @@ from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event_committed
 from pjd_portal.patients.models import Patient
 
+logger = logging.getLogger(__name__)
+
 
 class PatientNotFound(Http404):
     """Raised for a handle that is unknown, expired or someone else's: one answer for all."""
 
 
 def issue_handle(caller: Caller, patient: Patient, *, purpose: LookupPurpose, minutes: int) -> PatientLookup:
-    """A new handle for this user and organisation. Call it in the transaction that writes
-    the lookup's event, so neither exists without the other."""
+    """A new handle for this user and organisation. Hand it out only once the lookup's
+    event is committed (`withdraw_handle` if it cannot be)."""
 
     organisation = caller.organisation
     assert organisation is not None  # the caller's policy checked it
@@ -43,6 +47,16 @@ def issue_handle(caller: Caller, patient: Patient, *, purpose: LookupPurpose, mi
         created_at=now,
         expires_at=now + datetime.timedelta(minutes=minutes),
     )
+
+
+def withdraw_handle(lookup: PatientLookup) -> None:
+    """Take back a handle whose lookup event could not be written (best effort: a handle
+    nobody was given opens nothing either way)."""
+
+    try:
+        PatientLookup.objects.filter(pk=lookup.pk).delete()
+    except DatabaseError:
+        logger.warning("handle not withdrawn after a failed lookup event")
 
 
 def live_handle(

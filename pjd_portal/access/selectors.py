@@ -10,7 +10,7 @@ from typing import Any, cast
 from uuid import UUID
 
 from django.db import connection
-from django.db.models import JSONField, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, JSONField, OuterRef, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import JSONObject
 
@@ -18,6 +18,8 @@ from pjd_portal.access import policy
 from pjd_portal.access.models import AccessAttest, PatientLookup
 from pjd_portal.accounts.caller import Caller
 from pjd_portal.accounts.models import Role
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import DocumentSource
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 
@@ -76,6 +78,13 @@ def _patient_facts(patient: Patient, choices: Iterable[tuple[str, str]]) -> poli
     )
 
 
+# An attest is in force only once the event that states it is in the log (audit 0018
+# indexes this): one stored without its event (the write failed after it) opens nothing.
+_stating_event = AccessEvent.objects.filter(
+    attest_id=OuterRef("pk"), event_type__in=[events.BASIS_STATED.name, events.EMERGENCY_ACCESS.name]
+)
+
+
 def latest_attest(lookup: PatientLookup, now: datetime.datetime) -> AccessAttest | None:
     """The newest live attest of this user, organisation and patient, from this lookup or
     an earlier one: a basis stated a few minutes ago still holds when the clinician looks
@@ -88,6 +97,7 @@ def latest_attest(lookup: PatientLookup, now: datetime.datetime) -> AccessAttest
             patient_id=lookup.patient_id,
             expires_at__gt=now,
         )
+        .filter(Exists(_stating_event))
         .order_by("-created_at")
         .first()
     )
@@ -224,6 +234,7 @@ def with_handle_facts(lookups: QuerySet[PatientLookup], now: datetime.datetime) 
             patient_id=OuterRef("patient_id"),
             expires_at__gt=now,
         )
+        .filter(Exists(_stating_event))
         .order_by("-created_at")
         .values(j=JSONObject(**{name: name for name in _ATTEST_FIELDS}))[:1]
     )

@@ -1,12 +1,15 @@
 """Writes of the clinician path: lookups, attests, and the one funnel to a patient.
 
-Each service writes its rows and its audit event in one transaction; the policy module
-decides, these functions only act on its answer.
+Each service writes its rows and its audit event so that neither acts without the other:
+in one transaction where a third row must commit with them (a patient notice), else the
+row first and its event committed by the group writer, the row counting only once its
+event is in the log. The policy module decides, these functions only act on its answer.
 """
 
 from __future__ import annotations
 
 import datetime
+from contextlib import nullcontext
 from dataclasses import dataclass, field
 from uuid import UUID
 
@@ -19,7 +22,7 @@ from pjd_portal.access.models import AccessAttest, Basis, LookupPurpose, Patient
 from pjd_portal.accounts.caller import Caller
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Detail, Outcome
-from pjd_portal.auditlog.services import record_event
+from pjd_portal.auditlog.services import AuditWriteFailed, record_event
 from pjd_portal.notices import services as notices
 from pjd_portal.patients.lookup import find_patient
 from pjd_portal.patients.models import Patient
@@ -53,15 +56,22 @@ def lookup_patient(*, caller: Caller, entered: NationalId | InvalidNationalId) -
             where=caller.where,
         )
         return LookupResult(None, match.reason_code)
-    with transaction.atomic():
-        lookup = handles.issue_handle(
-            caller, match.patient, purpose=LookupPurpose.CLINICAL, minutes=settings.ACCESS_ATTEST_MINUTES
-        )
+    # The handle is stored, then its event committed (by the group writer, with other
+    # requests' events: no transaction of its own here). The handle reaches the clinician
+    # only after both; if the event cannot be written the handle is taken back, and even
+    # one left behind would be a row nobody holds the handle of.
+    lookup = handles.issue_handle(
+        caller, match.patient, purpose=LookupPurpose.CLINICAL, minutes=settings.ACCESS_ATTEST_MINUTES
+    )
+    try:
         record_event(
             events.PATIENT_LOOKUP(**match.event_fields(), handle=str(lookup.handle)),
             actor=caller.actor,
             where=caller.where,
         )
+    except AuditWriteFailed:
+        handles.withdraw_handle(lookup)
+        raise
     return LookupResult(lookup)
 
 
@@ -140,7 +150,11 @@ def state_basis(
     now = timezone.now()
     flagged = basis in policy.FLAGGED_FOR_REVIEW
     where = caller.where
-    with transaction.atomic():
+    # A flagged basis writes its patient notice, attest and event in one transaction. An
+    # ordinary one stores the attest and then commits its event through the group writer:
+    # the attest is in force only once that event is in the log (selectors: _stating_event),
+    # so an attest whose event could not be written opens nothing.
+    with transaction.atomic() if flagged else nullcontext():
         attest = AccessAttest.objects.create(
             lookup=access.lookup,
             user=caller.user,

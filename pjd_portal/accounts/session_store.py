@@ -15,12 +15,29 @@ logged-out session alive in the other processes): settings choose this store onl
 from __future__ import annotations
 
 import logging
+import time
 from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends import cached_db
 
 logger = logging.getLogger(__name__)
+
+
+# After a cache failure the cache is left alone a while: a cache that hangs then costs
+# one timeout, not two on every request (a read and a write).
+CACHE_REST_SECONDS = 10.0
+_cache_down_until = 0.0  # time.monotonic(); one flag per process, as the cache client is
+
+
+def _cache_resting() -> bool:
+    return time.monotonic() < _cache_down_until
+
+
+def _cache_failed(doing: str) -> None:
+    global _cache_down_until  # noqa: PLW0603 - see above
+    _cache_down_until = time.monotonic() + CACHE_REST_SECONDS
+    logger.warning("session cache unavailable on %s", doing)
 
 
 class SessionStore(cached_db.SessionStore):
@@ -31,11 +48,12 @@ class SessionStore(cached_db.SessionStore):
         return max(1, min(expire_age, settings.SESSION_CACHE_SECONDS))
 
     def load(self) -> dict[str, Any]:
-        try:
-            data = self._cache.get(self.cache_key)
-        except Exception:  # noqa: BLE001 - the cache is down or refused the key: the database answers
-            logger.warning("session cache unavailable on read")
-            data = None
+        data = None
+        if not _cache_resting():
+            try:
+                data = self._cache.get(self.cache_key)
+            except Exception:  # noqa: BLE001 - the cache is down or refused the key: the database answers
+                _cache_failed("read")
         if data is not None:
             return data  # type: ignore[no-any-return]
         row = self._get_session_from_db()  # type: ignore[attr-defined]
@@ -57,21 +75,25 @@ class SessionStore(cached_db.SessionStore):
                 return
             session_key = self.session_key
         try:
+            # Tried even while the cache rests: a logout should reach it if it can.
             self._cache.delete(self.cache_key_prefix + session_key)
         except Exception:  # noqa: BLE001 - whatever the cache backend raises
             # The row is gone; the copy ends within SESSION_CACHE_SECONDS.
-            logger.error("session cache unavailable on delete")
+            _cache_failed("delete")
 
     def exists(self, session_key: str) -> bool:
-        try:
-            if session_key and (self.cache_key_prefix + session_key) in self._cache:
-                return True
-        except Exception:  # noqa: BLE001 - whatever the cache backend raises
-            logger.warning("session cache unavailable on read")
+        if not _cache_resting():
+            try:
+                if session_key and (self.cache_key_prefix + session_key) in self._cache:
+                    return True
+            except Exception:  # noqa: BLE001 - whatever the cache backend raises
+                _cache_failed("read")
         return super(cached_db.SessionStore, self).exists(session_key)
 
     def _cache_set(self, data: dict[str, Any], expire_age: int) -> None:
+        if _cache_resting():
+            return
         try:
             self._cache.set(self.cache_key, data, self._cache_seconds(expire_age))
         except Exception:  # noqa: BLE001 - whatever the cache backend raises
-            logger.warning("session cache unavailable on write")
+            _cache_failed("write")

@@ -6,8 +6,10 @@ decision on it, what its events name, how its bytes are got and what the page sh
 
 1. a refusal (or nothing to open) is an `access_denied` event, committed, and a 404: not
    allowed and not found look the same to the user, the log tells them apart;
-2. the `document_open` event is committed before a single byte is read (`read_bytes`);
-   an event that cannot be written is the 503 page, and nothing is read;
+2. the `document_open` event is committed before a single byte is returned or asked of a
+   remote source (`read_bytes`); an event that cannot be written is the 503 page, and
+   nothing is sent (the local store's first megabyte comes with the reference's own
+   query, documents/store.py: read, never returned, until the event is committed);
 3. the bytes are rendered (`rendering.prepare`); content that cannot be had is a second
    `document_open` event, `not_found`, and the 503 page of a failing source; content
    that cannot be shown (or whose rendering crashed) is a second event, `invalid`, and
@@ -38,9 +40,9 @@ from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
 from pjd_portal.clinic import remote
-from pjd_portal.documents import rendering
+from pjd_portal.documents import rendering, store
 from pjd_portal.documents.facts import DocumentFacts
-from pjd_portal.documents.models import DocumentCategory, DocumentContent, DocumentReference
+from pjd_portal.documents.models import DocumentCategory, DocumentReference
 from pjd_portal.documents.sources import client_for, merge
 from pjd_portal.documents.sources.base import (
     AccessContext,
@@ -121,7 +123,8 @@ def open_document(
     if not opening.decision:
         _record(request, _refusal(access, opening), committed=True)
         raise Http404()
-    # The event is committed before a single byte of the document is read or returned.
+    # The event is committed before a single byte of the document is returned (or asked of
+    # a remote source).
     try:
         _record(
             request,
@@ -345,11 +348,9 @@ def _source_rules(access: PatientAccess, source_id: int) -> policy.SourceRules |
 def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
     """A document in the portal's own store, by its id."""
 
-    document = (
-        DocumentReference.objects.select_related("source__organisation")
-        .filter(document_id=document_id)
-        .first()
-    )
+    document = store.with_content_head(
+        DocumentReference.objects.select_related("source__organisation").filter(document_id=document_id)
+    ).first()
     refused_as = Naming(
         # Another patient's document is not named in this patient's log.
         document=document if document is not None and document.patient_id == access.patient.pk else None,
@@ -391,12 +392,11 @@ def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
 
 
 def _local_bytes(document: DocumentReference) -> Retrieved:
-    try:
-        data = DocumentContent.objects.values_list("data", flat=True).get(document=document)
-    except DocumentContent.DoesNotExist as exc:
-        # The reference exists but its content cannot be had.
-        raise ContentUnavailable("content_unavailable") from exc
-    return document.content_type, len(data), rendering.chunked(data)
+    # Read with the reference (documents/store.py); streamed only now, after the event.
+    size = store.content_size(document)
+    if size is None:  # the reference exists but its content cannot be had
+        raise ContentUnavailable("content_unavailable")
+    return document.content_type, size, store.content_chunks(document, size)
 
 
 def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> Opening:
