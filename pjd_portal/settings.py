@@ -149,12 +149,17 @@ DATABASES = {
         conn_health_checks=True,
     )
 }
-if DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql":
+ON_POSTGRESQL = DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
+if ON_POSTGRESQL:
     # Fail fast when the database is down: a 503 page quickly rather than a hung worker.
     DATABASES["default"].setdefault("OPTIONS", {})["connect_timeout"] = envint("DB_CONNECT_TIMEOUT", 2)
     # The audit row must survive a crash: never let a role default turn this off.
     DATABASES["default"]["OPTIONS"]["options"] = "-c synchronous_commit=on"
-elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
+    # Django's backend, checking a persistent connection only after it has rested
+    # (lib/postgresql/base.py): no SELECT 1 before every request.
+    DATABASES["default"]["ENGINE"] = "pjd_portal.lib.postgresql"
+DB_HEALTH_CHECK_AFTER_IDLE_SECONDS = envfloat("DB_HEALTH_CHECK_AFTER_IDLE_SECONDS", 5.0)
+if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
 
 # The access log's group writer (audit/group_commit.py): events written outside a
@@ -163,9 +168,7 @@ elif DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
 # An event that does not fit its registry entry (auditlog/events.py) raises where the code
 # is developed and tested; in production it is written and the fault logged.
 AUDIT_STRICT_EVENTS = envbool("PJD_AUDIT_STRICT_EVENTS", DEBUG)
-AUDIT_GROUP_COMMIT = envbool(
-    "PJD_AUDIT_GROUP_COMMIT", DATABASES["default"]["ENGINE"] == "django.db.backends.postgresql"
-)
+AUDIT_GROUP_COMMIT = envbool("PJD_AUDIT_GROUP_COMMIT", ON_POSTGRESQL)
 AUDIT_BATCH_MAX = envint("PJD_AUDIT_BATCH_MAX", 256)  # events in one commit, at most
 AUDIT_WRITE_TIMEOUT = envfloat("PJD_AUDIT_WRITE_TIMEOUT_SECONDS", 5.0)  # a request waits this long
 AUDIT_LOCK_TIMEOUT_MS = envint("PJD_AUDIT_LOCK_TIMEOUT_MS", 2000)  # for a chain head held elsewhere

@@ -304,3 +304,36 @@ def test_an_attest_whose_event_cannot_be_written_opens_nothing(settled, world, m
     response = settled.post(f"/pasient/{handle}/grunnlag/", {"basis": "UNNTAK", "reason": ""})
     assert response.status_code == 302
     assert settled.get(f"/pasient/{handle}/dokument/{document.document_id}/").status_code == 200
+
+
+# --- the connection: checked only after it has rested -------------------------------------
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_connection_used_a_moment_ago_is_not_checked_again(settings, monkeypatch):
+    from django.db import connections
+
+    conn: Any = connections["default"]
+    checks: list[bool] = []
+    real = type(conn).is_usable
+
+    def counted(self: Any) -> bool:
+        checks.append(True)
+        return bool(real(self))
+
+    monkeypatch.setattr(type(conn), "is_usable", counted)
+    settings.DB_HEALTH_CHECK_AFTER_IDLE_SECONDS = 5.0
+    conn.health_check_enabled = True
+    conn.ensure_connection()
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    conn.close_if_unusable_or_obsolete()  # a request ends: the next would check
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert checks == []  # used a moment ago: no SELECT 1 of its own
+    monkeypatch.setattr(conn, "_pjd_used_at", time.monotonic() - 6)
+    conn.close_if_unusable_or_obsolete()
+    with conn.cursor() as cursor:
+        cursor.execute("SELECT 1")
+    assert checks == [True]  # rested: checked before use
