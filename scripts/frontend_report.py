@@ -76,10 +76,7 @@ def _browser_figures(base_url: str, cookie: str) -> dict[str, Any]:
         first_load = {
             "url": page.url,
             "bytes": sum(_transferred(r) for r in first),
-            "requests": [
-                {"url": urlsplit(r.url).path, "status": r.status, "bytes": _transferred(r)}
-                for r in first
-            ],
+            "requests": [{"url": _path(r.url), "status": r.status, "bytes": _transferred(r)} for r in first],
         }
         # The clinician path: look up (a form POST, a page), state the basis, the list.
         page.get_by_test_id("lookup-form").locator("input[name=national_id]").fill(LIST_PATIENT_ID)
@@ -104,8 +101,7 @@ def _browser_figures(base_url: str, cookie: str) -> dict[str, Any]:
                     "name": name,
                     "bytes": sum(_transferred(r) for r in htmx),
                     "requests": [
-                        {"url": _path(r.url), "status": r.status, "bytes": _transferred(r)}
-                        for r in htmx
+                        {"url": _path(r.url), "status": r.status, "bytes": _transferred(r)} for r in htmx
                     ],
                     # What the swap brought with it (an iframe's PDF, say), not counted above.
                     "other_bytes": sum(_transferred(r) for r in done if r not in htmx),
@@ -142,7 +138,8 @@ def _lighthouse(url: str, cookie: str, *, desktop: bool) -> dict[str, Any]:
         ]
         if desktop:
             command.append("--preset=desktop")
-        subprocess.run(command, check=True, env={**os.environ, "CHROME_PATH": CHROMIUM}, cwd=tmp)
+        # No shell: the URL and the cookie are arguments, never parsed as a command.
+        subprocess.run(command, check=True, env={**os.environ, "CHROME_PATH": CHROMIUM}, cwd=tmp)  # noqa: S603
         report = json.loads(out.read_text())
     audits = report["audits"]
     return {
@@ -150,6 +147,9 @@ def _lighthouse(url: str, cookie: str, *, desktop: bool) -> dict[str, Any]:
         "performance": round(report["categories"]["performance"]["score"] * 100),
         "lcp_ms": round(audits["largest-contentful-paint"]["numericValue"]),
         "fcp_ms": round(audits["first-contentful-paint"]["numericValue"]),
+        "tbt_ms": round(audits["total-blocking-time"]["numericValue"]),
+        "cls": round(audits["cumulative-layout-shift"]["numericValue"], 3),
+        "speed_index_ms": round(audits["speed-index"]["numericValue"]),
         "total_bytes": audits["total-byte-weight"]["numericValue"],
     }
 
@@ -201,7 +201,9 @@ def new_session(username: str) -> str:
 
 
 def main(argv: list[str] | None = None) -> int:
-    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = argparse.ArgumentParser(
+        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+    )
     commands = parser.add_subparsers(dest="command", required=True)
     session = commands.add_parser("new-session", help="print a session key for a demo user")
     session.add_argument("username", nargs="?", default="fastlege")
