@@ -40,8 +40,9 @@ fhirserver/node_modules/.installed: fhirserver/package.json fhirserver/package-l
 # trimmed by PurgeCSS to the rules the templates, scripts and Python can use
 # (purgecss.config.cjs): 147 KB to 59 KB. The theme stays whole: it is custom properties,
 # 3 KB compressed. One variable font (Latin, its weight axis cut to the 400–700 the CSS asks
-# for: scripts/inter_subset.mjs) serves every weight. Run again
-# (`make static/vendor/.copied`) after a template gains a Designsystemet class.
+# for: scripts/inter_subset.mjs) serves every weight. Built again when a template, script or
+# XSLT changes, so that a class newly used is not trimmed away; one written only in Python
+# needs `rm static/vendor/.copied` first. Production then runs collectstatic (docs/operations.md).
 VENDOR_CSS := node_modules/@digdir/designsystemet-css/dist/src/index.css
 static/vendor/.copied: node_modules/.installed purgecss.config.cjs scripts/inter_subset.mjs $(wildcard templates/*.html templates/*/*.html templates/*/*/*.html static/js/*.js pjd_portal/documents/xslt/*.xsl)
 	rm -rf static/vendor
