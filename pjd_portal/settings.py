@@ -216,6 +216,11 @@ STORAGES = {
         )
     },
 }
+# With DEBUG in the environment (make run, the tests — pytest-django turns settings.DEBUG off
+# at run time, not these) WhiteNoise reads the files where they are, as runserver does: no
+# collectstatic, and no warning that STATIC_ROOT does not exist.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "/"
 LOGIN_REDIRECT_URL = "/"
