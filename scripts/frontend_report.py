@@ -1,5 +1,13 @@
 """How heavy the portal's front end is, measured in Chromium against a running portal.
 
+    # a production-mode portal on a throw-away database (values for measuring only)
+    export DEBUG=false PJD_TEST_ENVIRONMENT=true PJD_ALLOW_SYNTHETIC_IDS=true \
+        PJD_TEST_IDENTITIES=true SECURE_COOKIES=false SECURE_SSL_REDIRECT=false \
+        ALLOWED_HOSTS=127.0.0.1 SECRET_KEY=<50+ characters> PJD_AUDIT_ANCHOR_KEY=<a key> \
+        DATABASE_URL=sqlite:///$PWD/var/frontend.sqlite3
+    .venv/bin/python manage.py migrate && .venv/bin/python manage.py seed_demo
+    .venv/bin/python manage.py collectstatic --noinput
+    .venv/bin/python manage.py runserver --noreload 127.0.0.1:8500 &  # WhiteNoise serves /static/
     # in the portal's environment (same DATABASE_URL, SECRET_KEY …): a logged-in session
     .venv/bin/python scripts/frontend_report.py new-session fastlege
     # then, against the portal serving that database
