@@ -48,6 +48,10 @@ module.exports = {
     ),
   ],
   safelist: {
+    // A pseudo-class is never a reason to drop a selector: PurgeCSS finds no :hover in the
+    // markup and drops it from :where(:hover, …), and an emptied :where() takes its whole
+    // rule with it (a checked radio's hover colour went so).
+    standard: [/^:/],
     // htmx's own classes on elements it is swapping or waiting for.
     greedy: [/^htmx-/],
   },
