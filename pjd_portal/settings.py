@@ -99,6 +99,9 @@ SERVER_TIMING = envbool("PJD_SERVER_TIMING", DEBUG)
 
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
+    # Static files answered here, before sessions or the database are touched: compressed
+    # (brotli, gzip) and, under their hashed names, cacheable for a year (STORAGES below).
+    "whitenoise.middleware.WhiteNoiseMiddleware",
     "pjd_portal.lib.middleware.RequestIdMiddleware",
     "pjd_portal.lib.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
@@ -200,6 +203,27 @@ USE_TZ = True
 STATIC_URL = "/static/"
 STATICFILES_DIRS = [BASE_DIR / "static"]
 STATIC_ROOT = VAR_DIR / "staticfiles"
+# Production serves what `manage.py collectstatic` wrote into STATIC_ROOT: each file under a
+# content-hashed name beside its .br and .gz, so WhiteNoise sends it compressed and with a
+# year's cache lifetime (a change is a new name). collectstatic must run before the portal
+# serves (docs/operations.md); without it a page fails on its first {% static %}. DEBUG and
+# the tests keep Django's plain storage, so that neither needs collectstatic: the same
+# files, under their own names, from STATICFILES_DIRS and the apps.
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {
+        "BACKEND": (
+            "django.contrib.staticfiles.storage.StaticFilesStorage"
+            if DEBUG
+            else "whitenoise.storage.CompressedManifestStaticFilesStorage"
+        )
+    },
+}
+# With DEBUG in the environment (make run, the tests — pytest-django turns settings.DEBUG off
+# at run time, not these) WhiteNoise reads the files where they are, as runserver does: no
+# collectstatic, and no warning that STATIC_ROOT does not exist.
+WHITENOISE_USE_FINDERS = DEBUG
+WHITENOISE_AUTOREFRESH = DEBUG
 
 LOGIN_URL = "/"
 LOGIN_REDIRECT_URL = "/"
