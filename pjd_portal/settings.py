@@ -102,6 +102,8 @@ MIDDLEWARE = [
     # Static files answered here, before sessions or the database are touched: compressed
     # (brotli, gzip) and, under their hashed names, cacheable for a year (STORAGES below).
     "whitenoise.middleware.WhiteNoiseMiddleware",
+    # Outside everything that writes the page, so it compresses what they made.
+    "pjd_portal.lib.middleware.CompressedPagesMiddleware",
     "pjd_portal.lib.middleware.RequestIdMiddleware",
     "pjd_portal.lib.middleware.DatabaseUnavailableMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",

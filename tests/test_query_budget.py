@@ -337,3 +337,28 @@ def test_a_connection_used_a_moment_ago_is_not_checked_again(settings, monkeypat
     with conn.cursor() as cursor:
         cursor.execute("SELECT 1")
     assert checks == [True]  # rested: checked before use
+
+
+# --- what travels: pages compressed, documents as they are ---------------------------------
+
+
+def test_pages_travel_compressed_and_documents_as_they_are(settled, world):
+    import gzip
+
+    document = add_document(world, title="Epikrise", data=b"%PDF-1.4\n" + b"x" * 50_000)
+    for i in range(20):
+        add_document(world, title=f"Dokument {i}", days_ago=i + 1)
+    handle = lookup_and_attest(settled)
+    plain = settled.get(f"/pasient/{handle}/", headers={"HX-Request": "true"})
+    packed = settled.get(f"/pasient/{handle}/", headers={"HX-Request": "true", "Accept-Encoding": "gzip"})
+    assert packed["Content-Encoding"] == "gzip" and "Accept-Encoding" in packed["Vary"]
+    assert len(packed.content) < len(plain.content) / 3
+    # The CSRF token is masked anew for each answer; apart from it the page is the same.
+    unmask = re.compile(rb'name="csrfmiddlewaretoken" value="[^"]+"|"X-CSRFToken": "[^"]+"')
+    assert unmask.sub(b"", gzip.decompress(packed.content)) == unmask.sub(b"", plain.content)
+    assert packed["Cache-Control"] == plain["Cache-Control"]
+    pdf = settled.get(
+        f"/pasient/{handle}/dokument/{document.document_id}/", headers={"Accept-Encoding": "gzip"}
+    )
+    assert pdf.status_code == 200 and not pdf.has_header("Content-Encoding")
+    assert b"".join(pdf.streaming_content).startswith(b"%PDF-1.4")
