@@ -35,10 +35,19 @@ function init(args)
   expected = tonumber(args[3])
   pattern = args[4]
   local index = 0
+  local lines = {}
   for line in io.lines(args[1]) do
-    if index % n == id then
+    table.insert(lines, line)
+  end
+  -- Fewer lines than threads (one /hello for all): every thread takes them all.
+  local mine = #lines >= n
+  for _, line in ipairs(lines) do
+    if not mine or index % n == id then
       local f = split(line)
-      local headers = { ["Cookie"] = f[3] }
+      local headers = {}
+      if f[3] ~= "" then
+        headers["Cookie"] = f[3]
+      end
       local body = nil
       if f[4] ~= nil and f[4] ~= "" then
         body = f[4]
