@@ -484,7 +484,11 @@ def list_server_timing(world: World, n: int = 50) -> dict[str, float]:
             durations.append(float(found.group(1)))
     if not durations:
         raise SystemExit("FAIL: the list page sent no Server-Timing header")
-    return {"p50_ms": statistics.median(durations), "min_ms": min(durations), "requests": len(durations)}
+    return {
+        "p50_ms": round(statistics.median(durations), 1),
+        "min_ms": min(durations),
+        "requests": len(durations),
+    }
 
 
 def wrk(route: Route, world: World, concurrency: int, duration: int) -> dict[str, Any]:
@@ -599,6 +603,7 @@ def main() -> int:
     log(
         f"profile {profile.name}: {profile.rounds} round(s), concurrency {profile.concurrency}, {duration} s each"
     )
+    load_at_start = os.getloadavg()
     env = environment()
     ensure_services()
     prepare_database(profile, env)
@@ -623,7 +628,12 @@ def main() -> int:
                     runs.append(run)
         frontend = frontend_report(f"http://{HOST}:{PORT}", world.sessions[0].cookie)
     rows = summarise(runs, counts)
+    # Timings mean little on a machine busy with something else: say how busy it was.
+    load = {"start": load_at_start, "end": os.getloadavg()}
     print(table(rows), flush=True)
+    print(
+        f"load average (1 min) at start {load['start'][0]:.1f}, at end {load['end'][0]:.1f}, on {os.cpu_count()} cores"
+    )
     print(
         f"list page, unloaded: Server-Timing p50 {timing['p50_ms']:.1f} ms ({timing['requests']} sequential requests)"
     )
@@ -636,6 +646,8 @@ def main() -> int:
         "profile": profile.name,
         "duration_s": duration,
         "server": {"granian_workers": WORKERS, "granian_threads": THREADS, "interface": "wsgi"},
+        "load_average": load,
+        "cpu_count": os.cpu_count(),
         "sessions": len(world.sessions),
         "round_trips": counts,
         "budget": ROUND_TRIP_BUDGET,
