@@ -13,7 +13,7 @@ NOTICE_KEY := dev-only-patient-notice-key-0123456789abcdef
 DEV_ENV := DEBUG=true PJD_ALLOW_SYNTHETIC_IDS=true PJD_TEST_IDENTITIES=true \
 	OIDC_ISSUER=http://127.0.0.1:$(IDP_PORT)
 
-.PHONY: run test setup lint typecheck messages clean-demo
+.PHONY: run test setup lint typecheck messages clean-demo bench bench-smoke
 
 setup: $(VENV)/.installed node_modules/.installed devidp/node_modules/.installed fhirserver/node_modules/.installed static/vendor/.copied var/oidc_client_key.pem
 
@@ -87,6 +87,15 @@ run: setup
 
 test: setup
 	$(DEV_ENV) $(PY) -m pytest
+
+# The benchmark (bench/run.py says what one run does): production mode under granian, wrk,
+# the database pjd_bench on 127.0.0.1:5432. Results in var/bench/latest.json.
+bench: setup
+	$(PY) -m bench.run
+
+# Small data set, one short round; fails on errors or on round trips above the budget.
+bench-smoke: setup
+	BENCH_PROFILE=smoke $(PY) -m bench.run
 
 lint:
 	$(VENV)/bin/ruff check .
