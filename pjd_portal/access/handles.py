@@ -69,14 +69,9 @@ def live_handle(
     organisation = caller.organisation
     if organisation is None:
         return None
-    lookups = PatientLookup.objects.filter(
-        handle=handle,
-        user=caller.user,
-        organisation=organisation,
-        purpose=purpose,
-        expires_at__gt=now,
+    return selectors.live_lookup(
+        user_id=caller.user.pk, organisation_id=organisation.pk, handle=handle, purpose=purpose, now=now
     )
-    return selectors.with_handle_facts(lookups, now).first()
 
 
 def refuse_handle(caller: Caller, handle: UUID, *, channel: str = "") -> NoReturn:

@@ -4,12 +4,14 @@ class) in one query, and the list's parameters read from the query."""
 from __future__ import annotations
 
 import datetime
+import functools
 import json
 from dataclasses import dataclass, field
 from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
+from django.db import DEFAULT_DB_ALIAS, connection
 from django.db.models import Count, JSONField, Q, QuerySet, Subquery
 from django.db.models.functions import JSONObject
 from django.utils.translation import gettext
@@ -233,31 +235,76 @@ def document_page_with_counts(
     show, or a page past the last) takes the counts alone, then the last page, as
     `Paginator.get_page` would."""
 
-    field_name = SORT_FIELDS[params.sort.lstrip("-")]
-    desc = params.sort.startswith("-")
-    order = [f"-{field_name}" if desc else field_name, "-id" if desc else "id"]
-    counts_query, aliases = _counts_subquery(patient_id, today, source_ids, params)
-    rows_query = (
-        listable_documents(patient_id, today, source_ids, params)
-        .only(*LIST_COLUMNS)
-        .order_by(*order)
-        .annotate(pjd_counts=Subquery(counts_query, output_field=JSONField()))
-    )
     size = params.page_size
     # A page past the last is the last page; a number too large for an OFFSET is one too.
     number = min(max(params.page, 1), 1_000_000)
-    rows = list(rows_query[(number - 1) * size : number * size])
+    rows, aliases = _page_rows(patient_id, today, source_ids, params, number)
     if rows:
         shown, not_shown = _counts_of(cast(Any, rows[0]).pjd_counts, aliases)
     else:
+        counts_query, aliases = _counts_subquery(patient_id, today, source_ids, params)
         only = cast(dict[str, Any] | None, next(iter(counts_query[:1]), None))
         shown, not_shown = _counts_of(only["pjd_counts"] if only else None, aliases)
         last = max(1, -(-shown // size))
         if shown and number > last:
             number = last
-            rows = list(rows_query[(number - 1) * size : number * size])
+            rows, aliases = _page_rows(patient_id, today, source_ids, params, number)
     paginator = _CountedPaginator(shown, size)
     return Page(rows, number, paginator), not_shown
+
+
+# Building this query from the policy's filters costs more than running it (3.5 ms of the
+# ORM's time against well under 1 ms in the database, on the list of 20): it is compiled
+# once per shape (the day, the sources, the clinician's filter, sort and page) with a
+# stand-in for the patient, and run with the patient's id put in its place.
+_PATIENT_STAND_IN = -7_391_062
+
+
+def _page_rows(
+    patient_id: int, today: datetime.date, source_ids: frozenset[int], params: ListParams, number: int
+) -> tuple[list[DocumentReference], dict[str, str]]:
+    sql, stand_in_params, aliases = _compiled_page(
+        today,
+        source_ids,
+        (params.sort, params.category, params.title, params.date_from, params.date_to, params.page_size),
+        number,
+        connection.vendor,
+    )
+    values = [patient_id if value == _PATIENT_STAND_IN else value for value in stand_in_params]
+    return list(DocumentReference.objects.raw(sql, values)), aliases
+
+
+@functools.lru_cache(maxsize=256)
+def _compiled_page(
+    today: datetime.date,
+    source_ids: frozenset[int],
+    shape: tuple[str, str, str, datetime.date | None, datetime.date | None, int],
+    number: int,
+    vendor: str,  # part of the key: the SQL is the database's own
+) -> tuple[str, tuple[Any, ...], dict[str, str]]:
+    sort, category, title, date_from, date_to, size = shape
+    params = ListParams(
+        sort=sort,
+        category=category,
+        page=number,
+        page_size=size,
+        title=title,
+        date_from=date_from,
+        date_to=date_to,
+    )
+    field_name = SORT_FIELDS[sort.lstrip("-")]
+    desc = sort.startswith("-")
+    order = [f"-{field_name}" if desc else field_name, "-id" if desc else "id"]
+    counts_query, aliases = _counts_subquery(_PATIENT_STAND_IN, today, source_ids, params)
+    rows_query = (
+        listable_documents(_PATIENT_STAND_IN, today, source_ids, params)
+        .only(*LIST_COLUMNS)
+        .order_by(*order)
+        .annotate(pjd_counts=Subquery(counts_query, output_field=JSONField()))
+    )[(number - 1) * size : number * size]
+    sql, sql_params = rows_query.query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
+    assert sql_params.count(_PATIENT_STAND_IN) == 2, "the patient is in the rows' filter and the counts'"
+    return sql, tuple(sql_params), aliases
 
 
 def hidden_document_count(patient_id: int, today: datetime.date, source_ids: frozenset[int]) -> int:
