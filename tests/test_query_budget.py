@@ -362,3 +362,30 @@ def test_pages_travel_compressed_and_documents_as_they_are(settled, world):
     )
     assert pdf.status_code == 200 and not pdf.has_header("Content-Encoding")
     assert b"".join(pdf.streaming_content).startswith(b"%PDF-1.4")
+
+
+# --- compiled once, run with the request's values ------------------------------------------
+
+
+def test_a_compiled_query_takes_the_requests_values_or_fails_loudly():
+    from pjd_portal.lib.compiled import with_values
+
+    assert with_values(["x", -5, 3, -5], {-5: 9}, expected=2) == ["x", 9, 3, 9]
+    with pytest.raises(RuntimeError):
+        with_values(["x", 3], {-5: 9}, expected=1)  # the stand-in is gone: never run as it is
+
+
+def test_an_expired_or_foreign_handle_is_refused_by_the_compiled_query(settled, world):
+    import datetime
+
+    from django.utils import timezone
+
+    from pjd_portal.access.models import PatientLookup
+
+    handle = look_up_patient(settled)
+    other = login(Client(), world.other_clinician, world.legevakt)
+    assert other.get(f"/pasient/{handle}/grunnlag/").status_code == 404
+    PatientLookup.objects.filter(handle=handle).update(
+        expires_at=timezone.now() - datetime.timedelta(seconds=1)
+    )
+    assert settled.get(f"/pasient/{handle}/grunnlag/").status_code == 404

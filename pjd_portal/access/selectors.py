@@ -11,7 +11,7 @@ from typing import Any, TypeVar, cast
 from uuid import UUID
 
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Exists, Field, JSONField, Model, OuterRef, QuerySet, Subquery
+from django.db.models import Exists, JSONField, Model, OuterRef, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import JSONObject
 
@@ -22,6 +22,7 @@ from pjd_portal.accounts.models import Role
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import DocumentSource
+from pjd_portal.lib.compiled import prepared, with_values
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
 
 M = TypeVar("M", bound=Model)
@@ -272,15 +273,6 @@ _STAND_IN_ORGANISATION = -7_391_064
 _STAND_IN_NOW = datetime.datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.UTC)
 
 
-def _prepared(name: str, value: Any) -> Any:
-    """`value` as the database gets it for PatientLookup's field `name` (as the compiled
-    query holds it)."""
-
-    field = PatientLookup._meta.get_field(name)
-    assert isinstance(field, Field)
-    return field.get_db_prep_value(value, connection, prepared=False)
-
-
 @functools.lru_cache(maxsize=8)
 def _compiled_handle_query(purpose: str, vendor: str) -> tuple[str, tuple[Any, ...]]:
     lookups = PatientLookup.objects.filter(
@@ -304,12 +296,13 @@ def live_lookup(
 
     sql, params = _compiled_handle_query(purpose, connection.vendor)
     put = {
-        _prepared("handle", _STAND_IN_HANDLE): _prepared("handle", handle),
+        prepared(PatientLookup, "handle", _STAND_IN_HANDLE): prepared(PatientLookup, "handle", handle),
         _STAND_IN_USER: user_id,
         _STAND_IN_ORGANISATION: organisation_id,
-        _prepared("expires_at", _STAND_IN_NOW): _prepared("expires_at", now),
+        prepared(PatientLookup, "expires_at", _STAND_IN_NOW): prepared(PatientLookup, "expires_at", now),
     }
-    values = [put.get(value, value) for value in params]
+    # The handle, the person, the organisation, and the time twice (the lookup's, the attest's).
+    values = with_values(params, put, expected=5)
     return next(iter(PatientLookup.objects.raw(sql, values)), None)
 
 

@@ -11,13 +11,14 @@ from typing import Any, cast
 from urllib.parse import urlencode
 
 from django.core.paginator import Page, Paginator
-from django.db import DEFAULT_DB_ALIAS, connection
+from django.db import connection
 from django.db.models import Count, JSONField, Q, QuerySet, Subquery
 from django.db.models.functions import JSONObject
 from django.utils.translation import gettext
 
 from pjd_portal.access import policy
 from pjd_portal.documents.models import DocumentCategory, DocumentReference, DocumentSource
+from pjd_portal.lib.compiled import compiled, with_values
 
 SORT_FIELDS = {
     "date": "service_date",
@@ -270,7 +271,8 @@ def _page_rows(
         number,
         connection.vendor,
     )
-    values = [patient_id if value == _PATIENT_STAND_IN else value for value in stand_in_params]
+    # The patient is in the rows' filter and in the counts'.
+    values = with_values(stand_in_params, {_PATIENT_STAND_IN: patient_id}, expected=2)
     return list(DocumentReference.objects.raw(sql, values)), aliases
 
 
@@ -302,9 +304,8 @@ def _compiled_page(
         .order_by(*order)
         .annotate(pjd_counts=Subquery(counts_query, output_field=JSONField()))
     )[(number - 1) * size : number * size]
-    sql, sql_params = rows_query.query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
-    assert sql_params.count(_PATIENT_STAND_IN) == 2, "the patient is in the rows' filter and the counts'"
-    return sql, tuple(sql_params), aliases
+    sql, sql_params = compiled(rows_query)
+    return sql, sql_params, aliases
 
 
 def hidden_document_count(patient_id: int, today: datetime.date, source_ids: frozenset[int]) -> int:

@@ -31,7 +31,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from pjd_portal.access import policy
-from pjd_portal.accounts import keys, provider
+from pjd_portal.accounts import facts, keys, provider
 from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_for, point_of_care_of
 from pjd_portal.accounts.context import (
     SESSION_ORG_CHOICES_KEY,
@@ -121,7 +121,7 @@ class PortalOIDCBackend(OIDCAuthenticationBackend):  # type: ignore[misc]
         # Read on every request, with the version of the person's facts in the same query
         # (accounts/facts.py: the organisation, roles and authorizations kept in the
         # session hold while it has not moved).
-        user = User.objects.select_related("facts_version").filter(pk=user_id).first()
+        user = facts.user_with_version(user_id)
         return user if user is not None and user.is_active else None
 
     def _signing_key(self, token: str) -> jwt.PyJWK:
