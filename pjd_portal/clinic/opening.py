@@ -348,9 +348,7 @@ def _source_rules(access: PatientAccess, source_id: int) -> policy.SourceRules |
 def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
     """A document in the portal's own store, by its id."""
 
-    document = store.with_content_head(
-        DocumentReference.objects.select_related("source__organisation").filter(document_id=document_id)
-    ).first()
+    document = store.reference_with_head(document_id)
     refused_as = Naming(
         # Another patient's document is not named in this patient's log.
         document=document if document is not None and document.patient_id == access.patient.pk else None,

@@ -97,7 +97,9 @@ class DocumentReference(models.Model):
     @property
     def source_orgnr(self) -> str:
         """The org.nr of the organisation that shares it (the access log copies it)."""
-        return self.source.organisation.orgnr
+        # Read with the reference where the open's one query brought it (documents/store.py).
+        known = self.__dict__.get("pjd_source_orgnr")
+        return str(known) if known is not None else self.source.organisation.orgnr
 
 
 class DocumentContent(models.Model):

@@ -9,13 +9,17 @@ committed: the caller streams only after that (clinic/opening.py).
 
 from __future__ import annotations
 
+import functools
 from collections.abc import Iterator
 from typing import Any, cast
+from uuid import UUID
 
+from django.db import connection
 from django.db.models import BinaryField, F, Func, IntegerField, QuerySet, Value
 
 from pjd_portal.documents.models import DocumentContent, DocumentReference
 from pjd_portal.documents.rendering import chunked
+from pjd_portal.lib.compiled import compiled, prepared, with_values
 
 STORE_READ_BYTES = 1024 * 1024
 
@@ -43,6 +47,30 @@ def with_content_head(documents: QuerySet[DocumentReference]) -> QuerySet[Docume
         pjd_size=_Length(F("content__data")),
         pjd_head=_Slice(F("content__data"), Value(1), Value(STORE_READ_BYTES)),
     )
+
+
+# The open's query is compiled once (lib/compiled.py): building it cost more than running it.
+_STAND_IN_DOCUMENT = UUID("00000000-0000-4000-8000-0000000d0c1d")
+
+
+@functools.lru_cache(maxsize=2)
+def _reference_query(vendor: str) -> tuple[str, tuple[Any, ...]]:
+    documents = with_content_head(DocumentReference.objects.filter(document_id=_STAND_IN_DOCUMENT)).annotate(
+        pjd_source_orgnr=F("source__organisation__orgnr")
+    )
+    return compiled(documents[:1])
+
+
+def reference_with_head(document_id: UUID) -> DocumentReference | None:
+    """The reference with this id, the organisation number of its source and its content's
+    size and first STORE_READ_BYTES, in one query; None if there is none."""
+
+    sql, params = _reference_query(connection.vendor)
+    stand_in = prepared(DocumentReference, "document_id", _STAND_IN_DOCUMENT)
+    values = with_values(
+        params, {stand_in: prepared(DocumentReference, "document_id", document_id)}, expected=1
+    )
+    return next(iter(DocumentReference.objects.raw(sql, values)), None)
 
 
 def content_size(document: DocumentReference) -> int | None:
