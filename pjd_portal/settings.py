@@ -106,7 +106,9 @@ MIDDLEWARE = [
     "pjd_portal.lib.middleware.CompressedPagesMiddleware",
     "pjd_portal.lib.middleware.RequestIdMiddleware",
     "pjd_portal.lib.middleware.DatabaseUnavailableMiddleware",
-    "django.contrib.sessions.middleware.SessionMiddleware",
+    # Django's, answering a session it cannot save where every process reads it with the
+    # 503 page (accounts/session_store.py).
+    "pjd_portal.accounts.session_store.SessionMiddleware",
     "pjd_portal.lib.middleware.LanguageMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

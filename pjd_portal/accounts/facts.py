@@ -17,7 +17,7 @@ from typing import Any
 
 from django.db import connection
 from django.db.models import F
-from django.db.models.signals import post_delete, post_save
+from django.db.models.signals import post_delete, post_save, pre_save
 from django.dispatch import receiver
 
 from pjd_portal.accounts.models import (
@@ -80,6 +80,21 @@ def user_with_version(user_id: Any) -> User | None:
         return None
     sql, params = _user_query(connection.vendor)
     return next(iter(User.objects.raw(sql, with_values(params, {_STAND_IN_USER: pk}, expected=1))), None)
+
+
+@receiver(pre_save, sender=OrganisationUserObjectPermission, dispatch_uid="pjd_facts_role_before")
+def _role_moving(sender: Any, instance: OrganisationUserObjectPermission, **kwargs: Any) -> None:
+    # A grant row given to another person (a shell's edit): the one it leaves moves on too.
+    if instance.pk is not None:
+        move_on(OrganisationUserObjectPermission.objects.filter(pk=instance.pk).values_list("user_id", flat=True))
+
+
+@receiver(pre_save, sender=HprAuthorization, dispatch_uid="pjd_facts_hpr_before")
+def _authorization_moving(sender: Any, instance: HprAuthorization, **kwargs: Any) -> None:
+    if instance.pk is not None:
+        for old in HprAuthorization.objects.filter(pk=instance.pk).values_list("hpr_number", flat=True):
+            if old and old != instance.hpr_number:
+                move_on(hpr_number=old)
 
 
 @receiver([post_save, post_delete], sender=OrganisationUserObjectPermission, dispatch_uid="pjd_facts_role")

@@ -1,12 +1,19 @@
 """The session store: sessions read from the shared cache, written through to the database.
 
-Django's `cached_db` store, with two changes that matter for a clinician's portal:
+Django's `cached_db` store, made to fail closed, which matters in a clinician's portal:
 
-- A cached copy lives at most `SESSION_CACHE_SECONDS` (a minute), not the session's whole
-  life. The database row is the session; the cache only spares the read. If a delete
-  (a logout) could not reach the cache, the copy left there ends within that minute.
-- The cache failing is never the request failing: a read that the cache cannot answer
-  goes to the database, and a write the cache cannot take is logged and left.
+- The database row is the session; the cache only spares the read. A cached copy lives
+  at most `SESSION_CACHE_SECONDS` (a minute).
+- A logout (any delete) leaves a tombstone in the cache for that minute, not a missing key:
+  a request that read the row just before the logout cannot put the session back, since a
+  copy is added only where there is none (`cache.add`), and a tombstone reads as "no
+  session" in every process.
+- A write the cache cannot take must not leave an older copy there for other processes
+  (or this one) to read: the copy is then deleted, and if that fails too, the request
+  fails with the 503 page (`SessionStoreUnavailable`), never carries on as if written.
+  The same for a logout whose tombstone cannot be written.
+- A read the cache cannot answer goes to the database; after such a failure the cache is
+  not read for a few seconds (a hanging cache costs one timeout, not one per request).
 
 Only a cache every process shares may hold sessions (a per-process copy would keep a
 logged-out session alive in the other processes): settings choose this store only then.
@@ -20,14 +27,24 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends import cached_db
+from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
+from django.db import OperationalError
+from django.http import HttpRequest, HttpResponse
+
+from pjd_portal.lib.errors import service_unavailable
 
 logger = logging.getLogger(__name__)
 
-
-# After a cache failure the cache is left alone a while: a cache that hangs then costs
-# one timeout, not two on every request (a read and a write).
+# After a failed read the cache is not read a while; writes are always tried (a write
+# that does not reach the cache must be known, see above).
 CACHE_REST_SECONDS = 10.0
 _cache_down_until = 0.0  # time.monotonic(); one flag per process, as the cache client is
+TOMBSTONE = "pjd-session-ended"
+
+
+class SessionStoreUnavailable(OperationalError):
+    """The session could not be written or ended where every process reads it. An
+    OperationalError, so that it is the 503 page like a database outage."""
 
 
 def _cache_resting() -> bool:
@@ -47,26 +64,49 @@ class SessionStore(cached_db.SessionStore):
     def _cache_seconds(self, expire_age: int) -> int:
         return max(1, min(expire_age, settings.SESSION_CACHE_SECONDS))
 
+    def _cached(self) -> Any:
+        if _cache_resting():
+            return None
+        try:
+            return self._cache.get(self.cache_key)
+        except Exception:  # noqa: BLE001 - the cache is down or refused the key: the database answers
+            _cache_failed("read")
+            return None
+
     def load(self) -> dict[str, Any]:
-        data = None
-        if not _cache_resting():
-            try:
-                data = self._cache.get(self.cache_key)
-            except Exception:  # noqa: BLE001 - the cache is down or refused the key: the database answers
-                _cache_failed("read")
+        data = self._cached()
+        if data == TOMBSTONE:
+            return {}  # ended a moment ago; the row is gone too
         if data is not None:
             return data  # type: ignore[no-any-return]
         row = self._get_session_from_db()  # type: ignore[attr-defined]
         if not row:
             return {}
         data = self.decode(row.session_data)
-        self._cache_set(data, self.get_expiry_age(expiry=row.expire_date))
+        if not _cache_resting():
+            try:
+                # add, never set: a logout's tombstone written meanwhile must stay.
+                self._cache.add(
+                    self.cache_key, data, self._cache_seconds(self.get_expiry_age(expiry=row.expire_date))
+                )
+            except Exception:  # noqa: BLE001 - whatever the cache backend raises
+                _cache_failed("read")
         return data
 
     def save(self, must_create: bool = False) -> None:
         # The database first (DBStore.save): it is the session; then the copy.
         super(cached_db.SessionStore, self).save(must_create)
-        self._cache_set(self._session, self.get_expiry_age())
+        try:
+            self._cache.set(self.cache_key, self._session, self._cache_seconds(self.get_expiry_age()))
+            return
+        except Exception:  # noqa: BLE001 - whatever the cache backend raises
+            _cache_failed("write")
+        try:
+            self._cache.delete(self.cache_key)  # no copy is better than an old one
+        except Exception as exc:
+            raise SessionStoreUnavailable(
+                "session written, its cached copy neither replaced nor removed"
+            ) from exc
 
     def delete(self, session_key: str | None = None) -> None:
         super(cached_db.SessionStore, self).delete(session_key)
@@ -75,25 +115,24 @@ class SessionStore(cached_db.SessionStore):
                 return
             session_key = self.session_key
         try:
-            # Tried even while the cache rests: a logout should reach it if it can.
-            self._cache.delete(self.cache_key_prefix + session_key)
-        except Exception:  # noqa: BLE001 - whatever the cache backend raises
-            # The row is gone; the copy ends within SESSION_CACHE_SECONDS.
+            self._cache.set(self.cache_key_prefix + session_key, TOMBSTONE, settings.SESSION_CACHE_SECONDS)
+        except Exception as exc:
             _cache_failed("delete")
+            raise SessionStoreUnavailable("session ended in the database, not in the cache") from exc
 
     def exists(self, session_key: str) -> bool:
-        if not _cache_resting():
-            try:
-                if session_key and (self.cache_key_prefix + session_key) in self._cache:
-                    return True
-            except Exception:  # noqa: BLE001 - whatever the cache backend raises
-                _cache_failed("read")
+        # Only asked when a new key is made: the database alone decides (a tombstone in
+        # the cache must not make a fresh key look taken, nor a missing copy free).
         return super(cached_db.SessionStore, self).exists(session_key)
 
-    def _cache_set(self, data: dict[str, Any], expire_age: int) -> None:
-        if _cache_resting():
-            return
+
+class SessionMiddleware(DjangoSessionMiddleware):
+    """Django's, with a session that cannot be saved where every process reads it answered
+    by the 503 page (the save runs after the view, where no view's handler sees it)."""
+
+    def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         try:
-            self._cache.set(self.cache_key, data, self._cache_seconds(expire_age))
-        except Exception:  # noqa: BLE001 - whatever the cache backend raises
-            _cache_failed("write")
+            return super().process_response(request, response)
+        except SessionStoreUnavailable:
+            logger.error("session not saved: the shared cache did not answer")
+            return service_unavailable(request, reason="database")

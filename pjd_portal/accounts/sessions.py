@@ -30,9 +30,11 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.provider import provider_logout
+from pjd_portal.accounts.session_store import SessionStoreUnavailable
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
+from pjd_portal.lib.errors import service_unavailable
 
 logger = logging.getLogger(__name__)
 
@@ -203,7 +205,11 @@ class SessionTimeoutMiddleware:
             # would be the worse failure. record_event has logged the fault.
             logger.error("session expired (%s) without an audit event", reason)
         id_token = session.get("oidc_id_token")
-        auth.logout(request)
+        try:
+            auth.logout(request)
+        except SessionStoreUnavailable:
+            # Ended in the database, not yet where every process reads it: say so.
+            return service_unavailable(request, reason="database")
         if request.path_info == reverse("accounts:logout") and request.method == "POST":
             # "Log out" clicked after the timeout: the portal session is gone already,
             # but the HelseID session must end too, as with an ordinary logout.

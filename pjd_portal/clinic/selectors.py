@@ -237,6 +237,10 @@ def document_page_with_counts(
     `Paginator.get_page` would."""
 
     size = params.page_size
+    if not source_ids:
+        # No source shows this clinician its list: nothing to list or count (the query
+        # would be an empty IN, which the ORM answers without asking the database).
+        return Page([], 1, _CountedPaginator(0, size)), dict.fromkeys(policy.not_shown_q(today), 0)
     # A page past the last is the last page; a number too large for an OFFSET is one too.
     number = min(max(params.page, 1), 1_000_000)
     rows, aliases = _page_rows(patient_id, today, source_ids, params, number)
