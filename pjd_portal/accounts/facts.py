@@ -86,7 +86,9 @@ def user_with_version(user_id: Any) -> User | None:
 def _role_moving(sender: Any, instance: OrganisationUserObjectPermission, **kwargs: Any) -> None:
     # A grant row given to another person (a shell's edit): the one it leaves moves on too.
     if instance.pk is not None:
-        move_on(OrganisationUserObjectPermission.objects.filter(pk=instance.pk).values_list("user_id", flat=True))
+        move_on(
+            OrganisationUserObjectPermission.objects.filter(pk=instance.pk).values_list("user_id", flat=True)
+        )
 
 
 @receiver(pre_save, sender=HprAuthorization, dispatch_uid="pjd_facts_hpr_before")
