@@ -165,11 +165,6 @@ if ON_POSTGRESQL:
     # Django's backend, checking a persistent connection only after it has rested
     # (lib/postgresql/base.py): no SELECT 1 before every request.
     DATABASES["default"]["ENGINE"] = "pjd_portal.lib.postgresql"
-    if envbool("PJD_DB_POOL", False):
-        # psycopg's pool instead of one kept connection per thread (measured by make bench:
-        # docs/operations.md). A pool hands connections out per request: no CONN_MAX_AGE.
-        DATABASES["default"]["OPTIONS"]["pool"] = {"min_size": 2, "max_size": envint("PJD_DB_POOL_SIZE", 6)}
-        DATABASES["default"]["CONN_MAX_AGE"] = 0
 DB_HEALTH_CHECK_AFTER_IDLE_SECONDS = envfloat("DB_HEALTH_CHECK_AFTER_IDLE_SECONDS", 5.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20
