@@ -531,25 +531,16 @@ def frontend_report(base_url: str, env: dict[str, str]) -> dict[str, Any]:
     patient the script walks to; merged into the run's JSON under "frontend". The full
     profile only (BENCH_FRONTEND=0 leaves it out): Lighthouse takes a minute."""
 
-    script = str(ROOT / "scripts" / "frontend_report.py")
-    key = subprocess.run(
-        [PY, script, "new-session", "fastlege"],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    def script(*args: str) -> subprocess.CompletedProcess[str]:
+        return subprocess.run(
+            [PY, str(ROOT / "scripts" / "frontend_report.py"), *args],
+            cwd=ROOT, env=env, capture_output=True, text=True, check=False,
+        )  # fmt: skip
+
+    key = script("new-session", "fastlege")
     if key.returncode != 0:
         return {"error": key.stderr.strip().splitlines()[-1:]}
-    measured = subprocess.run(
-        [PY, script, "measure", base_url, key.stdout.strip()],
-        cwd=ROOT,
-        env=env,
-        capture_output=True,
-        text=True,
-        check=False,
-    )
+    measured = script("measure", base_url, key.stdout.strip())
     if measured.returncode != 0:
         return {"error": measured.stderr.strip().splitlines()[-3:]}
     report: dict[str, Any] = json.loads(measured.stdout)

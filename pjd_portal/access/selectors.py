@@ -7,11 +7,11 @@ import functools
 import json
 from collections.abc import Iterable
 from dataclasses import dataclass
-from typing import Any, TypeVar, cast
+from typing import Any, cast
 from uuid import UUID
 
-from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Exists, JSONField, Model, OuterRef, QuerySet, Subquery
+from django.db import connection
+from django.db.models import Exists, JSONField, OuterRef, QuerySet, Subquery
 from django.db.models.expressions import RawSQL
 from django.db.models.functions import JSONObject
 
@@ -22,10 +22,8 @@ from pjd_portal.accounts.models import Role
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import DocumentSource
-from pjd_portal.lib.compiled import prepared, with_values
+from pjd_portal.lib.compiled import compiled, instance_from, prepared, with_values
 from pjd_portal.patients.models import Patient, PrivacyChoice, PrivacyChoiceKind
-
-M = TypeVar("M", bound=Model)
 
 
 def clinician_facts(caller: Caller) -> policy.ClinicianFacts:
@@ -196,39 +194,13 @@ def _json(value: Any) -> Any:
 
 
 _ATTEST_FIELDS = [f.attname for f in AccessAttest._meta.concrete_fields]
-_ATTEST_DATETIMES = frozenset(
-    f.attname for f in AccessAttest._meta.concrete_fields if f.get_internal_type() == "DateTimeField"
-)
 
 
 def _attest_from(values: dict[str, Any] | None) -> AccessAttest | None:
-    if not values:
-        return None
-    for name in _ATTEST_DATETIMES:
-        if values.get(name) is not None:
-            moment = datetime.datetime.fromisoformat(values[name])
-            # SQLite stores UTC without an offset; PostgreSQL says +00:00.
-            values[name] = moment if moment.tzinfo else moment.replace(tzinfo=datetime.UTC)
-    if values.get("attest_id") is not None:
-        values["attest_id"] = UUID(str(values["attest_id"]))
-    attest = AccessAttest(**values)
-    attest._state.adding = False
-    attest._state.db = "default"
-    return attest
+    return instance_from(AccessAttest, values) if values else None
 
 
 _PATIENT_FIELDS = [f.attname for f in Patient._meta.concrete_fields]
-
-
-def _instance(model: type[M], values: dict[str, Any]) -> M:
-    """A model instance from the JSON the database built of its row: each value back to
-    its field's type (a date arrives as text)."""
-
-    fields = {f.attname: f for f in model._meta.concrete_fields}
-    instance = model(**{name: fields[name].to_python(value) for name, value in values.items()})
-    instance._state.adding = False
-    instance._state.db = DEFAULT_DB_ALIAS
-    return instance
 
 
 @dataclass(frozen=True)
@@ -282,10 +254,7 @@ def _compiled_handle_query(purpose: str, vendor: str) -> tuple[str, tuple[Any, .
         purpose=purpose,
         expires_at__gt=_STAND_IN_NOW,
     )
-    sql, params = (
-        with_handle_facts(lookups, _STAND_IN_NOW).query.get_compiler(using=DEFAULT_DB_ALIAS).as_sql()
-    )
-    return sql, tuple(params)
+    return compiled(with_handle_facts(lookups, _STAND_IN_NOW))
 
 
 def live_lookup(
@@ -322,7 +291,7 @@ def handle_facts(lookup: PatientLookup) -> HandleFacts:
         ),
         key=lambda r: r.source_id,
     )
-    patient = _instance(Patient, _json(extra.pjd_patient))
+    patient = instance_from(Patient, _json(extra.pjd_patient))
     lookup.patient = patient
     return HandleFacts(
         lookup=lookup,

@@ -27,7 +27,7 @@ from pjd_portal.accounts.models import (
     OrganisationUserObjectPermission,
     User,
 )
-from pjd_portal.lib.compiled import compiled, with_values
+from pjd_portal.lib.compiled import compiled, instance_from, with_values
 
 SESSION_FACTS_KEY = "pjd_facts"
 
@@ -121,13 +121,6 @@ def _plain(org: Organisation) -> dict[str, Any]:
     return {name: getattr(org, name) for name in _ORGANISATION_FIELDS}
 
 
-def _rebuilt(values: dict[str, Any]) -> Organisation:
-    org = Organisation(**values)
-    org._state.adding = False
-    org._state.db = "default"
-    return org
-
-
 def keep(  # noqa: PLR0917 - the facts as `kept` returns them
     session: Any,
     user: User,
@@ -167,9 +160,9 @@ def kept(
         return None
     organisation = None
     if found["organisation"] is not None:
-        organisation = _rebuilt(found["organisation"])
+        organisation = instance_from(Organisation, found["organisation"])
         if found["parent"] is not None:
-            organisation.parent = _rebuilt(found["parent"])
+            organisation.parent = instance_from(Organisation, found["parent"])
         elif organisation.parent_id is None:
             organisation.parent = None
     return organisation, frozenset(found["roles"]), frozenset(found["authorizations"])

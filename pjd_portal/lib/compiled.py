@@ -10,11 +10,14 @@ value the ORM adapts (a UUID, a time on SQLite) is given adapted too (`prepared`
 
 from __future__ import annotations
 
+import datetime
 from collections.abc import Hashable, Mapping, Sequence
-from typing import Any
+from typing import Any, TypeVar
 
 from django.db import DEFAULT_DB_ALIAS, connection
-from django.db.models import Field, Model, QuerySet
+from django.db.models import DateTimeField, Field, Model, QuerySet
+
+M = TypeVar("M", bound=Model)
 
 
 def compiled(queryset: QuerySet[Any, Any]) -> tuple[str, tuple[Any, ...]]:
@@ -48,3 +51,25 @@ def with_values(params: Sequence[Any], put: Mapping[Any, Any], *, expected: int)
     if replaced != expected:
         raise RuntimeError(f"compiled query: {replaced} stand-ins found, {expected} expected")
     return values
+
+
+def instance_from(model: type[M], values: Mapping[str, Any]) -> M:
+    """A model instance, as loaded, from its row's values given as JSON (built by the
+    database, or kept in the session): each value back to its field's type. A time SQLite
+    wrote without an offset is UTC (PostgreSQL says +00:00)."""
+
+    fields = {f.attname: f for f in model._meta.concrete_fields}
+    typed = {}
+    for name, value in values.items():
+        typed[name] = fields[name].to_python(value)
+        moment = typed[name]
+        if (
+            isinstance(fields[name], DateTimeField)
+            and isinstance(moment, datetime.datetime)
+            and not moment.tzinfo
+        ):
+            typed[name] = moment.replace(tzinfo=datetime.UTC)
+    instance = model(**typed)
+    instance._state.adding = False
+    instance._state.db = DEFAULT_DB_ALIAS
+    return instance
