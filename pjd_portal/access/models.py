@@ -65,11 +65,17 @@ class AccessAttest(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT)
     basis = models.CharField(max_length=20, choices=Basis.choices)
     purpose_of_use = models.CharField(max_length=10, choices=PurposeOfUse.choices)
+    # The trust framework's purpose_of_use_details (BEHANDLER, BLAALYS, ...).
     care_relation = models.CharField(max_length=30, blank=True)
     reason = models.TextField(blank=True)
     self_selected = models.BooleanField(default=True)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    # Where the basis was stated: in the portal's own form (blank), or attested by an EPJ
+    # (AttestChannel), with the EPJ's HelseID client and its own access decision's id.
+    channel = models.CharField(max_length=20, blank=True, default="")
+    client_id = models.CharField(max_length=100, blank=True, default="")
+    decision_ref = models.CharField(max_length=200, blank=True, default="")
 
     class Meta:
         indexes = [
@@ -81,3 +87,49 @@ class AccessAttest(models.Model):
 
     def __str__(self) -> str:
         return f"Attest {self.attest_id} ({self.basis})"
+
+    @property
+    def visit_details(self) -> dict[str, str]:
+        """What every event under an attest from the EPJ carries (auditlog build_event)."""
+
+        if not self.channel:
+            return {}
+        return {
+            "channel": self.channel,
+            "client_id": self.client_id,
+            "decision_ref": self.decision_ref,
+            "purpose_of_use_details": self.care_relation,
+        }
+
+
+class AttestChannel(models.TextChoices):
+    """How an attest reached the portal, when not by the portal's own basis form."""
+
+    EPJ_LAUNCH = "epj_launch", "epj_launch"
+    API = "api", "api"
+
+
+class EpjLaunch(models.Model):
+    """A one-time launch code: what an EPJ's `POST /api/launch` attested, waiting for the
+    browser to bring the code and its verifier to `/start/`.
+
+    In the database, so that any instance redeems what another issued, exactly once (an
+    UPDATE that sets `used_at` only where it is still empty). Only the code's hash is kept:
+    a copy of this table opens nothing.
+    """
+
+    code_hash = models.CharField(max_length=64, unique=True)
+    code_challenge = models.CharField(max_length=128)
+    client_id = models.CharField(max_length=100)
+    token_jti = models.CharField(max_length=200, blank=True)
+    # The attest as the token carried it (authorization_details), read again at /start/.
+    attest = models.JSONField()
+    created_at = models.DateTimeField()
+    expires_at = models.DateTimeField()
+    used_at = models.DateTimeField(null=True, blank=True)
+
+    class Meta:
+        indexes = [models.Index(fields=["expires_at"], name="epj_launch_expiry_idx")]
+
+    def __str__(self) -> str:  # no patient data: this may reach a log line
+        return f"EPJ launch {self.pk}"

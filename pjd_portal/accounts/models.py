@@ -182,3 +182,15 @@ class FactsVersion(models.Model):
 
     def __str__(self) -> str:
         return f"{self.user_id}: {self.version}"
+
+
+class DpopProofUse(models.Model):
+    """A DPoP proof's `jti`, seen once (RFC 9449 § 11.1): a proof presented again, to this
+    instance or any other, is refused. Kept while the proof could still be accepted (its
+    `iat` window), then deleted; only the hash of the key and the jti is stored."""
+
+    proof_hash = models.CharField(max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"DPoP proof {self.proof_hash[:8]}"

@@ -76,6 +76,8 @@ class AttestRef(Protocol):
     def basis(self) -> str: ...
     @property
     def purpose_of_use(self) -> str: ...
+    @property
+    def visit_details(self) -> Mapping[str, str]: ...
 
 
 @dataclass(frozen=True, slots=True)
@@ -195,6 +197,11 @@ _LIST_DETAILS = frozenset(
 )  # fmt: skip
 _LOG_QUERY = frozenset({"view", "filters", "returned", "cursor", "log_read", "channel", "client_id", "jti"})
 
+# What every event of a visit from the EPJ carries (the launch, the MHD API): the channel and
+# client it came through, and the attest's own words, so that log review and the patient's
+# log can show the EPJ's decision behind each access. build_event copies the attest's.
+_VISIT = frozenset({"channel", "client_id", "decision_ref", "purpose_of_use_details"})
+
 LOGIN = EventKind("login", _("Login"), Balp.LOGIN, frozenset({"claimed_orgnr"}))
 LOGIN_REFUSED = EventKind("login_refused", _("Login refused"), Balp.LOGIN)
 LOGOUT = EventKind("logout", _("Logout"), Balp.LOGOUT)
@@ -209,7 +216,7 @@ PATIENT_LOOKUP = EventKind(
     "patient_lookup",
     _("Patient lookup"),
     Balp.PATIENT_QUERY,
-    frozenset({"handle", "channel"}),
+    frozenset({"handle"}) | _VISIT,
     contact=True,
     carries_patient=True,
     patient_access=True,
@@ -218,6 +225,7 @@ BASIS_STATED = EventKind(
     "basis_stated",
     _("Basis for access stated"),
     Balp.PATIENT_CREATE,
+    _VISIT,
     contact=True,
     carries_patient=True,
     patient_access=True,
@@ -228,7 +236,7 @@ EMERGENCY_ACCESS = EventKind(
     Balp.PATIENT_CREATE,
     # The AKUTT form's first step (what the situation is); the patient notice written with
     # it (pjd_portal/notices).
-    frozenset({"situation", "notice_id"}),
+    frozenset({"situation", "notice_id"}) | _VISIT,
     contact=True,
     carries_patient=True,
     patient_access=True,
@@ -237,7 +245,7 @@ DOCUMENT_LIST = EventKind(
     "document_list",
     _("Document list"),
     Balp.PATIENT_QUERY,
-    _LIST_DETAILS,
+    _LIST_DETAILS | _VISIT,
     carries_document=True,
     contact=True,
     carries_patient=True,
@@ -247,7 +255,7 @@ DOCUMENT_OPEN = EventKind(
     "document_open",
     _("Document opened"),
     Balp.PATIENT_READ,
-    _REMOTE_DOCUMENT | {"document_id", "unavailable", "rendering"},
+    _REMOTE_DOCUMENT | {"document_id", "unavailable", "rendering"} | _VISIT,
     carries_document=True,
     contact=True,
     carries_patient=True,
@@ -257,7 +265,7 @@ DOCUMENT_VIEWED = EventKind(
     "document_viewed",
     _("Document shown in the viewer"),
     Balp.PATIENT_QUERY,
-    _REMOTE_DOCUMENT | {"document_id"},
+    _REMOTE_DOCUMENT | {"document_id"} | _VISIT,
     # The viewer shows one document's description and frames the open (its own event): the
     # description is an access to the patient as well, logged before it is shown.
     carries_document=True,
@@ -280,10 +288,27 @@ ACCESS_DENIED = EventKind(
         "hpr_number",
         "role",
         "person",
-    },
+    }
+    | _VISIT,
     carries_document=True,
     carries_patient=True,
     patient_access=True,
+)
+# A launch from the clinician's EPJ (the portal launch with the trust framework's attest, or a
+# SMART on FHIR EHR launch) that did not reach a patient: why, never the patient's id.
+EPJ_LAUNCH_REFUSED = EventKind(
+    "epj_launch_refused",
+    _("Launch from the EPJ refused"),
+    Balp.APPLICATION_ACTIVITY,
+    frozenset({"channel", "client_id", "decision_ref", "iss", "launch_id"}),
+)
+# A call of the MHD API (ITI-67, ITI-68) refused before a patient was reached: a token or
+# attest the portal could not accept, from a client it knows.
+API_CALL_REFUSED = EventKind(
+    "api_call_refused",
+    _("API call refused"),
+    Balp.APPLICATION_ACTIVITY,
+    frozenset({"channel", "client_id", "jti", "decision_ref", "interaction"}),
 )
 PATIENT_LOG_READ = EventKind(
     "patient_log_read",

@@ -62,7 +62,9 @@ def build_event(event: Event, *, actor: Actor, where: PointOfCare | None) -> Acc
         client_ip=actor.client_ip,
         # A NUL cannot be stored in PostgreSQL text: it must not make the event unwritable.
         user_agent=actor.user_agent.replace("\x00", ""),
-        details=plain_details(dict(event.details)),
+        # An attest from the EPJ puts its channel, client and decision on every event
+        # under it; what the caller names itself wins.
+        details=plain_details({**(attest.visit_details if attest is not None else {}), **event.details}),
     )
     # The database must store exactly what is hashed: PostgreSQL silently cuts trailing
     # spaces that overflow a varchar, so every text is cut to its column here instead.
