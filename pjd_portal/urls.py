@@ -1,8 +1,9 @@
-from django.urls import include, path, register_converter
+from django.urls import include, path, re_path, register_converter
 
 from pjd_portal.accounts import sessions as session_views
 from pjd_portal.citizen_api import views as audit_api
 from pjd_portal.clinic import document_views, patient_views
+from pjd_portal.epj_api import views as mhd_api
 from pjd_portal.forvaltning import logreview as logreview_views
 from pjd_portal.forvaltning import privacy as privacy_views
 from pjd_portal.forvaltning import roles as roles_views
@@ -114,7 +115,16 @@ forvaltning_patterns = (
 )
 # Token-authenticated APIs (no session, no CSRF); SESSIONLESS_PATH_PREFIX in accounts/sessions.py.
 fhir_patterns = (
-    [path("AuditEvent/_search", audit_api.auditevent_search, name="auditevent_search")],
+    [
+        path("AuditEvent/_search", audit_api.auditevent_search, name="auditevent_search"),
+        # The IHE MHD API for EPJ systems (epj_api/views.py; docs/epj.md, "2. The MHD API").
+        path("metadata", mhd_api.metadata, name="metadata"),
+        path("DocumentReference/_search", mhd_api.documentreference_search, name="documentreference_search"),
+        path("DocumentReference", mhd_api.documentreference, name="documentreference"),
+        path("Binary/<fhir_id:binary_id>", mhd_api.binary_read, name="binary"),
+        # Anything else under the base: an OperationOutcome, never the portal's HTML 404.
+        re_path(r"^(?P<rest>.*)$", mhd_api.unknown, name="unknown"),
+    ],
     "fhir",
 )
 
@@ -124,6 +134,7 @@ urlpatterns = [
     path("pasient/", include(documents_patterns)),
     path("forvaltning/", include(forvaltning_patterns)),
     path("api/fhir/", include(fhir_patterns)),
+    path("api/openapi.json", mhd_api.openapi_description, name="openapi"),
     # Only the two OIDC views the portal uses: mozilla-django-oidc's own logout view
     # would end sessions without an audit event.
     path("oidc/authenticate/", PortalAuthenticateView.as_view(), name="oidc_authentication_init"),

@@ -25,7 +25,7 @@ from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.caller import caller_of
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Detail, Outcome
-from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
+from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.clinic import listing, opening, remote, selectors
 from pjd_portal.clinic.banner import banner_of
 from pjd_portal.clinic.decorators import clinician_required
@@ -70,37 +70,7 @@ def _flagged(access: PatientAccess) -> bool:
 def _answers_recorder(
     request: HttpRequest, access: PatientAccess, view_id: str
 ) -> Callable[[list[remote.SourceAnswer]], None]:
-    """What to do with the answers of the sources a request asks: one list event each,
-    committed, and only then is the answer kept for the list (an answer whose contact is
-    not in the log is never shown)."""
-
-    def record(answers: list[remote.SourceAnswer]) -> None:
-        today = timezone.localdate()
-        try:
-            for answer in answers:
-                record_event_committed(
-                    events.DOCUMENT_LIST(
-                        outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
-                        reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
-                        patient=access.patient,
-                        attest=access.attest,
-                        source_orgnr=answer.source_orgnr,
-                        flagged_for_review=_flagged(access),
-                        details=remote.listing_of(answer, today, access.patient.pk).event_details(),
-                        list_request_id=view_id,
-                        nhn_event_id=answer.nhn_event_id,
-                    ),
-                    actor=actor_of(request),
-                    where=point_of_care_of(request),
-                )
-        except AuditWriteFailed:
-            for answer in answers:
-                remote.release(access, answer.source_id)
-            raise
-        for answer in answers:
-            remote.keep(access, answer)
-
-    return record
+    return listing.answers_recorder(access, view_id, actor=actor_of(request), where=point_of_care_of(request))
 
 
 @login_required

@@ -16,10 +16,14 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from django.core.paginator import Page, Paginator
+from django.utils import timezone
 
 from pjd_portal.access import policy
 from pjd_portal.access.services import PatientAccess
-from pjd_portal.auditlog.events import Detail
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.actor import Actor, PointOfCare
+from pjd_portal.auditlog.events import Detail, Outcome
+from pjd_portal.auditlog.services import AuditWriteFailed, record_event_committed
 from pjd_portal.clinic import remote, selectors
 from pjd_portal.clinic.remote import SourceAnswer, SourceListing, nested_counts
 from pjd_portal.documents.models import DocumentCategory, DocumentReference
@@ -40,6 +44,12 @@ class ListRow:
     author: str
     source_id: int
     document_id: str
+    # What the MHD API's DocumentReference says beyond the page's columns (epj_api).
+    type_code: str = ""
+    institution_orgnr: str = ""
+    confidentiality_code: str = ""
+    content_type: str = ""
+    size: int | None = None
 
     def get_category_display(self) -> str:
         return self.category_label
@@ -61,9 +71,32 @@ def _matches(d: RemoteDocument, params: selectors.ListParams) -> bool:
 
     return (
         (not params.category or d.category == params.category)
+        and (not params.categories or d.category in params.categories)
         and (not params.title or params.title.casefold() in d.title.casefold())
         and (params.date_from is None or d.service_date >= params.date_from)
         and (params.date_to is None or d.service_date <= params.date_to)
+    )
+
+
+def list_row(d: DocumentReference | RemoteDocument) -> ListRow:
+    """One document of either store as a row of the list (and of the MHD API's answer)."""
+
+    return ListRow(
+        service_date=d.service_date,
+        category=d.category,
+        category_label=str(dict(DocumentCategory.choices).get(d.category, d.category)),
+        type_name=d.type_name,
+        title=d.title,
+        institution_name=d.institution_name,
+        department=d.department,
+        author=d.author,
+        source_id=d.source_id,
+        document_id=str(d.document_id),
+        type_code=d.type_code,
+        institution_orgnr=d.institution_orgnr,
+        confidentiality_code=d.confidentiality_code,
+        content_type=d.content_type,
+        size=d.size,
     )
 
 
@@ -74,24 +107,8 @@ def merged_rows(
     sources' in one list, filtered and sorted as the clinician asked (the list's paging then
     applies to all of them)."""
 
-    labels = dict(DocumentCategory.choices)
-
-    def row(d: DocumentReference | RemoteDocument) -> ListRow:
-        return ListRow(
-            service_date=d.service_date,
-            category=d.category,
-            category_label=str(labels.get(d.category, d.category)),
-            type_name=d.type_name,
-            title=d.title,
-            institution_name=d.institution_name,
-            department=d.department,
-            author=d.author,
-            source_id=d.source_id,
-            document_id=str(d.document_id),
-        )
-
-    rows = [row(d) for d in local]
-    rows += [row(d) for d in remote_documents if _matches(d, params)]
+    rows = [list_row(d) for d in local]
+    rows += [list_row(d) for d in remote_documents if _matches(d, params)]
     sort = params.sort
     key = SORT_KEYS[sort.lstrip("-")]
     rows.sort(key=lambda r: (getattr(r, key), r.service_date, r.document_id), reverse=sort.startswith("-"))
@@ -235,6 +252,44 @@ def source_notices(clinician: policy.ClinicianFacts, rules: list[policy.SourceRu
         if source_id in names
     ]
     return sorted(notices, key=lambda n: n.source_name)
+
+
+def answers_recorder(
+    access: PatientAccess, view_id: str, *, actor: Actor, where: PointOfCare | None
+) -> Callable[[list[SourceAnswer]], None]:
+    """What to do with the answers of the sources a request asks: one list event each,
+    committed, and only then is the answer kept for the list (an answer whose contact is
+    not in the log is never shown). The portal's list and the MHD API share it."""
+
+    flagged = policy.flagged_for_review(access.attest.basis if access.attest else "")
+
+    def record(answers: list[SourceAnswer]) -> None:
+        today = timezone.localdate()
+        try:
+            for answer in answers:
+                record_event_committed(
+                    events.DOCUMENT_LIST(
+                        outcome=Outcome.GRANTED if answer.result is not None else Outcome.NOT_FOUND,
+                        reason_code=f"source_{answer.failure}"[:50] if answer.failure else "",
+                        patient=access.patient,
+                        attest=access.attest,
+                        source_orgnr=answer.source_orgnr,
+                        flagged_for_review=flagged,
+                        details=remote.listing_of(answer, today, access.patient.pk).event_details(),
+                        list_request_id=view_id,
+                        nhn_event_id=answer.nhn_event_id,
+                    ),
+                    actor=actor,
+                    where=where,
+                )
+        except AuditWriteFailed:
+            for answer in answers:
+                remote.release(access, answer.source_id)
+            raise
+        for answer in answers:
+            remote.keep(access, answer)
+
+    return record
 
 
 def list_page(

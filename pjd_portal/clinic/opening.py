@@ -37,6 +37,7 @@ from pjd_portal.access import policy
 from pjd_portal.access.services import PatientAccess
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.auditlog import events
+from pjd_portal.auditlog.actor import Actor, PointOfCare
 from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event, record_event_committed
 from pjd_portal.clinic import remote
@@ -114,44 +115,87 @@ def read_bytes(opening: Opening) -> Retrieved:
     return opening.fetch()
 
 
+@dataclass(frozen=True)
+class Who:
+    """Whom an open's events name: the logged-in clinician (`who_of`), or the practitioner
+    of an EPJ's attest (the MHD API); `details` go on the granted event (the EPJ's
+    nhn-event-id) where the store's own do not say otherwise."""
+
+    actor: Actor
+    where: PointOfCare | None
+    details: Mapping[str, Detail] = field(default_factory=dict)
+
+
+def who_of(request: HttpRequest) -> Who:
+    return Who(actor_of(request), point_of_care_of(request))
+
+
+class Refused(Exception):
+    """Not allowed, or nothing to open: logged (committed) already; answered as not found."""
+
+
+def admit(access: PatientAccess, opening: Opening, who: Who) -> None:
+    """Steps 1 and 2 for every store and every caller (the page, the MHD API): a refusal
+    is its event, committed, and `Refused`; else the `document_open` event is committed
+    before a single byte is returned or asked of a remote source. AuditWriteFailed: the
+    event could not be written, and nothing may be sent."""
+
+    if not opening.decision:
+        _record(who, _refusal(access, opening), committed=True)
+        raise Refused()
+    _record(
+        who,
+        _event(
+            events.DOCUMENT_OPEN,
+            access,
+            opening.opened_as,
+            outcome=Outcome.GRANTED,
+            flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
+            extra={**who.details, **opening.granted_details},
+        ),
+        committed=True,
+    )
+
+
+def content(access: PatientAccess, opening: Opening, who: Who) -> Retrieved:
+    """The document's bytes as the store keeps them, after `admit` (the MHD API's ITI-68,
+    which hands them on unrendered). ContentUnavailable: they cannot be had, and the
+    second event (`not_found`) says so."""
+
+    try:
+        return read_bytes(opening)
+    except (ContentUnavailable, SourceError) as exc:
+        reason = exc.reason_code if isinstance(exc, ContentUnavailable) else f"source_{exc.reason_code}"
+        logger.warning("document %s not sent: %s", opening.label, reason)
+        _record(who, _not_shown(access, opening, Outcome.NOT_FOUND, reason))
+        raise ContentUnavailable(reason) from exc
+
+
 def open_document(
     request: HttpRequest, access: PatientAccess, opening: Opening, page: Page = DOCUMENT_PAGE
 ) -> HttpResponseBase:
     """The answer to an open, the same for every store (the module's steps 1 to 3). `page`:
     where a rendered document is shown (the document page, or the viewer pane)."""
 
-    if not opening.decision:
-        _record(request, _refusal(access, opening), committed=True)
-        raise Http404()
-    # The event is committed before a single byte of the document is returned (or asked of
-    # a remote source).
+    who = who_of(request)
     try:
-        _record(
-            request,
-            _event(
-                events.DOCUMENT_OPEN,
-                access,
-                opening.opened_as,
-                outcome=Outcome.GRANTED,
-                flagged_for_review=policy.flagged_for_review(access.attest.basis if access.attest else ""),
-                extra=opening.granted_details,
-            ),
-            committed=True,
-        )
+        admit(access, opening, who)
+    except Refused:
+        raise Http404() from None
     except AuditWriteFailed:
         return service_unavailable(request, reason="audit")
     try:
         rendered = _render(opening)
     except ContentUnavailable as exc:
         logger.warning("document %s not shown: %s", opening.label, exc.reason_code)
-        _record(request, _not_shown(access, opening, Outcome.NOT_FOUND, exc.reason_code))
+        _record(who, _not_shown(access, opening, Outcome.NOT_FOUND, exc.reason_code))
         return service_unavailable(request, reason="source")
     if isinstance(rendered, rendering.PdfStream):
         return pdf_response(rendered, opening.filename, opening.filename_utf8)
     context = {**page.context, "document": opening.shown_as, "view": rendered, "handle": access.lookup.handle}
     if isinstance(rendered, rendering.UnsupportedDocument):
         logger.warning("document %s not shown: %s (%s)", opening.label, rendered.reason, rendered.detail)
-        _record(request, _not_shown(access, opening, Outcome.INVALID, f"content_{rendered.reason}"))
+        _record(who, _not_shown(access, opening, Outcome.INVALID, f"content_{rendered.reason}"))
         context.update(view=None, unsupported=rendered)
     return render(request, page.template, context)
 
@@ -174,13 +218,13 @@ def view_document(
     here, and then this request is the open (`open_document`)."""
 
     if not opening.decision:
-        _record(request, _refusal(access, opening), committed=True)
+        _record(who_of(request), _refusal(access, opening), committed=True)
         raise Http404()
     if rendering.media_type(opening.content_type) in EMBEDDED_TYPES:
         flagged = policy.flagged_for_review(access.attest.basis if access.attest else "")
         try:
             _record(
-                request,
+                who_of(request),
                 _event(
                     events.DOCUMENT_VIEWED,
                     access,
@@ -254,9 +298,9 @@ def _not_shown(access: PatientAccess, opening: Opening, outcome: str, reason_cod
     return _event(events.DOCUMENT_OPEN, access, opening.opened_as, outcome=outcome, reason_code=reason_code)
 
 
-def _record(request: HttpRequest, event: events.Event, *, committed: bool = False) -> None:
+def _record(who: Who, event: events.Event, *, committed: bool = False) -> None:
     record = record_event_committed if committed else record_event
-    record(event, actor=actor_of(request), where=point_of_care_of(request))
+    record(event, actor=who.actor, where=who.where)
 
 
 def pdf_response(

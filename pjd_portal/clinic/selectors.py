@@ -45,6 +45,10 @@ LIST_COLUMNS = (
     "department",
     "content_type",
     "size",
+    # What the MHD API's DocumentReference says beyond the list's columns (epj_api).
+    "type_code",
+    "institution_orgnr",
+    "confidentiality_code",
 )
 
 
@@ -62,6 +66,8 @@ class ListParams:
     date_to_text: str = ""
     # (field, message) for input that was not applied: a bad date changes nothing.
     errors: tuple[tuple[str, str], ...] = field(default_factory=tuple)
+    # Any of these categories (the MHD API's `category=a,b`); `category` is the page's one.
+    categories: tuple[str, ...] = ()
 
     def filter_query(self) -> str:
         """The filter and page size as a query string (for the sort and paging links)."""
@@ -166,6 +172,8 @@ def _shown_q(today: datetime.date, source_ids: frozenset[int], params: ListParam
         return q
     if params.category:
         q &= Q(category=params.category)
+    if params.categories:
+        q &= Q(category__in=list(params.categories))
     if params.title:
         q &= Q(title__icontains=params.title)
     if params.date_from is not None:
@@ -271,7 +279,15 @@ def _page_rows(
     sql, stand_in_params, aliases = _compiled_page(
         today,
         source_ids,
-        (params.sort, params.category, params.title, params.date_from, params.date_to, params.page_size),
+        (
+            params.sort,
+            params.category,
+            params.title,
+            params.date_from,
+            params.date_to,
+            params.page_size,
+            params.categories,
+        ),
         number,
         connection.vendor,
     )
@@ -284,11 +300,11 @@ def _page_rows(
 def _compiled_page(
     today: datetime.date,
     source_ids: frozenset[int],
-    shape: tuple[str, str, str, datetime.date | None, datetime.date | None, int],
+    shape: tuple[str, str, str, datetime.date | None, datetime.date | None, int, tuple[str, ...]],
     number: int,
     vendor: str,  # part of the key: the SQL is the database's own
 ) -> tuple[str, tuple[Any, ...], dict[str, str]]:
-    sort, category, title, date_from, date_to, size = shape
+    sort, category, title, date_from, date_to, size, categories = shape
     params = ListParams(
         sort=sort,
         category=category,
@@ -297,6 +313,7 @@ def _compiled_page(
         title=title,
         date_from=date_from,
         date_to=date_to,
+        categories=categories,
     )
     field_name = SORT_FIELDS[sort.lstrip("-")]
     desc = sort.startswith("-")
