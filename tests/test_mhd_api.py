@@ -71,7 +71,11 @@ class Epj:
                 access_token=token,
                 **proof_overrides,
             )
-        extra = {"HTTP_AUTHORIZATION": f"DPoP {token}", "HTTP_DPOP": proof, "HTTP_ACCEPT": accept}
+        extra: dict[str, Any] = {
+            "HTTP_AUTHORIZATION": f"DPoP {token}",
+            "HTTP_DPOP": proof,
+            "HTTP_ACCEPT": accept,
+        }
         for name, value in (headers or {}).items():
             extra[f"HTTP_{name.upper().replace('-', '_')}"] = value
         if method == "POST":

@@ -84,6 +84,14 @@ MATRIX = {
     "forvaltning:access_role_revoke": ("post", [404, 404, 404, 404, 302, 404]),
     # Token-authenticated (the citizen portal's signed JWT): a session is no credential.
     "fhir:auditevent_search": ("post", [401, 401, 401, 401, 401, 401]),
+    # The MHD API for EPJ systems (tests/test_mhd_api.py): a DPoP-bound token, never a
+    # session; its metadata and OpenAPI description are open to all.
+    "fhir:metadata": ("get", [200, 200, 200, 200, 200, 200]),
+    "openapi": ("get", [200, 200, 200, 200, 200, 200]),
+    "fhir:documentreference": ("get", [401, 401, 401, 401, 401, 401]),
+    "fhir:documentreference_search": ("post", [401, 401, 401, 401, 401, 401]),
+    "fhir:binary": ("get", [401, 401, 401, 401, 401, 401]),
+    "fhir:unknown": ("get", [404, 404, 404, 404, 404, 404]),
 }
 
 
@@ -129,6 +137,10 @@ def test_route_persona(route, persona_index, world, persona_client, client, sett
         kwargs = {"handle": handle, "source_id": world.source.pk}
     elif route in ("documents:open_remote", "documents:view_remote"):
         kwargs = {"handle": handle, "source_id": world.source.pk, "document_id": "abc-123"}
+    elif route == "fhir:binary":
+        kwargs = {"binary_id": str(doc.document_id)}
+    elif route == "fhir:unknown":
+        kwargs = {"rest": "Patient/1"}
     elif route == "forvaltning:log_event":
         owner.get(reverse("documents:open", kwargs={"handle": handle, "document_id": doc.document_id}))
         kwargs = {"event_id": AccessEvent.objects.get(event_type="document_open").event_id}

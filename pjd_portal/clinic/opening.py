@@ -1,4 +1,5 @@
-"""Opening a document, from the local store or a remote source: one path for both.
+"""Opening a document, from the local store or a remote source: one path for both, and
+for both callers: the portal's page and the MHD API (epj_api; `admit`, then `content`).
 
 A store only says what there is to open (`local_opening`, `remote_opening`): the policy's
 decision on it, what its events name, how its bytes are got and what the page shows of it.

@@ -17,7 +17,7 @@ import re
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from functools import wraps
-from typing import Any
+from typing import Any, cast
 
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
@@ -82,8 +82,6 @@ def api_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespons
     read), every refusal an OperationOutcome, never Django's 500 page, and a fresh
     DPoP-Nonce on every answer (RFC 9449 § 8.2) so the next call needs no extra round."""
 
-    @csrf_exempt
-    @sessionless_view
     @wraps(view)
     def wrapped(request: HttpRequest, *args: Any, **kwargs: Any) -> HttpResponseBase:
         try:
@@ -105,7 +103,7 @@ def api_view(view: Callable[..., HttpResponseBase]) -> Callable[..., HttpRespons
             response["DPoP-Nonce"] = challenge_headers()["DPoP-Nonce"]
         return response
 
-    return wrapped  # type: ignore[return-value]
+    return csrf_exempt(sessionless_view(cast(Callable[..., HttpResponse], wrapped)))
 
 
 @dataclass(frozen=True)
@@ -152,12 +150,12 @@ def _refused(request: HttpRequest, reason_code: str, details: Mapping[str, str])
     )
 
 
-def authenticate(request: HttpRequest, interaction: str) -> Authenticated:
-    """The token and its proof, then the attest; raises Refusal."""
+def _verified(request: HttpRequest, interaction: str) -> VerifiedToken:
+    """The token and its proof (a 401 that says not which check failed); raises Refusal."""
 
     url = request.build_absolute_uri(request.path)
     try:
-        token = verify_dpop_request(
+        return verify_dpop_request(
             authorization=request.headers.get("Authorization", ""),
             dpop=request.headers.get("DPoP"),
             method=request.method or "GET",
@@ -183,6 +181,12 @@ def authenticate(request: HttpRequest, interaction: str) -> Authenticated:
         raise Refusal(
             503, "transient", "The identity provider's keys cannot be read. Try again later."
         ) from exc
+
+
+def authenticate(request: HttpRequest, interaction: str) -> Authenticated:
+    """The token and its proof, then the attest; raises Refusal."""
+
+    token = _verified(request, interaction)
     raw_event_id = request.headers.get("nhn-event-id", "").strip()
     nhn_event_id = raw_event_id if _EVENT_ID.fullmatch(raw_event_id) else ""
     try:

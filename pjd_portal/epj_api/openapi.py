@@ -117,7 +117,7 @@ def _query_parameters() -> list[JSON]:
 
 
 def description(server: str) -> JSON:
-    security = [{"dpop": []}]
+    security: list[JSON] = [{"dpop": []}]
     search_ok = {
         "description": "A searchset Bundle: DocumentReferences (IHE MHD Minimal), the included Patient, and an "
         "OperationOutcome entry (search.mode outcome) of what was not shown and of sources that did not answer.",

@@ -20,6 +20,7 @@ from typing import Any
 from django.core import signing
 from django.utils.crypto import salted_hmac
 
+from pjd_portal.auditlog.events import Detail
 from pjd_portal.clinic.selectors import ListParams
 from pjd_portal.epj_api.fhir import CATEGORY_SYSTEM, NATIONAL_ID_SYSTEM
 
@@ -91,7 +92,7 @@ class Search:
             categories=self.categories,
         )
 
-    def log_filters(self) -> dict[str, Any]:
+    def log_filters(self) -> dict[str, Detail]:
         """What the list event records of the search (never the patient's id)."""
 
         return {
