@@ -841,10 +841,13 @@ def test_an_answer_whose_event_cannot_be_written_is_never_shown(
             raise AuditWriteFailed("test")
         return real(event, **kwargs)
 
-    monkeypatch.setattr(views, "record_event_committed", failing)
+    # The answers' recorder lives in clinic/listing.py (the MHD API shares it).
+    from pjd_portal.clinic import listing
+
+    monkeypatch.setattr(listing, "record_event_committed", failing)
     response = as_fastlege.get(_fetch_urls(page)[_source_pk(BERGEN)], **HX)
     assert response.status_code == 503
-    monkeypatch.setattr(views, "record_event_committed", real)
+    monkeypatch.setattr(listing, "record_event_committed", real)
     shown = as_fastlege.get(_refresh_url(page), **HX).content.decode()
     assert "bergen-epikrise" not in shown and "Henter fra Helse Bergen HF" in shown
     # The claim was let go: the next fragment asks again (and this time it is logged).

@@ -64,8 +64,8 @@ def patient(national_id: str) -> JSON:
 
 
 def _start_of(day: datetime.date) -> str:
-    moment = timezone.make_aware(datetime.datetime.combine(day, datetime.time()))
-    return instant(moment)
+    # The day's start in the portal's time zone, with its offset: read as a date anywhere.
+    return timezone.make_aware(datetime.datetime.combine(day, datetime.time())).isoformat()
 
 
 def _security_label(code: str) -> JSON:
