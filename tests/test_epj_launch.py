@@ -13,17 +13,21 @@ import sys
 from typing import Any
 
 import pytest
+from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
 from pjd_portal.access.launch import challenge_of
 from pjd_portal.access.models import AccessAttest, EpjLaunch
+from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.logreading import fhir
 from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
 from tests.builders import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,
     UNKNOWN_PATIENT_ID,
     World,
+    add_auditor,
     events,
     login,
 )
@@ -404,8 +408,6 @@ def test_a_code_works_exactly_once_across_instances(world: World, mint: TokenMin
     """Four other processes (instances of the portal on one database) are given the same
     code at once: exactly one opens the launch."""
 
-    from django.db import connection
-
     code, verifier = code_for(mint, fastlege_attest(world))
     env = {**os.environ, "DEBUG": "true", "PJD_ALLOW_SYNTHETIC_IDS": "true"}
     name = connection.settings_dict["NAME"]
@@ -418,3 +420,31 @@ def test_a_code_works_exactly_once_across_instances(world: World, mint: TokenMin
     answers = [json.loads(run.communicate(timeout=60)[0].strip().splitlines()[-1]) for run in runs]
     assert sorted(a["ok"] for a in answers) == [False, False, False, True]
     assert {a["reason"] for a in answers if not a["ok"]} == {"launch_code_used"}
+
+
+# --- the EPJ's decision, where the log is read ----------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_epjs_decision_is_shown_in_log_review_the_patients_log_and_its_fhir_form(
+    world: World, mint: TokenMint
+) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world, decision_ref="EPJ-42"))
+    start(login(Client(), world.fastlege, world.gp_office), code, verifier)
+    listed = AccessEvent.objects.get(event_type="document_list")
+    # The auditor of the clinician's own organisation reads the event.
+    auditor = login(Client(), add_auditor(world.gp_office), world.gp_office)
+    page = auditor.get(reverse("forvaltning:log_event", args=[listed.event_id]))
+    assert page.status_code == 200
+    shown = page.content.decode()
+    assert 'data-testid="from-epj"' in shown and "EPJ-42" in shown and "BEHANDLER" in shown
+    # The privacy officer's print of the patient's log.
+    officer = login(Client(), world.privacy_officer, world.forvaltning)
+    log = officer.post(reverse("forvaltning:patient_log"), {"national_id": LIST_PATIENT_ID}).content.decode()
+    assert "EPJ-42" in log and "BEHANDLER" in log
+    # The citizen's FHIR AuditEvent: the decision as the agent's policy, the care relation coded.
+    agent = next(a for a in fhir.audit_event(listed)["agent"] if a.get("requestor") and "policy" in a)
+    assert agent["policy"] == ["urn:pjd-portal:epj-decision:pjd-test-epj:EPJ-42"]
+    assert {"system": fhir.CARE_RELATION_SYSTEM, "code": "BEHANDLER"}.items() <= next(
+        p["coding"][0] for p in agent["purposeOfUse"] if p["coding"][0]["system"] == fhir.CARE_RELATION_SYSTEM
+    ).items()
