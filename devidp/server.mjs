@@ -246,7 +246,7 @@ const configuration = {
     post_logout_redirect_uris: RP_BASES.flatMap((b) => [`${b}/`, `${b}/logget-ut/`]),
     require_pushed_authorization_requests: true, // as HelseID requires of new clients
   },
-  epjClient(EPJ, epjKey)],
+  epjClient(EPJ, epjKey)], // the EPJ (epj.mjs): client credentials only
   jwks: { keys: [signingKey] },
   responseTypes: ['code'],
   clientAuthMethods: ['private_key_jwt'],
