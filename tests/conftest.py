@@ -163,6 +163,8 @@ def devidp(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
         **os.environ,
         "IDP_PORT": str(DEVIDP_PORT),
         "RP_BASES": f"http://testserver,http://{LIVE_SERVER_ADDRESS}",
+        # The test EPJ page (/epj) launches into the live server, where the browser is.
+        "IDP_PORTAL_BASE": f"http://{LIVE_SERVER_ADDRESS}",
         "IDP_CLIENT_JWKS": str(folder / "client-jwks.json"),
         "IDP_SIGNING_KEY_FILE": str(folder / "signing-key.json"),
         # The EPJ client's private JWK (written by the provider): tests sign as the EPJ.
