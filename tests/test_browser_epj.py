@@ -20,19 +20,18 @@ from tests.test_browser import (  # noqa: F401 - the fixtures, shared with the o
     _axe_violations,
     _sync_orm_beside_playwright,
     browser_type_launch_args,
-    portal,
     pytestmark,
 )
 
 
-def _log_in_with_helseid_then_close_the_portal(page: Any, portal: str) -> None:
-    page.goto(f"{portal}/")
+def _log_in_with_helseid_then_close_the_portal(page: Any, base: str) -> None:
+    page.goto(f"{base}/")
     page.get_by_test_id("login").click()
     page.wait_for_url(f"{IDP}/**")
     page.fill("#username", "fastlege")
     page.fill("#password", "test")
     page.get_by_role("button", name="Logg inn").click()
-    page.wait_for_url(f"{portal}/")
+    page.wait_for_url(f"{base}/")
     # The portal's session is gone (a closed browser tab, an expiry); HelseID's is not.
     page.context.clear_cookies(name="sessionid")
 
@@ -52,7 +51,15 @@ def _launch(page: Any, patient: str, *, scenario: str = "one") -> list[str]:
     return seen
 
 
-def test_one_click_in_the_epj_lands_on_the_patients_document_list(portal: str, world: Any, page: Any) -> None:
+@pytest.fixture
+def epj_portal(live_server: Any, use_devidp: Any, world: Any) -> str:
+    return str(live_server.url)
+
+
+def test_one_click_in_the_epj_lands_on_the_patients_document_list(
+    epj_portal: str, world: Any, page: Any
+) -> None:
+    portal = epj_portal
     add_document(world, title="Epikrise fra EPJ-testen", days_ago=3)
     _log_in_with_helseid_then_close_the_portal(page, portal)
     seen = _launch(page, LIST_PATIENT_ID)
@@ -74,8 +81,9 @@ def test_one_click_in_the_epj_lands_on_the_patients_document_list(portal: str, w
 
 @pytest.mark.parametrize("scenario", ["two", "none"])
 def test_an_attest_for_two_patients_or_none_is_a_clear_page(
-    portal: str, world: Any, page: Any, scenario: str
+    epj_portal: str, world: Any, page: Any, scenario: str
 ) -> None:
+    portal = epj_portal
     _log_in_with_helseid_then_close_the_portal(page, portal)
     _launch(page, OTHER_PATIENT_ID, scenario=scenario)
     refusal = page.get_by_test_id("launch-refused")
