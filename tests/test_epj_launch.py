@@ -448,3 +448,11 @@ def test_the_epjs_decision_is_shown_in_log_review_the_patients_log_and_its_fhir_
     assert {"system": fhir.CARE_RELATION_SYSTEM, "code": "BEHANDLER"}.items() <= next(
         p["coding"][0] for p in agent["purposeOfUse"] if p["coding"][0]["system"] == fhir.CARE_RELATION_SYSTEM
     ).items()
+
+
+@pytest.mark.django_db
+def test_a_launch_is_not_kept_once_it_can_no_longer_be_finished(world: World, mint: TokenMint) -> None:
+    code_for(mint, fastlege_attest(world))
+    EpjLaunch.objects.update(expires_at=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+    code_for(mint, fastlege_attest(world))
+    assert EpjLaunch.objects.count() == 1

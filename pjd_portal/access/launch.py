@@ -51,6 +51,9 @@ def issue_launch_code(
     code = secrets.token_urlsafe(32)  # 43 characters, 256 bits
     now = timezone.now()
     seconds = settings.EPJ_LAUNCH_CODE_SECONDS
+    # A launch holds the patient's national id: once it can neither be redeemed nor
+    # finished it is gone (the access log keeps what happened), not kept for years.
+    EpjLaunch.objects.filter(expires_at__lt=now - FINISH_WITHIN).delete()
     EpjLaunch.objects.create(
         code_hash=_hash(code),
         code_challenge=challenge,
