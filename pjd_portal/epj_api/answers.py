@@ -16,7 +16,7 @@ from pjd_portal.auditlog.services import record_event_committed
 from pjd_portal.clinic import listing
 from pjd_portal.clinic.listing import ListRow
 from pjd_portal.epj_api import fhir, search
-from pjd_portal.epj_api.calls import Visit
+from pjd_portal.epj_api.admission import Visit
 
 
 def _resource_id(row: ListRow, remote_ids: frozenset[int]) -> str:

@@ -27,8 +27,9 @@ from django.urls import reverse
 from pjd_portal.access import policy
 from pjd_portal.clinic import opening
 from pjd_portal.documents import rendering
-from pjd_portal.epj_api import answers, calls, fhir, openapi, search
-from pjd_portal.epj_api.calls import Refusal, api_view, fhir_response
+from pjd_portal.epj_api import admission as calls
+from pjd_portal.epj_api import answers, fhir, openapi, search
+from pjd_portal.epj_api.admission import Refusal, api_view, fhir_response
 
 MAX_BODY_BYTES = 16 * 1024
 JSON_TYPES = frozenset({"application/json", calls.FHIR_JSON})
