@@ -108,6 +108,7 @@ class DpopKey:
         iat: float | None = None,
         jti: str | None = None,
         ath: str | None = None,
+        typ: str = "dpop+jwt",
     ) -> str:
         claims: dict[str, Any] = {
             "jti": jti or uuid.uuid4().hex,
@@ -119,7 +120,7 @@ class DpopKey:
         if nonce:
             claims["nonce"] = nonce
         return jwt.encode(
-            claims, self.private, algorithm="ES256", headers={"typ": "dpop+jwt", "jwk": self.public_jwk}
+            claims, self.private, algorithm="ES256", headers={"typ": typ, "jwk": self.public_jwk}
         )
 
 
@@ -132,7 +133,11 @@ def access_token(
     issued: float | None = None,
     key: rsa.RSAPrivateKey | None = None,
     scope: str | None = None,
+    typ: str = "at+jwt",
+    **overrides: Any,
 ) -> str:
+    """`overrides` replace claims; None leaves one out (a token without `cnf`)."""
+
     now = int(issued if issued is not None else time.time())
     claims: dict[str, Any] = {
         "iss": ISSUER,
@@ -148,7 +153,15 @@ def access_token(
     }
     if attest is not None:
         claims["authorization_details"] = [attest]
-    return jwt.encode(claims, key or _SIGNING_KEY, algorithm="RS256", headers={"typ": "at+jwt", "kid": KID})
+    claims.update(overrides)
+    claims = {name: value for name, value in claims.items() if value is not None}
+    return jwt.encode(claims, key or _SIGNING_KEY, algorithm="RS256", headers={"typ": typ, "kid": KID})
+
+
+def other_signing_key() -> rsa.RSAPrivateKey:
+    """A key the portal does not know: a forged token's."""
+
+    return rsa.generate_private_key(public_exponent=65537, key_size=2048)
 
 
 class DpopAuth(requests.auth.AuthBase):

@@ -31,31 +31,55 @@ from tests.builders import (
     events,
     login,
 )
-from tests.minted_tokens import DpopKey, TokenMint, attest, json_of
+from tests.mhd_api_tokens import DpopKey, access_token, attest_for, other_signing_key, trust_provider
 
 LAUNCH_URL = "http://testserver/api/launch"
 
 
+class Mint:
+    """Tokens the portal takes (tests/mhd_api_tokens.py: its key, issuer and client)."""
+
+    def token(self, the_attest: Any, dpop: DpopKey | None, **claims: Any) -> str:
+        return access_token(the_attest, jkt=dpop.thumbprint if dpop else "", **claims)
+
+
 @pytest.fixture
-def mint(monkeypatch: Any) -> TokenMint:
-    found = TokenMint()
-    found.install(monkeypatch)
+def mint(monkeypatch: Any, settings: Any) -> Mint:
+    trust_provider(monkeypatch, settings)
+    return Mint()
+
+
+def json_of(response: Any) -> dict[str, Any]:
+    return json.loads(response.content)  # type: ignore[no-any-return]
+
+
+def fastlege_attest(
+    world: World,
+    *,
+    patients: list[str] | None = None,
+    purpose: str = "TREAT",
+    reason: str = "",
+    decision_ref: str = "epj-beslutning-1",
+    hpr: str | None = None,
+    orgnr: str | None = None,
+) -> dict[str, Any]:
+    found = attest_for(
+        world.fastlege,
+        world.gp_office,
+        [LIST_PATIENT_ID] if patients is None else patients,
+        purpose=purpose,
+        reason=reason,
+        decision_ref=decision_ref,
+    )
+    if hpr is not None:
+        found["practitioner"]["hpr_nr"]["id"] = hpr
+    if orgnr is not None:
+        found["practitioner"]["legal_entity"]["id"] = found["practitioner"]["point_of_care"]["id"] = orgnr
     return found
 
 
-def fastlege_attest(world: World, **overrides: Any) -> dict[str, Any]:
-    values: dict[str, Any] = {
-        "pid": world.fastlege.pid,
-        "hpr": world.fastlege.hpr_number,
-        "orgnr": world.gp_office.orgnr,
-        "patients": [LIST_PATIENT_ID],
-    }
-    values.update(overrides)
-    return attest(**values)
-
-
 def ask_for_code(
-    mint: TokenMint, the_attest: Any, *, verifier: str | None = None, client: Client | None = None
+    mint: Mint, the_attest: Any, *, verifier: str | None = None, client: Client | None = None
 ) -> tuple[Any, str]:
     """The EPJ's side: a nonce first (the normal 401), then the launch code."""
 
@@ -65,17 +89,25 @@ def ask_for_code(
     verifier = verifier or secrets.token_urlsafe(48)
     body = {"ehr_code_challenge": challenge_of(verifier), "ehr_code_challenge_method": "S256"}
     headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"DPoP {token}"}
-    first = client.post("/api/launch", body, HTTP_DPOP=key.proof("POST", LAUNCH_URL, token=token), **headers)
+    first = client.post(
+        "/api/launch",
+        body,
+        HTTP_DPOP=key.proof("POST", LAUNCH_URL, access_token=token, nonce=None),
+        **headers,
+    )
     assert first.status_code == 401
     assert 'error="use_dpop_nonce"' in first["WWW-Authenticate"]
     nonce = first["DPoP-Nonce"]
     answer = client.post(
-        "/api/launch", body, HTTP_DPOP=key.proof("POST", LAUNCH_URL, token=token, nonce=nonce), **headers
+        "/api/launch",
+        body,
+        HTTP_DPOP=key.proof("POST", LAUNCH_URL, access_token=token, nonce=nonce),
+        **headers,
     )
     return answer, verifier
 
 
-def code_for(mint: TokenMint, the_attest: Any) -> tuple[str, str]:
+def code_for(mint: Mint, the_attest: Any) -> tuple[str, str]:
     answer, verifier = ask_for_code(mint, the_attest)
     assert answer.status_code == 201, answer.content
     body = json_of(answer)
@@ -90,7 +122,7 @@ def start(client: Client, code: str, verifier: str) -> Any:
 
 
 @pytest.mark.django_db
-def test_the_launch_lands_on_the_list_patients_document_list(world: World, mint: TokenMint) -> None:
+def test_the_launch_lands_on_the_list_patients_document_list(world: World, mint: Mint) -> None:
     code, verifier = code_for(mint, fastlege_attest(world))
     client = login(Client(), world.fastlege, world.gp_office)
     response = start(client, code, verifier)
@@ -121,7 +153,7 @@ def test_the_launch_lands_on_the_list_patients_document_list(world: World, mint:
 
 
 @pytest.mark.django_db
-def test_not_logged_in_the_launch_asks_helseid_silently(world: World, mint: TokenMint) -> None:
+def test_not_logged_in_the_launch_asks_helseid_silently(world: World, mint: Mint) -> None:
     code, verifier = code_for(mint, fastlege_attest(world))
     response = Client().post("/start/", {"code": code, "code_verifier": verifier})
     assert response.status_code == 302
@@ -131,7 +163,7 @@ def test_not_logged_in_the_launch_asks_helseid_silently(world: World, mint: Toke
 
 
 @pytest.mark.django_db
-def test_a_code_opens_one_visit_once(world: World, mint: TokenMint) -> None:
+def test_a_code_opens_one_visit_once(world: World, mint: Mint) -> None:
     code, verifier = code_for(mint, fastlege_attest(world))
     client = login(Client(), world.fastlege, world.gp_office)
     assert start(client, code, verifier).resolver_match.view_name == "documents:list"
@@ -144,7 +176,7 @@ def test_a_code_opens_one_visit_once(world: World, mint: TokenMint) -> None:
 
 
 @pytest.mark.django_db
-def test_a_wrong_verifier_opens_nothing_and_spends_the_code(world: World, mint: TokenMint) -> None:
+def test_a_wrong_verifier_opens_nothing_and_spends_the_code(world: World, mint: Mint) -> None:
     code, verifier = code_for(mint, fastlege_attest(world))
     client = login(Client(), world.fastlege, world.gp_office)
     wrong = start(client, code, secrets.token_urlsafe(48))
@@ -159,7 +191,7 @@ def test_a_wrong_verifier_opens_nothing_and_spends_the_code(world: World, mint: 
 
 
 @pytest.mark.django_db
-def test_an_expired_or_unknown_code_opens_nothing(world: World, mint: TokenMint) -> None:
+def test_an_expired_or_unknown_code_opens_nothing(world: World, mint: Mint) -> None:
     code, verifier = code_for(mint, fastlege_attest(world))
     EpjLaunch.objects.update(expires_at=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
     client = login(Client(), world.fastlege, world.gp_office)
@@ -189,7 +221,7 @@ def test_an_expired_or_unknown_code_opens_nothing(world: World, mint: TokenMint)
     ],
 )
 def test_refusals_are_pages_and_events(
-    world: World, mint: TokenMint, overrides: dict[str, Any], persona: str, reason: str
+    world: World, mint: Mint, overrides: dict[str, Any], persona: str, reason: str
 ) -> None:
     code, verifier = code_for(mint, fastlege_attest(world, **overrides))
     user = world.fastlege if persona == "fastlege" else world.other_clinician
@@ -205,7 +237,7 @@ def test_refusals_are_pages_and_events(
 
 
 @pytest.mark.django_db
-def test_an_unknown_patient_is_a_page_and_a_logged_lookup(world: World, mint: TokenMint) -> None:
+def test_an_unknown_patient_is_a_page_and_a_logged_lookup(world: World, mint: Mint) -> None:
     code, verifier = code_for(mint, fastlege_attest(world, patients=[UNKNOWN_PATIENT_ID]))
     response = start(login(Client(), world.fastlege, world.gp_office), code, verifier)
     assert response.status_code == 404
@@ -215,7 +247,7 @@ def test_an_unknown_patient_is_a_page_and_a_logged_lookup(world: World, mint: To
 
 
 @pytest.mark.django_db
-def test_emergency_purposes_become_akutt_flagged_and_told(world: World, mint: TokenMint) -> None:
+def test_emergency_purposes_become_akutt_flagged_and_told(world: World, mint: Mint) -> None:
     client = login(Client(), world.fastlege, world.gp_office)
     code, verifier = code_for(mint, fastlege_attest(world, patients=[OTHER_PATIENT_ID], purpose="ETREAT"))
     assert start(client, code, verifier).resolver_match.view_name == "documents:list"
@@ -239,7 +271,7 @@ def test_emergency_purposes_become_akutt_flagged_and_told(world: World, mint: To
 
 
 @pytest.mark.django_db
-def test_treat_for_a_patient_not_on_the_list_is_consent(world: World, mint: TokenMint) -> None:
+def test_treat_for_a_patient_not_on_the_list_is_consent(world: World, mint: Mint) -> None:
     code, verifier = code_for(mint, fastlege_attest(world, patients=[OTHER_PATIENT_ID]))
     start(login(Client(), world.fastlege, world.gp_office), code, verifier)
     assert AccessAttest.objects.get().basis == "SAMTYKKE"
@@ -247,7 +279,7 @@ def test_treat_for_a_patient_not_on_the_list_is_consent(world: World, mint: Toke
 
 @pytest.mark.django_db
 def test_a_restricted_patient_goes_to_the_elevated_step_and_a_reserved_one_to_its_page(
-    world: World, mint: TokenMint
+    world: World, mint: Mint
 ) -> None:
     client = login(Client(), world.fastlege, world.gp_office)
     PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
@@ -301,9 +333,7 @@ def _nonce(client: Client) -> str:
         "no_token",
     ],
 )
-def test_every_token_or_proof_fault_is_refused_without_a_500(
-    world: World, mint: TokenMint, fault: str
-) -> None:
+def test_every_token_or_proof_fault_is_refused_without_a_500(world: World, mint: Mint, fault: str) -> None:
     client = Client()
     key = DpopKey()
     the_attest = fastlege_attest(world)
@@ -320,11 +350,11 @@ def test_every_token_or_proof_fault_is_refused_without_a_500(
         the_attest,
         key,
         typ="JWT" if fault == "typ" else "at+jwt",
-        key=TokenMint().private if fault == "forged" else None,
+        key=other_signing_key() if fault == "forged" else None,
         **overrides,
     )
     nonce = _nonce(client)
-    proof_args: dict[str, Any] = {"token": token, "nonce": nonce}
+    proof_args: dict[str, Any] = {"access_token": token, "nonce": nonce}
     method, url = "POST", LAUNCH_URL
     signer = key
     if fault == "htm":
@@ -332,7 +362,7 @@ def test_every_token_or_proof_fault_is_refused_without_a_500(
     elif fault == "htu":
         url = "http://testserver/api/fhir/DocumentReference/_search"
     elif fault == "ath":
-        proof_args["token"] = token + "x"
+        proof_args["access_token"] = token + "x"
     elif fault == "other_key":
         signer = DpopKey()
     elif fault == "old_proof":
@@ -363,20 +393,20 @@ def test_every_token_or_proof_fault_is_refused_without_a_500(
 
 
 @pytest.mark.django_db
-def test_a_token_without_an_attest_gets_no_code(world: World, mint: TokenMint) -> None:
+def test_a_token_without_an_attest_gets_no_code(world: World, mint: Mint) -> None:
     answer, _ = ask_for_code(mint, None)
-    assert answer.status_code == 400
-    assert json_of(answer)["issue"][0]["code"] == "security"
+    assert answer.status_code == 403
+    assert json_of(answer)["issue"][0]["code"] == "forbidden"
     (refused,) = events("api_call_refused")
     assert (refused.reason_code, refused.details["client_id"]) == ("attest_missing", "pjd-test-epj")
 
 
 @pytest.mark.django_db
-def test_a_bad_code_challenge_is_refused(world: World, mint: TokenMint) -> None:
+def test_a_bad_code_challenge_is_refused(world: World, mint: Mint) -> None:
     client = Client()
     key = DpopKey()
     token = mint.token(fastlege_attest(world), key)
-    proof = key.proof("POST", LAUNCH_URL, token=token, nonce=_nonce(client))
+    proof = key.proof("POST", LAUNCH_URL, access_token=token, nonce=_nonce(client))
     response = client.post(
         "/api/launch",
         {"ehr_code_challenge": "short", "ehr_code_challenge_method": "plain"},
@@ -404,7 +434,7 @@ print(json.dumps({"ok": found.launch is not None, "reason": found.reason_code}))
 
 @pytest.mark.postgres
 @pytest.mark.django_db(transaction=True)
-def test_a_code_works_exactly_once_across_instances(world: World, mint: TokenMint) -> None:
+def test_a_code_works_exactly_once_across_instances(world: World, mint: Mint) -> None:
     """Four other processes (instances of the portal on one database) are given the same
     code at once: exactly one opens the launch."""
 
@@ -427,7 +457,7 @@ def test_a_code_works_exactly_once_across_instances(world: World, mint: TokenMin
 
 @pytest.mark.django_db
 def test_the_epjs_decision_is_shown_in_log_review_the_patients_log_and_its_fhir_form(
-    world: World, mint: TokenMint
+    world: World, mint: Mint
 ) -> None:
     code, verifier = code_for(mint, fastlege_attest(world, decision_ref="EPJ-42"))
     start(login(Client(), world.fastlege, world.gp_office), code, verifier)
@@ -451,7 +481,7 @@ def test_the_epjs_decision_is_shown_in_log_review_the_patients_log_and_its_fhir_
 
 
 @pytest.mark.django_db
-def test_a_launch_is_not_kept_once_it_can_no_longer_be_finished(world: World, mint: TokenMint) -> None:
+def test_a_launch_is_not_kept_once_it_can_no_longer_be_finished(world: World, mint: Mint) -> None:
     code_for(mint, fastlege_attest(world))
     EpjLaunch.objects.update(expires_at=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
     code_for(mint, fastlege_attest(world))

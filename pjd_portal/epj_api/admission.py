@@ -140,7 +140,7 @@ class Visit:
         return opening.Who(self.caller.actor, self.caller.where, extra)
 
 
-def _refused(request: HttpRequest, reason_code: str, details: Mapping[str, str]) -> None:
+def refused(request: HttpRequest, reason_code: str, details: Mapping[str, str]) -> None:
     """A known client's call refused before a patient was reached: in the log, committed."""
 
     record_event_committed(
@@ -150,8 +150,9 @@ def _refused(request: HttpRequest, reason_code: str, details: Mapping[str, str])
     )
 
 
-def _verified(request: HttpRequest, interaction: str) -> VerifiedToken:
-    """The token and its proof (a 401 that says not which check failed); raises Refusal."""
+def verified(request: HttpRequest, interaction: str, *, channel: str = CHANNEL) -> VerifiedToken:
+    """The token and its proof (a 401 that says not which check failed); raises Refusal.
+    The launch (`POST /api/launch`) and the MHD API both come in here."""
 
     url = request.build_absolute_uri(request.path)
     try:
@@ -163,10 +164,10 @@ def _verified(request: HttpRequest, interaction: str) -> VerifiedToken:
         )
     except TokenRejected as exc:
         if exc.client_id and exc.error != USE_NONCE:
-            _refused(
+            refused(
                 request,
                 exc.reason_code,
-                {"channel": CHANNEL, "client_id": exc.client_id, "interaction": interaction},
+                {"channel": channel, "client_id": exc.client_id, "interaction": interaction},
             )
         logger.info("MHD API: token refused (%s)", exc.reason_code)
         status = 403 if exc.status == 403 else 401
@@ -186,7 +187,7 @@ def _verified(request: HttpRequest, interaction: str) -> VerifiedToken:
 def authenticate(request: HttpRequest, interaction: str) -> Authenticated:
     """The token and its proof, then the attest; raises Refusal."""
 
-    token = _verified(request, interaction)
+    token = verified(request, interaction)
     raw_event_id = request.headers.get("nhn-event-id", "").strip()
     nhn_event_id = raw_event_id if _EVENT_ID.fullmatch(raw_event_id) else ""
     try:
@@ -198,7 +199,7 @@ def authenticate(request: HttpRequest, interaction: str) -> Authenticated:
             "jti": token.jti,
             "interaction": interaction,
         }
-        _refused(request, exc.reason_code, details)
+        refused(request, exc.reason_code, details)
         raise Refusal(403, "forbidden", exc.message) from exc
     return Authenticated(token, attest, interaction, nhn_event_id)
 
@@ -206,7 +207,7 @@ def authenticate(request: HttpRequest, interaction: str) -> Authenticated:
 def refuse(request: HttpRequest, call: Authenticated, reason_code: str, refusal: Refusal) -> Refusal:
     """Log a refusal of this call (before a patient is reached) and hand back the answer."""
 
-    _refused(request, reason_code, call.audit)
+    refused(request, reason_code, call.audit)
     return refusal
 
 

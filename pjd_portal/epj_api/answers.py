@@ -1,4 +1,4 @@
-"""ITI-67's answer once the call is in (epj_api/calls.py): the clinician list's own page
+"""ITI-67's answer once the call is in (epj_api/admission.py): the clinician list's own page
 (clinic/listing.py `list_page`, every remote source asked and waited for), its list event
 committed before anything is answered, and the searchset Bundle built of it, so that the
 API and the portal's list cannot disagree on what is shown or counted."""
