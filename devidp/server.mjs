@@ -12,6 +12,8 @@ import { fileURLToPath } from 'node:url';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 
+import { createSmart } from './smart.mjs'; // SMART
+
 const HERE = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
 
@@ -216,6 +218,9 @@ function logoutNeedsNoConfirmation(ctx) {
   return true;
 }
 
+// SMART on FHIR EHR launch (smart.mjs): the portal's SMART client, its scopes, `launch`/`aud`.
+const SMART = createSmart({ env, rpBases: RP_BASES, clientJwks, page, esc }); // SMART
+
 const configuration = {
   clients: [{
     client_id: CLIENT_ID,
@@ -231,7 +236,7 @@ const configuration = {
     redirect_uris: RP_BASES.map((b) => `${b}/oidc/callback/`),
     post_logout_redirect_uris: RP_BASES.flatMap((b) => [`${b}/`, `${b}/logget-ut/`]),
     require_pushed_authorization_requests: true, // as HelseID requires of new clients
-  }],
+  }, SMART.client], // SMART
   jwks: { keys: [signingKey] },
   responseTypes: ['code'],
   clientAuthMethods: ['private_key_jwt'],
@@ -240,8 +245,9 @@ const configuration = {
     idTokenSigningAlgValues: ['RS256'],
   },
   pkce: { required: () => true }, // oidc-provider 9 only supports S256
-  scopes: Object.keys(HELSEID_SCOPES),
-  claims: HELSEID_SCOPES,
+  scopes: [...Object.keys(HELSEID_SCOPES), ...SMART.scopes], // SMART
+  claims: { ...HELSEID_SCOPES, ...SMART.claims }, // SMART
+  extraParams: SMART.extraParams, // SMART
   conformIdTokenClaims: false, // HelseID puts the scope claims in the ID token
   features: {
     clientCredentials: { enabled: true },
@@ -317,6 +323,7 @@ ${Object.entries(out).map(([k, v]) => `<p><strong>${esc(k)}</strong>: ${esc(v)}<
 };
 
 const provider = new Provider(ISSUER, configuration);
+provider.use(SMART.tokenContext); // SMART: the launch's patient in the token response
 const oidcCallback = provider.callback();
 
 // ---------------------------------------------------------------------------
@@ -459,6 +466,13 @@ const server = createServer(async (req, res) => {
       console.error('devidp: logout error', err.message);
       if (!res.headersSent) sendHtml(res, 400, page('Feil', '<p class="error">Ugyldig utlogging.</p>'));
     }
+    return;
+  }
+  try { // SMART: the EHR's launch page
+    if (await SMART.handle(req, res, path.replace(/\/+$/, ''))) return;
+  } catch (err) {
+    console.error('devidp: ehr error', err.message);
+    if (!res.headersSent) sendHtml(res, 500, page('Feil', '<p class="error">Intern feil i EPJ-siden.</p>'));
     return;
   }
   const m = INTERACTION_RE.exec(path);
