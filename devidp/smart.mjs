@@ -70,20 +70,15 @@ export function createSmart({ env, rpBases, clientJwks, page, esc }) {
 
   // Authorization parameters for the SMART client: `launch` must name a live launch and
   // `aud` must be that launch's FHIR base (SMART App Launch 2.x, EHR launch). Other
-  // clients may not send them.
+  // clients' requests are left as they are (with `aud` allowed as a parameter, the portal
+  // login's pushed request arrives with an `aud` of its own), and get no launch context.
   const extraParams = {
     async launch(ctx, value, forClient) {
-      if (forClient?.clientId !== clientId) {
-        if (value !== undefined) throw new errors.InvalidRequest('launch is only for the SMART client');
-        return;
-      }
+      if (forClient?.clientId !== clientId) return;
       if (!liveLaunch(value)) throw new errors.InvalidRequest('launch is unknown or expired');
     },
     async aud(ctx, value, forClient) {
-      if (forClient?.clientId !== clientId) {
-        if (value !== undefined) throw new errors.InvalidRequest('aud is only for the SMART client');
-        return;
-      }
+      if (forClient?.clientId !== clientId) return;
       const launch = liveLaunch(ctx.oidc.params.launch);
       if (!launch || value !== launch.iss) throw new errors.InvalidRequest('aud is not the launch\'s FHIR server');
     },

@@ -132,6 +132,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # test runs side by side on one machine (other worktrees) do not take each other's ports.
 DEVIDP_PORT = int(os.environ.get("PJD_TEST_DEVIDP_PORT", "9911"))
 LIVE_SERVER_ADDRESS = f"127.0.0.1:{int(os.environ.get('PJD_TEST_LIVE_SERVER_PORT', '8765'))}"
+# The stand-in EHR's FHIR server (tests/test_smart_launch.py starts it): fixed, because the
+# dev identity provider's EHR page and its launches name it as `iss` from the start.
+SMART_FHIR_PORT = int(os.environ.get("PJD_TEST_SMART_FHIR_PORT", str(DEVIDP_PORT + 1)))
+SMART_FHIR_BASE = f"http://127.0.0.1:{SMART_FHIR_PORT}/fhir/R4"
 
 
 def _wait_for(url: str, seconds: float = 20) -> None:
@@ -165,6 +169,7 @@ def devidp(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
         "RP_BASES": f"http://testserver,http://{LIVE_SERVER_ADDRESS}",
         "IDP_CLIENT_JWKS": str(folder / "client-jwks.json"),
         "IDP_SIGNING_KEY_FILE": str(folder / "signing-key.json"),
+        "IDP_SMART_FHIR_BASE": SMART_FHIR_BASE,
     }
     log = (folder / "devidp.log").open("wb")
     proc = subprocess.Popen(
