@@ -9,12 +9,9 @@ the portal already; at the provider they log in once more, as at the EHR's Helse
 
 from __future__ import annotations
 
-import json
 import re
 import socket
-from collections.abc import Iterator
 from html import unescape
-from pathlib import Path
 from typing import Any
 from urllib.parse import parse_qs, urljoin, urlsplit
 
@@ -25,61 +22,19 @@ from django.test import Client
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.clinic import smart
-from tests import fhirserver
-from tests.builders import LIST_PATIENT_ID, OTHER_PATIENT_ID, World, login, synthetic_id
-from tests.conftest import DEVIDP_PORT, SMART_FHIR_BASE, SMART_FHIR_PORT
+from tests.builders import LIST_PATIENT_ID, World, login
+from tests.conftest import DEVIDP_PORT, SMART_FHIR_BASE
 
 pytestmark = pytest.mark.django_db(transaction=True)
 
 IDP = f"http://127.0.0.1:{DEVIDP_PORT}"
-NOT_IN_PORTAL_ID = synthetic_id(21, 6, 77, 420)
-NATIONAL_ID = "urn:oid:2.16.578.1.12.4.1.4.1"
-D_NUMBER = "urn:oid:2.16.578.1.12.4.1.4.2"
-
-
-def _patient(key: str, family: str, identifier: list[dict[str, str]]) -> dict[str, Any]:
-    resource: dict[str, Any] = {"resourceType": "Patient", "name": [{"family": family, "given": [key]}]}
-    if identifier:
-        resource["identifier"] = identifier
-    return {"fullUrl": f"urn:uuid:{key}", "resource": resource, "request": {"method": "POST", "url": "Patient"}}
-
-
-@pytest.fixture(scope="module")
-def ehr(tmp_path_factory: Any, devidp: dict[str, Any]) -> Iterator[tuple[fhirserver.FhirServer, dict[str, str]]]:
-    """The EHR's FHIR server and its patients' FHIR ids, by the test's own names."""
-
-    folder: Path = tmp_path_factory.mktemp("smart-ehr")
-    entries = [
-        _patient("list", "Testesen", [{"system": NATIONAL_ID, "value": LIST_PATIENT_ID}]),
-        _patient("other", "Prøvestad", [{"system": D_NUMBER, "value": OTHER_PATIENT_ID}]),
-        _patient("stranger", "Ukjent", [{"system": NATIONAL_ID, "value": NOT_IN_PORTAL_ID}]),
-        _patient("anonymous", "Uten-nummer", [{"system": "urn:example:mrn", "value": "MRN-1"}]),
-    ]
-    seed = folder / "seed.json"
-    seed.write_text(json.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries}))
-    with socket.socket() as probe:
-        assert probe.connect_ex(("127.0.0.1", SMART_FHIR_PORT)) != 0, f"port {SMART_FHIR_PORT} is taken"
-    server = fhirserver.start(
-        folder,
-        "smart-ehr",
-        seed_file=seed,
-        port=SMART_FHIR_PORT,
-        extra_env={"FHIR_SMART_AUTHORIZATION_SERVER": devidp["config"]["issuer"]},
-    )
-    assert server.base_url == SMART_FHIR_BASE
-    try:
-        bundle = requests.get(f"{server.base_url}/Patient", timeout=5).json()
-        ids = {e["resource"]["name"][0]["given"][0]: e["resource"]["id"] for e in bundle["entry"]}
-        yield server, ids
-    finally:
-        server.stop()
 
 
 @pytest.fixture
-def portal(settings: Any, use_devidp: dict[str, Any], ehr: Any, world: World) -> Client:
+def portal(settings: Any, use_devidp: dict[str, Any], smart_ehr: Any, world: World) -> Client:
     """The portal with the EHR configured, the fastlege logged in."""
 
-    server, _ = ehr
+    server, _ = smart_ehr
     server.reset()
     settings.SMART_EHRS = {SMART_FHIR_BASE: {"name": "Test-EPJ", "client_id": "pjd-portal-smart"}}
     settings.SMART_TIMEOUT = 3.0
@@ -163,8 +118,10 @@ def _assert_refused(response: Any, reason: str, status: int) -> None:
     assert details["channel"] == "smart"
 
 
-def test_a_launch_lands_on_the_patient_card_of_the_ehr_patient(portal: Client, ehr: Any, world: World) -> None:
-    server, ids = ehr
+def test_a_launch_lands_on_the_patient_card_of_the_ehr_patient(
+    portal: Client, smart_ehr: Any, world: World
+) -> None:
+    server, ids = smart_ehr
     flow = Flow(portal)
     started = flow.start(_launch(ids["list"]))
     assert started.status_code == 302
@@ -197,16 +154,16 @@ def test_a_launch_lands_on_the_patient_card_of_the_ehr_patient(portal: Client, e
             assert national_id not in url, url
 
 
-def test_a_d_number_is_read_too(portal: Client, ehr: Any, world: World) -> None:
-    _, ids = ehr
+def test_a_d_number_is_read_too(portal: Client, smart_ehr: Any, world: World) -> None:
+    _, ids = smart_ehr
     response = Flow(portal).run(_launch(ids["other"]))
     assert response.status_code == 302, response.content[:500]
     [lookup] = AccessEvent.objects.filter(event_type=kinds.PATIENT_LOOKUP.name)
     assert lookup.patient_id == world.other_patient.pk
 
 
-def test_a_patient_the_portal_does_not_have_gets_the_lookup_answer(portal: Client, ehr: Any) -> None:
-    _, ids = ehr
+def test_a_patient_the_portal_does_not_have_gets_the_lookup_answer(portal: Client, smart_ehr: Any) -> None:
+    _, ids = smart_ehr
     response = Flow(portal).run(_launch(ids["stranger"]))
     assert response.status_code == 404
     assert 'data-testid="lookup-error"' in response.content.decode()
@@ -215,15 +172,15 @@ def test_a_patient_the_portal_does_not_have_gets_the_lookup_answer(portal: Clien
     assert _refusals() == []
 
 
-def test_a_patient_without_a_national_id(portal: Client, ehr: Any) -> None:
-    _, ids = ehr
+def test_a_patient_without_a_national_id(portal: Client, smart_ehr: Any) -> None:
+    _, ids = smart_ehr
     response = Flow(portal).run(_launch(ids["anonymous"]))
     _assert_refused(response, smart.NO_NATIONAL_ID, 422)
     assert not AccessEvent.objects.filter(event_type=kinds.PATIENT_LOOKUP.name).exists()
 
 
-def test_an_iss_not_configured_is_refused_without_contacting_it(portal: Client, ehr: Any) -> None:
-    server, _ = ehr
+def test_an_iss_not_configured_is_refused_without_contacting_it(portal: Client, smart_ehr: Any) -> None:
+    server, _ = smart_ehr
     response = Flow(portal).start("some-launch", iss="http://127.0.0.1:9/fhir/R4")
     _assert_refused(response, smart.ISS_UNKNOWN, 403)
     assert _refusals()[0][1]["iss"] == "http://127.0.0.1:9/fhir/R4"
@@ -244,7 +201,11 @@ def test_an_ehr_that_does_not_answer(portal: Client, settings: Any) -> None:
 
 def test_a_smart_configuration_for_another_authorization_server(portal: Client, settings: Any) -> None:
     settings.SMART_EHRS = {
-        SMART_FHIR_BASE: {"name": "Test-EPJ", "client_id": "pjd-portal-smart", "issuer": "https://helseid.example"}
+        SMART_FHIR_BASE: {
+            "name": "Test-EPJ",
+            "client_id": "pjd-portal-smart",
+            "issuer": "https://helseid.example",
+        }
     }
     _assert_refused(Flow(portal).start("x"), smart.CONFIGURATION_INVALID, 502)
 
@@ -259,8 +220,8 @@ def test_a_callback_with_a_state_the_portal_did_not_make(portal: Client) -> None
     _assert_refused(response, smart.STATE_MISMATCH, 400)
 
 
-def test_a_code_the_token_endpoint_refuses(portal: Client, ehr: Any) -> None:
-    _, ids = ehr
+def test_a_code_the_token_endpoint_refuses(portal: Client, smart_ehr: Any) -> None:
+    _, ids = smart_ehr
     flow = Flow(portal)
     started = flow.start(_launch(ids["list"]))
     back = flow.at_provider(started["Location"])
@@ -271,8 +232,8 @@ def test_a_code_the_token_endpoint_refuses(portal: Client, ehr: Any) -> None:
     _assert_refused(flow.back(back), smart.TOKEN_FAILED, 502)
 
 
-def test_a_token_response_without_a_patient(portal: Client, ehr: Any, monkeypatch: Any) -> None:
-    _, ids = ehr
+def test_a_token_response_without_a_patient(portal: Client, smart_ehr: Any, monkeypatch: Any) -> None:
+    _, ids = smart_ehr
     real_post = requests.post
 
     class WithoutPatient:
@@ -293,15 +254,15 @@ def test_a_token_response_without_a_patient(portal: Client, ehr: Any, monkeypatc
     _assert_refused(flow.back(back), smart.NO_PATIENT, 502)
 
 
-def test_another_person_logged_in_at_the_ehr(portal: Client, ehr: Any) -> None:
-    _, ids = ehr
+def test_another_person_logged_in_at_the_ehr(portal: Client, smart_ehr: Any) -> None:
+    _, ids = smart_ehr
     response = Flow(portal, username="legevakt").run(_launch(ids["list"]))
     _assert_refused(response, smart.PERSON_MISMATCH, 403)
     assert not AccessEvent.objects.filter(event_type=kinds.PATIENT_LOOKUP.name).exists()
 
 
-def test_the_patient_read_fails(portal: Client, ehr: Any) -> None:
-    server, ids = ehr
+def test_the_patient_read_fails(portal: Client, smart_ehr: Any) -> None:
+    server, ids = smart_ehr
     flow = Flow(portal)
     started = flow.start(_launch(ids["list"]))
     back = flow.at_provider(started["Location"])
@@ -309,8 +270,8 @@ def test_the_patient_read_fails(portal: Client, ehr: Any) -> None:
     _assert_refused(flow.back(back), smart.PATIENT_READ_FAILED, 502)
 
 
-def test_the_ehr_fhir_server_wants_the_token(ehr: Any) -> None:
-    server, ids = ehr
+def test_the_ehr_fhir_server_wants_the_token(smart_ehr: Any) -> None:
+    server, ids = smart_ehr
     server.reset()
     url = f"{server.base_url}/Patient/{ids['list']}"
     assert requests.get(url, timeout=5).status_code == 401
