@@ -250,7 +250,7 @@ def test_a_token_response_without_a_patient(portal: Client, smart_ehr: Any, monk
     flow = Flow(portal)
     started = flow.start(_launch(ids["list"]))
     back = flow.at_provider(started["Location"])
-    monkeypatch.setattr(smart.requests, "post", post)
+    monkeypatch.setattr(requests, "post", post)
     _assert_refused(flow.back(back), smart.NO_PATIENT, 502)
 
 
