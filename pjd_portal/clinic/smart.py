@@ -313,9 +313,15 @@ def exchange_code(request: HttpRequest, ehr: Ehr, entry: dict[str, Any], code: s
     except (requests.RequestException, ValueError) as exc:
         logger.warning("smart: token endpoint of %s failed: %s", ehr.name, type(exc).__name__)
         raise refused(TOKEN_FAILED) from exc
-    if response.status_code != 200 or not isinstance(body, dict):
+    return _tokens_from(response.status_code, body)
+
+
+def _tokens_from(status: int, body: Any) -> Tokens:
+    """The token response, checked: an access token, the launch's patient, an ID token."""
+
+    if status != 200 or not isinstance(body, dict):
         error = body.get("error") if isinstance(body, dict) else None
-        logger.warning("smart: token endpoint answered %s (%s)", response.status_code, error)
+        logger.warning("smart: token endpoint answered %s (%s)", status, error)
         raise refused(TOKEN_FAILED)
     access_token = body.get("access_token")
     if not isinstance(access_token, str) or not access_token:

@@ -9,7 +9,6 @@ from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse, HttpResponseRedirect
 from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
-from django.views.decorators.cache import never_cache
 from django.views.decorators.http import require_GET
 
 from pjd_portal.access.services import lookup_patient
@@ -117,7 +116,6 @@ def _refused(
     return render(request, "clinic/smart_refused.html", context, status=refusal.status)
 
 
-@never_cache
 @login_required
 @clinician_required
 @require_GET
@@ -132,7 +130,6 @@ def smart_launch(request: HttpRequest) -> HttpResponse:
     return HttpResponseRedirect(target)
 
 
-@never_cache
 @login_required
 @clinician_required
 @require_GET
