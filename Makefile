@@ -74,9 +74,10 @@ run: setup
 	@echo "Portal: http://127.0.0.1:$(PORTAL_PORT)/  (log in as fastlege / test)"
 	@echo "Remote source (St. Olavs hospital HF): http://127.0.0.1:$(FHIR_PORT)/fhir/R4"
 	@echo "Patient notices received (the citizen portal stand-in): http://127.0.0.1:$(NOTICE_PORT)/notices"
+	@echo "Test-EPJ (launch into the portal): http://127.0.0.1:$(IDP_PORT)/epj"
 	@echo "EHR (SMART launch): http://127.0.0.1:$(IDP_PORT)/ehr"
 	@cd devidp && IDP_PORT=$(IDP_PORT) RP_BASES=http://127.0.0.1:$(PORTAL_PORT) \
-		IDP_CLIENT_JWKS=../var/oidc_client_jwks.json \
+		IDP_CLIENT_JWKS=../var/oidc_client_jwks.json IDP_PORTAL_BASE=http://127.0.0.1:$(PORTAL_PORT) \
 		IDP_SMART_FHIR_BASE=http://127.0.0.1:$(FHIR_PORT)/fhir/R4 node server.mjs & \
 	idp=$$!; \
 	cd fhirserver && FHIR_PORT=$(FHIR_PORT) FHIR_SEED_FILE=../$(REMOTE_SOURCE_SEED) \

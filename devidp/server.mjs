@@ -12,6 +12,9 @@ import { fileURLToPath } from 'node:url';
 import { calculateJwkThumbprint, exportJWK, generateKeyPair } from 'jose';
 import Provider, { errors } from 'oidc-provider';
 
+import {
+  createEpjHandler, epjClient, epjConfiguration, epjSettings, loadEpjKey,
+} from './epj.mjs';
 import { createSmart } from './smart.mjs'; // SMART
 
 const HERE = dirname(fileURLToPath(import.meta.url));
@@ -125,6 +128,16 @@ async function loadSigningKey() {
 const signingKey = await loadSigningKey();
 if (!signingKey.kid) signingKey.kid = await calculateJwkThumbprint(signingKey);
 
+// The EPJ client (epj.mjs, docs/epj.md): its settings, its key, its part of the configuration.
+const EPJ = epjSettings(env, HERE, RP_BASES);
+let epjKey;
+try {
+  epjKey = await loadEpjKey(EPJ.keyFile);
+} catch (err) {
+  fail(err.message);
+}
+const EPJ_CONFIGURATION = epjConfiguration(EPJ);
+
 // ---------------------------------------------------------------------------
 // HTML helpers (Norwegian bokmål)
 // ---------------------------------------------------------------------------
@@ -236,14 +249,19 @@ const configuration = {
     redirect_uris: RP_BASES.map((b) => `${b}/oidc/callback/`),
     post_logout_redirect_uris: RP_BASES.flatMap((b) => [`${b}/`, `${b}/logget-ut/`]),
     require_pushed_authorization_requests: true, // as HelseID requires of new clients
-  }, SMART.client], // SMART
+  },
+  epjClient(EPJ, epjKey), // the EPJ (epj.mjs): client credentials only
+  SMART.client], // SMART
   jwks: { keys: [signingKey] },
   responseTypes: ['code'],
   clientAuthMethods: ['private_key_jwt'],
   enabledJWA: {
     clientAuthSigningAlgValues: ['RS256', 'PS256', 'ES256'],
     idTokenSigningAlgValues: ['RS256'],
+    dPoPSigningAlgValues: EPJ_CONFIGURATION.dPoPSigningAlgValues,
   },
+  extraTokenClaims: EPJ_CONFIGURATION.extraTokenClaims,
+  formats: { customizers: { jwt: EPJ_CONFIGURATION.customizeJwt } },
   pkce: { required: () => true }, // oidc-provider 9 only supports S256
   scopes: [...Object.keys(HELSEID_SCOPES), ...SMART.scopes], // SMART
   claims: { ...HELSEID_SCOPES, ...SMART.claims }, // SMART
@@ -291,6 +309,8 @@ ${form}
     },
     revocation: { enabled: false },
     introspection: { enabled: false },
+    // EPJ: DPoP (on by default), resource indicators and rich authorization requests.
+    ...EPJ_CONFIGURATION.features,
   },
   interactions: {
     url: (ctx, interaction) => `/interaction/${interaction.uid}`,
@@ -457,8 +477,20 @@ async function endSessionByPost(req, res) {
   oidcCallback(req, res);
 }
 
+const handleEpj = createEpjHandler({
+  settings: EPJ,
+  key: epjKey,
+  users: USERS,
+  tokenEndpoint: provider.urlFor('token'),
+  page,
+  esc,
+  sendHtml,
+  readForm,
+});
+
 const server = createServer(async (req, res) => {
   const path = (req.url || '/').split('?')[0];
+  if (await handleEpj(req, res, path)) return;
   if (req.method === 'POST' && path.replace(/\/+$/, '') === END_SESSION_PATH) {
     try {
       await endSessionByPost(req, res);

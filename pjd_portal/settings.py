@@ -463,6 +463,24 @@ CITIZEN_PORTAL_JWKS = os.environ.get("PJD_CITIZEN_PORTAL_JWKS", "")
 CLIENT_ASSERTION_MAX_LIFETIME_SECONDS = 300  # `exp` at most five minutes ahead
 CLIENT_ASSERTION_LEEWAY_SECONDS = envint("PJD_CLIENT_ASSERTION_LEEWAY_SECONDS", 30)
 
+# --- EPJ systems: the launch and the MHD API (docs/epj.md) ----------------------------
+# Their HelseID access tokens: DPoP-bound JWTs for this audience and scope, from one of
+# these clients (a JSON list of client ids; unset: no EPJ is let in). In development the
+# dev identity provider's test EPJ.
+API_AUDIENCE = os.environ.get("PJD_API_AUDIENCE", "nhn:pjd-portal")
+API_SCOPE = os.environ.get("PJD_API_SCOPE", "nhn:pjd-portal/api")
+EPJ_CLIENTS = frozenset(
+    json.loads(os.environ.get("PJD_EPJ_CLIENTS", "") or ('["pjd-test-epj"]' if DEBUG else "[]"))
+)
+# A DPoP proof is good for this long after its `iat` (its jti is remembered as long);
+# a nonce the portal gave for this long (RFC 9449 §§ 11.1, 9).
+DPOP_PROOF_SECONDS = envint("PJD_DPOP_PROOF_SECONDS", 60)
+DPOP_NONCE_SECONDS = envint("PJD_DPOP_NONCE_SECONDS", 300)
+# A launch code lives this long (at most 60 s) and opens one visit once.
+EPJ_LAUNCH_CODE_SECONDS = envint("PJD_EPJ_LAUNCH_CODE_SECONDS", 60)
+if not 1 <= EPJ_LAUNCH_CODE_SECONDS <= 60:
+    raise ImproperlyConfigured("PJD_EPJ_LAUNCH_CODE_SECONDS must be between 1 and 60.")
+
 # --- Patient notices (pjd_portal/notices): the patient is told of AKUTT and FORHØYET ----
 # Each notice is a signed JSON POST to the citizen portal (HMAC-SHA256 under
 # PJD_PATIENT_NOTICE_KEY, notices/signing.py), made by the django-tasks worker

@@ -2,7 +2,8 @@ from django.urls import include, path, register_converter
 
 from pjd_portal.accounts import sessions as session_views
 from pjd_portal.citizen_api import views as audit_api
-from pjd_portal.clinic import document_views, patient_views, smart_views
+from pjd_portal.clinic import document_views, launch_views, patient_views, smart_views
+from pjd_portal.epj_api import launch as epj_launch
 from pjd_portal.forvaltning import logreview as logreview_views
 from pjd_portal.forvaltning import privacy as privacy_views
 from pjd_portal.forvaltning import roles as roles_views
@@ -124,6 +125,10 @@ urlpatterns = [
     path("pasient/", include(documents_patterns)),
     path("forvaltning/", include(forvaltning_patterns)),
     path("api/fhir/", include(fhir_patterns)),
+    # The launch from the EPJ (docs/epj.md): the code for the EPJ, then the browser's way in.
+    path("api/launch", epj_launch.launch_code, name="epj_launch"),
+    path("start/", launch_views.epj_start, name="epj_start"),
+    path("start/fortsett/", launch_views.epj_start_finish, name="epj_start_finish"),
     # Only the two OIDC views the portal uses: mozilla-django-oidc's own logout view
     # would end sessions without an audit event.
     path("oidc/authenticate/", PortalAuthenticateView.as_view(), name="oidc_authentication_init"),

@@ -178,9 +178,13 @@ def devidp(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
         **os.environ,
         "IDP_PORT": str(DEVIDP_PORT),
         "RP_BASES": f"http://testserver,http://{LIVE_SERVER_ADDRESS}",
+        # The test EPJ page (/epj) launches into the live server, where the browser is.
+        "IDP_PORTAL_BASE": f"http://{LIVE_SERVER_ADDRESS}",
         "IDP_CLIENT_JWKS": str(folder / "client-jwks.json"),
         "IDP_SIGNING_KEY_FILE": str(folder / "signing-key.json"),
         "IDP_SMART_FHIR_BASE": SMART_FHIR_BASE,
+        # The EPJ client's private JWK (written by the provider): tests sign as the EPJ.
+        "IDP_EPJ_KEY_FILE": str(folder / "epj-key.json"),
     }
     log = (folder / "devidp.log").open("wb")
     proc = subprocess.Popen(
@@ -190,7 +194,12 @@ def devidp(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
     try:
         _wait_for(f"{issuer}/.well-known/openid-configuration")
         config = json.loads(requests.get(f"{issuer}/.well-known/openid-configuration", timeout=5).text)
-        yield {"config": config, "client_key": folder / "client-key.pem", "log": folder / "devidp.log"}
+        yield {
+            "config": config,
+            "client_key": folder / "client-key.pem",
+            "epj_key": folder / "epj-key.json",
+            "log": folder / "devidp.log",
+        }
     finally:
         proc.terminate()
         try:

@@ -88,6 +88,12 @@ MATRIX = {
     "forvaltning:access_role_revoke": ("post", [404, 404, 404, 404, 302, 404]),
     # Token-authenticated (the citizen portal's signed JWT): a session is no credential.
     "fhir:auditevent_search": ("post", [401, 401, 401, 401, 401, 401]),
+    # The launch from the EPJ (tests/test_epj_launch.py): the code is for an EPJ's DPoP
+    # token, never a session; the browser's form with no code opens nothing for anyone, and
+    # the finish without a launch redeemed in this session is the same refusal.
+    "epj_launch": ("post", [401, 401, 401, 401, 401, 401]),
+    "epj_start": ("post", [403, 403, 403, 403, 403, 403]),
+    "epj_start_finish": ("get", [LOGIN_REDIRECT, 403, 403, 403, 403, 403]),
 }
 
 

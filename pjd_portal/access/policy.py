@@ -368,6 +368,95 @@ def purpose_of_use(clinician: ClinicianFacts, basis: str) -> str:
     return PurposeOfUse.TREAT
 
 
+# --- Attests from the EPJ (docs/epj.md) ---------------------------------------------------
+
+# The purposes of use the portal turns into a basis; COC and anything else are refused.
+EPJ_PURPOSES = frozenset({PurposeOfUse.TREAT, PurposeOfUse.ETREAT, PurposeOfUse.BTG})
+# ETREAT states no reason of its own: the emergency basis records this one, naming where
+# it came from, so that the log review reads why there was no reason written.
+ETREAT_REASON = _("Emergency care in the emergency chain (ETREAT), attested by the EPJ's own decision.")
+
+
+def may_use_purpose_of_use(purpose: str) -> Decision:
+    if purpose in EPJ_PURPOSES:
+        return ALLOW
+    return _deny(
+        "purpose_not_supported",
+        str(
+            _("The EPJ's purpose of use (%(purpose)s) does not give access to documents here.")
+            % {"purpose": purpose}
+        ),
+    )
+
+
+def attest_names_one_patient(count: int) -> Decision:
+    """An attest is bound to one patient: none, or several, opens nothing."""
+
+    if count == 1:
+        return ALLOW
+    return _deny(
+        "attest_patient_count",
+        str(
+            _(
+                "The EPJ sent an attest for %(n)d patients. The portal opens one patient at a time: open the patient again from the EPJ."
+            )
+            % {"n": count}
+        ),
+    )
+
+
+def basis_for_purpose_of_use(
+    clinician: ClinicianFacts, patient: PatientFacts, purpose: str, reason: str
+) -> tuple[str, str]:
+    """The basis (and the reason to record) an EPJ's purpose of use stands for: TREAT is
+    UNNTAK where the exception applies to this clinician and patient, else SAMTYKKE (the
+    EPJ attests the care relation); ETREAT and BTG are AKUTT, BTG with the attest's own
+    reason. Whether that basis may be stated is `may_state_basis`'s answer, as for the
+    portal's form: a restricted patient's documents need FORHØYET, which no attest states."""
+
+    if purpose == PurposeOfUse.TREAT:
+        return (Basis.UNNTAK if _unntak_applies(clinician, patient) else Basis.SAMTYKKE), reason
+    if purpose == PurposeOfUse.ETREAT:
+        return Basis.AKUTT, reason or str(ETREAT_REASON)
+    return Basis.AKUTT, reason
+
+
+def may_act_on_attest(
+    *,
+    person_pid: str,
+    person_hpr_number: str,
+    organisation_orgnr: str,
+    legal_entity_orgnr: str,
+    attest_pid: str,
+    attest_hpr_number: str,
+    attest_point_of_care: str,
+    attest_legal_entity: str,
+) -> Decision:
+    """The person logged in is the attest's practitioner, acting for its organisation: an
+    attest made for one clinician opens nothing for another at the same keyboard."""
+
+    same_person = person_pid == attest_pid and (
+        not attest_hpr_number or attest_hpr_number == person_hpr_number
+    )
+    if not same_person:
+        return _deny(
+            "launch_person_mismatch",
+            str(
+                _("The EPJ opened the portal for another person than the one logged in. Nothing was opened.")
+            ),
+        )
+    if organisation_orgnr != attest_point_of_care or legal_entity_orgnr != attest_legal_entity:
+        return _deny(
+            "launch_organisation_mismatch",
+            str(
+                _(
+                    "The EPJ acts for another organisation than the one you are logged in for. Nothing was opened."
+                )
+            ),
+        )
+    return ALLOW
+
+
 def attest_is_valid(
     clinician: ClinicianFacts, patient: PatientFacts, attest: AttestFacts | None, now: datetime.datetime
 ) -> bool:

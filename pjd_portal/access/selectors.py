@@ -87,6 +87,16 @@ _stating_event = AccessEvent.objects.filter(
 )
 
 
+def stating_event() -> QuerySet[AccessEvent]:
+    """The events that put an attest in force, for an `Exists` against an attest query."""
+
+    return _stating_event
+
+
+def patient_id_for(national_id: str) -> int | None:
+    return Patient.objects.filter(national_id=national_id).values_list("pk", flat=True).first()
+
+
 def latest_attest(lookup: PatientLookup, now: datetime.datetime) -> AccessAttest | None:
     """The newest live attest of this user, organisation and patient, from this lookup or
     an earlier one: a basis stated a few minutes ago still holds when the clinician looks

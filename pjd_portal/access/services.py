@@ -9,6 +9,7 @@ event is in the log. The policy module decides, these functions only act on its 
 from __future__ import annotations
 
 import datetime
+from collections.abc import Mapping
 from contextlib import nullcontext
 from dataclasses import dataclass, field
 from uuid import UUID
@@ -35,15 +36,20 @@ class LookupResult:
     error_code: str = ""
 
 
-def lookup_patient(*, caller: Caller, entered: NationalId | InvalidNationalId) -> LookupResult:
+def lookup_patient(
+    *, caller: Caller, entered: NationalId | InvalidNationalId, visit: Mapping[str, str] | None = None
+) -> LookupResult:
     """Look up a patient by national id (parsed by the form's NationalIdField). Logs hits,
-    misses and invalid input alike; a hit is a clinical handle, made with its event."""
+    misses and invalid input alike; a hit is a clinical handle, made with its event.
+    `visit`: what an attest from the EPJ puts on each of its events (AttestOrigin)."""
+
+    visit = dict(visit or {})
 
     clinician = selectors.clinician_facts(caller)
     portal = policy.may_use_clinical_portal(clinician)
     if not portal:
         record_event(
-            events.PATIENT_LOOKUP(outcome=Outcome.DENIED, reason_code=portal.reason_code),
+            events.PATIENT_LOOKUP(outcome=Outcome.DENIED, reason_code=portal.reason_code, details=visit),
             actor=caller.actor,
             where=caller.where,
         )
@@ -51,7 +57,7 @@ def lookup_patient(*, caller: Caller, entered: NationalId | InvalidNationalId) -
     match = find_patient(entered)
     if match.patient is None:
         record_event(
-            events.PATIENT_LOOKUP(**match.event_fields()),
+            events.PATIENT_LOOKUP(**match.event_fields(), details=visit),
             actor=caller.actor,
             where=caller.where,
         )
@@ -65,7 +71,7 @@ def lookup_patient(*, caller: Caller, entered: NationalId | InvalidNationalId) -
     )
     try:
         record_event(
-            events.PATIENT_LOOKUP(**match.event_fields(), handle=str(lookup.handle)),
+            events.PATIENT_LOOKUP(**match.event_fields(), handle=str(lookup.handle), details=visit),
             actor=caller.actor,
             where=caller.where,
         )
@@ -120,16 +126,44 @@ def access_patient_by_handle(*, caller: Caller, handle: UUID) -> PatientAccess:
 
 
 @dataclass(frozen=True)
+class AttestOrigin:
+    """An attest stated by an EPJ rather than on the portal's form: how it came (the
+    launch, the API), from which HelseID client, and the trust framework's own words."""
+
+    channel: str
+    client_id: str
+    decision_ref: str
+    purpose_of_use: str
+    care_relation: str
+    self_selected: bool
+
+    def details(self) -> dict[str, str]:
+        return {
+            "channel": self.channel,
+            "client_id": self.client_id,
+            "decision_ref": self.decision_ref,
+            "purpose_of_use_details": self.care_relation,
+        }
+
+
+@dataclass(frozen=True)
 class BasisResult:
     attest: AccessAttest | None
     decision: policy.Decision
 
 
 def state_basis(
-    *, caller: Caller, access: PatientAccess, basis: str, reason: str, situation: str = ""
+    *,
+    caller: Caller,
+    access: PatientAccess,
+    basis: str,
+    reason: str,
+    situation: str = "",
+    origin: AttestOrigin | None = None,
 ) -> BasisResult:
     """Record the clinician's basis for access as an attest, if the policy allows it. An
-    emergency basis names the situation chosen from the form's list (`situation`)."""
+    emergency basis names the situation chosen from the form's list (`situation`); an
+    attest from the EPJ names its `origin`."""
 
     reason = reason.strip()
     decision = policy.may_state_basis(access.clinician, access.patient_facts, basis, reason)
@@ -141,6 +175,7 @@ def state_basis(
                 patient=access.patient,
                 basis=basis if basis in Basis.values else "",
                 reason_text=reason,
+                details=origin.details() if origin is not None else None,
             ),
             actor=caller.actor,
             where=caller.where,
@@ -161,12 +196,17 @@ def state_basis(
             organisation_id=access.lookup.organisation_id,
             patient=access.patient,
             basis=basis,
-            purpose_of_use=policy.purpose_of_use(access.clinician, basis),
-            care_relation="BEHANDLER",
+            purpose_of_use=origin.purpose_of_use
+            if origin
+            else policy.purpose_of_use(access.clinician, basis),
+            care_relation=(origin.care_relation if origin else "BEHANDLER"),
             reason=reason,
-            self_selected=True,
+            self_selected=origin.self_selected if origin else True,
             created_at=now,
             expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
+            channel=origin.channel if origin else "",
+            client_id=origin.client_id if origin else "",
+            decision_ref=origin.decision_ref if origin else "",
         )
         details: dict[str, Detail] = {}
         if flagged:
@@ -213,7 +253,13 @@ def refuse_basis_form(*, caller: Caller, access: PatientAccess, reason_code: str
     )
 
 
-def refuse_by_status(*, caller: Caller, access: PatientAccess, decision: policy.Decision) -> None:
+def refuse_by_status(
+    *,
+    caller: Caller,
+    access: PatientAccess,
+    decision: policy.Decision,
+    visit: Mapping[str, str] | None = None,
+) -> None:
     """The status pre-check refused (a block of this clinician, a reservation): logged as
     the list logs it, before any basis is asked."""
 
@@ -223,6 +269,7 @@ def refuse_by_status(*, caller: Caller, access: PatientAccess, decision: policy.
             reason_code=decision.reason_code,
             patient=access.patient,
             attest=access.attest,
+            details=visit,
         ),
         actor=caller.actor,
         where=caller.where,

@@ -12,12 +12,14 @@ from dataclasses import dataclass
 
 from django.http import HttpRequest
 
-from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
 from pjd_portal.accounts.context import (
     active_roles,
     authenticated_user,
+    authorizations_for,
     current_organisation,
     request_authorizations,
+    roles_in,
 )
 from pjd_portal.accounts.models import Organisation, User
 from pjd_portal.auditlog.actor import Actor, PointOfCare
@@ -46,4 +48,26 @@ def caller_of(request: HttpRequest) -> Caller:
         authorizations=request_authorizations(request, user),
         actor=actor_of(request),
         where=point_of_care_of(request),
+    )
+
+
+def caller_acting_for(request: HttpRequest, *, pid: str, hpr_number: str, orgnr: str) -> Caller | None:
+    """The person an EPJ's attest names, acting for the organisation it names, for a call
+    with no session (the MHD API): the portal's own user with this national id and HPR
+    number, with the roles they hold there. None when the portal knows no such active
+    person or organisation: the attest cannot give anyone a role the portal has not."""
+
+    user = User.objects.filter(pid=pid, is_active=True).first() if pid else None
+    organisation = (
+        Organisation.objects.filter(orgnr=orgnr).select_related("parent").first() if orgnr else None
+    )
+    if user is None or organisation is None or (hpr_number and user.hpr_number != hpr_number):
+        return None
+    return Caller(
+        user=user,
+        organisation=organisation,
+        roles=roles_in(user, organisation),
+        authorizations=authorizations_for(user.hpr_number),
+        actor=actor_of(request, user),
+        where=point_of_care_for(organisation),
     )

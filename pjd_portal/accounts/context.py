@@ -57,14 +57,14 @@ def _facts(request: HttpRequest) -> Facts:
             org = preset[1]
             kept = (
                 org,
-                _roles_in(user, org) if org is not None else frozenset(),
+                roles_in(user, org) if org is not None else frozenset(),
                 authorizations_for(user.hpr_number),
             )
         elif kept is None:
             org = None
             if org_id is not None:
                 org = Organisation.objects.filter(pk=org_id).select_related("parent").first()
-            roles = _roles_in(user, org) if org is not None else frozenset()
+            roles = roles_in(user, org) if org is not None else frozenset()
             kept = (org, roles, authorizations_for(user.hpr_number))
             facts.keep(session, user, org_id, *kept)
         org, roles, authorizations = kept
@@ -86,7 +86,7 @@ def active_roles(request: HttpRequest) -> frozenset[str]:
     return _facts(request)[1]
 
 
-def _roles_in(user: Any, org: Organisation) -> frozenset[str]:
+def roles_in(user: Any, org: Organisation) -> frozenset[str]:
     """The roles in force: the user's django-guardian object permissions on the
     organisation (see accounts/roles.py), in one query. An inactive account holds no role."""
 

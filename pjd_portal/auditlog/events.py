@@ -300,7 +300,7 @@ EPJ_LAUNCH_REFUSED = EventKind(
     "epj_launch_refused",
     _("Launch from the EPJ refused"),
     Balp.APPLICATION_ACTIVITY,
-    frozenset({"channel", "client_id", "decision_ref", "iss", "launch_id"}),
+    frozenset({"iss", "launch_id"}) | _VISIT,
 )
 # A call of the MHD API (ITI-67, ITI-68) refused before a patient was reached: a token or
 # attest the portal could not accept, from a client it knows.
@@ -308,7 +308,7 @@ API_CALL_REFUSED = EventKind(
     "api_call_refused",
     _("API call refused"),
     Balp.APPLICATION_ACTIVITY,
-    frozenset({"channel", "client_id", "jti", "decision_ref", "interaction"}),
+    frozenset({"jti", "interaction"}) | _VISIT,
 )
 PATIENT_LOG_READ = EventKind(
     "patient_log_read",

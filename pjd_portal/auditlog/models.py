@@ -125,6 +125,15 @@ class AccessEvent(models.Model):
         return events.label(self.event_type)
 
     @property
+    def from_epj(self) -> dict[str, str]:
+        """What an event of a visit from the EPJ says of it: the channel, the EPJ's client,
+        its decision and the care relation (the attest's words; empty for the portal's own)."""
+
+        details = self.details or {}
+        names = ("channel", "client_id", "decision_ref", "purpose_of_use_details")
+        return {name: str(details[name]) for name in names if details.get(name)}
+
+    @property
     def has_separate_legal_entity(self) -> bool:
         """The organisation acted for is a sub-unit: its legal entity is another one."""
         return bool(self.legal_entity_orgnr) and self.legal_entity_orgnr != self.organisation_orgnr

@@ -68,6 +68,12 @@ def _refused(request: HttpRequest, access: PatientAccess, status: policy.Decisio
     The refusal is logged as every status check is."""
 
     refuse_by_status(caller=caller_of(request), access=access, decision=status)
+    return refused_page(request, access, status)
+
+
+def refused_page(request: HttpRequest, access: PatientAccess, status: policy.Decision) -> HttpResponse:
+    """The page of a reservation or a block, its refusal logged already."""
+
     # No basis is in force for a patient the clinician may not see: the banner says none.
     banner = replace(banner_of(access), basis="", expires_at=None, minutes_left=None)
     context = {"banner": banner, "decision": status, "lookup_form": PatientLookupForm()}

@@ -350,6 +350,8 @@ def _csv_header() -> list[str]:
         gettext("Basis for access"),
         gettext("Reason given"),
         gettext("Risk signals"),
+        gettext("The EPJ's decision"),
+        gettext("Care relation"),
     ]
 
 
@@ -374,6 +376,8 @@ def _csv_line(row: queries.ReviewRow) -> list[str]:
         _cell(_basis_label(event.basis)),
         _cell(event.reason_text),
         _cell("; ".join(str(risk.Signal(code).label) for code in row.signals)),
+        _cell(event.from_epj.get("decision_ref", "")),
+        _cell(event.from_epj.get("purpose_of_use_details", "")),
     ]
 
 

@@ -58,6 +58,9 @@ class LogRow:
     document_withheld: bool
     basis: str
     reason_text: str
+    # An access from the EPJ: its own decision's reference and the care relation it attested.
+    decision_ref: str
+    care_relation: str
     outcome: str
     granted: bool
 
@@ -84,6 +87,8 @@ def log_rows(events: list[AccessEvent]) -> list[LogRow]:
                 document_withheld=document is not None and document.withheld,
                 basis=_basis_label(event.basis),
                 reason_text=event.reason_text,
+                decision_ref=event.from_epj.get("decision_ref", ""),
+                care_relation=event.from_epj.get("purpose_of_use_details", ""),
                 outcome=event.get_outcome_display(),
                 granted=event.outcome == Outcome.GRANTED,
             )

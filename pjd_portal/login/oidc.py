@@ -53,6 +53,12 @@ CLAIM_HPR = "helseid://claims/hpr/hpr_number"
 CLAIM_ORGNR_PARENT = "helseid://claims/client/claims/orgnr_parent"
 CLAIM_ORGNR_CHILD = "helseid://claims/client/claims/orgnr_child"
 JWT_BEARER = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
+# A silent login (prompt=none, for a launch from the EPJ) that HelseID cannot finish without
+# the person: answered with one of these, it becomes an ordinary login, not a refusal.
+SESSION_SILENT_STATES_KEY = "pjd_silent_login_states"
+NEEDS_INTERACTION = frozenset(
+    {"login_required", "interaction_required", "consent_required", "account_selection_required"}
+)
 
 
 @dataclass(frozen=True)
@@ -231,11 +237,24 @@ class PortalAuthenticateView(OIDCAuthenticationRequestView):  # type: ignore[mis
 
     def get(self, request: HttpRequest) -> HttpResponse:
         response: HttpResponse = super().get(request)
+        prompt = ""
         if request.GET.get("reauth") == "1":
             # After a session timeout: the person must prove who they are again, not be
             # signed straight back in by the provider's own session (a shared clinic PC).
+            prompt = "login"
+        elif request.GET.get("silent") == "1":
+            # A launch from the EPJ: the person is signed in with HelseID already (the EPJ's
+            # own login); no page of the provider's should stand between the EPJ and the
+            # list. Should HelseID need the person, the callback starts an ordinary login.
+            prompt = "none"
+        if prompt:
             url = urlsplit(response["Location"])
-            query = urlencode([*parse_qsl(url.query), ("prompt", "login")])
+            params = parse_qsl(url.query)
+            if prompt == "none":
+                state = dict(params).get("state", "")
+                silent = request.session.get(SESSION_SILENT_STATES_KEY, [])[-4:]
+                request.session[SESSION_SILENT_STATES_KEY] = [*silent, state]
+            query = urlencode([*params, ("prompt", prompt)])
             response = HttpResponseRedirect(url._replace(query=query).geturl())
         try:
             endpoint = provider.par_endpoint()
@@ -299,6 +318,14 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
             # Forget the state so it cannot be replayed; not through super().get(), whose
             # failure path would write a second refusal event. Whoever is logged in stays so.
             del states[state]
+            silent = request.session.get(SESSION_SILENT_STATES_KEY, [])
+            if state in silent:
+                request.session[SESSION_SILENT_STATES_KEY] = [s for s in silent if s != state]
+                if error in NEEDS_INTERACTION:
+                    # The silent attempt of a launch: now the person logs in, as ever.
+                    next_url = request.session.get("oidc_login_next") or reverse("accounts:home")
+                    login = f"{reverse('oidc_authentication_init')}?{urlencode({'next': next_url})}"
+                    return HttpResponseRedirect(login)
             request.session.save()
             record_event(
                 events.LOGIN_REFUSED(outcome=Outcome.DENIED, reason_code=f"provider_{error}"[:50]),

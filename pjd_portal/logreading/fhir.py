@@ -35,7 +35,7 @@ import datetime
 import uuid
 from dataclasses import dataclass
 from typing import Any
-from urllib.parse import urlencode
+from urllib.parse import quote, urlencode
 
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
@@ -65,6 +65,11 @@ BALP_PROFILE = "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicA
 # The portal's own code system for the Norwegian basis for access (grunnlag for tilgang):
 # there is no published one; a URN keeps it from posing as someone else's.
 BASIS_SYSTEM = "urn:pjd-portal:CodeSystem:grunnlag-for-tilgang"
+# The trust framework's purpose_of_use_details (BEHANDLER, BLAALYS, ...), as the EPJ attested it.
+CARE_RELATION_SYSTEM = "urn:pjd-portal:CodeSystem:purpose-of-use-details"
+# The EPJ's own access decision behind an access (the attest's decision_ref), as the
+# agent's `policy`: "the policy or plan that authorized the activity".
+DECISION_REF_PREFIX = "urn:pjd-portal:epj-decision:"
 
 OUTCOME_SUCCESS = "0"
 OUTCOME_MINOR_FAILURE = "4"  # refusals, not found, invalid input (HTTP 4xx-like)
@@ -263,6 +268,9 @@ def _purpose_of_use(event: AccessEvent) -> list[JSON]:
         if event.reason_text:
             basis["text"] = event.reason_text
         purposes.append(basis)
+    care_relation = event.from_epj.get("purpose_of_use_details")
+    if care_relation:
+        purposes.append(_concept(CARE_RELATION_SYSTEM, care_relation))
     return purposes
 
 
@@ -280,6 +288,10 @@ def _user_agent(event: AccessEvent, pattern: Pattern, who: JSON) -> JSON:
     purposes = _purpose_of_use(event)
     if purposes:
         agent["purposeOfUse"] = purposes
+    epj = event.from_epj
+    if epj.get("decision_ref"):
+        client = quote(epj.get("client_id", ""), safe="")
+        agent["policy"] = [f"{DECISION_REF_PREFIX}{client}:{quote(epj['decision_ref'], safe='')}"]
     return agent
 
 

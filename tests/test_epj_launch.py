@@ -1,0 +1,458 @@
+"""The launch from the EPJ (docs/epj.md): `POST /api/launch` with a DPoP-bound token and its
+attest, then the browser's form POST to `/start/`, to the patient's document list; each
+refusal a page and an event; the token and proof checks; the code shared by instances."""
+
+from __future__ import annotations
+
+import datetime
+import json
+import os
+import secrets
+import subprocess
+import sys
+from typing import Any
+
+import pytest
+from django.db import connection
+from django.test import Client
+from django.urls import reverse
+
+from pjd_portal.access.launch import challenge_of
+from pjd_portal.access.models import AccessAttest, EpjLaunch
+from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.logreading import fhir
+from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
+from tests.builders import (
+    LIST_PATIENT_ID,
+    OTHER_PATIENT_ID,
+    UNKNOWN_PATIENT_ID,
+    World,
+    add_auditor,
+    events,
+    login,
+)
+from tests.minted_tokens import DpopKey, TokenMint, attest, json_of
+
+LAUNCH_URL = "http://testserver/api/launch"
+
+
+@pytest.fixture
+def mint(monkeypatch: Any) -> TokenMint:
+    found = TokenMint()
+    found.install(monkeypatch)
+    return found
+
+
+def fastlege_attest(world: World, **overrides: Any) -> dict[str, Any]:
+    values: dict[str, Any] = {
+        "pid": world.fastlege.pid,
+        "hpr": world.fastlege.hpr_number,
+        "orgnr": world.gp_office.orgnr,
+        "patients": [LIST_PATIENT_ID],
+    }
+    values.update(overrides)
+    return attest(**values)
+
+
+def ask_for_code(
+    mint: TokenMint, the_attest: Any, *, verifier: str | None = None, client: Client | None = None
+) -> tuple[Any, str]:
+    """The EPJ's side: a nonce first (the normal 401), then the launch code."""
+
+    client = client or Client()
+    key = DpopKey()
+    token = mint.token(the_attest, key)
+    verifier = verifier or secrets.token_urlsafe(48)
+    body = {"ehr_code_challenge": challenge_of(verifier), "ehr_code_challenge_method": "S256"}
+    headers: dict[str, Any] = {"HTTP_AUTHORIZATION": f"DPoP {token}"}
+    first = client.post("/api/launch", body, HTTP_DPOP=key.proof("POST", LAUNCH_URL, token=token), **headers)
+    assert first.status_code == 401
+    assert 'error="use_dpop_nonce"' in first["WWW-Authenticate"]
+    nonce = first["DPoP-Nonce"]
+    answer = client.post(
+        "/api/launch", body, HTTP_DPOP=key.proof("POST", LAUNCH_URL, token=token, nonce=nonce), **headers
+    )
+    return answer, verifier
+
+
+def code_for(mint: TokenMint, the_attest: Any) -> tuple[str, str]:
+    answer, verifier = ask_for_code(mint, the_attest)
+    assert answer.status_code == 201, answer.content
+    body = json_of(answer)
+    assert body["expires_in"] == 60
+    assert body["start_url"] == "http://testserver/start/"
+    assert answer["Cache-Control"] == "no-store"
+    return body["code"], verifier
+
+
+def start(client: Client, code: str, verifier: str) -> Any:
+    return client.post("/start/", {"code": code, "code_verifier": verifier}, follow=True)
+
+
+@pytest.mark.django_db
+def test_the_launch_lands_on_the_list_patients_document_list(world: World, mint: TokenMint) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world))
+    client = login(Client(), world.fastlege, world.gp_office)
+    response = start(client, code, verifier)
+    assert response.status_code == 200
+    # One interaction: the form POST, then only redirects, to the list.
+    assert [r[0].split("/")[1:2] for r in response.redirect_chain] == [["start"], ["pasient"]]
+    assert response.resolver_match.view_name == "documents:list"
+    attest_row = AccessAttest.objects.get()
+    assert (attest_row.basis, attest_row.purpose_of_use, attest_row.channel) == (
+        "UNNTAK",
+        "TREAT",
+        "epj_launch",
+    )
+    assert (attest_row.client_id, attest_row.decision_ref, attest_row.care_relation) == (
+        "pjd-test-epj",
+        "epj-beslutning-1",
+        "BEHANDLER",
+    )
+    visit = {"channel": "epj_launch", "client_id": "pjd-test-epj", "decision_ref": "epj-beslutning-1"}
+    for kind in ("patient_lookup", "basis_stated", "document_list"):
+        (event,) = events(kind)
+        assert {k: event.details.get(k) for k in visit} == visit, kind
+        assert event.details["purpose_of_use_details"] == "BEHANDLER"
+        assert event.actor_user_id == world.fastlege.pk
+    # The national id is nowhere in a URL of the way there.
+    for url, _ in response.redirect_chain:
+        assert LIST_PATIENT_ID not in url
+
+
+@pytest.mark.django_db
+def test_not_logged_in_the_launch_asks_helseid_silently(world: World, mint: TokenMint) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world))
+    response = Client().post("/start/", {"code": code, "code_verifier": verifier})
+    assert response.status_code == 302
+    assert response["Location"].startswith(reverse("oidc_authentication_init"))
+    assert "silent=1" in response["Location"]
+    assert "next=%2Fstart%2Ffortsett%2F" in response["Location"]
+
+
+@pytest.mark.django_db
+def test_a_code_opens_one_visit_once(world: World, mint: TokenMint) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world))
+    client = login(Client(), world.fastlege, world.gp_office)
+    assert start(client, code, verifier).resolver_match.view_name == "documents:list"
+    again = start(client, code, verifier)
+    assert again.status_code == 403
+    assert b'data-reason="launch_code_used"' in again.content
+    (refused,) = events("epj_launch_refused")
+    assert refused.reason_code == "launch_code_used"
+    assert AccessAttest.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_wrong_verifier_opens_nothing_and_spends_the_code(world: World, mint: TokenMint) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world))
+    client = login(Client(), world.fastlege, world.gp_office)
+    wrong = start(client, code, secrets.token_urlsafe(48))
+    assert wrong.status_code == 403
+    assert b'data-reason="launch_verifier_mismatch"' in wrong.content
+    assert b'data-reason="launch_code_used"' in start(client, code, verifier).content
+    assert [e.reason_code for e in events("epj_launch_refused")] == [
+        "launch_verifier_mismatch",
+        "launch_code_used",
+    ]
+    assert not AccessAttest.objects.exists()
+
+
+@pytest.mark.django_db
+def test_an_expired_or_unknown_code_opens_nothing(world: World, mint: TokenMint) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world))
+    EpjLaunch.objects.update(expires_at=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+    client = login(Client(), world.fastlege, world.gp_office)
+    assert b'data-reason="launch_code_expired"' in start(client, code, verifier).content
+    assert b'data-reason="launch_code_unknown"' in start(client, secrets.token_urlsafe(32), verifier).content
+    assert b'data-reason="launch_code_unknown"' in start(client, "", "").content
+    assert [e.reason_code for e in events("epj_launch_refused")] == [
+        "launch_code_expired",
+        "launch_code_unknown",
+        "launch_code_unknown",
+    ]
+    # A plain visit to /start/ explains, and attempts nothing.
+    assert b"data-reason" in Client().get("/start/").content
+    assert not AccessAttest.objects.exists()
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    ("overrides", "persona", "reason"),
+    [
+        ({}, "other_clinician", "launch_person_mismatch"),
+        ({"hpr": "910000099"}, "fastlege", "launch_person_mismatch"),
+        ({"orgnr": "310100005"}, "fastlege", "launch_organisation_mismatch"),
+        ({"patients": []}, "fastlege", "attest_patient_count"),
+        ({"patients": [LIST_PATIENT_ID, OTHER_PATIENT_ID]}, "fastlege", "attest_patient_count"),
+        ({"purpose": "COC"}, "fastlege", "purpose_not_supported"),
+    ],
+)
+def test_refusals_are_pages_and_events(
+    world: World, mint: TokenMint, overrides: dict[str, Any], persona: str, reason: str
+) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world, **overrides))
+    user = world.fastlege if persona == "fastlege" else world.other_clinician
+    org = world.gp_office if persona == "fastlege" else world.legevakt
+    response = start(login(Client(), user, org), code, verifier)
+    assert response.status_code == 403
+    assert f'data-reason="{reason}"'.encode() in response.content
+    (refused,) = events("epj_launch_refused")
+    assert (refused.reason_code, refused.actor_user_id) == (reason, user.pk)
+    assert refused.details["decision_ref"] == "epj-beslutning-1"
+    assert not AccessAttest.objects.exists()
+    assert not events("patient_lookup")
+
+
+@pytest.mark.django_db
+def test_an_unknown_patient_is_a_page_and_a_logged_lookup(world: World, mint: TokenMint) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world, patients=[UNKNOWN_PATIENT_ID]))
+    response = start(login(Client(), world.fastlege, world.gp_office), code, verifier)
+    assert response.status_code == 404
+    assert b'data-reason="no_such_patient"' in response.content
+    (lookup,) = events("patient_lookup")
+    assert (lookup.outcome, lookup.details["channel"]) == ("not_found", "epj_launch")
+
+
+@pytest.mark.django_db
+def test_emergency_purposes_become_akutt_flagged_and_told(world: World, mint: TokenMint) -> None:
+    client = login(Client(), world.fastlege, world.gp_office)
+    code, verifier = code_for(mint, fastlege_attest(world, patients=[OTHER_PATIENT_ID], purpose="ETREAT"))
+    assert start(client, code, verifier).resolver_match.view_name == "documents:list"
+    etreat = AccessAttest.objects.get()
+    assert (etreat.basis, etreat.purpose_of_use) == ("AKUTT", "ETREAT")
+    assert "ETREAT" in etreat.reason
+    (emergency,) = events("emergency_access")
+    assert emergency.flagged_for_review and emergency.details["notice_id"]
+    # BTG needs the clinician's own reason in the attest.
+    code, verifier = code_for(mint, fastlege_attest(world, patients=[OTHER_PATIENT_ID], purpose="BTG"))
+    refused = start(client, code, verifier)
+    assert b'data-reason="reason_required"' in refused.content
+    reason = "Bevisstløs pasient innlagt, trenger tidligere epikriser nå."
+    code, verifier = code_for(
+        mint,
+        fastlege_attest(world, patients=[OTHER_PATIENT_ID], purpose="BTG", reason=reason, decision_ref="d2"),
+    )
+    assert start(client, code, verifier).resolver_match.view_name == "documents:list"
+    btg = AccessAttest.objects.get(decision_ref="d2")
+    assert (btg.basis, btg.purpose_of_use, btg.reason) == ("AKUTT", "BTG", reason)
+
+
+@pytest.mark.django_db
+def test_treat_for_a_patient_not_on_the_list_is_consent(world: World, mint: TokenMint) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world, patients=[OTHER_PATIENT_ID]))
+    start(login(Client(), world.fastlege, world.gp_office), code, verifier)
+    assert AccessAttest.objects.get().basis == "SAMTYKKE"
+
+
+@pytest.mark.django_db
+def test_a_restricted_patient_goes_to_the_elevated_step_and_a_reserved_one_to_its_page(
+    world: World, mint: TokenMint
+) -> None:
+    client = login(Client(), world.fastlege, world.gp_office)
+    PrivacyChoice.objects.create(patient=world.patient, kind=PrivacyChoiceKind.RESTRICTION)
+    code, verifier = code_for(mint, fastlege_attest(world))
+    assert start(client, code, verifier).resolver_match.view_name == "patients:elevated"
+    PrivacyChoice.objects.create(patient=world.other_patient, kind=PrivacyChoiceKind.RESERVATION)
+    code, verifier = code_for(mint, fastlege_attest(world, patients=[OTHER_PATIENT_ID]))
+    reserved = start(client, code, verifier)
+    assert reserved.status_code == 200
+    assert b"reserved" in reserved.content or b"reservert" in reserved.content
+    assert not AccessAttest.objects.exists()
+    denied = events("access_denied", reason_code="patient_reserved")
+    assert len(denied) == 1 and denied[0].details["channel"] == "epj_launch"
+
+
+# --- the token and the proof ---------------------------------------------------------
+
+
+def _call(client: Client, token: str, proof: str | None, scheme: str = "DPoP") -> Any:
+    body = {"ehr_code_challenge": challenge_of(secrets.token_urlsafe(48))}
+    extra: dict[str, Any] = {"HTTP_DPOP": proof} if proof is not None else {}
+    return client.post("/api/launch", body, HTTP_AUTHORIZATION=f"{scheme} {token}", **extra)
+
+
+def _nonce(client: Client) -> str:
+    return str(client.post("/api/launch")["DPoP-Nonce"])
+
+
+@pytest.mark.django_db
+@pytest.mark.parametrize(
+    "fault",
+    [
+        "forged",
+        "expired",
+        "audience",
+        "issuer",
+        "typ",
+        "unbound",
+        "scope",
+        "client",
+        "bearer",
+        "no_proof",
+        "htm",
+        "htu",
+        "ath",
+        "other_key",
+        "old_proof",
+        "stale_nonce",
+        "proof_typ",
+        "replayed",
+        "no_token",
+    ],
+)
+def test_every_token_or_proof_fault_is_refused_without_a_500(
+    world: World, mint: TokenMint, fault: str
+) -> None:
+    client = Client()
+    key = DpopKey()
+    the_attest = fastlege_attest(world)
+    faults: dict[str, dict[str, Any]] = {
+        "expired": {"exp": 1_600_000_000, "iat": 1_599_999_000, "nbf": 1_599_999_000},
+        "audience": {"aud": "nhn:another-api"},
+        "issuer": {"iss": "http://evil.example"},
+        "unbound": {"cnf": None},
+        "scope": {"scope": "openid"},
+        "client": {"client_id": "unknown-epj"},
+    }
+    overrides = faults.get(fault, {})
+    token = mint.token(
+        the_attest,
+        key,
+        typ="JWT" if fault == "typ" else "at+jwt",
+        key=TokenMint().private if fault == "forged" else None,
+        **overrides,
+    )
+    nonce = _nonce(client)
+    proof_args: dict[str, Any] = {"token": token, "nonce": nonce}
+    method, url = "POST", LAUNCH_URL
+    signer = key
+    if fault == "htm":
+        method = "GET"
+    elif fault == "htu":
+        url = "http://testserver/api/fhir/DocumentReference/_search"
+    elif fault == "ath":
+        proof_args["token"] = token + "x"
+    elif fault == "other_key":
+        signer = DpopKey()
+    elif fault == "old_proof":
+        proof_args["iat"] = 1_600_000_000
+    elif fault == "stale_nonce":
+        proof_args["nonce"] = "abc:def"
+    proof = signer.proof(method, url, typ="JWT" if fault == "proof_typ" else "dpop+jwt", **proof_args)
+    if fault == "replayed":
+        assert _call(client, token, proof).status_code == 201
+    if fault == "no_token":
+        response = client.post("/api/launch", {})
+    else:
+        response = _call(
+            client,
+            token,
+            None if fault == "no_proof" else proof,
+            scheme="Bearer" if fault == "bearer" else "DPoP",
+        )
+    expected = 403 if fault == "scope" else 401
+    assert response.status_code == expected, (fault, response.content)
+    body = json_of(response)
+    assert body["resourceType"] == "OperationOutcome"
+    assert response["WWW-Authenticate"].startswith("DPoP ")
+    assert response["DPoP-Nonce"]
+    if fault == "stale_nonce":
+        assert 'error="use_dpop_nonce"' in response["WWW-Authenticate"]
+    assert EpjLaunch.objects.count() == (1 if fault == "replayed" else 0)
+
+
+@pytest.mark.django_db
+def test_a_token_without_an_attest_gets_no_code(world: World, mint: TokenMint) -> None:
+    answer, _ = ask_for_code(mint, None)
+    assert answer.status_code == 400
+    assert json_of(answer)["issue"][0]["code"] == "security"
+    (refused,) = events("api_call_refused")
+    assert (refused.reason_code, refused.details["client_id"]) == ("attest_missing", "pjd-test-epj")
+
+
+@pytest.mark.django_db
+def test_a_bad_code_challenge_is_refused(world: World, mint: TokenMint) -> None:
+    client = Client()
+    key = DpopKey()
+    token = mint.token(fastlege_attest(world), key)
+    proof = key.proof("POST", LAUNCH_URL, token=token, nonce=_nonce(client))
+    response = client.post(
+        "/api/launch",
+        {"ehr_code_challenge": "short", "ehr_code_challenge_method": "plain"},
+        HTTP_AUTHORIZATION=f"DPoP {token}",
+        HTTP_DPOP=proof,
+    )
+    assert response.status_code == 400
+    assert not EpjLaunch.objects.exists()
+
+
+# --- the code, presented to other instances --------------------------------------------
+
+_REDEEM = """
+import json, os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pjd_portal.settings")
+django.setup()
+from django.conf import settings
+settings.DATABASES["default"]["NAME"] = sys.argv[1]
+from pjd_portal.access.launch import redeem_launch_code
+found = redeem_launch_code(code=sys.argv[2], verifier=sys.argv[3])
+print(json.dumps({"ok": found.launch is not None, "reason": found.reason_code}))
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_a_code_works_exactly_once_across_instances(world: World, mint: TokenMint) -> None:
+    """Four other processes (instances of the portal on one database) are given the same
+    code at once: exactly one opens the launch."""
+
+    code, verifier = code_for(mint, fastlege_attest(world))
+    env = {**os.environ, "DEBUG": "true", "PJD_ALLOW_SYNTHETIC_IDS": "true"}
+    name = connection.settings_dict["NAME"]
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _REDEEM, name, code, verifier], env=env, stdout=subprocess.PIPE, text=True
+        )
+        for _ in range(4)
+    ]
+    answers = [json.loads(run.communicate(timeout=60)[0].strip().splitlines()[-1]) for run in runs]
+    assert sorted(a["ok"] for a in answers) == [False, False, False, True]
+    assert {a["reason"] for a in answers if not a["ok"]} == {"launch_code_used"}
+
+
+# --- the EPJ's decision, where the log is read ----------------------------------------
+
+
+@pytest.mark.django_db
+def test_the_epjs_decision_is_shown_in_log_review_the_patients_log_and_its_fhir_form(
+    world: World, mint: TokenMint
+) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world, decision_ref="EPJ-42"))
+    start(login(Client(), world.fastlege, world.gp_office), code, verifier)
+    listed = AccessEvent.objects.get(event_type="document_list")
+    # The auditor of the clinician's own organisation reads the event.
+    auditor = login(Client(), add_auditor(world.gp_office), world.gp_office)
+    page = auditor.get(reverse("forvaltning:log_event", args=[listed.event_id]))
+    assert page.status_code == 200
+    shown = page.content.decode()
+    assert 'data-testid="from-epj"' in shown and "EPJ-42" in shown and "BEHANDLER" in shown
+    # The privacy officer's print of the patient's log.
+    officer = login(Client(), world.privacy_officer, world.forvaltning)
+    log = officer.post(reverse("forvaltning:patient_log"), {"national_id": LIST_PATIENT_ID}).content.decode()
+    assert "EPJ-42" in log and "BEHANDLER" in log
+    # The citizen's FHIR AuditEvent: the decision as the agent's policy, the care relation coded.
+    agent = next(a for a in fhir.audit_event(listed)["agent"] if a.get("requestor") and "policy" in a)
+    assert agent["policy"] == ["urn:pjd-portal:epj-decision:pjd-test-epj:EPJ-42"]
+    assert {"system": fhir.CARE_RELATION_SYSTEM, "code": "BEHANDLER"}.items() <= next(
+        p["coding"][0] for p in agent["purposeOfUse"] if p["coding"][0]["system"] == fhir.CARE_RELATION_SYSTEM
+    ).items()
+
+
+@pytest.mark.django_db
+def test_a_launch_is_not_kept_once_it_can_no_longer_be_finished(world: World, mint: TokenMint) -> None:
+    code_for(mint, fastlege_attest(world))
+    EpjLaunch.objects.update(expires_at=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
+    code_for(mint, fastlege_attest(world))
+    assert EpjLaunch.objects.count() == 1
