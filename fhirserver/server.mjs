@@ -14,6 +14,8 @@
 //   FHIR_FAULT_DELAY_MS  for `slow`: how long to wait before answering (default 5000)
 //   FHIR_PAGING          the initial behaviour `paging` (default hapi; see BEHAVIOUR_CHECKS)
 //   FHIR_SEED_FILE       a batch/transaction Bundle to create before listening (see seed())
+//   FHIR_SMART_AUTHORIZATION_SERVER  the EHR's authorization server (the dev identity provider,
+//                        e.g. http://127.0.0.1:9000): turns on the SMART EHR role (see smartConfiguration())
 //
 // Control endpoints (outside the FHIR base, never faulted):
 //   GET  /_control/health     -> {"status":"ok"}
@@ -429,12 +431,75 @@ async function pageRequest(req, res, url) {
   return answerPage(req, res, snapshotId, snapshot, offset, count, `http://${hostOf(req)}${req.url}`);
 }
 
+// --- SMART on FHIR: this server as the EHR's FHIR server (SMART App Launch 2.x) ---
+//
+// With FHIR_SMART_AUTHORIZATION_SERVER set, `GET {base}/.well-known/smart-configuration`
+// names that server's endpoints, and a read of one Patient (`GET {base}/Patient/{id}`, what
+// a launched app does) needs `Authorization: Bearer <token>` that the authorization server
+// accepts at its userinfo endpoint: a live token it issued (checked there, so an opaque token
+// works too; answers kept 30 s). Searches stay open: the EHR's own launch page lists the
+// patients from them, and MHD searches reach Patient only inside Medplum.
+const SMART_AS = (process.env.FHIR_SMART_AUTHORIZATION_SERVER || '').replace(/\/+$/, '');
+const acceptedTokens = new Map(); // token -> until (ms)
+
+function smartConfiguration() {
+  return {
+    issuer: SMART_AS,
+    authorization_endpoint: `${SMART_AS}/auth`,
+    token_endpoint: `${SMART_AS}/token`,
+    jwks_uri: `${SMART_AS}/jwks`,
+    userinfo_endpoint: `${SMART_AS}/me`,
+    grant_types_supported: ['authorization_code'],
+    response_types_supported: ['code'],
+    token_endpoint_auth_methods_supported: ['private_key_jwt'],
+    token_endpoint_auth_signing_alg_values_supported: ['RS256', 'PS256', 'ES256'],
+    scopes_supported: ['openid', 'fhirUser', 'launch', 'launch/patient', 'patient/Patient.read', 'patient/Patient.rs'],
+    code_challenge_methods_supported: ['S256'],
+    capabilities: [
+      'launch-ehr', 'client-confidential-asymmetric', 'context-ehr-patient', 'sso-openid-connect',
+      'permission-patient', 'permission-v1', 'permission-v2',
+    ],
+  };
+}
+
+async function bearerAccepted(req, res) {
+  const refuse = (error) => {
+    sendJson(res, 401, { resourceType: 'OperationOutcome', issue: [{ severity: 'error', code: 'login', diagnostics: error }] }, FHIR_JSON);
+    return false;
+  };
+  const auth = req.headers.authorization || '';
+  if (!/^Bearer [A-Za-z0-9\-._~+/]+=*$/.test(auth)) {
+    res.setHeader('www-authenticate', 'Bearer');
+    return refuse('a Bearer token is required');
+  }
+  const token = auth.slice(7);
+  if ((acceptedTokens.get(token) ?? 0) > Date.now()) return true;
+  let ok = false;
+  try {
+    const answer = await fetch(`${SMART_AS}/me`, { headers: { authorization: auth }, signal: AbortSignal.timeout(3000) });
+    ok = answer.ok;
+  } catch {
+    ok = false;
+  }
+  if (!ok) {
+    res.setHeader('www-authenticate', 'Bearer error="invalid_token"');
+    return refuse('the token is not accepted');
+  }
+  acceptedTokens.set(token, Date.now() + 30_000);
+  return true;
+}
+
 async function fhir(req, res, url, raw) {
   const pathname = url.pathname.slice(BASE.length) || '/';
   requestLog.push({ method: req.method, path: url.pathname, query: url.search, headers: req.headers, at: Date.now() });
   if (requestLog.length > REQUEST_LOG_SIZE) requestLog.shift();
   if (isRead(req.method, pathname) && fault.mode === 'dpop' && !dpopAccepted(req, url, res)) return;
+  if (SMART_AS && req.method === 'GET' && /^\/Patient\/[^/]+$/.test(pathname) && !(await bearerAccepted(req, res))) return;
   if (isRead(req.method, pathname) && (await applyFault(res))) return;
+  if (req.method === 'GET' && pathname === '/.well-known/smart-configuration') {
+    if (!SMART_AS) return sendJson(res, 404, { error: 'not an EHR: FHIR_SMART_AUTHORIZATION_SERVER is not set' });
+    return sendJson(res, 200, smartConfiguration());
+  }
 
   if (req.method === 'GET' && url.searchParams.has('_getpages')) return pageRequest(req, res, url);
   const searchType = searchTypeOf(req.method, pathname);

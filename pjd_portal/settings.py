@@ -379,6 +379,33 @@ SESSION_CACHE_SECONDS = envint("SESSION_CACHE_SECONDS", 60)
 # source -> {"base_url": "https://.../fhir/R4", "scope": "..."}; sources not named are local.
 MHD_SOURCES = json.loads(os.environ.get("PJD_MHD_SOURCES", "") or "{}")
 DOCUMENT_SOURCE_SYSTEM = os.environ.get("PJD_SOURCE_SYSTEM", "pjd-portal")
+# SMART on FHIR EHR launch (clinic/smart.py). PJD_SMART_EHRS is JSON: the EHR's FHIR base,
+# which the EHR sends as `iss`, -> {"name": "DIPS Arena", "client_id": "pjd-portal-smart"},
+# optionally "issuer": the authorization server the EHR's smart-configuration must name
+# (default OIDC_ISSUER, HelseID). Only these are ever contacted: an `iss` not listed is
+# refused before any request, so a launch URL cannot make the portal fetch other URLs.
+SMART_EHRS: dict[str, dict[str, str]] = {
+    base.rstrip("/"): ehr for base, ehr in json.loads(os.environ.get("PJD_SMART_EHRS", "") or "{}").items()
+}
+for _base, _ehr in SMART_EHRS.items():
+    if not (
+        _base.startswith(("https://", "http://"))
+        and isinstance(_ehr, dict)
+        and isinstance(_ehr.get("client_id"), str)
+        and _ehr["client_id"]
+        and all(isinstance(v, str) for v in _ehr.values())
+    ):
+        raise ImproperlyConfigured(
+            'PJD_SMART_EHRS must map FHIR base URLs to {"name": ..., "client_id": ...} (strings)'
+        )
+# Every call to an EHR (discovery, token, keys, the Patient read) has this timeout.
+SMART_TIMEOUT = envfloat("PJD_SMART_TIMEOUT_SECONDS", 5.0)
+# SMART's scopes and HelseID's pid scope: the ID token must name the clinician, who must be
+# the person logged in to the portal.
+SMART_SCOPE = os.environ.get(
+    "PJD_SMART_SCOPE",
+    "launch launch/patient openid fhirUser patient/Patient.read helseid://scopes/identity/pid",
+)
 DOCUMENT_SOURCE_CONNECT_TIMEOUT = envfloat("PJD_SOURCE_CONNECT_TIMEOUT_SECONDS", 2.0)
 DOCUMENT_SOURCE_READ_TIMEOUT = envfloat("PJD_SOURCE_READ_TIMEOUT_SECONDS", 5.0)
 DOCUMENT_SOURCE_RETRIES = envint("PJD_SOURCE_RETRIES", 1)  # idempotent reads only

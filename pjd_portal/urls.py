@@ -2,7 +2,7 @@ from django.urls import include, path, re_path, register_converter
 
 from pjd_portal.accounts import sessions as session_views
 from pjd_portal.citizen_api import views as audit_api
-from pjd_portal.clinic import document_views, launch_views, patient_views
+from pjd_portal.clinic import document_views, launch_views, patient_views, smart_views
 from pjd_portal.epj_api import launch as epj_launch
 from pjd_portal.epj_api import views as mhd_api
 from pjd_portal.forvaltning import logreview as logreview_views
@@ -144,6 +144,9 @@ urlpatterns = [
     # would end sessions without an audit event.
     path("oidc/authenticate/", PortalAuthenticateView.as_view(), name="oidc_authentication_init"),
     path("oidc/callback/", PortalCallbackView.as_view(), name="oidc_authentication_callback"),
+    # SMART on FHIR EHR launch: where an EHR opens the portal (docs/epj.md, section 3).
+    path("smart/launch", smart_views.smart_launch, name="smart_launch"),
+    path("smart/callback/", smart_views.smart_callback, name="smart_callback"),
     path("i18n/", include("django.conf.urls.i18n")),
 ]
 

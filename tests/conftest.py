@@ -22,7 +22,18 @@ from django.test import Client
 from pjd_portal.accounts.keys import ensure_client_key
 from pjd_portal.accounts.models import Organisation, User
 from pjd_portal.auditlog import group_commit
-from tests.builders import World, add_auditor, build_world, login, login_as, set_audit_triggers
+from tests import fhirserver
+from tests.builders import (
+    LIST_PATIENT_ID,
+    OTHER_PATIENT_ID,
+    World,
+    add_auditor,
+    build_world,
+    login,
+    login_as,
+    set_audit_triggers,
+    synthetic_id,
+)
 
 
 def _database_is_postgres() -> bool:
@@ -132,6 +143,10 @@ ROOT = Path(__file__).resolve().parent.parent
 # test runs side by side on one machine (other worktrees) do not take each other's ports.
 DEVIDP_PORT = int(os.environ.get("PJD_TEST_DEVIDP_PORT", "9911"))
 LIVE_SERVER_ADDRESS = f"127.0.0.1:{int(os.environ.get('PJD_TEST_LIVE_SERVER_PORT', '8765'))}"
+# The stand-in EHR's FHIR server (tests/test_smart_launch.py starts it): fixed, because the
+# dev identity provider's EHR page and its launches name it as `iss` from the start.
+SMART_FHIR_PORT = int(os.environ.get("PJD_TEST_SMART_FHIR_PORT", str(DEVIDP_PORT + 1)))
+SMART_FHIR_BASE = f"http://127.0.0.1:{SMART_FHIR_PORT}/fhir/R4"
 
 
 def _wait_for(url: str, seconds: float = 20) -> None:
@@ -167,6 +182,7 @@ def devidp(tmp_path_factory: Any) -> Iterator[dict[str, Any]]:
         "IDP_PORTAL_BASE": f"http://{LIVE_SERVER_ADDRESS}",
         "IDP_CLIENT_JWKS": str(folder / "client-jwks.json"),
         "IDP_SIGNING_KEY_FILE": str(folder / "signing-key.json"),
+        "IDP_SMART_FHIR_BASE": SMART_FHIR_BASE,
         # The EPJ client's private JWK (written by the provider): tests sign as the EPJ.
         "IDP_EPJ_KEY_FILE": str(folder / "epj-key.json"),
     }
@@ -208,3 +224,63 @@ def use_devidp(settings: Any, devidp: dict[str, Any]) -> dict[str, Any]:
     policy["DIRECTIVES"]["form-action"] = ["'self'", config["issuer"]]
     settings.CONTENT_SECURITY_POLICY = policy
     return devidp
+
+
+# --- the stand-in EHR for the SMART launch (tests/test_smart_launch.py, test_browser_smart.py) ---
+#
+# The test FHIR server as the EHR's FHIR server: its smart-configuration names the dev
+# identity provider, Patient reads need that provider's token. On the fixed port the
+# provider's launches name as `iss`, with four patients.
+
+NOT_IN_PORTAL_ID = synthetic_id(21, 6, 77, 420)
+NATIONAL_ID = "urn:oid:2.16.578.1.12.4.1.4.1"
+D_NUMBER = "urn:oid:2.16.578.1.12.4.1.4.2"
+
+
+# The test's name for each patient, its name in the EHR, its identifiers there.
+SMART_EHR_PATIENTS = {
+    "list": ("Ingrid", "Testesen", [{"system": NATIONAL_ID, "value": LIST_PATIENT_ID}]),
+    "other": ("Ola", "Prøvestad", [{"system": D_NUMBER, "value": OTHER_PATIENT_ID}]),
+    "stranger": ("Una", "Ukjent", [{"system": NATIONAL_ID, "value": NOT_IN_PORTAL_ID}]),
+    "anonymous": ("Ane", "Utennummer", [{"system": "urn:example:mrn", "value": "MRN-1"}]),
+}
+
+
+@pytest.fixture(scope="module")
+def smart_ehr(
+    tmp_path_factory: Any, devidp: dict[str, Any]
+) -> Iterator[tuple[fhirserver.FhirServer, dict[str, str]]]:
+    """The EHR's FHIR server and its patients' FHIR ids, by the test's own names."""
+
+    folder: Path = tmp_path_factory.mktemp("smart-ehr")
+    entries = [
+        {
+            "fullUrl": f"urn:uuid:{key}",
+            "resource": {
+                "resourceType": "Patient",
+                "name": [{"family": family, "given": [given]}],
+                "identifier": identifier,
+            },
+            "request": {"method": "POST", "url": "Patient"},
+        }
+        for key, (given, family, identifier) in SMART_EHR_PATIENTS.items()
+    ]
+    seed = folder / "seed.json"
+    seed.write_text(json.dumps({"resourceType": "Bundle", "type": "batch", "entry": entries}))
+    with socket.socket() as probe:
+        assert probe.connect_ex(("127.0.0.1", SMART_FHIR_PORT)) != 0, f"port {SMART_FHIR_PORT} is taken"
+    server = fhirserver.start(
+        folder,
+        "smart-ehr",
+        seed_file=seed,
+        port=SMART_FHIR_PORT,
+        extra_env={"FHIR_SMART_AUTHORIZATION_SERVER": devidp["config"]["issuer"]},
+    )
+    assert server.base_url == SMART_FHIR_BASE
+    try:
+        bundle = requests.get(f"{server.base_url}/Patient", timeout=5).json()
+        key_of = {family: key for key, (_, family, _) in SMART_EHR_PATIENTS.items()}
+        ids = {key_of[e["resource"]["name"][0]["family"]]: e["resource"]["id"] for e in bundle["entry"]}
+        yield server, ids
+    finally:
+        server.stop()

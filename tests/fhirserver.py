@@ -55,13 +55,20 @@ class FhirServer:
         return requests.get(f"{self.control_url}/requests", timeout=5).json()  # type: ignore[no-any-return]
 
 
-def start(log_dir: Path, name: str, *, seed_file: Path | None = None) -> FhirServer:
+def start(
+    log_dir: Path,
+    name: str,
+    *,
+    seed_file: Path | None = None,
+    port: int = 0,
+    extra_env: dict[str, str] | None = None,
+) -> FhirServer:
     if not NODE.exists():
         message = "fhirserver/node_modules is missing: run `make setup` (or `cd fhirserver && npm ci`)"
         if os.environ.get("CI") == "true":
             pytest.fail(message)
         pytest.skip(message)
-    env = {**os.environ, "FHIR_PORT": "0", "FHIR_FAULT": "none"}
+    env = {**os.environ, "FHIR_PORT": str(port), "FHIR_FAULT": "none", **(extra_env or {})}
     if seed_file is not None:
         env["FHIR_SEED_FILE"] = str(seed_file)
     process = subprocess.Popen(

@@ -57,6 +57,10 @@ MATRIX = {
     "oidc_authentication_init": ("get", [302, 302, 302, 302, 302, 302]),
     "oidc_authentication_callback": ("get", [403, 403, 403, 403, 403, 403]),
     "set_language": ("post", [302, 302, 302, 302, 302, 302]),
+    # The SMART EHR launch (tests/test_smart_launch.py): without its parameters a clinician
+    # gets the refusal page (400); no state is no launch begun (400).
+    "smart_launch": ("get", [LOGIN_REDIRECT, 400, 400, 403, 403, 403]),
+    "smart_callback": ("get", [LOGIN_REDIRECT, 400, 400, 403, 403, 403]),
     # The administration area: only the privacy officer (tests/test_patient_access_log.py);
     # everyone else gets the 404 of a missing page.
     "forvaltning:patient_log": ("get", [404, 404, 404, 404, 404, 200]),
