@@ -424,9 +424,9 @@ def test_a_source_whose_fragment_fails_says_so_instead_of_spinning(
     source could not be asked, and the list does not spin or retry."""
 
     from pjd_portal.auditlog.services import AuditWriteFailed
-    from pjd_portal.clinic import document_views as views
+    from pjd_portal.clinic import listing as views
 
-    real = views.record_event_committed  # type: ignore[attr-defined]  # the name the view calls, patched below
+    real = views.record_event_committed  # type: ignore[attr-defined]  # the name the sources' recorder calls, patched below
 
     def failing(event, **kwargs):
         if event.source_orgnr:

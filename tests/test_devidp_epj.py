@@ -5,6 +5,7 @@ portal, tried against a stand-in for the portal's `POST /api/launch`."""
 from __future__ import annotations
 
 import base64
+import contextlib
 import hashlib
 import json
 import os
@@ -309,13 +310,14 @@ def test_the_epj_pages_patients_are_the_demo_patients_in_the_readme() -> None:
     assert [p["id"] for p in EPJ_DATA["patients"]] == table
 
 
-def test_a_launch_the_portal_cannot_be_reached_for_is_a_clear_error_page(devidp: dict[str, Any]) -> None:
-    # The session's provider points at http://testserver (RP_BASES), which does not resolve.
-    response = requests.post(
-        f"{devidp['config']['issuer']}/epj/launch",
-        data={"user": "fastlege", "patient": PATIENT, "purpose": "TREAT"},
-        timeout=30,
-    )
+def test_a_launch_the_portal_cannot_be_reached_for_is_a_clear_error_page(tmp_path_factory: Any) -> None:
+    # Nothing listens on that port: the portal cannot be reached.
+    with _devidp_launching_into(tmp_path_factory, f"http://127.0.0.1:{_free_port()}") as issuer:
+        response = requests.post(
+            f"{issuer}/epj/launch",
+            data={"user": "fastlege", "patient": PATIENT, "purpose": "TREAT"},
+            timeout=30,
+        )
     assert response.status_code == 502
     assert 'role="alert"' in response.text and "Fikk ikke kontakt med" in response.text
     assert PATIENT not in response.text
@@ -445,10 +447,9 @@ def portal_stub() -> Iterator[_PortalStub]:
         stub.server.server_close()
 
 
-@pytest.fixture(scope="module")
-def epj_devidp(tmp_path_factory: Any, portal_stub: _PortalStub) -> Iterator[dict[str, Any]]:
-    """A provider of its own whose test EPJ page launches into the stub (IDP_PORTAL_BASE);
-    the session's provider launches into the portal's registered base URLs."""
+@contextlib.contextmanager
+def _devidp_launching_into(tmp_path_factory: Any, portal_base: str) -> Iterator[str]:
+    """A provider of its own whose test EPJ page launches into `portal_base`; its issuer."""
 
     node = shutil.which("node")
     assert node
@@ -459,7 +460,7 @@ def epj_devidp(tmp_path_factory: Any, portal_stub: _PortalStub) -> Iterator[dict
         **os.environ,
         "IDP_PORT": str(port),
         "RP_BASES": "http://testserver",
-        "IDP_PORTAL_BASE": portal_stub.base,
+        "IDP_PORTAL_BASE": portal_base,
         "IDP_CLIENT_JWKS": str(folder / "client-jwks.json"),
         "IDP_SIGNING_KEY_FILE": str(folder / "signing-key.json"),
         "IDP_EPJ_KEY_FILE": str(folder / "epj-key.json"),
@@ -471,15 +472,24 @@ def epj_devidp(tmp_path_factory: Any, portal_stub: _PortalStub) -> Iterator[dict
         issuer = f"http://127.0.0.1:{port}"
         try:
             _wait_for(f"{issuer}/.well-known/openid-configuration")
-            portal_stub.issuer = issuer
-            portal_stub.jwks_uri = f"{issuer}/jwks"
-            yield {"issuer": issuer, "log": folder / "devidp.log"}
+            yield issuer
         finally:
             proc.terminate()
             try:
                 proc.wait(timeout=10)
             except subprocess.TimeoutExpired:
                 proc.kill()
+
+
+@pytest.fixture(scope="module")
+def epj_devidp(tmp_path_factory: Any, portal_stub: _PortalStub) -> Iterator[dict[str, Any]]:
+    """A provider of its own whose test EPJ page launches into the stub (IDP_PORTAL_BASE);
+    the session's provider launches into the live server."""
+
+    with _devidp_launching_into(tmp_path_factory, portal_stub.base) as issuer:
+        portal_stub.issuer = issuer
+        portal_stub.jwks_uri = f"{issuer}/jwks"
+        yield {"issuer": issuer}
 
 
 def _launch(epj_devidp: dict[str, Any], stub: _PortalStub, **form: str) -> requests.Response:

@@ -14,12 +14,15 @@ from typing import Any
 import pytest
 import schemathesis
 from django.core.cache import cache
+from django.core.signals import request_finished, request_started
+from django.core.wsgi import get_wsgi_application
+from django.db import close_old_connections
 from django.test import Client
 from django.utils import timezone
 from hypothesis import HealthCheck
 from hypothesis import settings as hypothesis_settings
 
-from pjd_portal.accounts.helseid_tokens import jwk_thumbprint
+from pjd_portal.accounts.helseid_tokens import fresh_nonce, jwk_thumbprint
 from pjd_portal.accounts.models import Organisation, OrganisationKind
 from pjd_portal.documents import demo_remote
 from pjd_portal.documents.models import DocumentSource
@@ -202,12 +205,19 @@ def test_the_portals_own_mhd_consumer_lists_and_opens_what_the_api_lists(live_wo
 
 
 @pytest.fixture
-def mhd_schema(world: World, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Any:
-    from django.core.wsgi import get_wsgi_application
-
+def mhd_schema(world: World, monkeypatch: pytest.MonkeyPatch, settings: Any) -> Iterator[Any]:
     trust_provider(monkeypatch, settings)
     add_document(world, title="Schemathesis")
-    return schemathesis.openapi.from_wsgi("/api/openapi.json", get_wsgi_application())
+    # The WSGI application called directly, as Django's test client does it: without
+    # closing the database connection after each request (on PostgreSQL that would end
+    # the test's own transaction).
+    request_started.disconnect(close_old_connections)
+    request_finished.disconnect(close_old_connections)
+    try:
+        yield schemathesis.openapi.from_wsgi("/api/openapi.json", get_wsgi_application())
+    finally:
+        request_started.connect(close_old_connections)
+        request_finished.connect(close_old_connections)
 
 
 # The launch is described too, and tested where it is built (tests/test_epj_launch.py).
@@ -228,7 +238,9 @@ def test_the_api_conforms_to_its_openapi_description(case: Any, world: World) ->
         status_code_conformance,
     )
 
-    nonce = Client().get("/api/fhir/metadata")["DPoP-Nonce"]
+    # Not through Django's test client: it connects close_old_connections again after its
+    # request, and the next WSGI call would then close the test's connection.
+    nonce = fresh_nonce()
     token = access_token(attest_for(world.fastlege, world.gp_office, [LIST_PATIENT_ID]), jkt=_KEY.thumbprint)
     url = f"http://localhost{case.formatted_path}"
     proof = _KEY.proof(case.method.upper(), url, access_token=token, nonce=nonce)
