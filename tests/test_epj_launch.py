@@ -4,21 +4,28 @@ refusal a page and an event; the token and proof checks; the code shared by inst
 
 from __future__ import annotations
 
+import base64
 import datetime
+import hashlib
 import json
 import os
 import secrets
 import subprocess
 import sys
+import uuid
 from typing import Any
+from urllib.parse import parse_qs, urlsplit
 
+import jwt
 import pytest
 from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
-from pjd_portal.access.launch import challenge_of
+from pjd_portal.access.launch import SESSION_LAUNCH_KEY, challenge_of
 from pjd_portal.access.models import AccessAttest, EpjLaunch
+from pjd_portal.accounts import provider as provider_module
+from pjd_portal.accounts.models import Role
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.logreading import fhir
 from pjd_portal.patients.models import PrivacyChoice, PrivacyChoiceKind
@@ -29,9 +36,18 @@ from tests.builders import (
     World,
     add_auditor,
     events,
+    grant_role,
     login,
 )
-from tests.mhd_api_tokens import DpopKey, access_token, attest_for, other_signing_key, trust_provider
+from tests.mhd_api_tokens import (
+    DpopKey,
+    access_token,
+    attest_for,
+    other_signing_key,
+    signing_jwks,
+    trust_provider,
+)
+from tests.test_login import FakeProvider, client_key_file, provider  # noqa: F401 - fixtures
 
 LAUNCH_URL = "http://testserver/api/launch"
 
@@ -47,6 +63,10 @@ class Mint:
 def mint(monkeypatch: Any, settings: Any) -> Mint:
     trust_provider(monkeypatch, settings)
     return Mint()
+
+
+def _b64(data: bytes) -> str:
+    return base64.urlsafe_b64encode(data).rstrip(b"=").decode()
 
 
 def json_of(response: Any) -> dict[str, Any]:
@@ -486,3 +506,124 @@ def test_a_launch_is_not_kept_once_it_can_no_longer_be_finished(world: World, mi
     EpjLaunch.objects.update(expires_at=datetime.datetime(2020, 1, 1, tzinfo=datetime.UTC))
     code_for(mint, fastlege_attest(world))
     assert EpjLaunch.objects.count() == 1
+
+
+# --- found by review: each failed before its fix --------------------------------------
+
+
+@pytest.mark.django_db
+def test_a_person_of_several_organisations_is_launched_into_the_attests(
+    world: World,
+    mint: Mint,
+    provider: FakeProvider,  # noqa: F811 - the fixture imported above
+    monkeypatch: Any,
+) -> None:
+    """A clinician at the GP office and at the legevakt, launched for the GP office with no
+    portal session: the silent login, then the list, with no chooser in between."""
+
+    grant_role(world.fastlege, world.legevakt, Role.CLINICIAN)
+    monkeypatch.setattr(
+        provider_module, "signing_keys", lambda refresh=False: [*signing_jwks(), *provider.jwks()["keys"]]
+    )
+    code, verifier = code_for(mint, fastlege_attest(world))
+    browser = Client()
+    first = browser.post("/start/", {"code": code, "code_verifier": verifier})
+    location = urlsplit(browser.get(first["Location"])["Location"])
+    params = {k: v[0] for k, v in parse_qs(location.query).items()}
+    if "request_uri" in params:
+        params = dict(provider.pushed[params["request_uri"]])
+    assert params["prompt"] == "none"
+    provider.nonce = params["nonce"]
+    done = browser.get("/oidc/callback/", {"code": "abc", "state": params["state"]}, follow=True)
+    assert done.resolver_match.view_name == "documents:list", done.redirect_chain
+    (chosen,) = events("organisation_chosen")
+    assert chosen.organisation_orgnr == world.gp_office.orgnr
+
+
+@pytest.mark.django_db
+def test_made_up_kids_do_not_make_the_portal_fetch_helseids_keys_each_time(
+    world: World, monkeypatch: Any
+) -> None:
+    fetched: list[bool] = []
+
+    def fetch(url: str) -> dict[str, Any]:
+        fetched.append(True)
+        return {"keys": signing_jwks()}
+
+    provider_module.clear_cache()
+    monkeypatch.setattr(provider_module, "_get_json", fetch)
+    client = Client()
+    for i in range(20):
+        header = _b64(json.dumps({"alg": "RS256", "typ": "at+jwt", "kid": f"k{i}"}).encode())
+        token = f"{header}.{_b64(b'{}')}.{_b64(b'x')}"
+        assert client.post("/api/launch", HTTP_AUTHORIZATION=f"DPoP {token}").status_code == 401
+    assert len(fetched) <= 2
+    provider_module.clear_cache()
+
+
+def _raw_proof(key: DpopKey, claims_json: str) -> str:
+    """A proof whose payload is this very JSON text (NaN is no JSON, but Python reads it)."""
+
+    header = _b64(json.dumps({"typ": "dpop+jwt", "alg": "ES256", "jwk": key.public_jwk}).encode())
+    payload = _b64(claims_json.encode())
+    signature = jwt.algorithms.ECAlgorithm(jwt.algorithms.ECAlgorithm.SHA256).sign(
+        f"{header}.{payload}".encode(), key.private
+    )
+    return f"{header}.{payload}.{_b64(signature)}"
+
+
+@pytest.mark.django_db
+def test_a_proof_with_a_nan_time_or_a_broken_url_is_refused_not_a_500(world: World, mint: Mint) -> None:
+    client = Client(raise_request_exception=False)
+    key = DpopKey()
+    token = mint.token(fastlege_attest(world), key)
+    ath = _b64(hashlib.sha256(token.encode()).digest())
+    claims = (
+        f'{{"htm":"POST","htu":"{LAUNCH_URL}","iat":NaN,"jti":"{uuid.uuid4().hex}",'
+        f'"ath":"{ath}","nonce":"{_nonce(client)}"}}'
+    )
+    assert _call(client, token, _raw_proof(key, claims)).status_code == 401
+    for htu in ("http://testserver:99999/api/launch", "http://[testserver/api/launch"):
+        proof = key.proof("POST", htu, access_token=token, nonce=_nonce(client))
+        assert _call(client, token, proof).status_code == 401
+
+
+@pytest.mark.django_db
+def test_a_launch_is_finished_once_even_from_a_session_that_holds_it_again(world: World, mint: Mint) -> None:
+    code, verifier = code_for(mint, fastlege_attest(world))
+    client = login(Client(), world.fastlege, world.gp_office)
+    client.post("/start/", {"code": code, "code_verifier": verifier})
+    launch_id = client.session[SESSION_LAUNCH_KEY]
+    assert client.get("/start/fortsett/").status_code == 302
+    # A twin request that read the session before the first one saved it.
+    session = client.session
+    session[SESSION_LAUNCH_KEY] = launch_id
+    session.save()
+    assert client.get("/start/fortsett/").status_code == 403
+    assert len(events("basis_stated")) == 1
+
+
+@pytest.mark.django_db
+def test_an_attest_naming_a_member_twice_is_refused(world: World, mint: Mint) -> None:
+    base = fastlege_attest(world)
+    care = base["care_relationship"]
+    # The published member says COC (refused); a hyphenated twin says TREAT.
+    variant = {
+        **base,
+        "care_relationship": {**care, "purpose_of_use": {"code": "COC"}},
+        "care-relationship": care,
+    }
+    answer, _ = ask_for_code(mint, variant)
+    assert answer.status_code == 403
+    (refused,) = events("api_call_refused")
+    assert refused.reason_code == "attest_ambiguous"
+    assert not EpjLaunch.objects.exists()
+
+
+@pytest.mark.django_db
+def test_made_up_codes_from_nobody_do_not_fill_the_access_log(world: World) -> None:
+    client = Client()
+    for _ in range(20):
+        answer = client.post("/start/", {"code": secrets.token_urlsafe(32), "code_verifier": "x"})
+        assert answer.status_code == 403
+    assert events("epj_launch_refused") == []

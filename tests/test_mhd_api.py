@@ -361,6 +361,7 @@ def test_token_and_proof_faults_are_each_a_401_operation_outcome(epj: Epj, world
     # Refusals of a client whose token checked out are logged (not the nonce round).
     reasons = [e.reason_code for e in events("api_call_refused")]
     assert "dpop_htm" in reasons and "dpop_ath" in reasons and "dpop_nonce" not in reasons
+    assert "dpop_replayed" in reasons
 
 
 def test_an_attest_the_portal_cannot_read_is_a_403_and_logged(epj: Epj, world: World) -> None:

@@ -22,6 +22,8 @@ from django.utils import timezone
 
 from pjd_portal.access.models import EpjLaunch
 
+# The launch this browser redeemed, kept in its session across the HelseID round trip.
+SESSION_LAUNCH_KEY = "pjd_epj_launch"
 CHALLENGE = re.compile(r"^[A-Za-z0-9_-]{43}$")  # base64url of a SHA-256, unpadded
 VERIFIER = re.compile(r"^[A-Za-z0-9._~-]{43,128}$")  # RFC 7636 § 4.1
 CODE = re.compile(r"^[A-Za-z0-9_-]{43}$")
@@ -95,9 +97,14 @@ def redeem_launch_code(*, code: str, verifier: str) -> Redemption:
     return Redemption(launch)
 
 
-def redeemed_launch(launch_id: int) -> EpjLaunch | None:
+def finish_launch(launch_id: int) -> EpjLaunch | None:
     """A launch this browser redeemed a moment ago (its id kept in the session across the
-    HelseID round trip), if it is still to be finished."""
+    HelseID round trip), claimed now for its one visit: like the redemption, an UPDATE
+    where it is still unfinished, so that two requests carrying the same session (a
+    double click, a copied cookie) cannot both open it."""
 
-    since = timezone.now() - FINISH_WITHIN
-    return EpjLaunch.objects.filter(pk=launch_id, used_at__gte=since).first()
+    now = timezone.now()
+    claimed = EpjLaunch.objects.filter(
+        pk=launch_id, used_at__gte=now - FINISH_WITHIN, finished_at__isnull=True
+    ).update(finished_at=now)
+    return EpjLaunch.objects.filter(pk=launch_id).first() if claimed else None

@@ -127,6 +127,8 @@ class EpjLaunch(models.Model):
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
     used_at = models.DateTimeField(null=True, blank=True)
+    # When its visit began (after the login): a launch opens one visit, once.
+    finished_at = models.DateTimeField(null=True, blank=True)
 
     class Meta:
         indexes = [models.Index(fields=["expires_at"], name="epj_launch_expiry_idx")]

@@ -51,10 +51,15 @@ class TrustAttest:
 
 
 def _normal(value: Any) -> Any:
-    """Members spelt with hyphens as with underscores, at every depth."""
+    """Members spelt with hyphens as with underscores, at every depth. Both spellings of
+    one member is an attest that says two things: what HelseID or the EPJ's own log read
+    might not be what the portal acts on, so it is refused."""
 
     if isinstance(value, Mapping):
-        return {str(k).replace("-", "_"): _normal(v) for k, v in value.items()}
+        normal = {str(k).replace("-", "_"): _normal(v) for k, v in value.items()}
+        if len(normal) != len(value):
+            raise AttestInvalid("attest_ambiguous", "The attest names one member twice.")
+        return normal
     if isinstance(value, list):
         return [_normal(v) for v in value]
     return value

@@ -25,6 +25,7 @@ import datetime
 import hashlib
 import json
 import logging
+import math
 import secrets
 import time
 from collections.abc import Mapping
@@ -265,7 +266,11 @@ def _verify_proof(proof: str, *, token: str, method: str, url: str, jkt: str, cl
     if claims.get("htm") != method:
         raise rejected("dpop_htm")
     htu = claims.get("htu")
-    if not isinstance(htu, str) or _normalised_url(htu) != _normalised_url(url):
+    try:
+        same_url = isinstance(htu, str) and _normalised_url(htu) == _normalised_url(url)
+    except ValueError:  # a port out of range, a broken IPv6 literal
+        same_url = False
+    if not same_url:
         raise rejected("dpop_htu")
     ath = claims.get("ath")
     if not isinstance(ath, str) or not secrets.compare_digest(ath, access_token_hash(token)):
@@ -273,7 +278,8 @@ def _verify_proof(proof: str, *, token: str, method: str, url: str, jkt: str, cl
     iat = claims.get("iat")
     now = time.time()
     leeway = settings.OIDC_CLOCK_LEEWAY_SECONDS
-    if not isinstance(iat, int | float) or isinstance(iat, bool):
+    # JSON as PyJWT reads it takes NaN and Infinity, which no comparison refuses.
+    if not isinstance(iat, int | float) or isinstance(iat, bool) or not math.isfinite(iat):
         raise rejected("dpop_iat")
     if iat > now + leeway or iat < now - settings.DPOP_PROOF_SECONDS - leeway:
         raise rejected("dpop_iat")
@@ -284,13 +290,14 @@ def _verify_proof(proof: str, *, token: str, method: str, url: str, jkt: str, cl
     if not isinstance(nonce, str) or not _nonce_is_fresh(nonce):
         raise rejected("dpop_nonce", USE_NONCE)
     # Last: only a proof that passed everything else uses up its jti.
-    _use_once(jkt, jti, expires=iat + settings.DPOP_PROOF_SECONDS + 2 * leeway)
+    _use_once(jkt, jti, expires=iat + settings.DPOP_PROOF_SECONDS + 2 * leeway, client_id=client_id)
 
 
-def _use_once(jkt: str, jti: str, *, expires: float) -> None:
+def _use_once(jkt: str, jti: str, *, expires: float, client_id: str) -> None:
     """Remember the proof's jti (with its key) until the proof could no longer be taken;
-    refuse one seen before. The insert's own transaction commits at once, so another
-    instance sees it; a unique key decides a race between two."""
+    refuse one seen before. The insert's own transaction commits at once (the portal never
+    runs with ATOMIC_REQUESTS: the access log's guarantees rest on that too), so another instance sees it; a unique key
+    decides a race between two."""
 
     proof_hash = hashlib.sha256(f"{jkt}|{jti}".encode()).hexdigest()
     now = timezone.now()
@@ -301,7 +308,7 @@ def _use_once(jkt: str, jti: str, *, expires: float) -> None:
                 expires_at=datetime.datetime.fromtimestamp(expires, tz=datetime.UTC),
             )
     except IntegrityError as exc:
-        raise TokenRejected(INVALID_PROOF, "dpop_replayed") from exc
+        raise TokenRejected(INVALID_PROOF, "dpop_replayed", client_id=client_id) from exc
     # Now and then, the proofs no longer in their window go (a cheap indexed delete).
     if secrets.randbelow(100) == 0:
         DpopProofUse.objects.filter(expires_at__lt=now).delete()

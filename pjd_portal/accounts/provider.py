@@ -98,14 +98,20 @@ def par_endpoint() -> str | None:
     return str(value) if value else None
 
 
+JWKS_REFRESH_SECONDS = 60
+
+
 def signing_keys(*, refresh: bool = False) -> list[dict[str, Any]]:
     """The provider's JWKS. `refresh` skips the cache: used once on an unknown `kid`,
     which is how a key rotation at the provider shows up."""
 
-    if not refresh:
-        cached = _cache.get("jwks")
-        if cached is not None:
-            return cached  # type: ignore[no-any-return]
+    cached = _cache.get("jwks")
+    # A refetch at most once a minute: a token with a made-up `kid` must not make every
+    # request wait on HelseID (nor let anyone turn the portal on HelseID).
+    if cached is not None and (not refresh or _cache.get("jwks_refreshed")):
+        return cached  # type: ignore[no-any-return]
+    if refresh:
+        _cache.put("jwks_refreshed", True, JWKS_REFRESH_SECONDS)
     keys = _get_json(settings.OIDC_OP_JWKS_ENDPOINT).get("keys", [])
     if not isinstance(keys, list):
         raise ProviderUnavailable(settings.OIDC_OP_JWKS_ENDPOINT)

@@ -10,6 +10,7 @@ for several, a purpose of use the portal does not take.
 
 from __future__ import annotations
 
+import logging
 from urllib.parse import urlencode
 
 from django.contrib.auth.decorators import login_required
@@ -22,19 +23,20 @@ from django.views.decorators.http import require_GET, require_http_methods
 
 from pjd_portal.access import policy
 from pjd_portal.access.attested import AttestedVisit, launch_visit, origin_of
-from pjd_portal.access.launch import redeem_launch_code, redeemed_launch
+from pjd_portal.access.launch import SESSION_LAUNCH_KEY, finish_launch, redeem_launch_code
 from pjd_portal.access.models import AttestChannel
 from pjd_portal.access.services import access_patient_by_handle
 from pjd_portal.access.trust_framework import AttestInvalid, read_attest
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.caller import caller_of
+from pjd_portal.accounts.choice import act_for_attested_organisation
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.clinic.patient_views import refused_page
 
-SESSION_LAUNCH_KEY = "pjd_epj_launch"
 CHANNEL = AttestChannel.EPJ_LAUNCH
+logger = logging.getLogger(__name__)
 
 # What the clinician is told, by the reason a launch stopped before a patient.
 _MESSAGES = {
@@ -53,11 +55,19 @@ def _page(request: HttpRequest, reason_code: str, message: str, status: int = 40
 
 
 def _refused_before_login(request: HttpRequest, reason_code: str) -> HttpResponse:
-    record_event(
-        events.EPJ_LAUNCH_REFUSED(outcome=Outcome.DENIED, reason_code=reason_code, channel=CHANNEL),
-        actor=actor_of(request),
-        where=point_of_care_of(request),
-    )
+    """A code that opens nothing. Logged when it names a launch (expired, used, a wrong
+    verifier) or a person is logged in; a made-up code from nobody goes to the application
+    log only, as an API call without a token does: anyone could otherwise fill the access
+    log from outside."""
+
+    if reason_code != "launch_code_unknown" or request.user.is_authenticated:
+        record_event(
+            events.EPJ_LAUNCH_REFUSED(outcome=Outcome.DENIED, reason_code=reason_code, channel=CHANNEL),
+            actor=actor_of(request),
+            where=point_of_care_of(request),
+        )
+    else:
+        logger.info("launch refused: %s", reason_code)
     return _page(request, reason_code, str(_MESSAGES[reason_code]))
 
 
@@ -82,13 +92,15 @@ def epj_start(request: HttpRequest) -> HttpResponse:
 @require_GET
 def epj_start_finish(request: HttpRequest) -> HttpResponse:
     launch_id = request.session.pop(SESSION_LAUNCH_KEY, None)
-    launch = redeemed_launch(launch_id) if isinstance(launch_id, int) else None
+    launch = finish_launch(launch_id) if isinstance(launch_id, int) else None
     if launch is None:
         return _refused_before_login(request, "launch_code_unknown")
-    caller = caller_of(request)
     try:
         attest = read_attest(launch.attest)
+        act_for_attested_organisation(request, attest.point_of_care_orgnr)
+        caller = caller_of(request)
     except AttestInvalid as exc:
+        caller = caller_of(request)
         record_event(
             events.EPJ_LAUNCH_REFUSED(
                 outcome=Outcome.INVALID,

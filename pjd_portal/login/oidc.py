@@ -31,6 +31,7 @@ from mozilla_django_oidc.auth import OIDCAuthenticationBackend
 from mozilla_django_oidc.views import OIDCAuthenticationCallbackView, OIDCAuthenticationRequestView
 
 from pjd_portal.access import policy
+from pjd_portal.access.launch import SESSION_LAUNCH_KEY
 from pjd_portal.accounts import facts, keys, provider
 from pjd_portal.accounts.audit_context import actor_of, anonymous_actor, point_of_care_for, point_of_care_of
 from pjd_portal.accounts.context import (
@@ -398,7 +399,8 @@ class PortalCallbackView(OIDCAuthenticationCallbackView):  # type: ignore[misc]
             actor=actor_of(self.request, self.user),
             where=point_of_care_for(org),
         )
-        if org is None and choices:
+        if org is None and choices and SESSION_LAUNCH_KEY not in session:
+            # (A launch from the EPJ names the organisation: the launch chooses it.)
             return HttpResponseRedirect(reverse("accounts:choose_organisation"))
         return super().login_success()  # type: ignore[no-any-return]
 

@@ -11,18 +11,17 @@ from django.views.decorators.http import require_GET, require_http_methods, requ
 
 from pjd_portal.access import policy, selectors
 from pjd_portal.accounts import keys, provider
-from pjd_portal.accounts.audit_context import actor_of, point_of_care_for, point_of_care_of
+from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.caller import caller_of
+from pjd_portal.accounts.choice import act_for, choices_of
 from pjd_portal.accounts.context import (
     SESSION_ORG_CHOICES_KEY,
     SESSION_ORG_CLAIMED_KEY,
     SESSION_ORG_KEY,
     active_roles,
-    authenticated_user,
     current_organisation,
-    organisation_choices,
 )
-from pjd_portal.accounts.models import Organisation, Role
+from pjd_portal.accounts.models import Role
 from pjd_portal.accounts.provider import provider_logout
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
@@ -92,25 +91,14 @@ def choose_organisation(request: HttpRequest) -> HttpResponse:
     """Choose which organisation to act for, when one may act for several. The choice is
     kept in the session, shown in the header and written into every access event."""
 
-    # From the roles held now, not from a list kept in the session: a role revoked since
-    # login must not remain a choice.
-    claimed_id = request.session.get(SESSION_ORG_CLAIMED_KEY)
-    claimed = Organisation.objects.filter(pk=claimed_id).first() if claimed_id else None
-    choices = organisation_choices(authenticated_user(request), claimed)
+    choices = choices_of(request)
     if len(choices) < 2:
         return redirect("accounts:home")
     error = ""
     if request.method == "POST":
         chosen = next((o for o in choices if str(o.pk) == request.POST.get("organisation")), None)
         if chosen is not None:
-            # Patient handles are bound to the organisation they were made in, so those
-            # made for another organisation stop working here (access/selectors.py).
-            request.session[SESSION_ORG_KEY] = chosen.pk
-            record_event(
-                events.ORGANISATION_CHOSEN(outcome=Outcome.GRANTED),
-                actor=actor_of(request),
-                where=point_of_care_for(chosen),
-            )
+            act_for(request, chosen)
             return redirect("accounts:home")
         error = _("Choose one of the organisations.")
     selected = request.session.get(SESSION_ORG_KEY) or request.session.get(SESSION_ORG_CLAIMED_KEY)
