@@ -24,6 +24,7 @@ from django.urls import reverse
 
 from pjd_portal.access.launch import SESSION_LAUNCH_KEY, challenge_of
 from pjd_portal.access.models import AccessAttest, EpjLaunch
+from pjd_portal.access.trust_framework import read_attest
 from pjd_portal.accounts import provider as provider_module
 from pjd_portal.accounts.models import Role
 from pjd_portal.auditlog.models import AccessEvent
@@ -627,3 +628,21 @@ def test_made_up_codes_from_nobody_do_not_fill_the_access_log(world: World) -> N
         answer = client.post("/start/", {"code": secrets.token_urlsafe(32), "code_verifier": "x"})
         assert answer.status_code == 403
     assert events("epj_launch_refused") == []
+
+
+def test_a_national_id_in_the_epjs_decision_or_reason_is_not_kept() -> None:
+    the_attest = {
+        "type": "nhn:tillitsrammeverk:parameters",
+        "practitioner": {"identifier": {"id": "12837512393"}, "legal_entity": {"id": "310000000"}},
+        "care_relationship": {
+            "purpose_of_use": {"code": "BTG"},
+            "decision_ref": {
+                "id": f"sak-{LIST_PATIENT_ID}",
+                "reason": f"Pasient {LIST_PATIENT_ID} bevisstløs",
+            },
+        },
+        "patients": [{"identifier": {"id": LIST_PATIENT_ID}}],
+    }
+    read = read_attest([the_attest])
+    assert LIST_PATIENT_ID not in read.decision_ref and LIST_PATIENT_ID not in read.reason
+    assert read.patient_ids == (LIST_PATIENT_ID,)

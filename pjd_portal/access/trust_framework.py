@@ -15,6 +15,8 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
+from pjd_portal.lib.redact import redact_national_ids
+
 ATTEST_TYPE = "nhn:tillitsrammeverk:parameters"
 MAX_DECISION_REF = 200
 MAX_REASON = 2000
@@ -128,8 +130,10 @@ def read_attest(details: Sequence[Mapping[str, Any]] | Mapping[str, Any]) -> Tru
         point_of_care_orgnr=point_of_care,
         purpose_of_use=purpose,
         purpose_of_use_details=details_code if _CODE.match(details_code) else "",
-        decision_ref=_text(decision, "id", MAX_DECISION_REF),
+        # Shown in log review and the patient's own log: an EPJ that put a national id in
+        # its reference must not have it shown there.
+        decision_ref=redact_national_ids(_text(decision, "id", MAX_DECISION_REF)),
         user_selected=selected if isinstance(selected, bool) else False,
-        reason=_text(decision, "reason", MAX_REASON),
+        reason=redact_national_ids(_text(decision, "reason", MAX_REASON)),
         patient_ids=patient_ids,
     )
