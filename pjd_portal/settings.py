@@ -472,6 +472,9 @@ API_SCOPE = os.environ.get("PJD_API_SCOPE", "nhn:pjd-portal/api")
 EPJ_CLIENTS = frozenset(
     json.loads(os.environ.get("PJD_EPJ_CLIENTS", "") or ('["pjd-test-epj"]' if DEBUG else "[]"))
 )
+# HelseID names the legal entity an EPJ client acts for (orgnr_parent); its attest must name
+# the same. Off only in development, where tests mint tokens without the claim.
+EPJ_REQUIRE_CLIENT_ORGNR = envbool("PJD_EPJ_REQUIRE_CLIENT_ORGNR", not DEBUG)
 # A DPoP proof is good for this long after its `iat` (its jti is remembered as long);
 # a nonce the portal gave for this long (RFC 9449 §§ 11.1, 9).
 DPOP_PROOF_SECONDS = envint("PJD_DPOP_PROOF_SECONDS", 60)

@@ -78,8 +78,8 @@ def _reused(caller: Caller, patient_id: int, origin: AttestOrigin) -> PatientAcc
     now (a block made a minute ago applies): read through the handle, like a page."""
 
     organisation = caller.organisation
-    if organisation is None:
-        return None
+    if organisation is None or not policy.may_use_clinical_portal(selectors.clinician_facts(caller)):
+        return None  # a role lost since: the new lookup says so, and logs it
     now = timezone.now()
     attest = (
         AccessAttest.objects.filter(

@@ -389,6 +389,18 @@ def may_use_purpose_of_use(purpose: str) -> Decision:
     )
 
 
+def client_may_attest_for(client_orgnr: str, attest_legal_entity: str, *, required: bool) -> Decision:
+    """An EPJ attests only for the legal entity HelseID says the client acts for: a client
+    of one organisation must not attest access for another organisation's staff."""
+
+    if client_orgnr == attest_legal_entity or (not client_orgnr and not required):
+        return ALLOW
+    return _deny(
+        "attest_not_the_clients_organisation",
+        str(_("The EPJ's attest names another legal entity than the one its HelseID client acts for.")),
+    )
+
+
 def attest_names_one_patient(count: int) -> Decision:
     """An attest is bound to one patient: none, or several, opens nothing."""
 

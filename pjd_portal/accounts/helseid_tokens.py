@@ -74,6 +74,10 @@ class TokenRejected(Exception):
         return 403 if self.error == INSUFFICIENT_SCOPE else 401
 
 
+# The legal entity HelseID says the client acts for (the EPJ's own organisation).
+CLAIM_CLIENT_ORGNR = "helseid://claims/client/claims/orgnr_parent"
+
+
 @dataclass(frozen=True)
 class VerifiedToken:
     client_id: str
@@ -82,6 +86,11 @@ class VerifiedToken:
     jkt: str
     claims: Mapping[str, Any]
     authorization_details: tuple[Mapping[str, Any], ...]
+
+    @property
+    def client_orgnr(self) -> str:
+        value = self.claims.get(CLAIM_CLIENT_ORGNR)
+        return value if isinstance(value, str) else ""
 
 
 def _b64(data: bytes) -> str:

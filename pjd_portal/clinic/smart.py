@@ -128,7 +128,13 @@ def ehr_by_iss(iss: str) -> Ehr:
 
 
 def _origin(url: str) -> str:
-    parts = urlsplit(url)
+    """Scheme and host; "" for what is no URL (an endpoint like `https://[idp/...` must be
+    a refusal of the configuration, not a 500)."""
+
+    try:
+        parts = urlsplit(url)
+    except ValueError:
+        return ""
     return f"{parts.scheme}://{parts.netloc}".lower()
 
 
@@ -179,7 +185,7 @@ def discover(ehr: Ehr) -> SmartConfiguration:
     auth_methods = body.get("token_endpoint_auth_methods_supported") or ["private_key_jwt"]
     problems = [
         issuer != ehr.issuer,
-        not all(isinstance(e, str) and _origin(e) == _origin(ehr.issuer) for e in endpoints),
+        not all(isinstance(e, str) and _origin(e) and _origin(e) == _origin(ehr.issuer) for e in endpoints),
         not isinstance(capabilities, list) or "launch-ehr" not in capabilities,
         not isinstance(methods, list) or "S256" not in methods,
         not isinstance(auth_methods, list) or "private_key_jwt" not in auth_methods,

@@ -19,6 +19,7 @@ from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.clinic import smart
 from pjd_portal.clinic.decorators import clinician_required
+from pjd_portal.lib.redact import redact_national_ids
 from pjd_portal.patients.forms import NO_SUCH_PATIENT, PatientLookupForm
 from pjd_portal.patients.lookup import NO_SUCH_PATIENT_CODE, read_national_id
 
@@ -106,7 +107,8 @@ def _refused(
             reason_code=refusal.reason_code,
             channel="smart",
             client_id=client_id,
-            iss=iss[:200],
+            # Anyone can write a launch link: what it names is kept without a national id.
+            iss=redact_national_ids(iss[:200]),
         ),
         actor=actor_of(request),
         where=point_of_care_of(request),

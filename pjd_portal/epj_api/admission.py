@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from functools import wraps
 from typing import Any, cast
 
+from django.conf import settings
 from django.http import HttpRequest, HttpResponse
 from django.http.response import HttpResponseBase
 from django.views.decorators.csrf import csrf_exempt
@@ -190,18 +191,29 @@ def authenticate(request: HttpRequest, interaction: str) -> Authenticated:
     token = verified(request, interaction)
     raw_event_id = request.headers.get("nhn-event-id", "").strip()
     nhn_event_id = raw_event_id if _EVENT_ID.fullmatch(raw_event_id) else ""
+    attest = attest_of(request, token, interaction)
+    return Authenticated(token, attest, interaction, nhn_event_id)
+
+
+def attest_of(
+    request: HttpRequest, token: VerifiedToken, interaction: str, *, channel: str = CHANNEL
+) -> TrustAttest:
+    """The token's attest, if it is one the portal reads and the client may give; raises
+    the logged Refusal (403) otherwise. The launch and the API both ask here."""
+
+    details = {"channel": channel, "client_id": token.client_id, "jti": token.jti, "interaction": interaction}
     try:
         attest = read_attest(token.authorization_details)
     except AttestInvalid as exc:
-        details = {
-            "channel": CHANNEL,
-            "client_id": token.client_id,
-            "jti": token.jti,
-            "interaction": interaction,
-        }
         refused(request, exc.reason_code, details)
         raise Refusal(403, "forbidden", exc.message) from exc
-    return Authenticated(token, attest, interaction, nhn_event_id)
+    allowed = policy.client_may_attest_for(
+        token.client_orgnr, attest.legal_entity_orgnr, required=settings.EPJ_REQUIRE_CLIENT_ORGNR
+    )
+    if not allowed:
+        refused(request, allowed.reason_code, {**details, "decision_ref": attest.decision_ref})
+        raise Refusal(403, "forbidden", allowed.message)
+    return attest
 
 
 def refuse(request: HttpRequest, call: Authenticated, reason_code: str, refusal: Refusal) -> Refusal:

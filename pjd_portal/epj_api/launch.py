@@ -16,9 +16,8 @@ from django.http import HttpRequest, HttpResponse
 from django.urls import reverse
 
 from pjd_portal.access import launch
-from pjd_portal.access.trust_framework import AttestInvalid, read_attest
 from pjd_portal.accounts.helseid_tokens import VerifiedToken
-from pjd_portal.epj_api.admission import Refusal, api_view, refused, verified
+from pjd_portal.epj_api.admission import Refusal, api_view, attest_of, refused, verified
 
 MAX_BODY_BYTES = 4096
 CHANNEL = "epj_launch"
@@ -63,10 +62,7 @@ def _issue(request: HttpRequest, token: VerifiedToken) -> launch.IssuedCode:
     if params.get("ehr_code_challenge_method", "S256") != "S256" or not launch.CHALLENGE.match(challenge):
         message = "ehr_code_challenge must be base64url(SHA-256(verifier)), 43 characters, with method S256."
         raise _refusal(request, token, "bad_code_challenge", Refusal(400, "value", message))
-    try:
-        read_attest(token.authorization_details)
-    except AttestInvalid as exc:
-        raise _refusal(request, token, exc.reason_code, Refusal(403, "forbidden", exc.message)) from exc
+    attest_of(request, token, "launch", channel=CHANNEL)
     return launch.issue_launch_code(
         client_id=token.client_id,
         token_jti=token.jti,
