@@ -646,3 +646,53 @@ def test_a_national_id_in_the_epjs_decision_or_reason_is_not_kept() -> None:
     read = read_attest([the_attest])
     assert LIST_PATIENT_ID not in read.decision_ref and LIST_PATIENT_ID not in read.reason
     assert read.patient_ids == (LIST_PATIENT_ID,)
+
+
+_PRESENT = """
+import json, os, sys
+import django
+os.environ.setdefault("DJANGO_SETTINGS_MODULE", "pjd_portal.settings")
+django.setup()
+from django.conf import settings
+settings.DATABASES["default"]["NAME"] = sys.argv[1]
+settings.ALLOWED_HOSTS = ["testserver"]
+from pjd_portal.accounts import provider
+from tests import mhd_api_tokens
+jwks = json.loads(sys.argv[2])
+provider.signing_keys = lambda refresh=False: jwks
+settings.OIDC_ISSUER = mhd_api_tokens.ISSUER
+from django.test import Client
+answer = Client().post(
+    "/api/launch",
+    {"ehr_code_challenge": sys.argv[5]},
+    HTTP_AUTHORIZATION="DPoP " + sys.argv[3],
+    HTTP_DPOP=sys.argv[4],
+)
+print(json.dumps({"status": answer.status_code}))
+"""
+
+
+@pytest.mark.postgres
+@pytest.mark.django_db(transaction=True)
+def test_one_dpop_proof_is_taken_once_across_instances(world: World, mint: Mint) -> None:
+    """Four other processes (instances on one database) are shown the same token and proof
+    at once: one takes it, three refuse it as replayed."""
+
+    key = DpopKey()
+    token = mint.token(fastlege_attest(world), key)
+    proof = key.proof("POST", LAUNCH_URL, access_token=token, nonce=_nonce(Client()))
+    env = {**os.environ, "DEBUG": "true", "PJD_ALLOW_SYNTHETIC_IDS": "true"}
+    name = connection.settings_dict["NAME"]
+    challenge = challenge_of(secrets.token_urlsafe(48))
+    runs = [
+        subprocess.Popen(
+            [sys.executable, "-c", _PRESENT, name, json.dumps(signing_jwks()), token, proof, challenge],
+            env=env,
+            stdout=subprocess.PIPE,
+            text=True,
+        )
+        for _ in range(4)
+    ]
+    answers = [json.loads(run.communicate(timeout=60)[0].strip().splitlines()[-1]) for run in runs]
+    assert sorted(a["status"] for a in answers) == [201, 401, 401, 401]
+    assert EpjLaunch.objects.count() == 1
