@@ -11,7 +11,7 @@ then, together, within the time budget (`remote.answers_for_list`).
 from __future__ import annotations
 
 import datetime
-from collections.abc import Callable
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -198,17 +198,21 @@ class ListPage:
             )
         return lines
 
-    def event_details(self) -> dict[str, Detail]:
+    def event_details(
+        self, shown: Sequence[ListRow] | None = None, page: int | None = None
+    ) -> dict[str, Detail]:
         """What the list event records: the page as shown, each source's state, and what
-        was not shown (counts by reason class, per source where they come from one)."""
+        was not shown (counts by reason class, per source where they come from one).
+        `shown` and `page`: what was answered when it is not the page as listed (the MHD
+        API's `_id`, one row of the whole list; a page past the end, none)."""
 
-        rows = list(self.page.object_list)
+        rows: list[Any] = list(self.page.object_list if shown is None else shown)
         totals = dict(self.not_shown)
         for source in self.sources:
             for key, count in source.not_shown.items():
                 totals[key] = totals.get(key, 0) + count
         return {
-            "page": self.page.number,
+            "page": self.page.number if page is None else page,
             "sort": self.params.sort,
             "category": self.params.category,
             "filters": {

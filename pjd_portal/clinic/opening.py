@@ -24,7 +24,7 @@ import logging
 import re
 import unicodedata
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
 from dataclasses import dataclass, field
 from typing import Any
 from urllib.parse import quote
@@ -97,6 +97,10 @@ class Opening:
     content_type: str = ""  # as the store describes it ("" when a remote source did not say)
     filename: str = "dokument.pdf"  # the PDF's name when saved (`download_filename`)
     filename_utf8: str = ""  # the same with æøå kept (RFC 6266 filename*)
+    size: int | None = None  # as the store describes it (None when a remote source did not say)
+    # Refused because the remote source did not answer, not because of what it holds: the
+    # page answers it as any refusal (404), the MHD API as a transient fault (503).
+    source_unavailable: bool = False
 
 
 @dataclass(frozen=True)
@@ -166,10 +170,41 @@ def content(access: PatientAccess, opening: Opening, who: Who) -> Retrieved:
     try:
         return read_bytes(opening)
     except (ContentUnavailable, SourceError) as exc:
-        reason = exc.reason_code if isinstance(exc, ContentUnavailable) else f"source_{exc.reason_code}"
-        logger.warning("document %s not sent: %s", opening.label, reason)
-        _record(who, _not_shown(access, opening, Outcome.NOT_FOUND, reason))
-        raise ContentUnavailable(reason) from exc
+        raise broke_off(access, opening, who, exc) from exc
+
+
+def broke_off(
+    access: PatientAccess, opening: Opening, who: Who, exc: ContentUnavailable | SourceError
+) -> ContentUnavailable:
+    """The bytes could not be had (before the first or while they were read, after
+    `admit`): the second event (`not_found`), committed, and the ContentUnavailable to raise."""
+
+    reason = exc.reason_code if isinstance(exc, ContentUnavailable) else f"source_{exc.reason_code}"
+    logger.warning("document %s not sent: %s", opening.label, reason)
+    _record(who, _not_shown(access, opening, Outcome.NOT_FOUND, reason), committed=True)
+    return ContentUnavailable(reason)
+
+
+def not_sent(access: PatientAccess, opening: Opening, who: Who, reason_code: str) -> None:
+    """After `admit`, the bytes were had but are not sent (the MHD API: too large for a
+    Binary resource): the second event (`invalid`), committed, so the log does not say
+    the document was opened."""
+
+    logger.warning("document %s not sent: %s", opening.label, reason_code)
+    _record(who, _not_shown(access, opening, Outcome.INVALID, reason_code), committed=True)
+
+
+def streamed(access: PatientAccess, opening: Opening, who: Who, chunks: Iterator[bytes]) -> Iterator[bytes]:
+    """The bytes as they are sent once the answer has started: a source that breaks off
+    can only end the answer early, but the second event (`not_found`) says it did."""
+
+    try:
+        yield from chunks
+    except (ContentUnavailable, SourceError) as exc:
+        try:
+            broke_off(access, opening, who, exc)
+        except AuditWriteFailed:
+            logger.exception("document %s broke off and its event could not be written", opening.label)
 
 
 def open_document(
@@ -431,6 +466,7 @@ def local_opening(access: PatientAccess, document_id: UUID) -> Opening:
         content_type=document.content_type,
         filename=filename,
         filename_utf8=filename_utf8,
+        size=document.size,
     )
 
 
@@ -468,7 +504,9 @@ def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> O
             if found.failures
             else policy.UNKNOWN_DOCUMENT
         )
-        return Opening(decision=decision, found=False, refused_as=naming)
+        return Opening(
+            decision=decision, found=False, refused_as=naming, source_unavailable=bool(found.failures)
+        )
     decision = policy.may_open_document(
         access.clinician,
         access.patient_facts,
@@ -494,6 +532,7 @@ def remote_opening(access: PatientAccess, source_id: int, document_id: str) -> O
         content_type=document.content_type,
         filename=filename,
         filename_utf8=filename_utf8,
+        size=document.size,
     )
 
 

@@ -29,7 +29,6 @@ def search_answer(visit: Visit, asked: search.Search, *, base: str, view_id: str
     """The Bundle for this search of the visit's patient (AuditWriteFailed: nothing answered)."""
 
     access = visit.access
-    access = visit.access
     national_id = access.patient.national_id
     flagged = policy.flagged_for_review(access.attest.basis if access.attest else "")
     extra: dict[str, Detail] = {"nhn_event_id": visit.call.nhn_event_id} if visit.call.nhn_event_id else {}
@@ -46,8 +45,9 @@ def search_answer(visit: Visit, asked: search.Search, *, base: str, view_id: str
             actor=visit.caller.actor,
             where=visit.caller.where,
         )
-        bundle = fhir.search_bundle([], total=0, self_url=self_url, next_url=None, included=[], issues=[])
-        return bundle
+        return fhir.search_bundle(
+            [], base=base, total=0, self_url=self_url, next_url=None, included=[], issues=[]
+        )
     listed = listing.list_page(
         access,
         asked.list_params(),
@@ -60,6 +60,7 @@ def search_answer(visit: Visit, asked: search.Search, *, base: str, view_id: str
     ]
     remote_ids = listed.remote_source_ids
     if asked.document_id:
+        # The one document, looked up in the whole list: the event names it alone.
         rows = [r for r in rows if _resource_id(r, remote_ids) == asked.document_id]
         total = len(rows)
     else:
@@ -67,9 +68,9 @@ def search_answer(visit: Visit, asked: search.Search, *, base: str, view_id: str
         if listed.page.number != asked.page:
             rows = []  # past the last page (the list got shorter): nothing, not the last page again
     details: dict[str, Detail] = {
-        **listed.event_details(),
+        # What was answered, not the page as listed (the two differ for `_id` and past the end).
+        **listed.event_details(shown=rows, page=asked.page),
         "filters": asked.log_filters(),
-        "document_ids": [r.document_id for r in rows],
         "list_request_id": view_id,
         **extra,
     }
@@ -92,6 +93,7 @@ def search_answer(visit: Visit, asked: search.Search, *, base: str, view_id: str
                 row,
                 resource_id=resource_id,
                 national_id=national_id,
+                national_id_kind=access.patient.national_id_kind,
                 attachment_url=f"{base}/Binary/{resource_id}",
                 include_patient=asked.include_patient,
             )
@@ -111,10 +113,13 @@ def search_answer(visit: Visit, asked: search.Search, *, base: str, view_id: str
     issues = fhir.list_issues(listed.not_shown_lines, listed.sources, listed.source_notices, names)
     bundle = fhir.search_bundle(
         matches,
+        base=base,
         total=total,
         self_url=self_url,
         next_url=next_url,
-        included=[fhir.patient(national_id)] if asked.include_patient and matches else [],
+        included=[fhir.patient(national_id, access.patient.national_id_kind)]
+        if asked.include_patient and matches
+        else [],
         issues=issues,
     )
     return bundle

@@ -17,13 +17,16 @@ from django.utils.crypto import salted_hmac
 from pjd_portal.clinic.listing import ListRow, NotShownLine, SourceNotice
 from pjd_portal.clinic.remote import SourceListing
 from pjd_portal.logreading.fhir import NATIONAL_ID_SYSTEM, ORGNR_SYSTEM, instant, operation_outcome
+from pjd_portal.patients.national_id import NationalIdKind
 
 __all__ = [
     "CATEGORY_SYSTEM",
     "NATIONAL_ID_SYSTEM",
+    "NATIONAL_ID_SYSTEMS",
     "binary",
     "capability_statement",
     "document_reference",
+    "national_id_system",
     "operation_outcome",
     "patient",
     "patient_id",
@@ -33,6 +36,16 @@ __all__ = [
 JSON = dict[str, Any]
 
 CATEGORY_SYSTEM = "urn:oid:2.16.578.1.12.4.1.1.9602"  # Volven 9602: category and type
+D_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.2"
+H_NUMBER_SYSTEM = "urn:oid:2.16.578.1.12.4.1.4.3"
+# The identifier systems of a Norwegian national id, by its kind: what patient.identifier
+# takes and what the documents' subject says. A synthetic (test) id is written as a
+# fødselsnummer: the kind it stands in for is not kept.
+NATIONAL_ID_SYSTEMS = (NATIONAL_ID_SYSTEM, D_NUMBER_SYSTEM, H_NUMBER_SYSTEM)
+_SYSTEM_OF_KIND: dict[str, str] = {
+    NationalIdKind.D_NUMMER: D_NUMBER_SYSTEM,
+    NationalIdKind.H_NUMMER: H_NUMBER_SYSTEM,
+}
 CONFIDENTIALITY_HL7 = "http://terminology.hl7.org/CodeSystem/v3-Confidentiality"
 CONFIDENTIALITY_VOLVEN = "urn:oid:2.16.578.1.12.4.1.1.9603"
 HL7_CONFIDENTIALITY_CODES = frozenset({"U", "L", "M", "N", "R", "V"})
@@ -52,14 +65,20 @@ def patient_id(national_id: str) -> str:
     return "p" + salted_hmac("pjd.epj-api.patient", national_id).hexdigest()[:40]
 
 
-def patient(national_id: str) -> JSON:
+def national_id_system(kind: str) -> str:
+    """The identifier system of a national id of this kind (patients' `national_id_kind`)."""
+
+    return _SYSTEM_OF_KIND.get(kind, NATIONAL_ID_SYSTEM)
+
+
+def patient(national_id: str, kind: str) -> JSON:
     """The subject as the search includes it: the identifier only (ITI-67's consumer
     checks the documents' subject against it; nothing else of the patient is shared)."""
 
     return {
         "resourceType": "Patient",
         "id": patient_id(national_id),
-        "identifier": [{"system": NATIONAL_ID_SYSTEM, "value": national_id}],
+        "identifier": [{"system": national_id_system(kind), "value": national_id}],
     }
 
 
@@ -74,13 +93,19 @@ def _security_label(code: str) -> JSON:
 
 
 def document_reference(
-    row: ListRow, *, resource_id: str, national_id: str, attachment_url: str, include_patient: bool
+    row: ListRow,
+    *,
+    resource_id: str,
+    national_id: str,
+    national_id_kind: str,
+    attachment_url: str,
+    include_patient: bool,
 ) -> JSON:
     """One listed document (of the portal's store or of a remote source) as the IHE MHD
     Minimal DocumentReference. `date` is the service date, the list's date: what `date`
     searches and `_sort=date` orders by."""
 
-    subject: JSON = {"identifier": {"system": NATIONAL_ID_SYSTEM, "value": national_id}}
+    subject: JSON = {"identifier": {"system": national_id_system(national_id_kind), "value": national_id}}
     if include_patient:
         subject["reference"] = f"Patient/{patient_id(national_id)}"
     attachment: JSON = {"url": attachment_url, "title": row.title}
@@ -217,6 +242,7 @@ def list_issues(
 def search_bundle(
     matches: list[JSON],
     *,
+    base: str,
     total: int,
     self_url: str,
     next_url: str | None,
@@ -227,11 +253,14 @@ def search_bundle(
     if next_url:
         links.append({"relation": "next", "url": next_url})
     entries = [
-        {"fullUrl": f"DocumentReference/{r['id']}", "resource": r, "search": {"mode": "match"}}
+        # Absolute: a Bundle entry's fullUrl is the resource's URL on this server (FHIR R4,
+        # Bundle.entry.fullUrl), never a relative reference.
+        {"fullUrl": f"{base}/DocumentReference/{r['id']}", "resource": r, "search": {"mode": "match"}}
         for r in matches
     ]
     entries += [
-        {"fullUrl": f"Patient/{r['id']}", "resource": r, "search": {"mode": "include"}} for r in included
+        {"fullUrl": f"{base}/Patient/{r['id']}", "resource": r, "search": {"mode": "include"}}
+        for r in included
     ]
     if issues:
         outcome = {"resourceType": "OperationOutcome", "id": str(uuid.uuid4()), "issue": issues}
@@ -265,7 +294,12 @@ SEARCH_PARAMETERS = (
     ("category", "token", "Volven 9602 class, with or without its system; a,b is a OR b"),
     ("date", "date", "the service date: ge, le, gt, lt, eq (repeatable)"),
     ("_id", "token", "one document"),
-    ("patient.identifier", "token", "POST body only: the attest's patient (else as an unknown patient)"),
+    (
+        "patient.identifier",
+        "token",
+        "POST body only: the attest's patient (else as an unknown patient); fødselsnummer, "
+        "D-nummer or H-nummer system",
+    ),
     ("_count", "number", "1 to 100"),
     ("_sort", "string", "date or -date (default -date)"),
     ("_include", "string", "DocumentReference:subject"),

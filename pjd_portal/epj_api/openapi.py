@@ -131,8 +131,9 @@ def description(server: str) -> JSON:
             **_SEARCH_FIELDS,
             "patient.identifier": {
                 "type": "string",
-                "description": "urn:oid:2.16.578.1.12.4.1.4.1|<national id>: must be the attest's patient.",
-                "pattern": r"^(urn:oid:2\.16\.578\.1\.12\.4\.1\.4\.1\|)?\d{11}$",
+                "description": "urn:oid:2.16.578.1.12.4.1.4.1|<national id> (or the D-nummer system 4.2, "
+                "H-nummer 4.3): must be the attest's patient.",
+                "pattern": r"^(urn:oid:2\.16\.578\.1\.12\.4\.1\.4\.[123]\|)?\d{11}$",
             },
         },
     }
@@ -176,7 +177,11 @@ def description(server: str) -> JSON:
                         "required": False,
                         "content": {"application/x-www-form-urlencoded": {"schema": body_schema}},
                     },
-                    "responses": {"200": search_ok, **_ERRORS},
+                    "responses": {
+                        "200": search_ok,
+                        "413": _outcome("The body is larger than the API takes (too-long)."),
+                        **_ERRORS,
+                    },
                 }
             },
             "/api/fhir/DocumentReference": {
@@ -224,6 +229,11 @@ def description(server: str) -> JSON:
                             "Too large to be sent as a Binary resource: ask for the document's own type."
                         ),
                         **_ERRORS,
+                        "405": _outcome("Another method (HEAD too: a retrieve is a GET)."),
+                        "503": _outcome(
+                            "The access log, the identity provider or the document's source is unavailable "
+                            "(transient): nothing was shown. Try again later."
+                        ),
                     },
                 }
             },

@@ -22,7 +22,9 @@ from django.utils.crypto import salted_hmac
 
 from pjd_portal.auditlog.events import Detail
 from pjd_portal.clinic.selectors import ListParams
-from pjd_portal.epj_api.fhir import CATEGORY_SYSTEM, NATIONAL_ID_SYSTEM
+from pjd_portal.epj_api.fhir import CATEGORY_SYSTEM, NATIONAL_ID_SYSTEMS
+from pjd_portal.patients.lookup import read_national_id
+from pjd_portal.patients.national_id import NationalId
 
 MAX_COUNT = 100
 DEFAULT_COUNT = 50
@@ -47,10 +49,11 @@ _CURSOR_SALT = "pjd.epj-api.cursor"
 
 
 class BadRequest(Exception):
-    def __init__(self, diagnostics: str, code: str = "invalid") -> None:
+    def __init__(self, diagnostics: str, code: str = "invalid", *, status: int = 400) -> None:
         super().__init__(diagnostics)
         self.diagnostics = diagnostics
         self.code = code
+        self.status = status
 
 
 @dataclass(frozen=True)
@@ -196,15 +199,24 @@ def _include(value: str) -> bool:
     return bool(value)
 
 
+def canonical_id(raw: str) -> str:
+    """A national id as the register keeps it (`131169 00216` is `13116900216`), so that
+    two accepted spellings compare and bind alike; as given when it does not parse (it
+    then matches no patient)."""
+
+    parsed = read_national_id(raw)
+    return parsed.value if isinstance(parsed, NationalId) else raw
+
+
 def _patient(value: str) -> str:
     if not value:
         return ""
     system, bar, national_id = value.rpartition("|")
-    if bar and system not in ("", NATIONAL_ID_SYSTEM):
-        raise BadRequest("patient.identifier takes the national id (fødselsnummer) system.", "value")
+    if bar and system not in ("", *NATIONAL_ID_SYSTEMS):
+        raise BadRequest("patient.identifier takes the fødselsnummer, D-nummer or H-nummer system.", "value")
     if not national_id:
         raise BadRequest("patient.identifier has no value.", "value")
-    return national_id
+    return canonical_id(national_id)
 
 
 def _with_categories(search: Search, values: list[str]) -> Search:
