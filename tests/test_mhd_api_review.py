@@ -131,7 +131,8 @@ def test_a_document_known_too_large_for_a_resource_is_refused_before_the_open(
     settings.MAX_PDF_BYTES = 10  # smaller than FAKE_PDF
     response = epj.call("GET", f"Binary/{doc.document_id}", accept="application/fhir+json")
     _assert_outcome(response, 422, "too-costly")
-    assert events("document_open") == []  # nothing opened, nothing asked for
+    # Not opened, nothing asked of the store; the refusal is in the log.
+    assert [(e.outcome, e.reason_code) for e in events("document_open")] == [("invalid", "content_too_large")]
 
 
 def test_a_document_found_too_large_once_read_is_logged_as_not_sent(

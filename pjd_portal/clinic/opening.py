@@ -186,9 +186,9 @@ def broke_off(
 
 
 def not_sent(access: PatientAccess, opening: Opening, who: Who, reason_code: str) -> None:
-    """After `admit`, the bytes were had but are not sent (the MHD API: too large for a
-    Binary resource): the second event (`invalid`), committed, so the log does not say
-    the document was opened."""
+    """The bytes are not sent (the MHD API: too large for a Binary resource): an `invalid`
+    event, committed, so the log says so: the second event after `admit`, or the only one
+    when the size alone refused it before."""
 
     logger.warning("document %s not sent: %s", opening.label, reason_code)
     _record(who, _not_shown(access, opening, Outcome.INVALID, reason_code), committed=True)

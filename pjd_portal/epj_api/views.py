@@ -213,8 +213,10 @@ def binary_read(request: HttpRequest, binary_id: str) -> HttpResponseBase:
     as_resource = _wants_resource(request, rendering.media_type(found.content_type))
     limit = rendering.size_limit_for(found.content_type)
     if as_resource and found.decision and found.size is not None and found.size > limit:
-        # Allowed, but it cannot be answered as asked: refused before the open, so the log
-        # does not say it was opened and no source is asked for its bytes.
+        # Allowed, but it cannot be answered as asked: refused before the open (no source
+        # is asked for its bytes, the log does not say it was opened), and the refusal is
+        # in the log all the same: the caller asked for this patient's document.
+        opening.not_sent(visit.access, found, visit.who, "content_too_large")
         raise _too_large()
     try:
         opening.admit(visit.access, found, visit.who)
