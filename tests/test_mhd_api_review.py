@@ -8,11 +8,13 @@ import json
 from typing import Any
 
 import pytest
+from django.test import Client
+from django.urls import reverse
 
 from pjd_portal.documents.sources import base as source_base
 from pjd_portal.documents.sources.mhd import MhdSourceClient
 from pjd_portal.epj_api import search
-from tests.builders import LIST_PATIENT_ID, World, add_document, events
+from tests.builders import LIST_PATIENT_ID, World, add_document, events, login, lookup_and_attest
 from tests.fhirserver import FhirServer
 from tests.mhd_api_tokens import CLIENT_ID
 from tests.test_mhd_api import BASE, Epj, _assert_outcome, _json, _matches, epj  # noqa: F401
@@ -289,3 +291,32 @@ def test_head_of_binary_is_a_405_and_no_open(epj: Epj, world: World) -> None:  #
     assert response.status_code == 405
     assert response["Allow"] == "GET"
     assert events("document_open") == [] and events("access_denied") == []
+
+
+def test_the_portals_own_open_of_a_remote_pdf_that_breaks_off_is_logged(
+    remote_epj: Epj,  # noqa: F811
+    world: World,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """The page's open streams as the API's does: a source that breaks off mid-document
+    ends the answer early, and the second event says so."""
+
+    source_id, remote_id = _remote_match(remote_epj)["id"].split(".", 1)
+    clinician = login(Client(), world.fastlege, world.gp_office)
+    handle = lookup_and_attest(clinician)
+    first = b"%PDF-1.4\n" + b"0" * 200_000  # past what the page reads before it answers
+
+    def late_break(self: MhdSourceClient, response: Any) -> Any:
+        response.close()
+        yield first
+        raise source_base.SourceError(source_base.UNREACHABLE)
+
+    monkeypatch.setattr(MhdSourceClient, "_stream", late_break)
+    response = clinician.get(reverse("documents:open_remote", args=[handle, int(source_id), remote_id]))
+    assert response.status_code == 200
+    assert b"".join(response.streaming_content) == first
+    # (The API's search above opened nothing: every document_open is the page's.)
+    assert [(e.outcome, e.reason_code) for e in events("document_open")] == [
+        ("granted", ""),
+        ("not_found", f"source_{source_base.UNREACHABLE}"),
+    ]

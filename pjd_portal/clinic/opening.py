@@ -25,7 +25,7 @@ import re
 import unicodedata
 import uuid
 from collections.abc import Callable, Iterator, Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import Any
 from urllib.parse import quote
 from uuid import UUID
@@ -227,6 +227,8 @@ def open_document(
         _record(who, _not_shown(access, opening, Outcome.NOT_FOUND, exc.reason_code))
         return service_unavailable(request, reason="source")
     if isinstance(rendered, rendering.PdfStream):
+        # A source that breaks off mid-document ends the answer early; the log says so.
+        rendered = replace(rendered, chunks=streamed(access, opening, who, rendered.chunks))
         return pdf_response(rendered, opening.filename, opening.filename_utf8)
     context = {**page.context, "document": opening.shown_as, "view": rendered, "handle": access.lookup.handle}
     if isinstance(rendered, rendering.UnsupportedDocument):
