@@ -314,7 +314,7 @@ def test_the_portals_own_open_of_a_remote_pdf_that_breaks_off_is_logged(
     monkeypatch.setattr(MhdSourceClient, "_stream", late_break)
     response = clinician.get(reverse("documents:open_remote", args=[handle, int(source_id), remote_id]))
     assert response.status_code == 200
-    assert b"".join(response.streaming_content) == first
+    assert b"".join(response.streaming_content) == first  # type: ignore[attr-defined]
     # (The API's search above opened nothing: every document_open is the page's.)
     assert [(e.outcome, e.reason_code) for e in events("document_open")] == [
         ("granted", ""),
