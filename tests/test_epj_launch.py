@@ -22,6 +22,7 @@ from django.db import connection
 from django.test import Client
 from django.urls import reverse
 
+from pjd_portal.access import policy
 from pjd_portal.access.launch import SESSION_LAUNCH_KEY, challenge_of
 from pjd_portal.access.models import AccessAttest, EpjLaunch
 from pjd_portal.access.trust_framework import read_attest
@@ -494,7 +495,11 @@ def test_the_epjs_decision_is_shown_in_log_review_the_patients_log_and_its_fhir_
     log = officer.post(reverse("forvaltning:patient_log"), {"national_id": LIST_PATIENT_ID}).content.decode()
     assert "EPJ-42" in log and "BEHANDLER" in log
     # The citizen's FHIR AuditEvent: the decision as the agent's policy, the care relation coded.
-    agent = next(a for a in fhir.audit_event(listed)["agent"] if a.get("requestor") and "policy" in a)
+    agent = next(
+        a
+        for a in fhir.audit_event(listed, audience=policy.CITIZEN_LOG)["agent"]
+        if a.get("requestor") and "policy" in a
+    )
     assert agent["policy"] == ["urn:pjd-portal:epj-decision:pjd-test-epj:EPJ-42"]
     assert {"system": fhir.CARE_RELATION_SYSTEM, "code": "BEHANDLER"}.items() <= next(
         p["coding"][0] for p in agent["purposeOfUse"] if p["coding"][0]["system"] == fhir.CARE_RELATION_SYSTEM

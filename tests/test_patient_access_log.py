@@ -2,7 +2,9 @@
 portal's API, keyset paging, and the privacy officer's printable page.
 
 FHIR output is validated with `fhir.resources`' R4B models (strict: unknown elements and
-bad datatypes are errors)."""
+bad datatypes are errors), and in batches by a second, independent validator, FHIR.js
+against the R4 StructureDefinitions (tests/fhir_validation.py). The AuditEvents are built as
+the patient may see them (`policy.CITIZEN_LOG`) unless a test says otherwise."""
 
 from __future__ import annotations
 
@@ -62,6 +64,7 @@ from tests.builders import (
     request_as,
     revoke_roles,
 )
+from tests.fhir_validation import assert_valid_r4, fhir_js
 
 API = "/api/fhir/AuditEvent/_search"
 AUDIENCE = f"http://testserver{API}"
@@ -69,6 +72,8 @@ PAGE = "/forvaltning/innsyn/"
 CLIENT_ID = "innbyggerportal"
 FHIR_JSON = "application/fhir+json"
 T0 = datetime.datetime(2026, 7, 1, 10, 0, 0, tzinfo=datetime.UTC)  # 12:00 in Oslo (CEST)
+CITIZEN = policy.CITIZEN_LOG
+AUDITOR = policy.AUDITOR_LOG
 
 
 # --- fixtures and helpers ----------------------------------------------------------
@@ -137,12 +142,13 @@ def api(client: Client, data: dict[str, Any], bearer: str | None, *, as_json: bo
     return client.post(url, data=urlencode(data), content_type="application/x-www-form-urlencoded", **headers)
 
 
-def make_attest(world, basis=Basis.UNNTAK, purpose="TREAT", reason=""):
+def make_attest(world, basis=Basis.UNNTAK, purpose="TREAT", reason="", patient=None):
+    patient = patient or world.patient
     now = datetime.datetime.now(datetime.UTC)
     lookup = PatientLookup.objects.create(
         user=world.fastlege,
         organisation=world.gp_office,
-        patient=world.patient,
+        patient=patient,
         created_at=now,
         expires_at=now + datetime.timedelta(hours=1),
     )
@@ -150,7 +156,7 @@ def make_attest(world, basis=Basis.UNNTAK, purpose="TREAT", reason=""):
         lookup=lookup,
         user=world.fastlege,
         organisation=world.gp_office,
-        patient=world.patient,
+        patient=patient,
         basis=basis,
         purpose_of_use=purpose,
         care_relation="BEHANDLER",
@@ -322,7 +328,7 @@ def test_every_event_type_maps_to_a_valid_r4b_audit_event(world):
     cases = _cases(world)
     assert {e.event_type for _, e in cases} >= set(kinds.KINDS)
     for label, event in cases:
-        resource = fhir.audit_event(_loaded(event))
+        resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
         validate_event(resource)  # raises on anything R4B does not allow
         assert resource["id"] == str(event.event_id), label
         assert resource["recorded"] == "2026-07-01T10:00:00.000000Z", label
@@ -336,7 +342,7 @@ def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_
     doc = add_document(world, title="Epikrise hjerteavdelingen")
     attest = make_attest(world)
     event = record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, document=doc, attest=attest)
-    resource = fhir.audit_event(_loaded(event))
+    resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
     validate_event(resource)
 
     assert resource["meta"]["profile"] == [
@@ -371,10 +377,21 @@ def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_
     }
     contained = {r["resourceType"]: r for r in resource["contained"]}
     assert user["who"]["reference"] == "#actor-role"
-    assert {(i["system"], i["value"]) for i in contained["Practitioner"]["identifier"]} == {
+    # The patient sees the clinician's HPR number, never their national id ...
+    assert contained["Practitioner"]["identifier"] == [
+        {"system": "urn:oid:2.16.578.1.12.4.1.4.4", "value": "910000011"}
+    ]
+    assert contained["Practitioner"]["name"] == [{"text": "Kari Fastlege"}]
+    assert codings(contained["PractitionerRole"]["code"]) == {("urn:oid:2.16.578.1.12.4.1.1.9060", "LE")}
+    # ... nor the IP address the request came from: both are for the auditors.
+    assert all("network" not in a for a in resource["agent"] if a["who"].get("display") != "PJD portal")
+    audited = fhir.audit_event(_loaded(event), audience=AUDITOR)
+    audited_contained = {r["resourceType"]: r for r in audited["contained"]}
+    assert {(i["system"], i["value"]) for i in audited_contained["Practitioner"]["identifier"]} == {
         ("urn:oid:2.16.578.1.12.4.1.4.4", "910000011"),
         ("urn:oid:2.16.578.1.12.4.1.4.1", world.fastlege.pid),
     }
+    assert {"address": event.client_ip, "type": "2"} in [a.get("network") for a in audited["agent"]]
     assert contained["Organization"]["identifier"] == [
         {"system": "urn:oid:2.16.578.1.12.4.1.4.101", "value": "310000000"}
     ]
@@ -404,7 +421,7 @@ def test_document_open_is_balp_patient_read_with_clinician_organisation_patient_
 def test_a_sub_unit_is_part_of_its_legal_entity_in_the_audit_event(world):
     unit = add_sub_unit(world)
     event = record(world, T0, kinds.DOCUMENT_LIST.name, patient=world.patient, org=unit)
-    resource = fhir.audit_event(_loaded(event))
+    resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
     validate_event(resource)
     contained = {r["id"]: r for r in resource["contained"]}
     assert contained["organisation"]["identifier"][0]["value"] == "974589095"
@@ -426,7 +443,7 @@ def test_lookup_and_list_are_balp_patient_query_with_the_query_base64(world):
         world, T0, kinds.DOCUMENT_LIST.name, patient=world.patient, details={"page": 2, "sort": "title"}
     )
     for event in (lookup, listed):
-        resource = fhir.audit_event(_loaded(event))
+        resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
         validate_event(resource)
         assert resource["meta"]["profile"] == [
             "https://profiles.ihe.net/ITI/BALP/StructureDefinition/IHE.BasicAudit.PatientQuery"
@@ -452,7 +469,7 @@ def test_emergency_access_is_a_create_with_break_the_glass_and_the_reason(world)
         attest=attest,
         reason_text=attest.reason,
     )
-    resource = fhir.audit_event(_loaded(event))
+    resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
     validate_event(resource)
     assert resource["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientCreate")
     assert resource["action"] == "C"
@@ -477,11 +494,13 @@ def test_a_refused_open_follows_patient_read_with_a_failure_outcome_and_no_profi
         document=doc,
         details={"document_id": str(doc.document_id)},
     )
-    resource = fhir.audit_event(_loaded(event))
+    resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
     validate_event(resource)
     assert (resource["action"], resource["outcome"]) == ("R", "4")
-    assert resource["outcomeDesc"] == "denied: source_rule_open"
+    # Refused, in words and in the code: no PatientRead profile (BALP defines it for a success).
+    assert resource["outcomeDesc"] == "refused (denied: source_rule_open)"
     assert "meta" not in resource
+    assert resource["type"]["code"] == "rest" and resource["subtype"][0]["code"] == "read"
 
 
 def test_recorded_is_the_event_time_in_utc():
@@ -493,7 +512,7 @@ def test_recorded_is_the_event_time_in_utc():
         event_type=kinds.LOGIN.name,
         outcome=Outcome.GRANTED,
     )
-    resource = fhir.audit_event(event)
+    resource = fhir.audit_event(event, audience=CITIZEN)
     assert resource["recorded"] == "2026-01-15T22:30:00.250000Z"
     validate_event(resource)
 
@@ -502,7 +521,7 @@ def test_recorded_is_the_event_time_in_utc():
 def test_a_document_kept_from_the_citizen_is_logged_without_its_title(world, code):
     doc = add_document(world, title="Hemmelig tittel", confidentiality=code)
     event = record(world, T0, kinds.DOCUMENT_OPEN.name, patient=world.patient, document=doc)
-    resource = fhir.audit_event(_loaded(event))
+    resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
     validate_event(resource)
     text = json.dumps(resource)
     assert "Hemmelig tittel" not in text and "Oslo universitetssykehus" not in text
@@ -533,7 +552,7 @@ def _remote_open(world, code, outcome=Outcome.GRANTED, event_type=kinds.DOCUMENT
 
 
 def test_a_remote_open_is_a_patient_read_naming_the_document_at_its_source(world):
-    resource = fhir.audit_event(_loaded(_remote_open(world, ConfidentialityCode.NORMAL)))
+    resource = fhir.audit_event(_loaded(_remote_open(world, ConfidentialityCode.NORMAL)), audience=CITIZEN)
     validate_event(resource)
     assert resource["meta"]["profile"][0].endswith("IHE.BasicAudit.PatientRead")
     [document] = [e for e in resource["entity"] if e["what"].get("type") == "DocumentReference"]
@@ -548,7 +567,7 @@ def test_a_remote_open_is_a_patient_read_naming_the_document_at_its_source(world
 
 @pytest.mark.parametrize("code", [ConfidentialityCode.NORN_DUE, ConfidentialityCode.NORU, ""])
 def test_a_remote_document_kept_from_the_citizen_or_of_unknown_confidentiality_has_no_title(world, code):
-    resource = fhir.audit_event(_loaded(_remote_open(world, code)))
+    resource = fhir.audit_event(_loaded(_remote_open(world, code)), audience=CITIZEN)
     validate_event(resource)
     assert "Epikrise fra UNN" not in json.dumps(resource)
     [document] = [e for e in resource["entity"] if e["what"].get("type") == "DocumentReference"]
@@ -557,9 +576,201 @@ def test_a_remote_document_kept_from_the_citizen_or_of_unknown_confidentiality_h
 
 def test_a_refused_remote_open_follows_patient_read(world):
     event = _remote_open(world, "", outcome=Outcome.DENIED, event_type=kinds.ACCESS_DENIED.name)
-    resource = fhir.audit_event(_loaded(event))
+    resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
     validate_event(resource)
     assert resource["subtype"][0]["code"] == "read" and resource["outcome"] == "4"
+
+
+# --- 1b. what the patient sees: theirs only ----------------------------------------
+
+
+def _others(world):
+    """Another patient's document, attest, remote document id and lookup handle."""
+
+    doc = add_document(world, world.other_patient, title="Den andres epikrise")
+    attest = make_attest(world, patient=world.other_patient)
+    return {
+        "doc": doc,
+        "attest": attest,
+        "remote_id": "DocumentReference/den-andres-999",
+        "handle": str(attest.lookup.handle),
+    }
+
+
+def _other_patients_identifiers(world, others) -> list[str]:
+    return [
+        OTHER_PATIENT_ID,
+        UNKNOWN_PATIENT_ID,
+        str(others["doc"].document_id),
+        str(others["attest"].attest_id),
+        others["remote_id"],
+        others["handle"],
+        "Den andres epikrise",
+    ]
+
+
+def _carrying_others(world, others):
+    """For each event type of the patient's log: events of this patient that also name
+    something of another patient's, every way the type can."""
+
+    doc, attest, remote_id, handle = others["doc"], others["attest"], others["remote_id"], others["handle"]
+    patient = world.patient
+    denied = {"outcome": Outcome.DENIED, "patient": patient}
+    return {
+        kinds.PATIENT_LOOKUP.name: [
+            record(world, T0, kinds.PATIENT_LOOKUP.name, patient=patient, attest=attest, handle=handle),
+            # A lookup that found nobody: the number asked for is no one this patient is.
+            record(
+                world,
+                T0,
+                kinds.PATIENT_LOOKUP.name,
+                Outcome.NOT_FOUND,
+                reason_code="no_such_patient",
+                patient_national_id=UNKNOWN_PATIENT_ID,
+            ),
+        ],
+        kinds.BASIS_STATED.name: [record(world, T0, kinds.BASIS_STATED.name, patient=patient, attest=attest)],
+        kinds.EMERGENCY_ACCESS.name: [
+            record(world, T0, kinds.EMERGENCY_ACCESS.name, patient=patient, attest=attest, situation="x")
+        ],
+        kinds.DOCUMENT_LIST.name: [
+            record(
+                world,
+                T0,
+                kinds.DOCUMENT_LIST.name,
+                patient=patient,
+                attest=attest,
+                document=doc,
+                document_ids=[str(doc.document_id)],
+                remote_document_ids=[remote_id],
+            )
+        ],
+        kinds.DOCUMENT_VIEWED.name: [
+            record(
+                world,
+                T0,
+                kinds.DOCUMENT_VIEWED.name,
+                patient=patient,
+                document=doc,
+                attest=attest,
+                document_id=str(doc.document_id),
+            )
+        ],
+        kinds.DOCUMENT_OPEN.name: [
+            record(world, T0, kinds.DOCUMENT_OPEN.name, patient=patient, document=doc, attest=attest)
+        ],
+        kinds.ACCESS_DENIED.name: [
+            # The issue's case: a denied open of another patient's document (clinic/opening.py
+            # names the id asked for, not the row).
+            record(
+                world, T0, kinds.ACCESS_DENIED.name, reason_code="unknown_document",
+                document_id=str(doc.document_id), **denied,
+            ),
+            # An older writer that linked the other patient's row itself.
+            record(
+                world, T0, kinds.ACCESS_DENIED.name, reason_code="outside_window", document=doc,
+                document_id=str(doc.document_id), **denied,
+            ),
+            # A remote id asked for that the source did not describe for this patient.
+            record(
+                world, T0, kinds.ACCESS_DENIED.name, Outcome.NOT_FOUND, reason_code="unknown_document",
+                patient=patient, source_orgnr="310400009", source_id=7, remote_document_id=remote_id,
+            ),
+            # A handle or an attest of another patient's, on a refusal of this patient.
+            record(world, T0, kinds.ACCESS_DENIED.name, reason_code="unknown_handle", handle=handle, **denied),
+            record(
+                world, T0, kinds.ACCESS_DENIED.name, reason_code="clinician_blocked", attest=attest, **denied
+            ),
+        ],
+        kinds.PRIVACY_CHOICES_VIEWED.name: [
+            record(world, T0, kinds.PRIVACY_CHOICES_VIEWED.name, patient=patient, handle=handle)
+        ],
+    }  # fmt: skip
+
+
+@pytest.mark.parametrize("event_type", sorted(PATIENT_LOG_EVENT_TYPES))
+def test_no_other_patients_identifiers_in_the_patients_log_for_each_event_type(world, event_type):
+    others = _others(world)
+    cases = _carrying_others(world, others)
+    # Every type of the patient's log has its case here: a new type needs one.
+    assert set(cases) == PATIENT_LOG_EVENT_TYPES
+    forbidden = _other_patients_identifiers(world, others)
+    for event in cases[event_type]:
+        resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
+        validate_event(resource)
+        text = json.dumps(resource)
+        assert [value for value in forbidden if value in text] == [], (event_type, event.reason_code)
+        # The clinician by name and HPR number, never by national id or IP address.
+        assert "Kari Fastlege" in text and world.fastlege.hpr_number in text
+        assert world.fastlege.pid not in text and "127.0.0.1" not in text
+        if event.patient_id is not None:  # the patient's own identifier is theirs to see
+            assert LIST_PATIENT_ID in text
+
+
+def test_the_auditor_sees_what_the_patient_does_not(world):
+    """The same events for an auditor: the ids asked for, the clinician's national id and IP
+    address (so the tests above would notice a leak)."""
+
+    others = _others(world)
+    [denied_open, *_] = _carrying_others(world, others)[kinds.ACCESS_DENIED.name]
+    text = json.dumps(fhir.audit_event(_loaded(denied_open), audience=AUDITOR))
+    assert str(others["doc"].document_id) in text
+    assert world.fastlege.pid in text and "127.0.0.1" in text
+
+
+def test_the_patients_own_refused_document_is_named_to_them(world):
+    """Only what is not theirs is left out: their own document on a refused open, their own
+    remote document the source described and the policy refused, their own attest."""
+
+    doc = add_document(world)
+    attest = make_attest(world)
+    local = record(
+        world, T0, kinds.ACCESS_DENIED.name, Outcome.DENIED, reason_code="outside_window",
+        patient=world.patient, document=doc, attest=attest, document_id=str(doc.document_id),
+    )  # fmt: skip
+    remote = record(
+        world, T0, kinds.ACCESS_DENIED.name, Outcome.DENIED, reason_code="source_rule_open",
+        patient=world.patient, source_orgnr="310400009", source_id=7, remote_document_id="DocumentReference/mitt-1",
+    )  # fmt: skip
+    local_text = json.dumps(fhir.audit_event(_loaded(local), audience=CITIZEN))
+    assert f"urn:uuid:{doc.document_id}" in local_text and str(attest.attest_id) in local_text
+    assert "DocumentReference/mitt-1" in json.dumps(fhir.audit_event(_loaded(remote), audience=CITIZEN))
+
+
+def test_refusals_say_refused_and_claim_no_balp_profile(world):
+    refusals = [e for _, e in _cases(world) if fhir.is_refusal(e)]
+    assert refusals
+    for event in refusals:
+        resource = fhir.audit_event(_loaded(event), audience=CITIZEN)
+        assert resource["outcome"] == "4"
+        assert resource["outcomeDesc"].startswith("refused (")
+        assert "meta" not in resource  # no PatientRead/Query/Create: BALP defines them for success
+
+
+def test_every_event_type_is_valid_r4_for_fhir_js_for_both_audiences(world):
+    """The second validator: FHIR.js against the R4 StructureDefinitions, 0 errors."""
+
+    events = [e for _, e in _cases(world)]
+    events += [e for found in _carrying_others(world, _others(world)).values() for e in found]
+    resources = [fhir.audit_event(_loaded(e), audience=a) for e in events for a in (CITIZEN, AUDITOR)]
+    answers = fhir_js(resources)
+    errors = [
+        (r["id"], m)
+        for r, answer in zip(resources, answers, strict=True)
+        for m in answer["messages"]
+        if m.get("severity") in ("error", "fatal")
+    ]
+    assert errors == []
+    assert all(answer["valid"] for answer in answers)
+
+
+def test_fhir_js_finds_errors(world):
+    """The validator is not a yes-sayer: an unknown element and a bad code are errors."""
+
+    resource = fhir.audit_event(_loaded(record(world, T0, kinds.LOGIN.name)), audience=CITIZEN)
+    [answer] = fhir_js([{**resource, "outcome": "9", "agent": [{**resource["agent"][0], "ip": "1"}]}])
+    assert not answer["valid"]
+    assert {m["location"] for m in answer["messages"]} >= {"AuditEvent.outcome", "AuditEvent.agent[0].ip"}
 
 
 # --- 2. the Bundle -------------------------------------------------------------------
@@ -567,7 +778,7 @@ def test_a_refused_remote_open_follows_patient_read(world):
 
 def test_search_bundle_validates_with_entries_and_when_empty(world):
     events = [e for _, e in _cases(world)]
-    resources = [fhir.audit_event(_loaded(e)) for e in events]
+    resources = [fhir.audit_event(_loaded(e), audience=CITIZEN) for e in events]
     now = datetime.datetime.now(datetime.UTC)
     bundle = fhir.search_bundle(resources, self_url=AUDIENCE, next_url=f"{AUDIENCE}?cursor=x", now=now)
     parsed = FhirBundle.model_validate(bundle)
@@ -897,7 +1108,7 @@ def test_api_answers_the_real_clinician_path(world, as_fastlege, citizen_portal,
     assert as_fastlege.get(f"/pasient/{handle}/dokument/{doc.document_id}/").status_code == 200
     response = api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal))
     bundle = json.loads(response.content)
-    FhirBundle.model_validate(bundle)
+    assert_valid_r4(bundle)  # fhir.resources (R4B) and FHIR.js (R4): 0 errors
     profiles = [e["resource"]["meta"]["profile"][0].rsplit(".", 1)[1] for e in bundle["entry"]]
     assert profiles == [
         "PatientRead",
@@ -905,6 +1116,36 @@ def test_api_answers_the_real_clinician_path(world, as_fastlege, citizen_portal,
         "PatientCreate",
         "PatientQuery",
     ]  # open, list, basis, lookup
+
+
+def test_api_the_patients_bundle_names_nothing_of_another_patient_on_the_real_path(
+    world, as_fastlege, citizen_portal, citizen_key
+):
+    """The clinician, in this patient's record, opens their own document and then another
+    patient's by its id (refused, 404): the patient's Bundle shows both accesses, with the
+    clinician by name and HPR number, and not the other patient's document, nor the
+    clinician's national id or IP address. Valid R4 for both validators."""
+
+    mine = add_document(world)
+    theirs = add_document(world, world.other_patient, title="Den andres epikrise")
+    handle = lookup_and_attest(as_fastlege)
+    assert as_fastlege.get(f"/pasient/{handle}/dokument/{mine.document_id}/").status_code == 200
+    assert as_fastlege.get(f"/pasient/{handle}/dokument/{theirs.document_id}/").status_code == 404
+    denied = AccessEvent.objects.get(event_type=kinds.ACCESS_DENIED.name)
+    assert denied.patient == world.patient and denied.details["document_id"] == str(theirs.document_id)
+    response = api(Client(), {"patient": LIST_PATIENT_ID}, token(citizen_key, citizen_portal))
+    assert response.status_code == 200
+    text = response.content.decode()
+    bundle = json.loads(text)
+    assert_valid_r4(bundle)
+    assert str(theirs.document_id) not in text and "Den andres epikrise" not in text
+    assert OTHER_PATIENT_ID not in text
+    assert str(mine.document_id) in text
+    assert world.fastlege.pid not in text and "127.0.0.1" not in text
+    assert world.fastlege.hpr_number in text and "Kari Fastlege" in text
+    [refused] = [e["resource"] for e in bundle["entry"] if e["resource"]["id"] == str(denied.event_id)]
+    assert (refused["outcome"], refused["outcomeDesc"]) == ("4", "refused (denied: document_other_patient)")
+    assert "meta" not in refused and refused["subtype"][0]["code"] == "read"
 
 
 # --- 5. the privacy officer's printable page ---------------------------------------

@@ -997,6 +997,36 @@ def citizen_may_see_document_details(confidentiality_code: str) -> bool:
     )
 
 
+@dataclass(frozen=True)
+class LogAudience:
+    """Who reads an access event as FHIR (logreading/fhir.py `audit_event`), and so what of
+    it they are shown. Each reader is a choice the caller makes by name: CITIZEN or AUDITOR."""
+
+    name: str
+    actor_national_id: bool  # the clinician's own national id (fødselsnummer)
+    client_address: bool  # the IP address the clinician's request came from
+    # Identifiers on the event not known to be its patient's: a document or attest asked
+    # for and refused or not found, a national id the register does not know.
+    unconfirmed_identifiers: bool
+
+
+# The patient's own log (innsyn i logg, through the citizen portal). It shows who accessed
+# them by name, HPR number, authorization and the organisation acted for: enough to know who
+# it was and where, and to complain. Not the clinician's own national id nor the IP address
+# of their machine: the clinician's personal data, which the patient needs for neither, kept
+# for the auditors who follow a case up. And nothing of another patient, ever: an event in
+# this patient's log can name a document of someone else (a denied open of another patient's
+# document, an id asked for that named nothing), so only what is known to be this patient's
+# is named.
+CITIZEN_LOG = LogAudience(
+    "citizen", actor_national_id=False, client_address=False, unconfirmed_identifiers=False
+)
+# An organisation's auditors (log review): everything the event records.
+AUDITOR_LOG = LogAudience(
+    "auditor", actor_national_id=True, client_address=True, unconfirmed_identifiers=True
+)
+
+
 # --- Access roles, for an organisation's access administrators ------------------------
 
 # The roles an access administrator grants and revokes in their own organisation. The

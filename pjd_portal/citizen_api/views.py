@@ -3,7 +3,9 @@
 `POST /api/fhir/AuditEvent/_search` with a form or JSON body: `patient` (the national id,
 optionally as `urn:oid:2.16.578.1.12.4.1.4.1|<id>`), optional `cursor` (from the previous
 Bundle's `next` link) and `_count`. The national id never travels in the URL. The answer is
-a `searchset` Bundle (`application/fhir+json`) of the patient's events, newest first.
+a `searchset` Bundle (`application/fhir+json`) of the patient's events, newest first, as the
+patient may see them (`policy.CITIZEN_LOG`: the clinician by name, HPR number, authorization
+and organisation, never their national id or IP address; nothing of another patient).
 
 The caller is the citizen portal, proved by a signed assertion (accounts/client_assertions.py);
 no cookie, no session, so no CSRF token either. Every refusal is a FHIR OperationOutcome:
@@ -187,7 +189,8 @@ def _search(request: HttpRequest, endpoint: str, audit: dict[str, Any], log: Log
     next_url = f"{endpoint}?{urlencode({'cursor': page.next_cursor})}" if page.next_cursor else None
     server = fhir.ServerIdentity(host=request.get_host())
     bundle = fhir.search_bundle(
-        [fhir.audit_event(event, server=server) for event in page.events],
+        # The patient's own log: what the policy lets the patient see of each event.
+        [fhir.audit_event(event, audience=policy.CITIZEN_LOG, server=server) for event in page.events],
         self_url=endpoint,
         next_url=next_url,
         now=now,

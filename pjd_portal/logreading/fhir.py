@@ -2,8 +2,9 @@
 
 Pure functions: an `AccessEvent` row (with its document and attest loaded, as
 `selectors.patient_log_page` does) in, plain JSON-ready dicts out. No database access, no
-settings, no FHIR library at run time (the tests validate the output with
-`fhir.resources`' R4B models).
+settings, no FHIR library at run time (the tests validate the output twice: with
+`fhir.resources`' R4B models and with FHIR.js, the npm package `fhir`, against the R4
+StructureDefinitions; tests/fhir_validate.mjs).
 
 Which BALP pattern (IHE ITI Basic Audit Log Patterns 1.1.x) each event follows:
 
@@ -19,13 +20,23 @@ Which BALP pattern (IHE ITI Basic Audit Log Patterns 1.1.x) each event follows:
 | anything else                           | (DICOM)       | DCM 110100 Application Activity | E      |
 
 A BALP profile is claimed in `meta.profile` only for a successful event: BALP's profiles
-fix `outcome` to 0, and say a failure "may follow this pattern" without conforming.
+fix `outcome` to 0, and say a failure "may follow this pattern" without conforming. A refusal
+keeps the type and subtype of what was refused (a refused open is still a RESTful read that
+was attempted, as a FHIR server records a failed read), with `outcome` 4 and an
+`outcomeDesc` that starts "refused".
+
+Who reads decides what is shown (`audience`, from access/policy.py, one choice per caller):
+`policy.CITIZEN_LOG` for the patient's own log (the citizen portal's API), which names the
+clinician by name, HPR number, authorization and organisation but never by their own national
+id or IP address, and nothing that is not known to be the patient's (another patient's
+document on a refused open, an id asked for that named nothing, a national id the register
+does not know); `policy.AUDITOR_LOG` for everything the event records.
 
 Agents, as BALP has them: the user (v3-ParticipationType IRCP, or AUT for a create), the
 client (the browser; DICOM 110153 Source Role ID for queries and creates, 110152
 Destination Role ID for reads) and the server (the portal; the other of the two). The user
-is a contained PractitionerRole, so one agent carries the HPR number and the national id
-of the person (Practitioner) and the org.nr of the organisation they acted for.
+is a contained PractitionerRole, so one agent carries the HPR number (and for an auditor the
+national id) of the person (Practitioner) and the org.nr of the organisation they acted for.
 """
 
 from __future__ import annotations
@@ -37,6 +48,7 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import quote, urlencode
 
+from pjd_portal.access.policy import LogAudience
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
@@ -158,7 +170,7 @@ def pattern_for(event: AccessEvent) -> Pattern:
     """The BALP (or DICOM) pattern an event follows; a refusal follows what it refused."""
 
     kind = events.KINDS.get(event.event_type)
-    if kind is not None and kind.balp == events.Balp.AS_REFUSED:
+    if is_refusal(event):
         details = event.details or {}
         if event.document_id is not None or "document_id" in details or "remote_document_id" in details:
             return PATIENT_READ
@@ -190,20 +202,20 @@ def _identifier(system: str, value: str) -> JSON:
     return {"system": system, "value": value}
 
 
-def _actor_identifiers(event: AccessEvent) -> list[JSON]:
+def _actor_identifiers(event: AccessEvent, audience: LogAudience) -> list[JSON]:
     identifiers = []
     if event.actor_hpr_number:
         identifiers.append(_identifier(HPR_SYSTEM, event.actor_hpr_number))
-    if event.actor_pid:
+    if event.actor_pid and audience.actor_national_id:
         identifiers.append(_identifier(NATIONAL_ID_SYSTEM, event.actor_pid))
     return identifiers
 
 
-def _contained_actor(event: AccessEvent) -> tuple[list[JSON], JSON | None]:
+def _contained_actor(event: AccessEvent, audience: LogAudience) -> tuple[list[JSON], JSON | None]:
     """The person (and the organisation they acted for) as contained resources, and the
     reference the user agent's `who` makes to them."""
 
-    identifiers = _actor_identifiers(event)
+    identifiers = _actor_identifiers(event, audience)
     if not identifiers and not event.actor_name:
         return [], None
     practitioner: JSON = {"resourceType": "Practitioner", "id": "actor"}
@@ -295,7 +307,7 @@ def _user_agent(event: AccessEvent, pattern: Pattern, who: JSON) -> JSON:
     return agent
 
 
-def _client_agent(event: AccessEvent, pattern: Pattern, *, has_user: bool) -> JSON:
+def _client_agent(event: AccessEvent, pattern: Pattern, audience: LogAudience, *, has_user: bool) -> JSON:
     client_id = str((event.details or {}).get("client_id", ""))
     agent: JSON = {
         "type": _concept(*pattern.client),
@@ -303,7 +315,7 @@ def _client_agent(event: AccessEvent, pattern: Pattern, *, has_user: bool) -> JS
         # Without a user, the client is who asked (an API client such as the citizen portal).
         "requestor": not has_user,
     }
-    if event.client_ip:
+    if event.client_ip and audience.client_address:
         agent["network"] = {"address": event.client_ip, "type": "2"}  # IP address
     return agent
 
@@ -317,9 +329,18 @@ def _server_agent(pattern: Pattern, server: ServerIdentity) -> JSON:
     }
 
 
-def _patient_entity(event: AccessEvent) -> JSON:
+def _patient_national_id(event: AccessEvent, audience: LogAudience) -> str:
+    """The event's patient's national id, as this reader may see it: for the patient, only
+    a patient of the register's (a lookup of an unknown number names no one they are)."""
+
+    if event.patient_id is None and not audience.unconfirmed_identifiers:
+        return ""
+    return event.patient_national_id
+
+
+def _patient_entity(national_id: str) -> JSON:
     return {
-        "what": {"type": "Patient", "identifier": _identifier(NATIONAL_ID_SYSTEM, event.patient_national_id)},
+        "what": {"type": "Patient", "identifier": _identifier(NATIONAL_ID_SYSTEM, national_id)},
         "type": _coding(AUDIT_ENTITY_TYPE, "1", "Person"),
         "role": _coding(OBJECT_ROLE, "1", "Patient"),
     }
@@ -334,9 +355,9 @@ def _data_object(what: JSON, **extra: Any) -> JSON:
     }
 
 
-def _document_entity(event: AccessEvent) -> JSON | None:
+def _document_entity(event: AccessEvent, audience: LogAudience) -> JSON | None:
     document = logged_document(event)
-    if document is None:
+    if document is None or not (document.theirs or audience.unconfirmed_identifiers):
         return None
     what: JSON = {
         "type": "DocumentReference",
@@ -356,9 +377,12 @@ def _document_entity(event: AccessEvent) -> JSON | None:
     return _data_object(what, **extra)
 
 
-def _attest_entity(event: AccessEvent) -> JSON | None:
+def _attest_entity(event: AccessEvent, audience: LogAudience) -> JSON | None:
     attest = event.attest if event.attest_id is not None else None
     if attest is None:
+        return None
+    theirs = event.patient_id is not None and attest.patient_id == event.patient_id
+    if not (theirs or audience.unconfirmed_identifiers):
         return None
     return _data_object(
         {"identifier": _identifier(URI_SYSTEM, f"urn:uuid:{attest.attest_id}")},
@@ -366,8 +390,8 @@ def _attest_entity(event: AccessEvent) -> JSON | None:
     )
 
 
-def _query_string(event: AccessEvent) -> str:
-    patient = f"{NATIONAL_ID_SYSTEM}|{event.patient_national_id}" if event.patient_national_id else ""
+def _query_string(event: AccessEvent, national_id: str) -> str:
+    patient = f"{NATIONAL_ID_SYSTEM}|{national_id}" if national_id else ""
     details = event.details or {}
     if event.event_type == events.PATIENT_LOOKUP.name:
         return "Patient?" + urlencode({"identifier": patient})
@@ -380,8 +404,8 @@ def _query_string(event: AccessEvent) -> str:
     return "DocumentReference?" + urlencode(params)
 
 
-def _query_entity(event: AccessEvent) -> JSON:
-    query = _query_string(event)
+def _query_entity(event: AccessEvent, national_id: str) -> JSON:
+    query = _query_string(event, national_id)
     return {
         "type": _coding(AUDIT_ENTITY_TYPE, "2", "System Object"),
         "role": _coding(OBJECT_ROLE, "24", "Query"),
@@ -397,41 +421,54 @@ def _transaction_entity(event: AccessEvent) -> JSON:
     }
 
 
-def _entities(event: AccessEvent, pattern: Pattern) -> list[JSON]:
+def _entities(event: AccessEvent, pattern: Pattern, audience: LogAudience) -> list[JSON]:
     entities: list[JSON] = []
+    national_id = _patient_national_id(event, audience)
     if pattern is PATIENT_READ:
-        data = _document_entity(event)
+        data = _document_entity(event, audience)
         if data is not None:
             entities.append(data)
     elif pattern is PATIENT_QUERY:
-        entities.append(_query_entity(event))
+        entities.append(_query_entity(event, national_id))
     # The attest the access was made under: what was stated (PatientCreate), and what
     # every list and open after it relied on.
-    attest = _attest_entity(event)
+    attest = _attest_entity(event, audience)
     if attest is not None:
         entities.append(attest)
-    if event.patient_national_id:
-        entities.append(_patient_entity(event))
+    if national_id:
+        entities.append(_patient_entity(national_id))
     if event.request_id:
         entities.append(_transaction_entity(event))
     return entities
 
 
+def is_refusal(event: AccessEvent) -> bool:
+    """An access the portal refused (the registry's `as_refused` types), as against one
+    granted that then failed (a document whose content could not be had)."""
+
+    kind = events.KINDS.get(event.event_type)
+    return kind is not None and kind.balp == events.Balp.AS_REFUSED
+
+
 def _outcome_description(event: AccessEvent) -> str:
     if event.outcome == Outcome.GRANTED and not event.reason_code:
         return ""
-    return f"{event.outcome}: {event.reason_code}" if event.reason_code else str(event.outcome)
+    said = f"{event.outcome}: {event.reason_code}" if event.reason_code else str(event.outcome)
+    return f"refused ({said})" if is_refusal(event) else said
 
 
-def audit_event(event: AccessEvent, *, server: ServerIdentity = DEFAULT_SERVER) -> JSON:
-    """One access event as a FHIR R4 AuditEvent (a plain dict, ready for json.dumps)."""
+def audit_event(
+    event: AccessEvent, *, audience: LogAudience, server: ServerIdentity = DEFAULT_SERVER
+) -> JSON:
+    """One access event as a FHIR R4 AuditEvent (a plain dict, ready for json.dumps), as
+    `audience` may see it (`policy.CITIZEN_LOG` or `policy.AUDITOR_LOG`)."""
 
     pattern = pattern_for(event)
     success = event.outcome == Outcome.GRANTED
     resource: JSON = {"resourceType": "AuditEvent", "id": str(event.event_id)}
     if pattern.profile is not None and success:
         resource["meta"] = {"profile": [BALP_PROFILE + pattern.profile]}
-    contained, who = _contained_actor(event)
+    contained, who = _contained_actor(event, audience)
     if contained:
         resource["contained"] = contained
     resource["type"] = _coding(*pattern.type)
@@ -446,7 +483,7 @@ def audit_event(event: AccessEvent, *, server: ServerIdentity = DEFAULT_SERVER) 
     agents = []
     if who is not None:
         agents.append(_user_agent(event, pattern, who))
-    agents.append(_client_agent(event, pattern, has_user=who is not None))
+    agents.append(_client_agent(event, pattern, audience, has_user=who is not None))
     agents.append(_server_agent(pattern, server))
     resource["agent"] = agents
     resource["source"] = {
@@ -454,7 +491,7 @@ def audit_event(event: AccessEvent, *, server: ServerIdentity = DEFAULT_SERVER) 
         "observer": {"display": server.name},
         "type": [_coding(SECURITY_SOURCE_TYPE, "4", "Application Server")],
     }
-    entities = _entities(event, pattern)
+    entities = _entities(event, pattern, audience)
     if entities:
         resource["entity"] = entities
     return resource

@@ -5,6 +5,12 @@ printable page): a local document from its row; a remote (MHD) document from wha
 event recorded of the source's description when it was opened. Whether the title and the
 institution may be shown is the policy's (`citizen_may_see_document_details`); a remote
 event that did not record the document's confidentiality shows neither.
+
+`theirs` says whether the document is known to be the event's patient's: a local row of that
+patient, or a remote document its source described for that patient. An id that was only
+asked for (refused before anything was found, or naming nothing) may be anyone's, and so may
+a row of another patient on an older event: neither is named to the patient
+(`policy.CITIZEN_LOG`), and neither has its title or institution shown.
 """
 
 from __future__ import annotations
@@ -12,6 +18,8 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from pjd_portal.access import policy
+from pjd_portal.auditlog import events
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
 
 LOCAL_SYSTEM = "urn:ietf:rfc:3986"
@@ -26,6 +34,7 @@ class LoggedDocument:
     institution_name: str
     institution_orgnr: str
     withheld: bool  # it exists, but its details are not for the patient's log
+    theirs: bool  # known to be the event's patient's (see the module's docstring)
 
 
 def remote_system(source_orgnr: str) -> str:
@@ -43,11 +52,23 @@ def remote_details(document: object) -> dict[str, str]:
     }
 
 
+def _described_for_the_patient(event: AccessEvent) -> bool:
+    """A remote document the event names was found at its source for the event's patient:
+    opens and views are written only for a document the source returned for that patient
+    (clinic/opening.py), and a refusal is `denied` only when there was one to decide on
+    (`Opening.found`); a `not_found` refusal names an id that was only asked for."""
+
+    if event.patient_id is None:
+        return False
+    return event.event_type != events.ACCESS_DENIED.name or event.outcome == Outcome.DENIED
+
+
 def logged_document(event: AccessEvent) -> LoggedDocument | None:
     details = event.details or {}
     document = event.document if event.document_id is not None else None
     if document is not None:
-        shown = policy.citizen_may_see_document_details(document.confidentiality_code)
+        theirs = event.patient_id is not None and document.patient_id == event.patient_id
+        shown = theirs and policy.citizen_may_see_document_details(document.confidentiality_code)
         return LoggedDocument(
             identifier_system=LOCAL_SYSTEM,
             identifier_value=f"urn:uuid:{document.document_id}",
@@ -55,15 +76,17 @@ def logged_document(event: AccessEvent) -> LoggedDocument | None:
             title=document.title if shown else "",
             institution_name=document.institution_name if shown else "",
             institution_orgnr=document.institution_orgnr if shown else "",
-            withheld=not shown,
+            withheld=theirs and not shown,
+            theirs=theirs,
         )
     if details.get("document_id"):  # asked for, not linked (unknown, or another patient's)
         return LoggedDocument(
-            LOCAL_SYSTEM, f"urn:uuid:{details['document_id']}", event.source_orgnr, "", "", "", False
+            LOCAL_SYSTEM, f"urn:uuid:{details['document_id']}", event.source_orgnr, "", "", "", False, False
         )
     if details.get("remote_document_id"):
+        theirs = _described_for_the_patient(event)
         code = str(details.get("confidentiality_code", ""))
-        shown = bool(code) and policy.citizen_may_see_document_details(code)
+        shown = theirs and bool(code) and policy.citizen_may_see_document_details(code)
         return LoggedDocument(
             identifier_system=remote_system(event.source_orgnr),
             identifier_value=str(details["remote_document_id"]),
@@ -71,6 +94,7 @@ def logged_document(event: AccessEvent) -> LoggedDocument | None:
             title=str(details.get("title", "")) if shown else "",
             institution_name=str(details.get("institution_name", "")) if shown else "",
             institution_orgnr=str(details.get("institution_orgnr", "")) if shown else "",
-            withheld=not shown and bool(details.get("title")),
+            withheld=theirs and not shown and bool(details.get("title")),
+            theirs=theirs,
         )
     return None
