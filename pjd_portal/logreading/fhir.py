@@ -4,7 +4,7 @@ Pure functions: an `AccessEvent` row (with its document and attest loaded, as
 `selectors.patient_log_page` does) in, plain JSON-ready dicts out. No database access, no
 settings, no FHIR library at run time (the tests validate the output twice: with
 `fhir.resources`' R4B models and with FHIR.js, the npm package `fhir`, against the R4
-StructureDefinitions; tests/fhir_validate.mjs).
+StructureDefinitions; tests/fhir_validation.py).
 
 Which BALP pattern (IHE ITI Basic Audit Log Patterns 1.1.x) each event follows:
 
