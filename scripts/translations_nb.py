@@ -507,6 +507,7 @@ NB = {
     "The EPJ's decision": "EPJ-ens beslutning",
     "Care relation": "Behandlerrelasjon",
     "decision": "beslutning",
+    "The EPJ's attest names another legal entity than the one its HelseID client acts for.": "Attesten fra EPJ oppgir en annen juridisk enhet enn den EPJ-ens HelseID-klient opptrer for.",
     # smart
     "The launch from the EHR is incomplete": "Starten fra EPJ er ufullstendig",
     "The EHR opened the portal without what a SMART launch needs. Start PJD again from the EHR.": "EPJ-en åpnet portalen uten det en SMART-start trenger. Start PJD på nytt fra EPJ.",
