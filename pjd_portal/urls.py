@@ -11,6 +11,7 @@ from pjd_portal.forvaltning import roles as roles_views
 from pjd_portal.forvaltning import views as forvaltning_views
 from pjd_portal.login import views as account_views
 from pjd_portal.login.oidc import PortalAuthenticateView, PortalCallbackView
+from pjd_portal.review import overview as overview_views
 from pjd_portal.review import views as review_views
 
 
@@ -111,6 +112,8 @@ forvaltning_patterns = (
             review_views.review_item_status,
             name="review_item_status",
         ),
+        # The auditor's overview: counts and charts over a period (review/overview.py).
+        path("loggkontroll/oversikt/", overview_views.log_overview, name="log_overview"),
     ],
     "forvaltning",
 )

@@ -74,6 +74,8 @@ MATRIX = {
     "forvaltning:review_queue": ("get", [404, 404, 404, 200, 404, 404]),
     "forvaltning:review_item": ("get", [404, 404, 404, 200, 404, 404]),
     "forvaltning:review_item_status": ("post", [404, 404, 404, 400, 404, 404]),
+    # The auditor's overview (tests/test_log_overview.py): only the auditor.
+    "forvaltning:log_overview": ("get", [404, 404, 404, 200, 404, 404]),
     # Patients' privacy choices: only the privacy officer (tests/test_privacy_choices_admin.py).
     "forvaltning:privacy_lookup": ("post", [404, 404, 404, 404, 404, 302]),
     "forvaltning:privacy_patient": ("get", [404, 404, 404, 404, 404, 200]),

@@ -344,6 +344,14 @@ LOG_EXPORT = EventKind(
     frozenset({"filters", "format", "max_rows"}),
     carries_patient=True,
 )
+# The auditor's overview of the log review (review/overview.py): counts only, no patient;
+# the period it counted over and how many events that was.
+LOG_OVERVIEW_VIEW = EventKind(
+    "log_overview_view",
+    _("Log review overview viewed"),
+    Balp.APPLICATION_ACTIVITY,
+    frozenset({"date_from", "date_to", "total"}),
+)
 # The privacy officer's changes to a patient's privacy choices (forvaltning/privacy_services.py).
 _PRIVACY_DETAILS = frozenset(
     {
