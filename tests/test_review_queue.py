@@ -774,8 +774,8 @@ def test_the_sample_is_drawn_from_the_unflagged_accesses_and_is_never_empty(worl
     kinds_shown = dict(re.findall(r'data-item-id="([0-9a-f-]+)" data-kind="(\w+)"', body))
     assert kinds_shown[str(sampled.item_id)] == "sample"
     assert sorted(kinds_shown.values()) == ["sample"] + ["signal"] * 6
-    rate_line = re.search(r'data-testid="review-sample-rate">(.*?)</p>', body, re.S).group(1)
-    assert "1 %" in rate_line and "minst 1" in rate_line
+    found = re.search(r'data-testid="review-sample-rate">(.*?)</p>', body, re.S)
+    assert found is not None and "1 %" in found.group(1) and "minst 1" in found.group(1)
     only_sample = as_auditor.get(QUEUE, {"kind": "sample"}).content.decode()
     assert ROW.findall(only_sample) == [str(ReviewItem.objects.get(sampled=True).item_id)]
     assert len(ROW.findall(as_auditor.get(QUEUE, {"kind": "signal"}).content.decode())) == 6

@@ -1,10 +1,13 @@
-"""Which document an event is about, as the patient's log may show it.
+"""Which document an event is about, as the patient's log and the log review show it.
 
 One answer for both of the patient's logs (the FHIR AuditEvent and the privacy officer's
 printable page): a local document from its row; a remote (MHD) document from what the
 event recorded of the source's description when it was opened. Whether the title and the
 institution may be shown is the policy's (`citizen_may_see_document_details`); a remote
 event that did not record the document's confidentiality shows neither.
+
+The log review (`reviewed_document`) shows an auditor every document of their scope in
+full, whatever its confidentiality: finding out who read what is their task.
 """
 
 from __future__ import annotations
@@ -13,6 +16,7 @@ from dataclasses import dataclass
 
 from pjd_portal.access import policy
 from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.documents.models import DocumentCategory
 
 LOCAL_SYSTEM = "urn:ietf:rfc:3986"
 
@@ -40,6 +44,7 @@ def remote_details(document: object) -> dict[str, str]:
         "institution_name": str(getattr(document, "institution_name", ""))[:200],
         "institution_orgnr": str(getattr(document, "institution_orgnr", ""))[:9],
         "confidentiality_code": str(getattr(document, "confidentiality_code", ""))[:10],
+        "category": str(getattr(document, "category", ""))[:10],
     }
 
 
@@ -72,5 +77,39 @@ def logged_document(event: AccessEvent) -> LoggedDocument | None:
             institution_name=str(details.get("institution_name", "")) if shown else "",
             institution_orgnr=str(details.get("institution_orgnr", "")) if shown else "",
             withheld=not shown and bool(details.get("title")),
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class ReviewedDocument:
+    """The document of an event as an auditor sees it in the log review."""
+
+    title: str
+    category: str  # the class's label ("" when the event did not record it)
+    institution_name: str
+    remote: bool  # read from another source (MHD): described as the event recorded it
+
+
+def _category_label(code: str) -> str:
+    return str(DocumentCategory(code).label) if code in DocumentCategory.values else code
+
+
+def reviewed_document(event: AccessEvent) -> ReviewedDocument | None:
+    """The event's document for the log review: a local one from its row (loaded with the
+    event), a remote one from the event's details; None when the event names none."""
+
+    details = event.details or {}
+    document = event.document if event.document_id is not None else None
+    if document is not None:
+        return ReviewedDocument(
+            document.title, _category_label(document.category), document.institution_name, remote=False
+        )
+    if details.get("remote_document_id"):
+        return ReviewedDocument(
+            title=str(details.get("title", "")) or str(details["remote_document_id"]),
+            category=_category_label(str(details.get("category", ""))),
+            institution_name=str(details.get("institution_name", "")),
+            remote=True,
         )
     return None
