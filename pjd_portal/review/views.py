@@ -6,7 +6,9 @@ first, keyset-paged; an item is addressed by its own UUID, and an item outside t
 auditor's scope is answered as missing, and logged. The status form is POST only (CSRF);
 a change is written with its history row and its access event (`services.change_status`).
 Listing the queue and opening an item show personal data and are logged as log searches
-and event views.
+and event views. An item of the auditor's own access, or of an access to them as a patient,
+is shown marked and without the form; its status POST is refused (403, logged) before the
+form is read (`services.refuse_if_conflicted`, the rule `policy.may_act_on_review_item`).
 """
 
 from __future__ import annotations
