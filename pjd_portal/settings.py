@@ -452,6 +452,11 @@ if ACCOUNT_UNUSED_DAYS < 1:
 # key of that draw (empty: derived from SECRET_KEY, so clinicians cannot predict it).
 REVIEW_QUEUE_SAMPLE_RATE = envfloat("PJD_REVIEW_QUEUE_SAMPLE_RATE", 0.01)
 REVIEW_QUEUE_SAMPLE_KEY = os.environ.get("PJD_REVIEW_QUEUE_SAMPLE_KEY", "")
+# The fewest accesses each run samples per reviewing organisation when the rate is above 0
+# (the lowest draws): a night whose accesses are nearly all flagged still has a sample.
+REVIEW_QUEUE_SAMPLE_MIN = envint("PJD_REVIEW_QUEUE_SAMPLE_MIN", 1)
+if REVIEW_QUEUE_SAMPLE_MIN < 0:
+    raise ImproperlyConfigured("PJD_REVIEW_QUEUE_SAMPLE_MIN must be 0 or more.")
 if not 0.0 <= REVIEW_QUEUE_SAMPLE_RATE <= 1.0:
     raise ImproperlyConfigured("PJD_REVIEW_QUEUE_SAMPLE_RATE must be between 0 and 1.")
 

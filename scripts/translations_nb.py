@@ -556,6 +556,17 @@ NB = {
     "No events in the period.": "Ingen hendelser i perioden.",
     "No flagged events in the period.": "Ingen flaggede hendelser i perioden.",
     "Items not yet closed, on events in the period.": "Saker som ikke er avsluttet, for hendelser i perioden.",
+    # duty16: separation of duties in the review queue, the sample, the document in the log review
+    "This is your own access. Another auditor in your organisation must review it.": "Dette er din egen tilgang. En annen loggkontrollør i virksomheten din må vurdere den.",
+    "This access was to your own health records. Another auditor in your organisation must review it.": "Denne tilgangen gjaldt dine egne helseopplysninger. En annen loggkontrollør i virksomheten din må vurdere den.",
+    "Your own records: another auditor reviews it": "Dine egne opplysninger: en annen loggkontrollør vurderer den",
+    "Your own access: another auditor reviews it": "Din egen tilgang: en annen loggkontrollør vurderer den",
+    "Why queued": "Hvorfor i køen",
+    "from another source": "fra en annen kilde",
+    "This access raised no risk signal. It was drawn in the random sample (of the accesses without a risk signal, %(percent)s each night).": "Denne tilgangen ga ikke noe risikosignal. Den ble trukket ut i det tilfeldige utvalget (av tilgangene uten risikosignal, %(percent)s hver natt).",
+    'Items marked "Random sample" raised no risk signal: every night %(percent)s of the accesses without a risk signal are drawn at random, and at least %(minimum)s when there are any.': "Saker merket «Tilfeldig utvalg» ga ikke noe risikosignal: hver natt trekkes %(percent)s av tilgangene uten risikosignal tilfeldig ut, og minst %(minimum)s når det finnes noen.",
+    'Items marked "Random sample" raised no risk signal: every night %(percent)s of the accesses without a risk signal are drawn at random.': "Saker merket «Tilfeldig utvalg» ga ikke noe risikosignal: hver natt trekkes %(percent)s av tilgangene uten risikosignal tilfeldig ut.",
+    "The random sample is off (its rate is 0). Only accesses with a risk signal are queued.": "Det tilfeldige utvalget er slått av (andelen er 0). Bare tilganger med risikosignal settes i køen.",
 }
 NB_PLURAL = {
     "%(minutes)s minute left": ("%(minutes)s minutt igjen", "%(minutes)s minutter igjen"),

@@ -4,6 +4,7 @@ as django-guardian object permissions, and the deactivation of unused accounts."
 from __future__ import annotations
 
 import datetime
+import re
 from io import StringIO
 from typing import Any
 
@@ -433,8 +434,22 @@ def test_unused_accounts_are_deactivated_with_a_frozen_clock(world, settings):
 
 def test_an_administrator_cannot_grant_themselves_a_role(world, persona_client):
     admin = persona_client("administrator")
+    page = admin.get("/forvaltning/tilgang/").content.decode()
+    options = re.findall(r'<option value="([0-9a-f-]+)"', page)
+    # The grant list offers the organisation's staff, not the administrator themselves.
+    assert str(world.fastlege.public_id) in options and str(world.administrator.public_id) not in options
+    before = set(AccessEvent.objects.values_list("pk", flat=True))
+    # Sent by hand all the same: a clear page saying why, and logged with its own reason.
     response = admin.post(GRANT, {"person": str(world.administrator.public_id), "role": "auditor"})
-    assert response.status_code in (400, 404)
+    assert response.status_code == 400
+    assert "Du kan ikke gi deg selv en rolle" in response.content.decode()
+    [event] = AccessEvent.objects.exclude(pk__in=before)
+    assert (event.event_type, event.outcome, event.reason_code) == (
+        "access_denied",
+        "denied",
+        "no_self_grant",
+    )
+    assert event.details["person"] == str(world.administrator.public_id)
     assert perms(world.administrator, world.gp_office) == {"role_access_administrator"}
     assert admin.get("/forvaltning/loggkontroll/").status_code == 404
 
@@ -479,4 +494,5 @@ def test_a_grant_the_policy_refuses_by_hpr_number_is_logged(world, persona_clien
     assert perms(world.administrator, world.gp_office) == {"role_access_administrator"}
     [event] = AccessEvent.objects.exclude(pk__in=before)
     assert (event.event_type, event.outcome) == ("access_denied", "denied")
-    assert event.reason_code and event.details["view"] == "access_role_grant"
+    assert event.reason_code == "no_self_grant" and event.details["view"] == "access_role_grant"
+    assert "Du kan ikke gi deg selv en rolle" in response.content.decode()

@@ -871,3 +871,68 @@ def test_a_tampered_page_link_shows_nothing_and_is_logged(world, as_auditor):
     assert response.status_code == 400
     [event] = AccessEvent.objects.filter(event_type=kinds.LOG_SEARCH.name)
     assert (event.outcome, event.reason_code) == (Outcome.INVALID, "invalid_cursor")
+
+
+# --- which document, and why ---------------------------------------------------------------
+
+
+def _akutt_attest(world, doctor, reason):
+    from pjd_portal.access.models import AccessAttest, PatientLookup
+
+    now = datetime.datetime.now(datetime.UTC)
+    lookup = PatientLookup.objects.create(
+        user=doctor, organisation=world.hospital, patient=world.patient, created_at=now, expires_at=now
+    )
+    return AccessAttest.objects.create(
+        lookup=lookup,
+        user=doctor,
+        organisation=world.hospital,
+        patient=world.patient,
+        basis=Basis.AKUTT,
+        purpose_of_use="ETREAT",
+        reason=reason,
+        created_at=now,
+        expires_at=now + datetime.timedelta(hours=4),
+    )
+
+
+def test_the_result_table_names_the_document_and_the_event_page_the_basis_reason(world, as_auditor):
+    doctor = hospital_doctor(world)
+    doc = add_document(world, title="Epikrise etter hjerteinfarkt", category="A00-1")
+    reason = "Innlagt bevisstløs, trenger medisinliste."
+    attest = _akutt_attest(world, doctor, reason)
+    # The reason is stored with the emergency access; the open under it carries the attest.
+    record(
+        world, T0, kinds.EMERGENCY_ACCESS.name, user=doctor, org=world.hospital, patient=world.patient,
+        attest=attest, reason_text=reason,
+    )  # fmt: skip
+    opened = record(
+        world, T0 + datetime.timedelta(minutes=1), kinds.DOCUMENT_OPEN.name, user=doctor,
+        org=world.hospital, patient=world.patient, document=doc, attest=attest,
+    )  # fmt: skip
+    remote = record(
+        world, T0 + datetime.timedelta(minutes=2), kinds.DOCUMENT_OPEN.name, user=doctor,
+        org=world.hospital, patient=world.patient, attest=attest, source_orgnr="983974899",
+        source_id=7, remote_document_id="DocumentReference/abc-123", title="Røntgen thorax",
+        institution_name="Universitetssykehuset Nord-Norge", category="E00-1", confidentiality_code="N",
+    )  # fmt: skip
+    assert opened.reason_text == ""
+
+    body = as_auditor.post(SEARCH, {"event_type": kinds.DOCUMENT_OPEN.name}).content.decode()
+    rows = dict(re.findall(r'data-event-id="([0-9a-f-]+)">(.*?)</tr>', body, re.S))
+    local_row, remote_row = rows[str(opened.event_id)], rows[str(remote.event_id)]
+    assert "Epikrise etter hjerteinfarkt" in local_row and "Epikriser og sammenfatninger" in local_row
+    assert doc.institution_name in local_row
+    assert "Røntgen thorax" in remote_row and "Bildediagnostikk" in remote_row
+    assert "Universitetssykehuset Nord-Norge" in remote_row and "fra en annen kilde" in remote_row
+
+    page = as_auditor.get(event_url(opened)).content.decode()
+    found = re.search(r'data-testid="basis-reason">(.*?)</dd>', page, re.S)
+    assert found is not None and found.group(1) == reason
+    assert "Epikrise etter hjerteinfarkt" in page and "Akutt" in page
+    # An event with no basis shows none.
+    plain = record(world, T0, user=doctor, org=world.hospital, patient=world.patient)
+    found = re.search(
+        r'data-testid="basis-reason">(.*?)</dd>', as_auditor.get(event_url(plain)).content.decode()
+    )
+    assert found is not None and found.group(1) == "–"

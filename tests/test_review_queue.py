@@ -28,11 +28,12 @@ from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.documents.models import DocumentSource
 from pjd_portal.logreading import risk
 from pjd_portal.review.models import ReviewChange, ReviewItem, ReviewStatus
-from pjd_portal.review.queue import build_queue, is_sampled
+from pjd_portal.review.queue import build_queue, draw, is_sampled
 from tests.builders import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,
     T0,
+    add_auditor,
     add_document,
     comparable,
     grant_role,
@@ -48,7 +49,7 @@ from tests.builders import (
 
 QUEUE = "/forvaltning/loggkontroll/ko/"
 OTHER_PERSONAS = ["anonymous", "fastlege", "other_clinician", "administrator"]
-ROW = re.compile(r'<tr data-testid="review-row" data-item-id="([0-9a-f-]+)">')
+ROW = re.compile(r'<tr data-testid="review-row" data-item-id="([0-9a-f-]+)"')
 
 
 def item_url(item: ReviewItem | uuid.UUID) -> str:
@@ -588,3 +589,195 @@ def test_context_signals_are_not_shown_to_the_owner_of_the_document(world, setti
         .filter(signal_codes__contains=",many_patients,")
         .exists()
     )
+
+
+# --- separation of duties ------------------------------------------------------------------
+
+
+@pytest.fixture
+def own_items(world):
+    """The hospital's auditor also works as a clinician there: one item of their own
+    access, one of a colleague's access to them as a patient, one of someone else."""
+
+    grant_role(world.auditor, world.hospital, Role.CLINICIAN)
+    doctor = hospital_doctor(world)
+    auditor_as_patient = make_patient("Revisor", national_id=world.auditor.pid)
+    own = record(world, T0, user=world.auditor, org=world.hospital, patient=world.patient, basis=Basis.AKUTT)
+    to_self = record(
+        world,
+        T0 + datetime.timedelta(minutes=1),
+        user=doctor,
+        org=world.hospital,
+        patient=auditor_as_patient,
+        basis=Basis.AKUTT,
+    )
+    other = record(
+        world,
+        T0 + datetime.timedelta(minutes=2),
+        user=doctor,
+        org=world.hospital,
+        patient=world.patient,
+        basis=Basis.AKUTT,
+    )
+    queue_all(rate=0.0)
+    return item_for(own), item_for(to_self), item_for(other)
+
+
+def test_an_auditor_sees_their_own_items_marked_and_cannot_act_on_them(world, as_auditor, own_items):
+    own, to_self, other = own_items
+    body = as_auditor.get(QUEUE).content.decode()
+    marked = dict(
+        re.findall(r'data-item-id="([0-9a-f-]+)"[^>]*>.*?(?:data-conflict="(\w+)"|</tr>)', body, re.S)
+    )
+    assert marked == {
+        str(own.item_id): "review_own_access",
+        str(to_self.item_id): "review_own_patient_record",
+        str(other.item_id): "",
+    }
+    assert "Din egen tilgang" in body and "Dine egne opplysninger" in body
+
+    page = as_auditor.get(item_url(own)).content.decode()
+    assert 'data-testid="review-own"' in page and "Dette er din egen tilgang" in page
+    assert 'data-testid="review-status-form"' not in page
+    assert 'data-testid="review-status-form"' in as_auditor.get(item_url(other)).content.decode()
+
+    for item, reason in ((own, "review_own_access"), (to_self, "review_own_patient_record")):
+        before = set(AccessEvent.objects.values_list("pk", flat=True))
+        response = change(as_auditor, item, ReviewStatus.JUSTIFIED, "Jeg hadde grunn.")
+        assert response.status_code == 403
+        assert 'data-testid="review-own"' in response.content.decode()
+        item.refresh_from_db()
+        assert item.status == ReviewStatus.NEW and item.version == 1
+        refused = AccessEvent.objects.exclude(pk__in=before).get(event_type=kinds.REVIEW_STATUS_CHANGED.name)
+        assert (refused.outcome, refused.reason_code) == (Outcome.DENIED, reason)
+        assert refused.details["review_item"] == str(item.item_id) and refused.details["to"] == "justified"
+        assert world.auditor.pid not in str(refused.details)
+    # Also an empty or invalid form is refused as such, not answered with form errors.
+    assert as_auditor.post(status_url(own), {}).status_code == 403
+    assert not ReviewChange.objects.exists()
+
+    # Another auditor of the hospital decides them.
+    colleague = login(Client(), add_auditor(world.hospital, "t-revisor-2", name="Siri Sjekk"), world.hospital)
+    assert (
+        change(colleague, own, ReviewStatus.JUSTIFIED, "Kontrollert: akutt innleggelse.").status_code == 302
+    )
+    own.refresh_from_db()
+    assert own.status == ReviewStatus.JUSTIFIED
+
+
+def test_the_service_refuses_a_review_of_ones_own_access_whoever_calls_it(world, own_items):
+    from pjd_portal.accounts.caller import caller_of
+    from pjd_portal.review import services
+    from tests.builders import request_as
+
+    own, _to_self, _other = own_items
+    facts = policy.StaffFacts(**{**staff(world.auditor, world.hospital).__dict__, "pid": world.auditor.pid})
+    result = services.change_status(
+        caller=caller_of(request_as(world.auditor, method="post", organisation=world.hospital)),
+        staff=facts,
+        user=world.auditor,
+        item_id=own.item_id,
+        version=1,
+        status=ReviewStatus.JUSTIFIED,
+        comment="x",
+    )
+    assert result == services.Result.REFUSED
+    assert not ReviewChange.objects.exists()
+
+
+def test_the_policy_decides_separation_of_duties():
+    auditor = policy.StaffFacts(
+        user_id=5, organisation_id=1, roles=frozenset({Role.AUDITOR}), organisation_orgnr="974589095", pid="1"
+    )
+    decide = policy.may_act_on_review_item
+    assert decide(auditor, actor_user_id=6, actor_pid="2", patient_national_id="3")
+    assert (
+        decide(auditor, actor_user_id=5, actor_pid="", patient_national_id="3").reason_code
+        == "review_own_access"
+    )
+    assert (
+        decide(auditor, actor_user_id=None, actor_pid="1", patient_national_id="3").reason_code
+        == "review_own_access"
+    )
+    assert (
+        decide(auditor, actor_user_id=6, actor_pid="2", patient_national_id="1").reason_code
+        == "review_own_patient_record"
+    )
+    # A person without a pid is no patient match for events without one.
+    no_pid = policy.StaffFacts(**{**auditor.__dict__, "pid": ""})
+    assert decide(no_pid, actor_user_id=6, actor_pid="", patient_national_id="")
+    assert not decide(None, actor_user_id=6, actor_pid="2", patient_national_id="3")
+
+
+# --- the sample ----------------------------------------------------------------------------
+
+
+def test_the_sample_is_drawn_from_the_unflagged_accesses_and_is_never_empty(world, as_auditor, settings):
+    """A night where nearly everything is flagged: the rate draws nothing from the three
+    unflagged accesses, so the floor takes the one with the lowest keyed draw."""
+
+    doctor = hospital_doctor(world)
+    key, rate = b"fixed-key", 0.01
+    # An earlier visit (before the night's window): a care relation, so no signal below.
+    record(world, T0 - datetime.timedelta(days=2), user=doctor, org=world.hospital, patient=world.patient)
+    flagged = [
+        record(
+            world,
+            T0 + datetime.timedelta(minutes=i),
+            user=doctor,
+            org=world.hospital,
+            patient=world.patient,
+            basis=Basis.AKUTT,
+        )
+        for i in range(6)
+    ]
+    unflagged = [
+        record(
+            world,
+            T0 + datetime.timedelta(minutes=10 + i),
+            user=doctor,
+            org=world.hospital,
+            patient=world.patient,
+        )
+        for i in range(3)
+    ]
+    assert not any(is_sampled(e.event_id, rate, key) for e in unflagged)  # the rate alone: no sample
+    counts = build_queue(T0 - datetime.timedelta(days=1), T0 + datetime.timedelta(days=1), rate=rate, key=key)
+    assert (counts.flagged, counts.sampled) == (6, 1)
+    lowest = min(unflagged, key=lambda e: draw(e.event_id, key))
+    [sampled] = ReviewItem.objects.filter(sampled=True)
+    assert sampled.event_id == lowest.event_id and not sampled.signals
+    assert {i.event_id for i in ReviewItem.objects.filter(sampled=False)} == {e.event_id for e in flagged}
+    # A rerun finds the floor met: nothing new. Without a floor, or at rate 0, no sample.
+    again = build_queue(T0 - datetime.timedelta(days=1), T0 + datetime.timedelta(days=1), rate=rate, key=key)
+    assert again.sampled == 0 and ReviewItem.objects.count() == 7
+    ReviewItem.objects.filter(sampled=True).delete()
+    assert (
+        build_queue(
+            T0 - datetime.timedelta(days=1), T0 + datetime.timedelta(days=1), rate=rate, key=key, minimum=0
+        ).sampled
+        == 0
+    )
+    assert (
+        build_queue(
+            T0 - datetime.timedelta(days=1), T0 + datetime.timedelta(days=1), rate=0.0, key=key
+        ).sampled
+        == 0
+    )
+    build_queue(T0 - datetime.timedelta(days=1), T0 + datetime.timedelta(days=1), rate=rate, key=key)
+
+    sampled = ReviewItem.objects.get(sampled=True)
+    assert sampled.event_id == lowest.event_id  # the same keyed draw again
+    # The queue tells sample from signal, states the rate, and filters by it.
+    settings.REVIEW_QUEUE_SAMPLE_RATE = rate
+    body = as_auditor.get(QUEUE).content.decode()
+    kinds_shown = dict(re.findall(r'data-item-id="([0-9a-f-]+)" data-kind="(\w+)"', body))
+    assert kinds_shown[str(sampled.item_id)] == "sample"
+    assert sorted(kinds_shown.values()) == ["sample"] + ["signal"] * 6
+    found = re.search(r'data-testid="review-sample-rate">(.*?)</p>', body, re.S)
+    assert found is not None and "1 %" in found.group(1) and "minst 1" in found.group(1)
+    only_sample = as_auditor.get(QUEUE, {"kind": "sample"}).content.decode()
+    assert ROW.findall(only_sample) == [str(ReviewItem.objects.get(sampled=True).item_id)]
+    assert len(ROW.findall(as_auditor.get(QUEUE, {"kind": "signal"}).content.decode())) == 6
+    item_page = as_auditor.get(item_url(ReviewItem.objects.get(sampled=True))).content.decode()
+    assert 'data-testid="review-sampled"' in item_page and "1 %" in item_page

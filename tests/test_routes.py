@@ -250,3 +250,51 @@ def test_unknown_handle_is_404_for_everyone_with_a_clinician_role(persona_client
     for persona in ("fastlege", "other_clinician"):
         response = persona_client(persona).get(f"/pasient/{uuid.uuid4()}/")
         assert response.status_code == 404
+
+
+# Separation of duties, beside the matrix: the auditor persona also works as a clinician in
+# the hospital. An item of their own access, or of an access to them as a patient, opens
+# (marked, without the form) but its status form is refused (403, logged); the
+# administrator persona's grant to themselves is refused with its message (400, logged).
+SELF_CASES = [
+    ("forvaltning:review_item", "get", "own_access", 200),
+    ("forvaltning:review_item_status", "post", "own_access", 403),
+    ("forvaltning:review_item", "get", "own_patient_record", 200),
+    ("forvaltning:review_item_status", "post", "own_patient_record", 403),
+    ("forvaltning:access_role_grant", "post", "self_grant", 400),
+]
+
+
+@pytest.mark.parametrize(("route", "method", "case", "expected"), SELF_CASES)
+def test_no_one_acts_on_their_own_case(route, method, case, expected, world, persona_client):
+    from django.urls import reverse
+
+    from pjd_portal.accounts.models import Role
+    from tests.builders import T0, grant_role, make_patient, record
+
+    before = set(AccessEvent.objects.values_list("pk", flat=True))
+    if case == "self_grant":
+        response = persona_client("administrator").post(
+            reverse(route), {"person": str(world.administrator.public_id), "role": "auditor"}
+        )
+        reason = "no_self_grant"
+    else:
+        grant_role(world.auditor, world.hospital, Role.CLINICIAN)
+        if case == "own_access":
+            event = record(world, T0, user=world.auditor, org=world.hospital, patient=world.patient)
+        else:
+            patient = make_patient("Revisor", national_id=world.auditor.pid)
+            event = record(world, T0, user=world.fastlege, org=world.hospital, patient=patient)
+        build_queue(T0 - datetime.timedelta(days=1), T0 + datetime.timedelta(days=1), rate=1.0)
+        item = ReviewItem.objects.get(event_id=event.event_id)
+        before = set(AccessEvent.objects.values_list("pk", flat=True))
+        data = {"status": "justified", "comment": "x", "version": 1} if method == "post" else {}
+        response = getattr(persona_client("auditor"), method)(
+            reverse(route, kwargs={"item_id": item.item_id}), data
+        )
+        reason = f"review_{case}"
+        assert 'data-testid="review-own"' in response.content.decode()
+    assert response.status_code == expected
+    if method == "post":
+        refused = AccessEvent.objects.exclude(pk__in=before).filter(outcome="denied")
+        assert list(refused.values_list("reason_code", flat=True)) == [reason]

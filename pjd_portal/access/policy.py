@@ -903,6 +903,9 @@ class StaffFacts:
     organisation_id: int | None
     roles: frozenset[str]
     organisation_orgnr: str = ""
+    # The person's national id (HelseID pid): whether an access was to them as a patient
+    # (separation of duties in the review queue). Never shown, never logged from here.
+    pid: str = ""
 
 
 def may_read_patient_access_log(staff: StaffFacts | None) -> Decision:
@@ -981,6 +984,48 @@ def log_review_events_q(staff: StaffFacts) -> Q:
         return Q(pk__in=[])
     orgnr = staff.organisation_orgnr
     return Q(organisation_orgnr=orgnr) | Q(source_orgnr=orgnr)
+
+
+# Separation of duties: no one reviews an access they made, nor one to themselves as a
+# patient. An auditor who also works as a clinician sees such items marked, and another
+# auditor decides them; a review of one's own access would clear it of suspicion unseen.
+_REVIEW_CONFLICT_MESSAGES = {
+    "review_own_access": _("This is your own access. Another auditor in your organisation must review it."),
+    "review_own_patient_record": _(
+        "This access was to your own health records. Another auditor in your organisation must review it."
+    ),
+}
+
+
+def review_conflict(
+    staff: StaffFacts, *, actor_user_id: int | None, actor_pid: str, patient_national_id: str
+) -> str:
+    """Why this auditor may not act on a review of this event ("" when they may): the
+    event's actor is them (by account or by pid), or its patient is them (by pid)."""
+
+    if actor_user_id is not None and actor_user_id == staff.user_id:
+        return "review_own_access"
+    if staff.pid and actor_pid == staff.pid:
+        return "review_own_access"
+    if staff.pid and patient_national_id == staff.pid:
+        return "review_own_patient_record"
+    return ""
+
+
+def may_act_on_review_item(
+    staff: StaffFacts | None, *, actor_user_id: int | None, actor_pid: str, patient_national_id: str
+) -> Decision:
+    """May this auditor review, justify, comment on or close the review of this event?
+    An auditor of the log review, and not about their own access nor their own records."""
+
+    allowed = may_review_access_log(staff)
+    if not allowed:
+        return allowed
+    assert staff is not None
+    code = review_conflict(
+        staff, actor_user_id=actor_user_id, actor_pid=actor_pid, patient_national_id=patient_national_id
+    )
+    return _deny(code, str(_REVIEW_CONFLICT_MESSAGES[code])) if code else ALLOW
 
 
 # Confidentiality codes (Volven 9603) that keep a document from the citizen: NORN_* the

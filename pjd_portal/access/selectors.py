@@ -47,6 +47,7 @@ def staff_facts(caller: Caller) -> policy.StaffFacts:
         organisation_id=org.pk if org else None,
         roles=caller.roles,
         organisation_orgnr=org.orgnr if org else "",
+        pid=caller.user.pid or "",
     )
 
 

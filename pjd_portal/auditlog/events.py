@@ -180,6 +180,7 @@ _REMOTE_DOCUMENT = frozenset(
         "institution_name",
         "institution_orgnr",
         "confidentiality_code",
+        "category",
         "nhn_event_id",
     }
 )

@@ -31,7 +31,6 @@ from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access import policy
-from pjd_portal.access.models import Basis
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
@@ -39,6 +38,8 @@ from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.logreading import log_search as queries
 from pjd_portal.logreading import risk
+from pjd_portal.logreading.event_basis import basis_label, basis_reason
+from pjd_portal.logreading.logged_documents import reviewed_document
 from pjd_portal.logreading.selectors import InvalidCursor
 from pjd_portal.patients.forms import NationalIdField, entered_national_id
 from pjd_portal.patients.lookup import PatientMatch, find_patient
@@ -259,15 +260,12 @@ def _refuse_cursor(
     return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
 
 
-def _basis_label(code: str) -> str:
-    return str(Basis(code).label) if code in Basis.values else code
-
-
 def _row_view(row: queries.ReviewRow, thresholds: risk.Thresholds) -> dict[str, Any]:
     event = row.event
     return {
         "event": event,
-        "basis": _basis_label(event.basis),
+        "basis": basis_label(event.basis),
+        "document": reviewed_document(event),
         "signals": [
             {
                 "code": code,
@@ -309,7 +307,9 @@ def log_event(request: HttpRequest, staff: policy.StaffFacts, event_id: uuid.UUI
         actor=actor_of(request),
         where=point_of_care_of(request),
     )
-    return render(request, EVENT_TEMPLATE, _context(row=_row_view(row, thresholds)))
+    return render(
+        request, EVENT_TEMPLATE, _context(row=_row_view(row, thresholds), reason=basis_reason(event))
+    )
 
 
 # --- CSV export ----------------------------------------------------------------------
@@ -358,7 +358,7 @@ def _csv_header() -> list[str]:
 def _csv_line(row: queries.ReviewRow) -> list[str]:
     event = row.event
     patient = event.patient if event.patient_id is not None else None
-    document = event.document if event.document_id is not None else None
+    document = reviewed_document(event)
     return [
         _cell(timezone.localtime(event.occurred_at, risk.OSLO).isoformat(timespec="seconds")),
         _cell(event.event_id),
@@ -373,7 +373,7 @@ def _csv_line(row: queries.ReviewRow) -> list[str]:
         _cell(event.patient_national_id),
         _cell(document.title if document is not None else ""),
         _cell(event.source_orgnr),
-        _cell(_basis_label(event.basis)),
+        _cell(basis_label(event.basis)),
         _cell(event.reason_text),
         _cell("; ".join(str(risk.Signal(code).label) for code in row.signals)),
         _cell(event.from_epj.get("decision_ref", "")),

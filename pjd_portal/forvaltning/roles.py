@@ -139,10 +139,13 @@ def _grants(
 
 
 def _staff_choices(
-    in_force: list[OrganisationUserObjectPermission], revoked: list[RevokedRoleGrant]
+    in_force: list[OrganisationUserObjectPermission], revoked: list[RevokedRoleGrant], *, self_id: int | None
 ) -> list[tuple[str, str]]:
-    people = {g.user.public_id: g.user for g in in_force}
-    people.update((g.user.public_id, g.user) for g in revoked)
+    """The people a role can be granted to: the organisation's staff, but not the
+    administrator themselves (no one grants themselves a role: `policy.may_grant_role`)."""
+
+    people = {g.user.public_id: g.user for g in in_force if g.user.pk != self_id}
+    people.update((g.user.public_id, g.user) for g in revoked if g.user.pk != self_id)
     return sorted(
         (
             (
@@ -166,7 +169,7 @@ def _page(
 
     organisation = _organisation(request)
     in_force, revoked = _grants(organisation)
-    choices = _staff_choices(in_force, revoked)
+    choices = _staff_choices(in_force, revoked, self_id=request.user.pk)
     if grant_form is None:
         grant_form = GrantRoleForm(staff_choices=choices)
     else:
@@ -225,7 +228,7 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
     staff = selectors.staff_facts(caller_of(request))
     role, person = form.cleaned_data["role"], form.cleaned_data["person"]
     if person:
-        target: User | HttpResponse = _chosen_from_list(request, staff, person, role)
+        target: User | HttpResponse = _chosen_from_list(request, staff, form, person, role)
     else:
         target = _found_by_hpr_number(request, staff, form, role)
     if isinstance(target, HttpResponse):
@@ -244,8 +247,12 @@ def access_role_grant(request: HttpRequest) -> HttpResponse:
     return redirect("forvaltning:access_roles")
 
 
-def _chosen_from_list(request: HttpRequest, staff: policy.StaffFacts | None, person: Any, role: str) -> User:
-    """The person the page's list offered, if the policy lets this role go to them."""
+def _chosen_from_list(
+    request: HttpRequest, staff: policy.StaffFacts | None, form: GrantRoleForm, person: Any, role: str
+) -> User | HttpResponse:
+    """The person the page's list offered, if the policy lets this role go to them. The
+    administrator's own id (the list leaves them out, but a form can be sent by hand) is
+    refused with its own reason and message; any other refusal is a forged or stale id."""
 
     target = User.objects.filter(public_id=person).first()
     decision = policy.may_grant_role(
@@ -256,11 +263,28 @@ def _chosen_from_list(request: HttpRequest, staff: policy.StaffFacts | None, per
         else frozenset(),
         target_user_id=target.pk if target is not None else None,
     )
+    if target is not None and decision.reason_code == "no_self_grant":
+        _refuse_grant(request, decision, {"person": str(person), "role": role})
+        form.add_error("person", decision.message)
+        return _page(request, grant_form=form, status=400)
     if target is None or not decision:
         # Not in the list the page offers: a forged or stale id, as for a missing page.
         _refuse_not_own_staff(request, {"person": str(person), "role": role})
         raise Http404()
     return target
+
+
+def _refuse_grant(request: HttpRequest, decision: policy.Decision, details: dict[str, Any]) -> None:
+    record_event(
+        events.ACCESS_DENIED(
+            outcome=Outcome.DENIED,
+            reason_code=decision.reason_code[:50],
+            view="access_role_grant",
+            **details,
+        ),
+        actor=actor_of(request),
+        where=point_of_care_of(request),
+    )
 
 
 def _found_by_hpr_number(
@@ -284,18 +308,8 @@ def _found_by_hpr_number(
         staff, role, target_organisation_ids=held[target.pk], target_user_id=target.pk
     )
     if not decision:
-        record_event(
-            events.ACCESS_DENIED(
-                outcome=Outcome.DENIED,
-                reason_code=decision.reason_code[:50],
-                view="access_role_grant",
-                hpr_number=hpr,
-                role=role,
-            ),
-            actor=actor_of(request),
-            where=point_of_care_of(request),
-        )
-        form.add_error("role", decision.message)
+        _refuse_grant(request, decision, {"hpr_number": hpr, "role": role})
+        form.add_error("hpr_number" if decision.reason_code == "no_self_grant" else "role", decision.message)
         return _page(request, grant_form=form, status=400)
     return target
 

@@ -1,4 +1,4 @@
-"""Which document an event is about, as the patient's log may show it.
+"""Which document an event is about, as the patient's log and the log review show it.
 
 One answer for both of the patient's logs (the FHIR AuditEvent and the privacy officer's
 printable page): a local document from its row; a remote (MHD) document from what the
@@ -11,6 +11,9 @@ patient, or a remote document its source described for that patient. An id that 
 asked for (refused before anything was found, or naming nothing) may be anyone's, and so may
 a row of another patient on an older event: neither is named to the patient
 (`policy.CITIZEN_LOG`), and neither has its title or institution shown.
+
+The log review (`reviewed_document`) shows an auditor every document of their scope in
+full, whatever its confidentiality: finding out who read what is their task.
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from pjd_portal.access import policy
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
+from pjd_portal.documents.models import DocumentCategory
 
 LOCAL_SYSTEM = "urn:ietf:rfc:3986"
 
@@ -49,6 +53,7 @@ def remote_details(document: object) -> dict[str, str]:
         "institution_name": str(getattr(document, "institution_name", ""))[:200],
         "institution_orgnr": str(getattr(document, "institution_orgnr", ""))[:9],
         "confidentiality_code": str(getattr(document, "confidentiality_code", ""))[:10],
+        "category": str(getattr(document, "category", ""))[:10],
     }
 
 
@@ -96,5 +101,39 @@ def logged_document(event: AccessEvent) -> LoggedDocument | None:
             institution_orgnr=str(details.get("institution_orgnr", "")) if shown else "",
             withheld=theirs and not shown and bool(details.get("title")),
             theirs=theirs,
+        )
+    return None
+
+
+@dataclass(frozen=True)
+class ReviewedDocument:
+    """The document of an event as an auditor sees it in the log review."""
+
+    title: str
+    category: str  # the class's label ("" when the event did not record it)
+    institution_name: str
+    remote: bool  # read from another source (MHD): described as the event recorded it
+
+
+def _category_label(code: str) -> str:
+    return str(DocumentCategory(code).label) if code in DocumentCategory.values else code
+
+
+def reviewed_document(event: AccessEvent) -> ReviewedDocument | None:
+    """The event's document for the log review: a local one from its row (loaded with the
+    event), a remote one from the event's details; None when the event names none."""
+
+    details = event.details or {}
+    document = event.document if event.document_id is not None else None
+    if document is not None:
+        return ReviewedDocument(
+            document.title, _category_label(document.category), document.institution_name, remote=False
+        )
+    if details.get("remote_document_id"):
+        return ReviewedDocument(
+            title=str(details.get("title", "")) or str(details["remote_document_id"]),
+            category=_category_label(str(details.get("category", ""))),
+            institution_name=str(details.get("institution_name", "")),
+            remote=True,
         )
     return None

@@ -7,6 +7,10 @@ history row and its access event are written together, or not at all. A second s
 the same change (a double click, a retry, a second tab) finds the version moved on and
 the same change already recorded: it writes no second row and says so. A different
 change made on an old version is refused as stale.
+
+Separation of duties (`policy.may_act_on_review_item`): no auditor changes the review of
+their own access, nor of an access to themselves as a patient. They see the item, marked;
+a change they send anyway is refused and logged, and changes nothing.
 """
 
 from __future__ import annotations
@@ -49,6 +53,7 @@ def items_in_scope(staff: policy.StaffFacts) -> QuerySet[ReviewItem]:
 class QueueFilters:
     status: str = ""
     signal: str = ""
+    kind: str = ""  # "signal": queued for a risk signal; "sample": drawn in the random sample
 
 
 @dataclass(frozen=True)
@@ -80,6 +85,8 @@ def queue_page(
         query = query.filter(status=filters.status)
     if filters.signal:
         query = query.filter(signal_codes__contains=f",{filters.signal},")
+    if filters.kind:
+        query = query.filter(sampled=filters.kind == "sample")
     if cursor:
         query = query.filter(after(_CURSOR.decode(cursor), time_field="event_occurred_at"))
     found = list(query.order_by("-event_occurred_at", "-pk")[: limit + 1])
@@ -115,6 +122,58 @@ class Result(enum.Enum):
     DONE = "done"
     DUPLICATE = "duplicate"  # the same change was already made on this version
     STALE = "stale"  # the item changed since the version the change was made on
+    REFUSED = "refused"  # the auditor's own access, or an access to their own records
+
+
+def review_decision(staff: policy.StaffFacts, event: AccessEvent) -> policy.Decision:
+    """May this auditor act on the review of `event` (separation of duties)?"""
+
+    return policy.may_act_on_review_item(
+        staff,
+        actor_user_id=event.actor_user_id,
+        actor_pid=event.actor_pid,
+        patient_national_id=event.patient_national_id,
+    )
+
+
+def _event_of(item: ReviewItem) -> AccessEvent | None:
+    return (
+        AccessEvent.objects.filter(pk=item.event_pk, occurred_at=item.event_occurred_at)
+        .only("actor_user_id", "actor_pid", "patient_national_id")
+        .first()
+    )
+
+
+def refuse_if_conflicted(
+    *, caller: Caller, staff: policy.StaffFacts, item: ReviewItem, status: str
+) -> policy.Decision:
+    """The separation-of-duties check before anything is read from the form: a refusal is
+    logged (REVIEW_STATUS_CHANGED, denied, with its reason) and returned."""
+
+    event = _event_of(item)
+    decision = review_decision(staff, event) if event is not None else policy.ALLOW
+    if not decision:
+        _record_refusal(caller, item, decision, version=item.version, status=status)
+    return decision
+
+
+def _record_refusal(
+    caller: Caller, item: ReviewItem, decision: policy.Decision, *, version: int, status: str
+) -> None:
+    details: dict[str, Detail] = {
+        "review_item": str(item.item_id),
+        "event_id": str(item.event_id),
+        "version": version,
+        "from": item.status,
+        "to": status[:20],
+    }
+    record_event(
+        events.REVIEW_STATUS_CHANGED(
+            outcome=Outcome.DENIED, reason_code=decision.reason_code, details=details
+        ),
+        actor=caller.actor,
+        where=caller.where,
+    )
 
 
 def change_status(
@@ -135,6 +194,11 @@ def change_status(
         item = items_in_scope(staff).select_for_update().filter(item_id=item_id).first()
         if item is None:
             return None
+        event = _event_of(item)
+        decision = review_decision(staff, event) if event is not None else policy.ALLOW
+        if not decision:
+            _record_refusal(caller, item, decision, version=version, status=status)
+            return Result.REFUSED
         details: dict[str, Detail] = {
             "review_item": str(item.item_id),
             "event_id": str(item.event_id),

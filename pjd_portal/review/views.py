@@ -6,7 +6,9 @@ first, keyset-paged; an item is addressed by its own UUID, and an item outside t
 auditor's scope is answered as missing, and logged. The status form is POST only (CSRF);
 a change is written with its history row and its access event (`services.change_status`).
 Listing the queue and opening an item show personal data and are logged as log searches
-and event views.
+and event views. An item of the auditor's own access, or of an access to them as a patient,
+is shown marked and without the form; its status POST is refused (403, logged) before the
+form is read (`services.refuse_if_conflicted`, the rule `policy.may_act_on_review_item`).
 """
 
 from __future__ import annotations
@@ -23,7 +25,6 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
 
 from pjd_portal.access import policy
-from pjd_portal.access.models import Basis
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.caller import caller_of
 from pjd_portal.accounts.models import User
@@ -33,6 +34,8 @@ from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.logreading import log_search, risk
+from pjd_portal.logreading.event_basis import basis_label, basis_reason
+from pjd_portal.logreading.logged_documents import reviewed_document
 from pjd_portal.logreading.selectors import InvalidCursor
 from pjd_portal.review import services
 from pjd_portal.review.models import ReviewItem, ReviewStatus
@@ -62,6 +65,12 @@ class QueueFilterForm(forms.Form):
         label=_("Risk signal"),
         required=False,
         choices=[("", _("All")), *risk.Signal.choices],
+        widget=forms.Select(attrs={"class": "ds-input"}),
+    )
+    kind = forms.ChoiceField(
+        label=_("Why queued"),
+        required=False,
+        choices=[("", _("All")), ("signal", _("Risk signal")), ("sample", _("Random sample"))],
         widget=forms.Select(attrs={"class": "ds-input"}),
     )
     cursor = forms.CharField(required=False, max_length=500, widget=forms.HiddenInput)
@@ -115,38 +124,61 @@ def review_queue(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse
         return _method_not_allowed("GET")
     form = QueueFilterForm(request.GET)
     if not form.is_valid():
-        return render(request, QUEUE_TEMPLATE, {"form": form}, status=400)
-    filters = services.QueueFilters(status=form.cleaned_data["status"], signal=form.cleaned_data["signal"])
+        return render(request, QUEUE_TEMPLATE, {"form": form, **_sample_rate()}, status=400)
+    data = form.cleaned_data
+    filters = services.QueueFilters(status=data["status"], signal=data["signal"], kind=data["kind"])
     cursor = form.cleaned_data["cursor"] or None
     try:
         page = services.queue_page(staff, filters, cursor=cursor, limit=settings.LOG_REVIEW_PAGE_SIZE)
     except InvalidCursor:
         form.add_error(None, _("The page could not be shown. Start again from the first page."))
-        return render(request, QUEUE_TEMPLATE, {"form": form}, status=400)
+        return render(request, QUEUE_TEMPLATE, {"form": form, **_sample_rate()}, status=400)
     record_event_committed(
         events.LOG_SEARCH(
             outcome=Outcome.GRANTED,
             view="review_queue",
-            filters={"status": filters.status, "signal": filters.signal},
+            filters={"status": filters.status, "signal": filters.signal, "kind": filters.kind},
             returned=len(page.rows),
             cursor=bool(cursor),
         ),
         actor=actor_of(request),
         where=point_of_care_of(request),
     )
-    thresholds = risk.Thresholds.from_settings()
-    rows = [
-        {"item": row.item, "event": row.event, "signals": _signal_views(row.item.signals, thresholds)}
-        for row in page.rows
-    ]
+    rows = _row_views(staff, page)
     next_query = ""
     if page.next_cursor:
-        next_query = "?" + _query(status=filters.status, signal=filters.signal, cursor=page.next_cursor)
-    return render(
-        request,
-        QUEUE_TEMPLATE,
-        {"form": form, "rows": rows, "next_query": next_query, "first_page": cursor is None},
-    )
+        next_query = "?" + _query(
+            status=filters.status, signal=filters.signal, kind=filters.kind, cursor=page.next_cursor
+        )
+    context = {"form": form, "rows": rows, "next_query": next_query, "first_page": cursor is None}
+    return render(request, QUEUE_TEMPLATE, {**context, **_sample_rate()})
+
+
+def _row_views(staff: policy.StaffFacts, page: services.QueuePage) -> list[dict[str, Any]]:
+    thresholds = risk.Thresholds.from_settings()
+    return [
+        {
+            "item": row.item,
+            "event": row.event,
+            "signals": _signal_views(row.item.signals, thresholds),
+            # Separation of duties: the auditor's own access, or one to their own records.
+            "conflict": _conflict(services.review_decision(staff, row.event)) if row.event else "",
+        }
+        for row in page.rows
+    ]
+
+
+def _conflict(decision: policy.Decision) -> str:
+    return "" if decision else decision.reason_code
+
+
+def _sample_rate() -> dict[str, Any]:
+    """The sample's rate and floor as the queue states them."""
+
+    return {
+        "sample_percent": f"{settings.REVIEW_QUEUE_SAMPLE_RATE * 100:g} %".replace(".", ","),
+        "sample_min": settings.REVIEW_QUEUE_SAMPLE_MIN if settings.REVIEW_QUEUE_SAMPLE_RATE > 0 else 0,
+    }
 
 
 def _query(**params: str) -> str:
@@ -184,6 +216,7 @@ def _render_item(
         _refuse_outside_scope(request, "review_item", item.item_id)
     event = row.event
     _record_event_view(request, event, item)
+    conflict = services.review_decision(staff, event)
     if form is None:
         form = StatusForm(initial={"status": item.status, "version": item.version}, item=item)
     return render(
@@ -192,11 +225,17 @@ def _render_item(
         {
             "item": item,
             "event": event,
-            "basis": _basis_label(event.basis),
+            "basis": basis_label(event.basis),
+            "reason": basis_reason(event),
+            "document": reviewed_document(event),
             "signals": _signal_views(item.signals, thresholds),
             "history": services.history(item),
             "form": form,
             "error": error,
+            # Separation of duties: the item is shown, marked, without the form.
+            **_sample_rate(),
+            "conflict": _conflict(conflict),
+            "conflict_message": "" if conflict else conflict.message,
         },
         status=status,
     )
@@ -216,10 +255,6 @@ def _record_event_view(request: HttpRequest, event: AccessEvent, item: ReviewIte
         actor=actor_of(request),
         where=point_of_care_of(request),
     )
-
-
-def _basis_label(code: str) -> str:
-    return str(Basis(code).label) if code in Basis.values else code
 
 
 @auditor_required
@@ -245,6 +280,9 @@ def review_item_status(request: HttpRequest, staff: policy.StaffFacts, item_id: 
     item = services.item_for_review(staff, item_id)
     if item is None:
         _refuse_outside_scope(request, "review_item_status", item_id)
+    posted = str(request.POST.get("status", ""))
+    if not services.refuse_if_conflicted(caller=caller_of(request), staff=staff, item=item, status=posted):
+        return _render_item(request, staff, item, status=403)
     form = StatusForm(request.POST, item=item)
     if not form.is_valid():
         return _render_item(request, staff, item, form, status=400)
@@ -263,6 +301,8 @@ def review_item_status(request: HttpRequest, staff: policy.StaffFacts, item_id: 
     )
     if result is None:  # out of scope since it was read (the role was revoked meanwhile)
         _refuse_outside_scope(request, "review_item_status", item_id)
+    if result == services.Result.REFUSED:  # cannot differ from the check above; kept for safety
+        return _render_item(request, staff, item, status=403)
     if result == services.Result.STALE:
         return _changed_meanwhile(request, staff, item, data)
     (messages.success if result == services.Result.DONE else messages.info)(request, RESULT_MESSAGES[result])
