@@ -316,7 +316,9 @@ def test_the_command_samples_at_the_configured_rate(world, settings):
     expected = {e.event_id for e in events if is_sampled(e.event_id, 0.25, b"seed-1")}
     queued = set(ReviewItem.objects.values_list("event_id", flat=True))
     assert queued == expected
-    assert 30 <= len(queued) <= 70  # 25 % of 200, give or take three standard deviations
+    # 25 % of 200 (sd 6.1), within five standard deviations: the event ids are random, and a
+    # bound of three failed about once in three hundred runs.
+    assert 20 <= len(queued) <= 80
     assert f"200 events examined, 0 flagged and {len(queued)} sampled queued" in out.getvalue()
     assert all(item.sampled and not item.signals for item in ReviewItem.objects.all())
     # The same draw again: nothing new; another key draws another sample.
