@@ -18,6 +18,7 @@ from django.core.management import call_command
 from django.db import IntegrityError, connection, transaction
 from django.test import Client
 from django.test.utils import CaptureQueriesContext
+from django.urls import reverse
 
 from pjd_portal.access import policy
 from pjd_portal.access.models import Basis
@@ -783,3 +784,15 @@ def test_the_sample_is_drawn_from_the_unflagged_accesses_and_is_never_empty(worl
     assert len(ROW.findall(as_auditor.get(QUEUE, {"kind": "signal"}).content.decode())) == 6
     item_page = as_auditor.get(item_url(ReviewItem.objects.get(sampled=True))).content.decode()
     assert 'data-testid="review-sampled"' in item_page and "1 %" in item_page
+
+
+def test_the_log_search_and_the_event_page_mark_the_auditors_own_accesses(world, as_auditor, own_items):
+    own, to_self, other = own_items
+    body = as_auditor.post(reverse("forvaltning:log_search"), {}).content.decode()
+    assert body.count('data-conflict="review_own_access"') == 1
+    assert body.count('data-conflict="review_own_patient_record"') == 1
+    for item, conflict in ((own, "review_own_access"), (to_self, "review_own_patient_record")):
+        page = as_auditor.get(reverse("forvaltning:log_event", args=[item.event_id])).content.decode()
+        assert f'data-conflict="{conflict}"' in page
+    page = as_auditor.get(reverse("forvaltning:log_event", args=[other.event_id])).content.decode()
+    assert "data-conflict" not in page

@@ -239,7 +239,7 @@ def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
         _context(
             form=form,
             searched=True,
-            rows=[_row_view(row, thresholds) for row in page.rows],
+            rows=[_row_view(row, thresholds, staff) for row in page.rows],
             next_cursor=page.next_cursor,
             first_page=cursor is None,
         ),
@@ -260,10 +260,20 @@ def _refuse_cursor(
     return render(request, SEARCH_TEMPLATE, _context(form=form), status=400)
 
 
-def _row_view(row: queries.ReviewRow, thresholds: risk.Thresholds) -> dict[str, Any]:
+def _row_view(
+    row: queries.ReviewRow, thresholds: risk.Thresholds, staff: policy.StaffFacts
+) -> dict[str, Any]:
     event = row.event
     return {
         "event": event,
+        # The auditor's own access, or an access to their own records: marked, for another
+        # auditor to review (the review queue refuses them the item).
+        "conflict": policy.review_conflict(
+            staff,
+            actor_user_id=event.actor_user_id,
+            actor_pid=event.actor_pid,
+            patient_national_id=event.patient_national_id,
+        ),
         "basis": basis_label(event.basis),
         "document": reviewed_document(event),
         "signals": [
@@ -308,7 +318,7 @@ def log_event(request: HttpRequest, staff: policy.StaffFacts, event_id: uuid.UUI
         where=point_of_care_of(request),
     )
     return render(
-        request, EVENT_TEMPLATE, _context(row=_row_view(row, thresholds), reason=basis_reason(event))
+        request, EVENT_TEMPLATE, _context(row=_row_view(row, thresholds, staff), reason=basis_reason(event))
     )
 
 
