@@ -87,6 +87,7 @@ INSTALLED_APPS = [
     "pjd_portal.documents",
     "pjd_portal.access",
     "pjd_portal.auditlog",
+    "pjd_portal.logreading",
     "pjd_portal.review",
     "pjd_portal.notices",
     "django_tasks",
@@ -443,6 +444,11 @@ LOG_REVIEW_WORKDAY_END_HOUR = envint("PJD_LOG_REVIEW_WORKDAY_END_HOUR", 17)
 LOG_REVIEW_CARE_RELATION_DAYS = envint("PJD_LOG_REVIEW_CARE_RELATION_DAYS", 365)
 LOG_REVIEW_SAME_VISIT_HOURS = envint("PJD_LOG_REVIEW_SAME_VISIT_HOURS", 8)
 LOG_REVIEW_EXPORT_MAX_ROWS = envint("PJD_LOG_REVIEW_EXPORT_MAX_ROWS", 100_000)
+# The stored risk signals (`manage.py compute_signals`, every minute): each run looks back
+# this far for events committed after a later one was computed (a long transaction).
+LOG_SIGNALS_LOOKBACK_MINUTES = envint("PJD_LOG_SIGNALS_LOOKBACK_MINUTES", 60)
+if LOG_SIGNALS_LOOKBACK_MINUTES < 1:
+    raise ImproperlyConfigured("PJD_LOG_SIGNALS_LOOKBACK_MINUTES must be at least 1.")
 # Accounts not used for this many days are deactivated by `manage.py deactivate_unused_accounts`.
 ACCOUNT_UNUSED_DAYS = envint("PJD_ACCOUNT_UNUSED_DAYS", 90)
 if ACCOUNT_UNUSED_DAYS < 1:

@@ -16,8 +16,9 @@ from pjd_portal.access.models import Basis
 from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.lib import barchart
-from pjd_portal.logreading import log_search, risk
+from pjd_portal.logreading import log_search, risk, stored_signals
 from pjd_portal.logreading import overview as counts
+from pjd_portal.patients.models import AddressProtection
 from pjd_portal.review import overview as review_overview
 from pjd_portal.review.models import ReviewItem, ReviewStatus
 from pjd_portal.review.queue import build_queue
@@ -217,10 +218,58 @@ def test_open_review_items_per_status_in_scope(world, seeded):
     assert ReviewItem.objects.filter(reviewer_orgnr=world.legevakt.orgnr).exists()
 
 
-def test_a_bounded_number_of_queries(world, seeded, django_assert_num_queries):
+def test_flagged_counts_read_the_stored_signals_with_the_tail_the_search_shows(world, seeded):
+    """Part stored (the job ran up to T0 + 30 min), part not yet: the counts still agree
+    with the search. Then the patient gets a protected address: the stored accesses keep
+    the signals they had, where a reading of today's facts would move them."""
+
+    stored_signals.compute_signals(until=T0 + 30 * datetime.timedelta(minutes=1))
     auditor = staff(world.auditor, world.hospital)
     thresholds = risk.Thresholds.from_settings()
-    with django_assert_num_queries(4):
+    flagged = counts.flagged_counts(auditor, period(), thresholds=thresholds)
+    per_signal, per_clinician = expected_from_the_search(world)
+    assert {t.code: t.count for t in flagged.per_signal} == {str(s): per_signal[str(s)] for s in risk.Signal}
+    assert {(c.name, c.hpr_number): c.count for c in flagged.clinicians} == dict(per_clinician)
+
+    stored_signals.compute_signals(until=T0 + 5 * DAY)
+    before = counts.flagged_counts(auditor, period(), thresholds=thresholds)
+    world.patient.address_protection = AddressProtection.STRENGT_FORTROLIG
+    world.patient.save()
+    after = counts.flagged_counts(auditor, period(), thresholds=thresholds)
+    assert after == before  # fixed at the time of access
+    live = log_search.live_page(
+        auditor,
+        log_search.LogFilters(start=period().start, end=period().end),
+        thresholds=thresholds,
+        limit=200,
+    )
+    live_protected = sum("protected_address" in row.signals for row in live.rows)
+    assert live_protected > 0  # read today, they would have moved
+    assert {t.code: t.count for t in after.per_signal}["protected_address"] == 0
+
+
+def test_the_top_clinicians_merge_the_stored_and_the_tail_exactly(world, seeded):
+    """The doctor's first flagged events are stored, the later ones are not yet: the
+    merged count is the sum, and the ranking is over both."""
+
+    doctor, _, _ = seeded
+    thresholds = risk.Thresholds.from_settings()
+    auditor = staff(world.auditor, world.hospital)
+    stored_signals.compute_signals(until=T0 + 90 * datetime.timedelta(minutes=1))  # the AKUTT
+    flagged = counts.flagged_counts(auditor, period(), thresholds=thresholds)
+    _, per_clinician = expected_from_the_search(world)
+    assert {(c.name, c.hpr_number): c.count for c in flagged.clinicians} == dict(per_clinician)
+    assert sum(c.count for c in flagged.clinicians if c.hpr_number == doctor.hpr_number) == 2
+
+
+def test_a_bounded_number_of_queries(world, seeded, django_assert_num_queries):
+    """Two for the days and the types, and for the flagged counts: the watermark, the
+    stored and the tail's totals, the stored top, the tail's clinicians and their stored
+    counts (eight), whether the log has ten events or ten million."""
+
+    auditor = staff(world.auditor, world.hospital)
+    thresholds = risk.Thresholds.from_settings()
+    with django_assert_num_queries(8):
         counts.overview(auditor, period(), thresholds=thresholds)
     with django_assert_num_queries(1):
         review_overview.open_items(auditor, period())

@@ -22,6 +22,8 @@ from pjd_portal.auditlog import events as kinds
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.logreading import log_search, risk
+from pjd_portal.logreading.models import EventSignals
+from pjd_portal.logreading.stored_signals import compute_signals
 from pjd_portal.patients.models import AddressProtection
 from tests.builders import (
     LIST_PATIENT_ID,
@@ -55,20 +57,30 @@ def event_url(event: AccessEvent | uuid.UUID) -> str:
 
 def signals_by_event(world, thresholds=None) -> dict[int, tuple[str, ...]]:
     """Every event in the hospital auditor's scope with its signals, through the search;
-    checks on the way that filtering on each signal gives exactly the rows that carry it."""
+    checks on the way that filtering on each signal gives exactly the rows that carry it,
+    and that the stored signals (`compute_signals`) are the ones computed on the fly."""
 
     thresholds = thresholds or risk.Thresholds.from_settings()
     auditor = staff(world.auditor, world.hospital)
-    page = log_search.search_page(auditor, log_search.LogFilters(), thresholds=thresholds, limit=200)
-    found = {row.event.pk: row.signals for row in page.rows}
-    for signal in risk.Signal:
-        filtered = log_search.search_page(
-            auditor, log_search.LogFilters(signal=signal), thresholds=thresholds, limit=200
-        )
-        assert {row.event.pk for row in filtered.rows} == {
-            pk for pk, signals in found.items() if signal in signals
-        }, signal
-    return found
+
+    def through_search() -> dict[int, tuple[str, ...]]:
+        page = log_search.search_page(auditor, log_search.LogFilters(), thresholds=thresholds, limit=200)
+        found = {row.event.pk: row.signals for row in page.rows}
+        for signal in risk.Signal:
+            filtered = log_search.search_page(
+                auditor, log_search.LogFilters(signal=signal), thresholds=thresholds, limit=200
+            )
+            assert {row.event.pk for row in filtered.rows} == {
+                pk for pk, signals in found.items() if signal in signals
+            }, signal
+        return found
+
+    assert not EventSignals.objects.exists()
+    live = through_search()  # nothing stored yet: every signal computed with the page
+    compute_signals(thresholds=thresholds)
+    assert set(EventSignals.objects.values_list("event_pk", flat=True)) >= set(live)
+    assert through_search() == live  # now read from the stored rows
+    return live
 
 
 # --- who gets in -------------------------------------------------------------------------

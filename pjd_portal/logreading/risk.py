@@ -252,9 +252,17 @@ def signals_for(facts: EventFacts, thresholds: Thresholds, *, own_staff: bool = 
 # --- loading the facts with the events, and the signals as query filters --------------
 
 
-def annotate_facts(events: QuerySet[AccessEvent], thresholds: Thresholds) -> QuerySet[AccessEvent]:
+def annotate_facts(
+    events: QuerySet[AccessEvent],
+    thresholds: Thresholds,
+    *,
+    between: tuple[datetime.datetime, datetime.datetime] | None = None,
+) -> QuerySet[AccessEvent]:
     """The events with what the signals need, in the same query: the patient (and the
-    document, for the pages), an earlier contact, a colleague, the patients in the window."""
+    document, for the pages), an earlier contact, a colleague, the patients in the window.
+    `between`: the events are known to lie in this time range; the subqueries then carry
+    constant bounds too, so PostgreSQL leaves out the months they cannot touch when it
+    plans the query (the same rows: the bounds follow from the per-row ones)."""
 
     earlier_contact = AccessEvent.objects.filter(
         patient_id=OuterRef("patient_id"),
@@ -264,22 +272,29 @@ def annotate_facts(events: QuerySet[AccessEvent], thresholds: Thresholds) -> Que
         occurred_at__gte=OuterRef("occurred_at") - datetime.timedelta(days=thresholds.care_relation_days),
         occurred_at__lt=OuterRef("occurred_at") - datetime.timedelta(hours=thresholds.same_visit_hours),
     )
+    if between is not None:
+        earlier_contact = earlier_contact.filter(
+            occurred_at__gte=between[0] - datetime.timedelta(days=thresholds.care_relation_days),
+            occurred_at__lt=between[1] - datetime.timedelta(hours=thresholds.same_visit_hours),
+        )
     colleague_role = grants_in_force().filter(
         user__pid=OuterRef("patient_national_id"),
         content_object__orgnr=OuterRef("organisation_orgnr"),
     )
     window = datetime.timedelta(minutes=thresholds.many_patients_minutes)
+    in_window = AccessEvent.objects.filter(
+        actor_user_id=OuterRef("actor_user_id"),
+        # Only what the clinician did for this organisation: its auditors' scope.
+        organisation_orgnr=OuterRef("organisation_orgnr"),
+        event_type__in=sorted(CLINICAL_EVENT_TYPES),
+        patient__isnull=False,
+        occurred_at__gt=OuterRef("occurred_at") - window,
+        occurred_at__lte=OuterRef("occurred_at"),
+    )
+    if between is not None:
+        in_window = in_window.filter(occurred_at__gt=between[0] - window, occurred_at__lte=between[1])
     patients_in_window = (
-        AccessEvent.objects.filter(
-            actor_user_id=OuterRef("actor_user_id"),
-            # Only what the clinician did for this organisation: its auditors' scope.
-            organisation_orgnr=OuterRef("organisation_orgnr"),
-            event_type__in=sorted(CLINICAL_EVENT_TYPES),
-            patient__isnull=False,
-            occurred_at__gt=OuterRef("occurred_at") - window,
-            occurred_at__lte=OuterRef("occurred_at"),
-        )
-        .order_by()
+        in_window.order_by()
         .values("actor_user_id")
         .annotate(n=Count("patient_id", distinct=True))
         .values("n")[:1]

@@ -5,8 +5,8 @@ events a risk signal fired on, and a random sample of the other accesses to pati
 event gets at most one item per reviewing organisation (a unique constraint: the acting
 organisation, and the sharing one when another organisation's document was read), each
 with its own status, and the item keeps the signals that
-fired when it was queued: signals are computed by that command, not stored on the
-append-only events.
+fired: those stored for the event at the time of access (`logreading.EventSignals`, by
+`compute_signals`), never written onto the append-only events.
 
 The access events are not referred to by a foreign key: on PostgreSQL their table is
 partitioned by month, with (id, occurred_at) as primary key. The item copies the event's

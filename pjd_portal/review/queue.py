@@ -1,8 +1,9 @@
 """Building the review queue: the flagged events and a random sample of the rest.
 
-Run by `manage.py build_review_queue` (nightly). The signals are computed here, with the
-same rules and thresholds as the log review (`audit.risk`), and stored on the item as they
-were at that time. An event gets at most one item per reviewing organisation (a unique
+Run by `manage.py build_review_queue` (nightly). The signals are those stored for each
+event within minutes of the access (`logreading.stored_signals`, the facts as they were
+then); an event not computed yet is computed here with the same rules and thresholds, and
+stored. The item keeps them as they were when it was queued. An event gets at most one item per reviewing organisation (a unique
 constraint), so running the command again, or twice at once, adds nothing new for the
 events already queued.
 
@@ -34,7 +35,7 @@ from django.db.models import Q
 from django.utils import timezone
 
 from pjd_portal.auditlog.models import AccessEvent
-from pjd_portal.logreading import risk
+from pjd_portal.logreading import risk, stored_signals
 from pjd_portal.review.models import ReviewItem
 
 CHUNK = 500
@@ -95,12 +96,15 @@ def build_queue(
         query = base
         if after is not None:
             query = query.filter(Q(occurred_at__gt=after[0]) | Q(occurred_at=after[0], pk__gt=after[1]))
-        events = list(risk.annotate_facts(query, thresholds).order_by("occurred_at", "pk")[:CHUNK])
+        events = list(query.order_by("occurred_at", "pk")[:CHUNK])
         if not events:
             counts.sampled += sample.fill()
             return counts
         after = (events[-1].occurred_at, events[-1].pk)
         counts.examined += len(events)
+        # The signals as they were at the time of access (stored within minutes by
+        # compute_signals); any not stored yet are computed and stored now.
+        stored = stored_signals.signals_of(events, thresholds)
         queued = {
             (event_id, reviewer): sampled
             for event_id, reviewer, sampled in ReviewItem.objects.filter(
@@ -110,10 +114,9 @@ def build_queue(
         now = timezone.now()
         new: list[ReviewItem] = []
         for event in events:
-            facts = risk.facts_for(event)
-            for reviewer in dict.fromkeys(o for o in (event.organisation_orgnr, event.source_orgnr) if o):
+            for reviewer in stored_signals.reviewers(event):
                 # Each reviewing organisation gets only the signals within its scope.
-                signals = risk.signals_for(facts, thresholds, own_staff=reviewer == event.organisation_orgnr)
+                signals = stored.get((event.pk, reviewer), ())
                 # The sample is drawn from the accesses no signal fired on (module docstring).
                 eligible = not signals and event.event_type in risk.CLINICAL_EVENT_TYPES
                 sampled = eligible and is_sampled(event.event_id, rate, key)

@@ -45,6 +45,7 @@ from pjd_portal.auditlog.actor import Actor, PointOfCare
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent, AuditChainHead
 from pjd_portal.auditlog.services import build_event
+from pjd_portal.logreading import auditor_bench
 
 PAGE = 50
 BULK_CHAIN = 999
@@ -84,6 +85,121 @@ def percentile(values: list[float], p: float) -> float:
 
 def national_id(patient_id: int) -> str:
     return f"9{patient_id:010d}"
+
+
+@dataclass(frozen=True)
+class _Synthetic:
+    event_type: str
+    outcome: str
+    actor: int
+    orgnr: str
+    patient_id: int | None
+    national_id: str
+    basis: str
+    reason_code: str
+    source_orgnr: str
+
+
+# A few clinicians with very many events: (share of all events, first hour UTC, hours a
+# day they work, their organisation's rank). The first goes through lists in one hour a
+# day (so "many patients" fires), one works nights.
+HEAVY_CLINICIANS = [(0.02, 8, 1, 0), (0.015, 6, 10, 0), (0.01, 6, 10, 1), (0.01, 0, 24, 2), (0.005, 18, 6, 0)]
+HEAVY_PATIENTS = 10  # patients 1..10: 0.2 % of the events each
+HOSPITALS = 20  # the largest organisations: most documents read elsewhere are theirs
+PROTECTED_EVERY = 500  # every 500th patient has a protected address (for the stored signals)
+
+
+class Skew:
+    """The synthetic log's shape. Organisation k's share of the clinicians falls off as
+    k^(-2/3) (the largest has about 8 %); clinician c is drawn with weight ~ c^(-1/2);
+    on top of that the HEAVY_CLINICIANS and HEAVY_PATIENTS. Document lists and opens read
+    a document of the clinician's own organisation (55 %), of one of the HOSPITALS (35 %,
+    the largest most often) or have no source (10 %). 80 % of the other clinicians'
+    accesses fall between 05 and 15 UTC."""
+
+    def __init__(self, rng: random.Random, patients: int, clinicians: int, organisations: int) -> None:
+        self.rng = rng
+        self.patients = patients
+        self.clinicians = clinicians
+        self.organisations = organisations
+        self.org_of = [int(organisations * rng.random() ** 3) for _ in range(clinicians)]
+        self.heavy = []
+        share = 0.0
+        for i, (part, hour, hours, rank) in enumerate(HEAVY_CLINICIANS):
+            share += part
+            self.heavy.append((share, i, hour, hours))
+            self.org_of[i] = rank
+        self.heavy_share = share
+
+    @staticmethod
+    def orgnr(index: int) -> str:
+        return f"9{index:08d}"
+
+    @staticmethod
+    def pid(actor: int) -> str:
+        return f"{actor:011d}"
+
+    @staticmethod
+    def hpr(actor: int) -> str:
+        return str(900000000 + actor)
+
+    def second_of_day(self, actor: int) -> int:
+        rng = self.rng
+        for _share, index, hour, hours in self.heavy:
+            if index == actor:
+                return int((hour + rng.random() * hours) * 3600) % 86400
+        if rng.random() < 0.8:
+            return int((5 + rng.random() * 10) * 3600)
+        return int(rng.random() * 86400)
+
+    def kind(self, i: int) -> tuple[str, str, str, str]:
+        """(event type, outcome, basis, reason code): the usual accesses, with refusals
+        (some by a blocked clinician), emergency access, logins and log searches."""
+
+        rng = self.rng
+        kind = rng.random()
+        if kind < 0.02:
+            return "access_denied", "denied", "", "clinician_blocked" if rng.random() < 0.1 else "no_basis"
+        if kind < 0.025:
+            return "emergency_access", "granted", "AKUTT", ""
+        if kind < 0.035:
+            return "basis_stated", "granted", "AKUTT", ""
+        if kind < 0.06:
+            return "login", "granted", "", ""
+        if kind < 0.0605:
+            return "log_search", "granted", "", ""
+        event_type = EVENT_TYPES[i % 6]
+        return event_type, "granted", "UNNTAK" if event_type == "basis_stated" else "", ""
+
+    def event(self, i: int) -> _Synthetic:
+        rng = self.rng
+        u = rng.random()
+        actor = -1
+        if u < self.heavy_share:
+            actor = next(index for share, index, _h, _n in self.heavy if u < share)
+        else:
+            actor = len(HEAVY_CLINICIANS) + int((self.clinicians - len(HEAVY_CLINICIANS)) * rng.random() ** 2)
+        org = self.org_of[actor]
+        if rng.random() < HEAVY_PATIENTS * 0.002:
+            patient: int | None = 1 + int(rng.random() * HEAVY_PATIENTS)
+        else:
+            patient = 1 + HEAVY_PATIENTS + int(rng.random() * (self.patients - HEAVY_PATIENTS))
+        event_type, outcome, basis, reason = self.kind(i)
+        if event_type in ("login", "log_search"):
+            patient = None
+        source = ""
+        if event_type in ("document_list", "document_open"):
+            where = rng.random()
+            if where < 0.55:
+                source = self.orgnr(org)
+            elif where < 0.9:
+                source = self.orgnr(int(HOSPITALS * rng.random() ** 2))
+        national = national_id(patient) if patient is not None else ""
+        if patient is not None and event_type == "patient_lookup" and rng.random() < 0.001:
+            patient, national = None, self.pid(actor)  # a clinician looking up themselves
+        return _Synthetic(
+            event_type, outcome, actor, self.orgnr(org), patient, national, basis, reason, source
+        )
 
 
 @dataclass(frozen=True)
@@ -182,7 +298,18 @@ class Command(BaseCommand):
             "--path", choices=["plain", "group", "both"], default="both", help="the write path(s) to measure"
         )
         parser.add_argument("--queries", type=int, default=200, help="timed queries per kind")
+        parser.add_argument(
+            "--auditor-queries", type=int, default=100, help="timed auditor searches per kind and page"
+        )
+        parser.add_argument(
+            "--before-queries",
+            type=int,
+            default=3,
+            help="timed searches per kind and page in the old query shapes (0: leave them out)",
+        )
         parser.add_argument("--skip-load", action="store_true", help="measure on the rows already there")
+        parser.add_argument("--load-only", action="store_true", help="load the rows and stop")
+        parser.add_argument("--skip-writes", action="store_true", help="leave out the write tests")
         parser.add_argument("--database-is-disposable", action="store_true")
 
     def handle(self, *args: Any, **options: Any) -> None:
@@ -201,28 +328,39 @@ class Command(BaseCommand):
             with connection.cursor() as cursor:
                 cursor.execute("VACUUM (ANALYZE) audit_accessevent")
             self.stdout.write(f"VACUUM (ANALYZE) after the load: {time.monotonic() - started:.1f} s")
+            auditor_bench.bulk_signals(self.stdout)
+        if options["load_only"]:
+            return
         with connection.cursor() as cursor:
             cursor.execute("ANALYZE audit_accessevent")
             cursor.execute("SELECT count(*) FROM audit_accessevent")
             total = cursor.fetchone()[0]
         self.stdout.write(f"rows in the log: {total:,}")
-        paths = ["group", "plain"] if options["path"] == "both" else [options["path"]]
-        patients = list(range(1, options["patients"] + 1))
-        figures = self._single_writes(
-            paths, patients, options["single_writes"], options["writers"], options["processes"]
-        )
-        self._table(figures)
+        if not options["skip_writes"]:
+            paths = ["group", "plain"] if options["path"] == "both" else [options["path"]]
+            patients = list(range(1, options["patients"] + 1))
+            figures = self._single_writes(
+                paths, patients, options["single_writes"], options["writers"], options["processes"]
+            )
+            self._table(figures)
         self._queries(options["queries"])
-        self._verify_sample()
+        auditor_bench.measure(
+            self.stdout, self.rng, per_kind=options["auditor_queries"], before=options["before_queries"]
+        )
+        if not options["skip_writes"]:
+            self._verify_sample()
 
     # --- loading -------------------------------------------------------------------
 
     def _copy(self, rows: int, patients: int, clinicians: int, organisations: int) -> None:
-        """COPY in the text format, built in chunks. The synthetic rows go into one chain
-        of their own (BULK_CHAIN, outside every chain the writer uses, with seq numbers
-        but no hashes): hashing ten million rows in Python would measure Python, not the
-        database. verify_audit therefore reports that chain of a benchmark database as
-        broken; the writer's chains are unaffected."""
+        """COPY in the text format, built in chunks, with the skew of a real log
+        (`Skew`): a few organisations with most of the events, a few clinicians and
+        patients with very many, documents of other organisations (hospitals) read, most
+        accesses in the daytime. The synthetic rows go into one chain of their own
+        (BULK_CHAIN, outside every chain the writer uses, with seq numbers but no hashes):
+        hashing ten million rows in Python would measure Python, not the database.
+        verify_audit therefore reports that chain of a benchmark database as broken; the
+        writer's chains are unaffected."""
 
         now = timezone.now().astimezone(datetime.UTC)
         start = now - datetime.timedelta(days=365)
@@ -231,8 +369,9 @@ class Command(BaseCommand):
             while month <= now.date():
                 cursor.execute("SELECT audit_ensure_partition(%s)", [month])
                 month = (month + datetime.timedelta(days=32)).replace(day=1)
-        step_us = (now - start) / datetime.timedelta(microseconds=1) / rows
-        rng = self.rng
+        skew = Skew(self.rng, patients, clinicians, organisations)
+        first_day = datetime.datetime.combine(start.date(), datetime.time.min, tzinfo=datetime.UTC)
+        days = (now - first_day).days
         columns = [
             "event_id", "occurred_at", "event_type", "outcome", "flagged_for_review", "actor_user_id",
             "actor_pid", "actor_hpr_number", "actor_name", "actor_authorizations", "organisation_orgnr",
@@ -245,15 +384,18 @@ class Command(BaseCommand):
             with cursor.copy(f"COPY audit_accessevent ({', '.join(columns)}) FROM STDIN") as copy:
                 chunk: list[str] = []
                 for i in range(rows):
-                    occurred = (start + datetime.timedelta(microseconds=int(i * step_us))).isoformat()
-                    patient_id = 1 + int(rng.random() * patients)
-                    actor = int(rng.random() * clinicians)
-                    org = f"9{actor % organisations:08d}"
+                    e = skew.event(i)
+                    second = skew.second_of_day(e.actor)
+                    occurred = first_day + datetime.timedelta(days=i * days // rows, seconds=second)
+                    if occurred > now:
+                        occurred = now - datetime.timedelta(seconds=rows - i)
+                    patient = "\\N" if e.patient_id is None else str(e.patient_id)
                     chunk.append(
-                        f"{rng.getrandbits(128):032x}\t{occurred}\t{EVENT_TYPES[i % 6]}\tgranted\t"
-                        f"{'t' if i % 97 == 0 else 'f'}\t{1_000_000 + actor}\t{actor:011d}\t{900000000 + actor}\t"
-                        f"Kliniker {actor}\tLE\t{org}\tVirksomhet {org}\t{patient_id}\t{national_id(patient_id)}\t"
-                        f"UNNTAK\tTREAT\t{i:032x}\tbenchmark\t{{}}\t{BULK_CHAIN}\t{i + 1}\t\t\t\t\t\n"
+                        f"{self.rng.getrandbits(128):032x}\t{occurred.isoformat()}\t{e.event_type}\t{e.outcome}\t"
+                        f"{'t' if e.basis == 'AKUTT' else 'f'}\t{1_000_000 + e.actor}\t{skew.pid(e.actor)}\t"
+                        f"{skew.hpr(e.actor)}\tKliniker {e.actor}\tLE\t{e.orgnr}\tVirksomhet {e.orgnr}\t"
+                        f"{patient}\t{e.national_id}\t{e.basis}\tTREAT\t{i:032x}\tbenchmark\t{{}}\t"
+                        f"{BULK_CHAIN}\t{i + 1}\t{e.reason_code}\t{e.source_orgnr}\t\t\t\n"
                     )
                     if len(chunk) == 20_000:
                         copy.write("".join(chunk))
