@@ -15,6 +15,8 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
+from pjd_portal.lib import entropy
+
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PJD_VAR_DIR", BASE_DIR / "var"))
 
@@ -367,6 +369,10 @@ CACHES = {
     if CACHE_URL
     else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pjd"}
 }
+# Caches that hold their values in one process only: refused with DEBUG off (at the end).
+PER_PROCESS_CACHES = frozenset(
+    {"django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache"}
+)
 # Sessions are read from the shared cache and written through to the database
 # (accounts/session_store.py): no database round trip on most requests. A per-process
 # cache must not hold them (a logout in one process would leave the session alive in the
@@ -546,12 +552,53 @@ LOGGING = {
 }
 
 # --- Refuse to start on development defaults in production ----------------------
+# Raised while the settings are read, so that every way in refuses alike: the server's
+# workers (wsgi.py), `manage.py check --deploy` and every other command (manage.py prints
+# the one line and exits 1). A system check would not stop a server that never runs checks.
+TEST_ENVIRONMENT = envbool("PJD_TEST_ENVIRONMENT", False)
+
+
+def _loopback(url: str) -> bool:
+    return urlsplit(url).hostname in {"127.0.0.1", "localhost", "::1"}
+
+
 if not DEBUG:
-    if SECRET_KEY == _DEV_SECRET or len(SECRET_KEY) < 50:
-        raise ImproperlyConfigured("SECRET_KEY must be set (50+ characters) when DEBUG is off.")
-    if TEST_IDENTITIES_ENABLED or ALLOW_SYNTHETIC_IDS:
-        if not envbool("PJD_TEST_ENVIRONMENT", False):
-            raise ImproperlyConfigured(
-                "Test identities or synthetic national ids are enabled with DEBUG off; "
-                "set PJD_TEST_ENVIRONMENT=true only in a test environment."
-            )
+    if SECRET_KEY == _DEV_SECRET:
+        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off: the development default is refused.")
+    if len(SECRET_KEY) < 50 or not entropy.strong_enough(SECRET_KEY):
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off: 50+ characters and at least "
+            f"{entropy.MIN_SECRET_BITS} bits by the entropy estimate (lib/entropy.py); "
+            f"this one has about {entropy.estimated_bits(SECRET_KEY):.0f} bits in {len(SECRET_KEY)} characters."
+        )
+    if not AUDIT_ANCHOR_KEY:
+        raise ImproperlyConfigured("PJD_AUDIT_ANCHOR_KEY must be set when DEBUG is off (it signs the log's anchors).")
+    if AUDIT_ANCHOR_KEY in (_DEV_SECRET, SECRET_KEY) or not entropy.strong_enough(AUDIT_ANCHOR_KEY):
+        raise ImproperlyConfigured(
+            "PJD_AUDIT_ANCHOR_KEY must be a key of its own when DEBUG is off: not SECRET_KEY or the "
+            f"development secret, and at least {entropy.MIN_SECRET_BITS} bits by the entropy estimate."
+        )
+    # HelseID's endpoints carry the login and its tokens. A test environment may run the
+    # dev identity provider on the loopback over http; nothing else may.
+    for _name, _url in (
+        ("OIDC_ISSUER", OIDC_ISSUER),
+        ("OIDC_AUTH_ENDPOINT", OIDC_OP_AUTHORIZATION_ENDPOINT),
+        ("OIDC_TOKEN_ENDPOINT", OIDC_OP_TOKEN_ENDPOINT),
+        ("OIDC_JWKS_ENDPOINT", OIDC_OP_JWKS_ENDPOINT),
+        ("OIDC_END_SESSION_ENDPOINT", OIDC_OP_LOGOUT_ENDPOINT),
+        ("OIDC_PAR_ENDPOINT", OIDC_OP_PAR_ENDPOINT),
+    ):
+        if _url and not _url.startswith("https://") and not (TEST_ENVIRONMENT and _loopback(_url)):
+            raise ImproperlyConfigured(f"{_name} must be an https:// URL when DEBUG is off, got {_url!r}.")
+    # One-use values (a citizen-portal assertion's jti, claims on a source) and sessions'
+    # copies live in the default cache: one per process lets each worker accept a replay.
+    if CACHES["default"]["BACKEND"] in PER_PROCESS_CACHES:
+        raise ImproperlyConfigured(
+            "PJD_CACHE_URL must name the shared Redis (redis://host:6379/0) when DEBUG is off: "
+            "a per-process cache lets every worker accept the same one-use value."
+        )
+    if (TEST_IDENTITIES_ENABLED or ALLOW_SYNTHETIC_IDS or "pjd-test-epj" in EPJ_CLIENTS) and not TEST_ENVIRONMENT:
+        raise ImproperlyConfigured(
+            "Test identities or synthetic national ids are enabled with DEBUG off; "
+            "set PJD_TEST_ENVIRONMENT=true only in a test environment."
+        )
