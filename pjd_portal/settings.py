@@ -15,7 +15,7 @@ import dj_database_url
 from django.core.exceptions import ImproperlyConfigured
 from django.utils.translation import gettext_lazy as _
 
-from pjd_portal.lib import entropy
+from pjd_portal.lib import entropy, logs
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 VAR_DIR = Path(os.environ.get("PJD_VAR_DIR", BASE_DIR / "var"))
@@ -108,6 +108,8 @@ MIDDLEWARE = [
     # Outside everything that writes the page, so it compresses what they made.
     "pjd_portal.lib.middleware.CompressedPagesMiddleware",
     "pjd_portal.lib.middleware.RequestIdMiddleware",
+    # Outside the 503 pages below, so its line has the status the client got.
+    "pjd_portal.accounts.request_log.RequestLogMiddleware",
     "pjd_portal.lib.middleware.DatabaseUnavailableMiddleware",
     # Django's, answering a session it cannot save where every process reads it with the
     # 503 page (accounts/session_store.py).
@@ -535,12 +537,43 @@ TASKS = {
     }
 }
 
+# --- The application log (lib/logs.py) ----------------------------------------------
+# JSON lines in production (PJD_LOG_FORMAT=json), key=value in development; one line per
+# request (accounts/request_log.py) with its id, user, organisation, route, status and time.
+# Every handler redacts any eleven-digit run (RedactNationalIds): never a national id.
+LOG_FORMAT = os.environ.get("PJD_LOG_FORMAT", "plain" if DEBUG else "json")
+if LOG_FORMAT not in ("json", "plain"):
+    raise ImproperlyConfigured(f"PJD_LOG_FORMAT must be json or plain, got {LOG_FORMAT!r}")
+# A file as well as the console (the same lines); the tests grep one for national ids.
+LOG_FILE = os.environ.get("PJD_LOG_FILE", "")
+# The one line per request; off, only what the code logs itself.
+REQUEST_LOG = envbool("PJD_REQUEST_LOG", True)
+logs.configure_structlog()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "filters": {"redact_national_ids": {"()": "pjd_portal.lib.logs.RedactNationalIds"}},
+    "formatters": {"portal": {"()": "pjd_portal.lib.logs.formatter", "fmt": LOG_FORMAT}},
+    "handlers": {
+        "console": {
+            "class": "logging.StreamHandler",
+            "formatter": "portal",
+            "filters": ["redact_national_ids"],
+        },
+        **(
+            {
+                "file": {
+                    "class": "logging.handlers.WatchedFileHandler",
+                    "filename": LOG_FILE,
+                    "formatter": "portal",
+                    "filters": ["redact_national_ids"],
+                }
+            }
+            if LOG_FILE
+            else {}
+        ),
+    },
+    "root": {"handlers": ["console", *(["file"] if LOG_FILE else [])], "level": os.environ.get("LOG_LEVEL", "INFO")},
     # The development server logs every request line; the portal's URLs carry no national
     # ids, so these are safe, but keep them at WARNING to keep logs short. urllib3 logs the
     # full URL of every request to a source at DEBUG: a source's own next link could carry
@@ -550,6 +583,14 @@ LOGGING = {
         "urllib3": {"level": "WARNING"},
     },
 }
+
+# --- Operations: health, readiness, metrics (lib/health.py, lib/metrics.py) -------------
+# /metrics answers only a request with `Authorization: Bearer <this>`; unset: no page (404).
+METRICS_TOKEN = os.environ.get("PJD_METRICS_TOKEN", "")
+if METRICS_TOKEN and len(METRICS_TOKEN) < 32:
+    raise ImproperlyConfigured("PJD_METRICS_TOKEN must be 32+ characters when set.")
+# A load balancer's probes come over plain http to the instance itself.
+SECURE_REDIRECT_EXEMPT = [r"^healthz$", r"^readyz$", r"^metrics$"]
 
 # --- Refuse to start on development defaults in production ----------------------
 # Raised while the settings are read, so that every way in refuses alike: the server's

@@ -9,6 +9,7 @@ from pjd_portal.forvaltning import logreview as logreview_views
 from pjd_portal.forvaltning import privacy as privacy_views
 from pjd_portal.forvaltning import roles as roles_views
 from pjd_portal.forvaltning import views as forvaltning_views
+from pjd_portal.lib import health, metrics
 from pjd_portal.login import views as account_views
 from pjd_portal.login.oidc import PortalAuthenticateView, PortalCallbackView
 from pjd_portal.review import overview as overview_views
@@ -133,6 +134,11 @@ fhir_patterns = (
 )
 
 urlpatterns = [
+    # For the load balancer, the orchestrator and the scraper (docs/operations.md): no
+    # login, no session, no access event.
+    path("healthz", health.healthz, name="healthz"),
+    path("readyz", health.readyz, name="readyz"),
+    path("metrics", metrics.metrics, name="metrics"),
     path("", include(accounts_patterns)),
     path("pasient/", include(patients_patterns)),
     path("pasient/", include(documents_patterns)),

@@ -104,6 +104,11 @@ MATRIX = {
     "epj_launch": ("post", [401, 401, 401, 401, 401, 401]),
     "epj_start": ("post", [403, 403, 403, 403, 403, 403]),
     "epj_start_finish": ("get", [LOGIN_REDIRECT, 403, 403, 403, 403, 403]),
+    # Operations (tests/test_operations.py): the probes answer everyone alike, with no login;
+    # /metrics only the scraper's bearer token (no token configured here: no page at all).
+    "healthz": ("get", [200, 200, 200, 200, 200, 200]),
+    "readyz": ("get", [200, 200, 200, 200, 200, 200]),
+    "metrics": ("get", [404, 404, 404, 404, 404, 404]),
 }
 
 

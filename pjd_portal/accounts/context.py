@@ -74,6 +74,14 @@ def _facts(request: HttpRequest) -> Facts:
     return found
 
 
+def resolved_organisation(request: HttpRequest) -> Organisation | None:
+    """The organisation, if this request has already read it; never reads it (the request
+    log's question: a log line must not add queries to a request)."""
+
+    cached: tuple[int | None, Facts] | None = getattr(request, "_pjd_facts", None)
+    return cached[1][0] if cached is not None else None
+
+
 def current_organisation(request: HttpRequest) -> Organisation | None:
     """The organisation the user acts for in this session."""
 

@@ -54,7 +54,7 @@ class _Pending:
     """One request's event and its answer. The request waits on a plain lock that the
     writer releases: far cheaper per event than a threading.Event (a Python Condition)."""
 
-    __slots__ = ("_answered", "abandoned", "content", "error", "event")
+    __slots__ = ("_answered", "abandoned", "content", "error", "event", "queued_at")
 
     def __init__(self, event: AccessEvent) -> None:
         self.event = event
@@ -62,6 +62,7 @@ class _Pending:
         self.content = chain.content_digest(event)
         self.error: BaseException | None = None
         self.abandoned = False  # the request stopped waiting (timed out)
+        self.queued_at = time.monotonic()
         self._answered = threading.Lock()
         self._answered.acquire()
 
@@ -104,6 +105,17 @@ class GroupCommitter:
         # Figures for the benchmark and the tests: commits made and events they held.
         self.commits = 0
         self.events = 0
+        self._committing_since: float | None = None  # the batch being written, if any
+
+    def backlog_seconds(self) -> float:
+        """How long the oldest event not yet answered has waited (0 when none waits): the
+        readiness probe's measure of a writer that is stuck, whatever the database says."""
+
+        now = time.monotonic()
+        with self._cond:
+            oldest = self._queue[0].queued_at if self._queue else None
+        since = [t for t in (oldest, self._committing_since) if t is not None]
+        return now - min(since) if since else 0.0
 
     # --- the requests' side ---------------------------------------------------------
 
@@ -173,7 +185,11 @@ class GroupCommitter:
                     batch = [
                         self._queue.popleft() for _ in range(min(len(self._queue), settings.AUDIT_BATCH_MAX))
                     ]
-                self._write_batch(batch)
+                self._committing_since = min(p.queued_at for p in batch)
+                try:
+                    self._write_batch(batch)
+                finally:
+                    self._committing_since = None
         finally:
             self._reset_connection()
 

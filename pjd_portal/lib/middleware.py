@@ -3,9 +3,12 @@
 from __future__ import annotations
 
 import logging
+import re
 import time
 import uuid
 from collections.abc import Callable
+
+import structlog
 
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
@@ -17,23 +20,47 @@ from django_htmx.http import HttpResponseClientRedirect
 
 from pjd_portal.auditlog.services import AuditWriteFailed
 from pjd_portal.lib.errors import method_not_allowed, service_unavailable
+from pjd_portal.lib.redact import redact_national_ids
 
 logger = logging.getLogger(__name__)
 
 GetResponse = Callable[[HttpRequest], HttpResponse]
 
 
+# An id our own proxy in front gave the request (nginx's $request_id, a UUID): letters,
+# digits and - _ . :, 8 to 64 of them (the access log's column), and never eleven digits in
+# a row, separators between or not (lib/redact.py: it would be taken out of every log line,
+# and it could be a national id). Taken only with PJD_TRUSTED_PROXIES > 0: the id is the
+# access log's page-view key (list_request_id), so a browser must not choose it.
+_INCOMING_REQUEST_ID = re.compile(r"[A-Za-z0-9][A-Za-z0-9._:-]{7,63}")
+
+
+def incoming_request_id(value: str) -> str | None:
+    if _INCOMING_REQUEST_ID.fullmatch(value) and redact_national_ids(value) == value:
+        return value
+    return None
+
+
 class RequestIdMiddleware:
-    """Give every request an id that the audit trail and logs can both carry."""
+    """Give every request an id that the audit trail and logs can both carry: the one a
+    proxy in front sent in X-Request-ID when it is well-formed, else a new one; echoed in
+    the answer's X-Request-ID and bound to every log line of the request (lib/logs.py)."""
 
     def __init__(self, get_response: GetResponse) -> None:
         self.get_response = get_response
 
     def __call__(self, request: HttpRequest) -> HttpResponse:
-        request.request_id = uuid.uuid4().hex  # type: ignore[attr-defined]
+        offered = request.headers.get("X-Request-ID", "") if settings.TRUSTED_PROXY_COUNT > 0 else ""
+        request_id = incoming_request_id(offered) or uuid.uuid4().hex
+        request.request_id = request_id  # type: ignore[attr-defined]
+        structlog.contextvars.clear_contextvars()
+        structlog.contextvars.bind_contextvars(request_id=request_id)
         started = time.perf_counter()
-        response = self.get_response(request)
-        response["X-Request-ID"] = request.request_id  # type: ignore[attr-defined]
+        try:
+            response = self.get_response(request)
+        finally:
+            structlog.contextvars.clear_contextvars()
+        response["X-Request-ID"] = request_id
         if settings.SERVER_TIMING:
             # The server's own time for this answer (W3C Server-Timing), for the browser
             # tests' step timings and an operator's devtools; a streamed document counts

@@ -48,6 +48,7 @@ def client_for(source: DocumentSource) -> DocumentSourceClient:
         return LocalSourceClient(source)
     return MhdSourceClient.from_settings(
         source_id=source.pk,
+        orgnr=source.organisation.orgnr,
         name=source.name,
         base_url=str(config["base_url"]),
         token_provider=_token_provider(str(config.get("scope", "")), bool(config.get("token", True))),

@@ -63,6 +63,7 @@ from pjd_portal.documents.sources.base import (
     SourceError,
 )
 from pjd_portal.documents.sources.breaker import CircuitBreaker, breaker_for
+from pjd_portal.documents.sources.metrics import SOURCE_REQUEST_SECONDS
 from pjd_portal.documents.sources.tokens import TokenProvider
 from pjd_portal.lib.redact import redact_national_ids
 
@@ -134,8 +135,10 @@ class MhdSourceClient:
         max_documents: int = 2000,
         breaker: CircuitBreaker | None = None,
         session: requests.Session | None = None,
+        orgnr: str = "",
     ) -> None:
         self.source_id = source_id
+        self.orgnr = orgnr  # the source's organisation number: its label in the metrics
         self.name = name
         self.base_url = base_url.rstrip("/")
         self.token_provider = token_provider
@@ -148,10 +151,11 @@ class MhdSourceClient:
 
     @classmethod
     def from_settings(
-        cls, *, source_id: int, name: str, base_url: str, token_provider: TokenProvider
+        cls, *, source_id: int, name: str, base_url: str, token_provider: TokenProvider, orgnr: str = ""
     ) -> MhdSourceClient:
         return cls(
             source_id=source_id,
+            orgnr=orgnr,
             name=name,
             base_url=base_url,
             token_provider=token_provider,
@@ -721,6 +725,8 @@ class MhdSourceClient:
                     raise SourceError(base.TIMEOUT, "deadline")
                 timeout = (min(timeout[0], remaining), min(timeout[1], remaining))
             headers = self._headers(access, accept, method, url)
+            started = time.perf_counter()
+            outcome = "error"
             try:
                 response = self.session.request(
                     method,
@@ -731,6 +737,7 @@ class MhdSourceClient:
                     stream=True,
                     allow_redirects=False,
                 )
+                outcome = f"{response.status_code // 100}xx"
             except requests.RequestException as exc:
                 code = base.TIMEOUT if _timed_out(exc) else base.UNREACHABLE
                 if not isinstance(exc, requests.Timeout | requests.ConnectionError):
@@ -739,6 +746,10 @@ class MhdSourceClient:
                 # The path only: a query may carry the patient's national id.
                 logger.info("source %s: %s %s failed (%s)", self.name, method, urlsplit(url).path, code)
                 continue
+            finally:
+                SOURCE_REQUEST_SECONDS.labels(source=self.orgnr or self.name, outcome=outcome).observe(
+                    time.perf_counter() - started
+                )
             status = response.status_code
             if self._asks_for_dpop(response) and dpop_retry_left:
                 # Not a failure: the source wants proof of possession (or a fresh nonce).
