@@ -13,7 +13,7 @@ NOTICE_KEY := dev-only-patient-notice-key-0123456789abcdef
 DEV_ENV := DEBUG=true PJD_ALLOW_SYNTHETIC_IDS=true PJD_TEST_IDENTITIES=true \
 	OIDC_ISSUER=http://127.0.0.1:$(IDP_PORT)
 
-.PHONY: run test setup lint typecheck messages clean-demo bench bench-smoke
+.PHONY: run serve test setup lint typecheck messages clean-demo bench bench-smoke
 
 setup: $(VENV)/.installed node_modules/.installed devidp/node_modules/.installed fhirserver/node_modules/.installed static/vendor/.copied var/oidc_client_key.pem
 
@@ -94,6 +94,28 @@ run: setup
 
 test: setup
 	$(DEV_ENV) $(PY) -m pytest
+
+# The portal as production runs it (docs/operations.md, "Running in production"): DEBUG off,
+# granian with WORKERS processes of THREADS threads on HOST:PORT, static files by WhiteNoise
+# from what collectstatic wrote, JSON logs, metrics summed over the workers (prometheus_client's
+# multiprocess files in PROMETHEUS_MULTIPROC_DIR). The environment is the operator's: the
+# settings refuse, with one line, a secret or setting that is missing or unsafe. ENV_FILE
+# names a file of VAR=value lines to read first; on a development machine:
+#   make serve ENV_FILE=deploy/serve.example.env
+# Migrations are not run here: `manage.py migrate` is the migration role's (operations.md).
+WORKERS ?= 4
+THREADS ?= 4
+HOST ?= 127.0.0.1
+PORT ?= 8080
+ENV_FILE ?=
+serve: $(VENV)/.installed static/vendor/.copied
+	@set -a; $(if $(ENV_FILE),. ./$(ENV_FILE);) set +a; \
+	export DEBUG=false PROMETHEUS_MULTIPROC_DIR="$${PROMETHEUS_MULTIPROC_DIR:-$(CURDIR)/var/prometheus}"; \
+	$(PY) manage.py check --deploy && \
+	$(PY) manage.py collectstatic --noinput --verbosity 0 && \
+	rm -rf "$$PROMETHEUS_MULTIPROC_DIR" && mkdir -p "$$PROMETHEUS_MULTIPROC_DIR" && \
+	exec $(VENV)/bin/granian --interface wsgi --host $(HOST) --port $(PORT) --workers $(WORKERS) \
+		--blocking-threads $(THREADS) --no-ws pjd_portal.wsgi:application
 
 # The benchmark (bench/run.py says what one run does): production mode under granian, wrk,
 # the database pjd_bench on 127.0.0.1:5432. Results in var/bench/latest.json.
