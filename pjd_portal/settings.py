@@ -573,7 +573,10 @@ LOGGING = {
             else {}
         ),
     },
-    "root": {"handlers": ["console", *(["file"] if LOG_FILE else [])], "level": os.environ.get("LOG_LEVEL", "INFO")},
+    "root": {
+        "handlers": ["console", *(["file"] if LOG_FILE else [])],
+        "level": os.environ.get("LOG_LEVEL", "INFO"),
+    },
     # The development server logs every request line; the portal's URLs carry no national
     # ids, so these are safe, but keep them at WARNING to keep logs short. urllib3 logs the
     # full URL of every request to a source at DEBUG: a source's own next link could carry
@@ -605,7 +608,9 @@ def _loopback(url: str) -> bool:
 
 if not DEBUG:
     if SECRET_KEY == _DEV_SECRET:
-        raise ImproperlyConfigured("SECRET_KEY must be set when DEBUG is off: the development default is refused.")
+        raise ImproperlyConfigured(
+            "SECRET_KEY must be set when DEBUG is off: the development default is refused."
+        )
     if len(SECRET_KEY) < 50 or not entropy.strong_enough(SECRET_KEY):
         raise ImproperlyConfigured(
             "SECRET_KEY must be set when DEBUG is off: 50+ characters and at least "
@@ -613,7 +618,9 @@ if not DEBUG:
             f"this one has about {entropy.estimated_bits(SECRET_KEY):.0f} bits in {len(SECRET_KEY)} characters."
         )
     if not AUDIT_ANCHOR_KEY:
-        raise ImproperlyConfigured("PJD_AUDIT_ANCHOR_KEY must be set when DEBUG is off (it signs the log's anchors).")
+        raise ImproperlyConfigured(
+            "PJD_AUDIT_ANCHOR_KEY must be set when DEBUG is off (it signs the log's anchors)."
+        )
     if AUDIT_ANCHOR_KEY in (_DEV_SECRET, SECRET_KEY) or not entropy.strong_enough(AUDIT_ANCHOR_KEY):
         raise ImproperlyConfigured(
             "PJD_AUDIT_ANCHOR_KEY must be a key of its own when DEBUG is off: not SECRET_KEY or the "
@@ -638,7 +645,9 @@ if not DEBUG:
             "PJD_CACHE_URL must name the shared Redis (redis://host:6379/0) when DEBUG is off: "
             "a per-process cache lets every worker accept the same one-use value."
         )
-    if (TEST_IDENTITIES_ENABLED or ALLOW_SYNTHETIC_IDS or "pjd-test-epj" in EPJ_CLIENTS) and not TEST_ENVIRONMENT:
+    if (
+        TEST_IDENTITIES_ENABLED or ALLOW_SYNTHETIC_IDS or "pjd-test-epj" in EPJ_CLIENTS
+    ) and not TEST_ENVIRONMENT:
         raise ImproperlyConfigured(
             "Test identities or synthetic national ids are enabled with DEBUG off; "
             "set PJD_TEST_ENVIRONMENT=true only in a test environment."

@@ -89,7 +89,9 @@ def test_an_access_attest_lives_at_most_60_minutes(minutes, ok):
 
 def test_production_cookies_are_host_prefixed_secure_httponly_and_samesite():
     env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    env.update({"DJANGO_SETTINGS_MODULE": "pjd_portal.settings", "ALLOWED_HOSTS": "portal.example.org", **PRODUCTION})
+    env.update(
+        {"DJANGO_SETTINGS_MODULE": "pjd_portal.settings", "ALLOWED_HOSTS": "portal.example.org", **PRODUCTION}
+    )
     code = (
         "import django, json; django.setup(); from django.conf import settings as s; "
         "print(json.dumps([s.SESSION_COOKIE_NAME, s.SESSION_COOKIE_SECURE, s.SESSION_COOKIE_HTTPONLY, "
@@ -170,14 +172,23 @@ def test_check_deploy_refuses_unsafe_production_settings_with_one_line(case):
     _one_refusal_line(run_check({**PRODUCTION, **overrides}, "--deploy"), expected)
 
 
-@pytest.mark.parametrize("case", ["low-entropy secret (a pattern)", "empty anchor key", "http issuer", "per-process cache"])
+@pytest.mark.parametrize(
+    "case", ["low-entropy secret (a pattern)", "empty anchor key", "http issuer", "per-process cache"]
+)
 def test_the_server_refuses_them_too(case):
     """The WSGI module (what granian loads in every worker) exits 1 with the same line."""
     overrides, expected = REFUSALS[case]
     env = {k: v for k, v in os.environ.items() if not k.startswith(_OURS)}
-    env.update({"DJANGO_SETTINGS_MODULE": "pjd_portal.settings", "ALLOWED_HOSTS": "x", **PRODUCTION, **overrides})
+    env.update(
+        {"DJANGO_SETTINGS_MODULE": "pjd_portal.settings", "ALLOWED_HOSTS": "x", **PRODUCTION, **overrides}
+    )
     result = subprocess.run(
-        [sys.executable, "-c", "import pjd_portal.wsgi"], cwd=ROOT, env=env, capture_output=True, text=True, timeout=60
+        [sys.executable, "-c", "import pjd_portal.wsgi"],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
     )
     _one_refusal_line(result, expected)
 

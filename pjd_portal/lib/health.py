@@ -30,7 +30,7 @@ logger = logging.getLogger(__name__)
 
 
 @dataclasses.dataclass
-class AuditWriter(HealthCheck):
+class AuditWriter(HealthCheck):  # type: ignore[misc]  # django-health-check has no type hints
     """The access log can be written (auditlog/writer.not_ready)."""
 
     async def run(self) -> None:
@@ -40,7 +40,7 @@ class AuditWriter(HealthCheck):
 
 
 @dataclasses.dataclass
-class InRequestThread(HealthCheck):
+class InRequestThread(HealthCheck):  # type: ignore[misc]
     """A synchronous check run in the request's own thread (asgiref's thread-sensitive
     mode, as Django's ORM wants): on the request's connection, not a thread's new one."""
 

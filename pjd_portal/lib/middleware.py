@@ -9,7 +9,6 @@ import uuid
 from collections.abc import Callable
 
 import structlog
-
 from django.conf import settings
 from django.db import DatabaseError, InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
