@@ -3,8 +3,8 @@
     # a production-mode portal on a throw-away database (values for measuring only)
     export DEBUG=false PJD_TEST_ENVIRONMENT=true PJD_ALLOW_SYNTHETIC_IDS=true \
         PJD_TEST_IDENTITIES=true SECURE_COOKIES=false SECURE_SSL_REDIRECT=false \
-        ALLOWED_HOSTS=127.0.0.1 SECRET_KEY=<50+ characters> PJD_AUDIT_ANCHOR_KEY=<a key> \
-        DATABASE_URL=sqlite:///$PWD/var/frontend.sqlite3
+        ALLOWED_HOSTS=127.0.0.1 SECRET_KEY=<50+ random characters> PJD_AUDIT_ANCHOR_KEY=<another> \
+        PJD_CACHE_URL=redis://127.0.0.1:6379/0 DATABASE_URL=sqlite:///$PWD/var/frontend.sqlite3
     .venv/bin/python manage.py migrate && .venv/bin/python manage.py seed_demo
     .venv/bin/python manage.py collectstatic --noinput
     .venv/bin/python manage.py runserver --noreload 127.0.0.1:8500 &  # WhiteNoise serves /static/

@@ -253,7 +253,7 @@ def test_probes_touch_no_session_and_write_no_access_event(served: Served) -> No
     for path in ("/healthz", "/readyz"):
         answer = served.get(path)
         assert "Set-Cookie" not in answer.headers
-    with_cookie = served.get("/readyz", cookies={"pjd_session": "not-a-session"})
+    with_cookie = served.get("/readyz", cookies={"sessionid": "not-a-session"})
     assert with_cookie.status_code == 200 and "Set-Cookie" not in with_cookie.headers
 
 
