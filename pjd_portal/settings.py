@@ -552,7 +552,10 @@ logs.configure_structlog()
 LOGGING = {
     "version": 1,
     "disable_existing_loggers": False,
-    "filters": {"redact_national_ids": {"()": "pjd_portal.lib.logs.RedactNationalIds"}},
+    "filters": {
+        "redact_national_ids": {"()": "pjd_portal.lib.logs.RedactNationalIds"},
+        "route_not_path": {"()": "pjd_portal.lib.logs.RouteNotPath"},
+    },
     "formatters": {"portal": {"()": "pjd_portal.lib.logs.formatter", "fmt": LOG_FORMAT}},
     "handlers": {
         "console": {
@@ -582,6 +585,7 @@ LOGGING = {
     # full URL of every request to a source at DEBUG: a source's own next link could carry
     # a query the portal did not write, so it stays at WARNING whatever LOG_LEVEL says.
     "loggers": {
+        "django.request": {"filters": ["route_not_path"]},
         "django.server": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
     },

@@ -353,6 +353,10 @@ def test_a_clinicians_request_line_names_user_organisation_and_route_never_the_p
     assert lookup["method"] == "POST" and lookup["status"] in (200, 302)
     opening = next(line for line in lines if line["route"] == "documents:open")
     assert opening["status"] == 200 and opening["request_id"] == opened["X-Request-ID"]
+    # Django's own line about a 404 names the route too.
+    missing = owner.get(reverse("patients:basis", kwargs={"handle": "7d1f0c4e-52a9-4b8e-9f3a-2c6b8d0e1a4f"}))
+    assert missing.status_code == 404
+    assert any(line.get("event") == "Not Found: route patients:basis" for line in _lines(json_log))
     # The route's name, not the path: neither the handle nor the document's id.
     text = json_log.getvalue()
     assert str(handle) not in text and str(doc.document_id) not in text

@@ -68,6 +68,23 @@ class RedactNationalIds(logging.Filter):
         return True
 
 
+class RouteNotPath(logging.Filter):
+    """Django's own lines about an answer ("Not Found: /pasient/<handle>/grunnlag/") name the
+    route instead of the path: a path holds handles and document ids, which the log needs
+    no more than the request line (accounts/request_log.py) does. On the django.request
+    logger, which writes them (django.utils.log.log_response passes the request along)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        request = getattr(record, "request", None)
+        path = getattr(request, "path", None)
+        if path and isinstance(record.args, tuple):
+            match = getattr(request, "resolver_match", None)
+            route = f"route {match.view_name}" if match is not None and match.view_name else "an unknown route"
+            escaped = path.encode("unicode_escape").decode("ascii")
+            record.args = tuple(route if arg in (path, escaped) else arg for arg in record.args)
+        return True
+
+
 def _traceback_text(exc_info: Any) -> str:
     if exc_info is True:
         return ""
