@@ -586,6 +586,8 @@ LOGGING = {
     # a query the portal did not write, so it stays at WARNING whatever LOG_LEVEL says.
     "loggers": {
         "django.request": {"filters": ["route_not_path"]},
+        # A failed check's traceback on every probe; /readyz logs one line naming it.
+        "health_check": {"level": "ERROR"},
         "django.server": {"level": "WARNING"},
         "urllib3": {"level": "WARNING"},
     },

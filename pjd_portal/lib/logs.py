@@ -79,7 +79,9 @@ class RouteNotPath(logging.Filter):
         path = getattr(request, "path", None)
         if path and isinstance(record.args, tuple):
             match = getattr(request, "resolver_match", None)
-            route = f"route {match.view_name}" if match is not None and match.view_name else "an unknown route"
+            route = (
+                f"route {match.view_name}" if match is not None and match.view_name else "an unknown route"
+            )
             escaped = path.encode("unicode_escape").decode("ascii")
             record.args = tuple(route if arg in (path, escaped) else arg for arg in record.args)
         return True
