@@ -45,7 +45,7 @@ NATIONAL_ID_LIKE = re.compile(r"(?<![0-9a-fA-F])\d{11}(?![0-9a-fA-F])")
 METRICS_TOKEN = "metrics-token-for-tests-only-6f1d0c9b2a"
 REDIS_URL = "redis://127.0.0.1:6379/5"  # this suite's own Redis database
 NOTHING_LISTENS = 8729  # in our range, never bound: a service that is down
-SERVE_PORT, DOWN_PORT = 8722, 8723
+SERVE_PORT, DOWN_PORT, REFUSED_PORT = 8722, 8723, 8724
 
 # What a production start needs, synthetic (tests/test_settings.py refuses each missing one).
 PRODUCTION = {
@@ -198,7 +198,7 @@ def test_make_serve_is_up_ready_and_serves_hashed_static_files(served: Served) -
 def test_make_serve_refuses_without_the_operators_secrets() -> None:
     env = {**_clean_env(), "DJANGO_SETTINGS_MODULE": "pjd_portal.settings"}
     result = subprocess.run(
-        ["make", "-s", "-o", ".venv/.installed", "-o", "static/vendor/.copied", "serve", f"PORT={SERVE_PORT + 1}"],
+        ["make", "-s", "-o", ".venv/.installed", "-o", "static/vendor/.copied", "serve", f"PORT={REFUSED_PORT}"],
         cwd=ROOT, env=env, capture_output=True, text=True, timeout=120,
     )  # fmt: skip
     assert result.returncode != 0
@@ -404,7 +404,14 @@ def test_a_whole_test_run_logs_no_national_id(tmp_path: Path) -> None:
 
     portal_log = tmp_path / "portal.log"
     raw_log = tmp_path / "raw.log"
-    modules = ["tests/test_lookup.py", "tests/test_clinician_path.py", "tests/test_patient_access_log.py"]
+    # Lookups by national id, the clinician's list and opens, the patient's access log, and
+    # remote sources (whose refusals may echo the search's national id back).
+    modules = [
+        "tests/test_lookup.py",
+        "tests/test_clinician_path.py",
+        "tests/test_patient_access_log.py",
+        "tests/test_remote_sources.py",
+    ]
     env = {
         **os.environ,
         "DEBUG": "true",
