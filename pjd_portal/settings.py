@@ -178,7 +178,9 @@ REPLICA_MAX_LAG_SECONDS = envfloat("PJD_REPLICA_MAX_LAG_SECONDS", 30.0)
 # After the replica failed, a process reads from the primary this long before trying again.
 REPLICA_RETRY_SECONDS = envfloat("PJD_REPLICA_RETRY_SECONDS", 5.0)
 if REPLICA_MAX_LAG_SECONDS < 0 or REPLICA_RETRY_SECONDS < 0:
-    raise ImproperlyConfigured("PJD_REPLICA_MAX_LAG_SECONDS and PJD_REPLICA_RETRY_SECONDS must not be negative.")
+    raise ImproperlyConfigured(
+        "PJD_REPLICA_MAX_LAG_SECONDS and PJD_REPLICA_RETRY_SECONDS must not be negative."
+    )
 if DATABASE_REPLICA_URL:
     _replica = dj_database_url.parse(
         DATABASE_REPLICA_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True

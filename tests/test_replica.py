@@ -188,7 +188,10 @@ def citizen_api(settings):
 
 # Each page that reads the log: how to ask for it, and the event it logs of itself.
 PAGES = {
-    "log_search": (lambda s: s["auditor"].post("/forvaltning/loggkontroll/", {"national_id": ""}), "log_search"),
+    "log_search": (
+        lambda s: s["auditor"].post("/forvaltning/loggkontroll/", {"national_id": ""}),
+        "log_search",
+    ),
     "log_event": (
         lambda s: s["auditor"].get(f"/forvaltning/loggkontroll/hendelse/{s['event'].event_id}/"),
         "log_event_view",
@@ -198,7 +201,9 @@ PAGES = {
         "log_export",
     ),
     "log_overview": (
-        lambda s: s["auditor"].get("/forvaltning/loggkontroll/oversikt/?date_from=2026-06-15&date_to=2026-07-15"),
+        lambda s: s["auditor"].get(
+            "/forvaltning/loggkontroll/oversikt/?date_from=2026-06-15&date_to=2026-07-15"
+        ),
         "log_overview_view",
     ),
     "review_queue": (lambda s: s["auditor"].get("/forvaltning/loggkontroll/ko/"), "log_search"),
@@ -269,7 +274,11 @@ def test_a_status_change_is_written_on_the_primary_and_read_back_from_it_until_t
     changed = routed(
         lambda: auditor.post(
             f"/forvaltning/loggkontroll/ko/{item.item_id}/status/",
-            {"status": ReviewStatus.JUSTIFIED, "comment": "Innlagt bevisstløs; i orden.", "version": item.version},
+            {
+                "status": ReviewStatus.JUSTIFIED,
+                "comment": "Innlagt bevisstløs; i orden.",
+                "version": item.version,
+            },
         )
     )
     assert changed.response.status_code == 302
@@ -304,8 +313,16 @@ def test_the_page_says_how_far_behind_the_replica_is(fake_replica, scene):
 @pytest.mark.parametrize(
     ("age", "recovery", "message"),
     [
-        (45.0, True, "Lesekopien ligger 45 sekunder etter, mer enn tillatt: loggen vises fra hoveddatabasen."),
-        (None, True, "Det er ikke kjent hvor langt etter lesekopien ligger: loggen vises fra hoveddatabasen."),
+        (
+            45.0,
+            True,
+            "Lesekopien ligger 45 sekunder etter, mer enn tillatt: loggen vises fra hoveddatabasen.",
+        ),
+        (
+            None,
+            True,
+            "Det er ikke kjent hvor langt etter lesekopien ligger: loggen vises fra hoveddatabasen.",
+        ),
         (0.0, False, "Lesekopien er ikke tilgjengelig: loggen vises fra hoveddatabasen."),
     ],
 )
@@ -333,7 +350,10 @@ def test_a_replica_that_is_down_costs_one_try_then_the_primary_answers(settings,
             with CaptureQueriesContext(connections[DEFAULT_DB_ALIAS]) as primary:
                 response = scene["auditor"].post("/forvaltning/loggkontroll/", {"national_id": ""})
             assert response.status_code == 200
-            assert "Lesekopien er ikke tilgjengelig: loggen vises fra hoveddatabasen." in response.content.decode()
+            assert (
+                "Lesekopien er ikke tilgjengelig: loggen vises fra hoveddatabasen."
+                in response.content.decode()
+            )
             assert any('"audit_accessevent"' in q["sql"] for q in primary.captured_queries)
             assert connections["replica"].connection is None
         assert time.monotonic() - started < 1.0  # the second page did not try it again
