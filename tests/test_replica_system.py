@@ -37,7 +37,7 @@ pytestmark = [pytest.mark.system, pytest.mark.postgres, pytest.mark.django_db(tr
 PORT = 5442  # this test's own (docs/operations.md names the shared cluster's)
 SEARCH = "/forvaltning/loggkontroll/"
 UP_TO_DATE = "Loggen vises fra en lesekopi som er à jour."
-BEHIND = re.compile(r"Loggen vises fra en lesekopi med inntil (\d+) sekunders? forsinkelse")
+BEHIND = re.compile(r"Loggen vises fra en lesekopi med inntil (\d+) sekund(?:s|ers) forsinkelse")
 
 
 def _unavailable(why: str) -> None:
