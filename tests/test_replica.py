@@ -361,6 +361,27 @@ def test_a_replica_that_is_down_costs_one_try_then_the_primary_answers(settings,
         close_replica()
 
 
+def test_a_replica_lost_in_the_middle_of_a_page_gives_the_503_page_and_the_next_try_the_primary(
+    fake_replica, scene
+):
+    lost = connections["replica"]
+    with lost.cursor() as cursor:
+        cursor.execute("SELECT pg_backend_pid()")
+        pid = cursor.fetchone()[0]
+    with connections[DEFAULT_DB_ALIAS].cursor() as cursor:
+        cursor.execute("SELECT pg_terminate_backend(%s)", [pid])
+    auditor = scene["auditor"]
+
+    failed = auditor.post("/forvaltning/loggkontroll/", {"national_id": ""})
+    assert failed.status_code == 503
+    assert not AccessEvent.objects.filter(event_type="log_search").exists()  # nothing shown, nothing logged
+
+    again = auditor.post("/forvaltning/loggkontroll/", {"national_id": ""})
+    assert again.status_code == 200
+    assert "Lesekopien er ikke tilgjengelig: loggen vises fra hoveddatabasen." in again.content.decode()
+    assert len(fake_replica.calls) == 1  # set aside: not asked again
+
+
 def test_the_router_keeps_writes_transactions_and_accounts_on_the_primary(fake_replica, scene):
     world = scene["world"]
     with replica.reading_from_replica() as state:

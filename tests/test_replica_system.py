@@ -104,7 +104,7 @@ def streaming_replica(transactional_db: Any) -> Iterator[Replica]:
         # Debian keeps a cluster's configuration outside its data folder: this one's own.
         (replica_.data / "postgresql.conf").write_text(
             f"port = {PORT}\nlisten_addresses = '127.0.0.1'\nunix_socket_directories = '{folder}'\n"
-            "hot_standby = on\nlog_statement = 'all'\nlog_line_prefix = '%m [%p] %d '\n",
+            "hot_standby = on\nhot_standby_feedback = on\nlog_statement = 'all'\nlog_line_prefix = '%m [%p] %d '\n",
             encoding="utf-8",
         )
         (replica_.data / "pg_hba.conf").write_text(

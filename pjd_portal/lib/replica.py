@@ -188,7 +188,6 @@ def _decide(alias: str, found: Measure) -> ReplicaState:
 def choose(own_write_lsn: str = "") -> ReplicaState:
     """Where a marked page reads from: the replica if it is up and close enough behind."""
 
-    global _down_until  # noqa: PLW0603 - see _down_until
     alias = configured_alias()
     if not alias:
         return ReplicaState(DEFAULT_DB_ALIAS)
@@ -198,15 +197,22 @@ def choose(own_write_lsn: str = "") -> ReplicaState:
     try:
         found = measure(alias, position, own_write_lsn)
     except DatabaseError as exc:
-        _down_until = time.monotonic() + settings.REPLICA_RETRY_SECONDS
-        logger.warning("read replica unavailable (%s); reading from the primary", type(exc).__name__)
-        with contextlib.suppress(DatabaseError):
-            connections[alias].close()
+        _set_aside(alias, exc)
         return ReplicaState(DEFAULT_DB_ALIAS, fallback=Fallback.UNAVAILABLE)
     state = _decide(alias, found)
     if state.fallback == Fallback.BEHIND:
         logger.warning("read replica %s s behind; reading from the primary", state.lag_whole_seconds)
     return state
+
+
+def _set_aside(alias: str, exc: BaseException) -> None:
+    """The replica failed: this process reads from the primary for PJD_REPLICA_RETRY_SECONDS."""
+
+    global _down_until  # noqa: PLW0603 - see _down_until
+    _down_until = time.monotonic() + settings.REPLICA_RETRY_SECONDS
+    logger.warning("read replica unavailable (%s); reading from the primary", type(exc).__name__)
+    with contextlib.suppress(DatabaseError):
+        connections[alias].close()
 
 
 def reset() -> None:
@@ -232,8 +238,15 @@ def reading_from_replica(request: HttpRequest | None = None) -> Iterator[Replica
         token = _current.set(ReplicaState(DEFAULT_DB_ALIAS))
     else:
         token = _current.set(choose(_own_write_lsn(request) if request is not None else ""))
+    state = _current.get() or ReplicaState(DEFAULT_DB_ALIAS)
     try:
-        yield _current.get() or ReplicaState(DEFAULT_DB_ALIAS)
+        yield state
+    except DatabaseError as exc:
+        # It failed in the middle of the page (the 503 page, as any database error): the
+        # user's next try reads from the primary.
+        if state.on_replica:
+            _set_aside(state.alias, exc)
+        raise
     finally:
         _current.reset(token)
 
@@ -249,6 +262,10 @@ def _in_state(state: ReplicaState, chunks: Iterable[Any]) -> Iterator[Any]:
             chunk = next(iterator)
         except StopIteration:
             return
+        except DatabaseError as exc:
+            if state.on_replica:
+                _set_aside(state.alias, exc)
+            raise
         finally:
             _current.reset(token)
         yield chunk
