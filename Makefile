@@ -1,5 +1,6 @@
 # The two commands: `make run` (demo on SQLite with the dev identity provider) and
-# `make test` (the whole suite; PostgreSQL when DATABASE_URL says so).
+# `make test` (the whole suite but the system tests, `make test-system`; PostgreSQL when
+# DATABASE_URL says so).
 PYTHON ?= python3
 VENV := .venv
 PY := $(VENV)/bin/python
@@ -13,7 +14,7 @@ NOTICE_KEY := dev-only-patient-notice-key-0123456789abcdef
 DEV_ENV := DEBUG=true PJD_ALLOW_SYNTHETIC_IDS=true PJD_TEST_IDENTITIES=true \
 	OIDC_ISSUER=http://127.0.0.1:$(IDP_PORT)
 
-.PHONY: run serve test setup lint typecheck messages clean-demo bench bench-smoke
+.PHONY: run serve test test-system setup lint typecheck messages clean-demo bench bench-smoke
 
 setup: $(VENV)/.installed node_modules/.installed devidp/node_modules/.installed fhirserver/node_modules/.installed static/vendor/.copied var/oidc_client_key.pem
 
@@ -93,7 +94,13 @@ run: setup
 	$(RUN_ENV) $(PY) manage.py runserver --noreload 127.0.0.1:$(PORTAL_PORT)
 
 test: setup
-	$(DEV_ENV) $(PY) -m pytest
+	$(DEV_ENV) $(PY) -m pytest -m "not system"
+
+# The tests that start services of their own (pytest -m system): a streaming replica of the
+# PostgreSQL on 127.0.0.1:5432 on port 5442 (tests/test_replica_system.py). .ci/run runs them
+# after `make test`; the primary must accept replication connections from 127.0.0.1.
+test-system: setup
+	$(DEV_ENV) $(PY) -m pytest -m system
 
 # The portal as production runs it (docs/operations.md, "Running in production"): DEBUG off,
 # granian with WORKERS processes of THREADS threads on HOST:PORT, static files by WhiteNoise

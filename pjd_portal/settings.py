@@ -146,6 +146,7 @@ TEMPLATES = [
                 "django.template.context_processors.i18n",
                 "pjd_portal.accounts.context.portal_context",
                 "pjd_portal.forvaltning.context.forvaltning_links",
+                "pjd_portal.lib.replica.template_context",
             ],
         },
     },
@@ -170,6 +171,40 @@ if ON_POSTGRESQL:
     # Django's backend, checking a persistent connection only after it has rested
     # (lib/postgresql/base.py): no SELECT 1 before every request.
     DATABASES["default"]["ENGINE"] = "pjd_portal.lib.postgresql"
+# DATABASE_REPLICA_URL: a streaming replica of the primary (postgres://…), for the pages that
+# only read the log: the log review, the review queue's pages, the patient's log and the
+# citizen API (lib/replica.py; docs/operations.md, "The read replica"). Unset: everything
+# reads from the primary. Whatever is set, writes and the clinician's path use the primary.
+DATABASE_REPLICA_URL = os.environ.get("DATABASE_REPLICA_URL", "").strip()
+REPLICA_DATABASE = "replica" if DATABASE_REPLICA_URL else ""
+# Further behind than this, the replica is not used: the page reads from the primary and says so.
+REPLICA_MAX_LAG_SECONDS = envfloat("PJD_REPLICA_MAX_LAG_SECONDS", 30.0)
+# After the replica failed, a process reads from the primary this long before trying again.
+REPLICA_RETRY_SECONDS = envfloat("PJD_REPLICA_RETRY_SECONDS", 5.0)
+if REPLICA_MAX_LAG_SECONDS < 0 or REPLICA_RETRY_SECONDS < 0:
+    raise ImproperlyConfigured(
+        "PJD_REPLICA_MAX_LAG_SECONDS and PJD_REPLICA_RETRY_SECONDS must not be negative."
+    )
+if DATABASE_REPLICA_URL:
+    _replica = dj_database_url.parse(
+        DATABASE_REPLICA_URL, conn_max_age=envint("DB_CONN_MAX_AGE", 60), conn_health_checks=True
+    )
+    if not ON_POSTGRESQL or _replica["ENGINE"] != "django.db.backends.postgresql":
+        raise ImproperlyConfigured("DATABASE_REPLICA_URL needs PostgreSQL, for it and for DATABASE_URL.")
+    _replica["ENGINE"] = "pjd_portal.lib.postgresql"
+    _replica.setdefault("OPTIONS", {}).update(
+        # A replica that does not answer costs a page this long, then the page reads from the
+        # primary (and, for PJD_REPLICA_RETRY_SECONDS, does not try it again).
+        connect_timeout=envint("PJD_REPLICA_CONNECT_TIMEOUT", 1),
+        # A hot standby refuses writes anyway; this also refuses them from a URL that names a
+        # primary by mistake.
+        options="-c default_transaction_read_only=on",
+    )
+    # Under test the replica is the primary's test database (tests/test_replica*.py add
+    # the real replica's connection themselves).
+    _replica["TEST"] = {"MIRROR": "default"}
+    DATABASES["replica"] = _replica
+DATABASE_ROUTERS = ["pjd_portal.lib.replica.ReplicaRouter"]
 DB_HEALTH_CHECK_AFTER_IDLE_SECONDS = envfloat("DB_HEALTH_CHECK_AFTER_IDLE_SECONDS", 5.0)
 if DATABASES["default"]["ENGINE"] == "django.db.backends.sqlite3":
     DATABASES["default"].setdefault("OPTIONS", {})["timeout"] = 20

@@ -567,8 +567,22 @@ NB = {
     'Items marked "Random sample" raised no risk signal: every night %(percent)s of the accesses without a risk signal are drawn at random, and at least %(minimum)s when there are any.': "Saker merket «Tilfeldig utvalg» ga ikke noe risikosignal: hver natt trekkes %(percent)s av tilgangene uten risikosignal tilfeldig ut, og minst %(minimum)s når det finnes noen.",
     'Items marked "Random sample" raised no risk signal: every night %(percent)s of the accesses without a risk signal are drawn at random.': "Saker merket «Tilfeldig utvalg» ga ikke noe risikosignal: hver natt trekkes %(percent)s av tilgangene uten risikosignal tilfeldig ut.",
     "The random sample is off (its rate is 0). Only accesses with a risk signal are queued.": "Det tilfeldige utvalget er slått av (andelen er 0). Bare tilganger med risikosignal settes i køen.",
+    # Where the log review read the log from (lib/replica.py, issue 17).
+    "The log is shown from a read copy that is up to date.": "Loggen vises fra en lesekopi som er à jour.",
+    "It is not known how far behind the read copy is: the log is shown from the main database.": "Det er ikke kjent hvor langt etter lesekopien ligger: loggen vises fra hoveddatabasen.",
+    "Your latest change has not reached the read copy yet: the log is shown from the main database.": "Din siste endring har ikke nådd lesekopien ennå: loggen vises fra hoveddatabasen.",
+    "The read copy is not available: the log is shown from the main database.": "Lesekopien er ikke tilgjengelig: loggen vises fra hoveddatabasen.",
+    "The log is shown from the main database.": "Loggen vises fra hoveddatabasen.",
 }
 NB_PLURAL = {
+    "The log is shown from a read copy, up to %(seconds)s second behind: the very latest events may be missing.": (
+        "Loggen vises fra en lesekopi med inntil %(seconds)s sekunds forsinkelse: de aller siste hendelsene kan mangle.",
+        "Loggen vises fra en lesekopi med inntil %(seconds)s sekunders forsinkelse: de aller siste hendelsene kan mangle.",
+    ),
+    "The read copy is %(seconds)s second behind, more than allowed: the log is shown from the main database.": (
+        "Lesekopien ligger %(seconds)s sekund etter, mer enn tillatt: loggen vises fra hoveddatabasen.",
+        "Lesekopien ligger %(seconds)s sekunder etter, mer enn tillatt: loggen vises fra hoveddatabasen.",
+    ),
     "%(minutes)s minute left": ("%(minutes)s minutt igjen", "%(minutes)s minutter igjen"),
     "%(years)d year": ("%(years)d år", "%(years)d år"),
     "%(counter)d test result older than %(window)s is not shown (kjernejournalforskriften).": (

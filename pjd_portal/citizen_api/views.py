@@ -35,6 +35,7 @@ from pjd_portal.accounts.client_assertions import ClientAuthenticationFailed, au
 from pjd_portal.accounts.sessions import sessionless_view
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed
+from pjd_portal.lib.replica import reading_from_replica
 from pjd_portal.logreading import fhir
 from pjd_portal.logreading.log_reads import record_log_read
 from pjd_portal.logreading.selectors import InvalidCursor, decode_cursor, patient_log_page
@@ -146,7 +147,10 @@ def auditevent_search(request: HttpRequest) -> HttpResponse:
             log(outcome=Outcome.DENIED, reason_code="client_not_allowed", details=audit)
             return _unauthorized()
         try:
-            return _search(request, endpoint, audit, log)
+            # The client's check above read from the primary; the patient's log may come
+            # from the replica (lib/replica.py), its read logged on the primary all the same.
+            with reading_from_replica():
+                return _search(request, endpoint, audit, log)
         except BadRequest as exc:
             if not exc.logged:  # the request's own words are not stored: only what was wrong
                 log(outcome=Outcome.INVALID, reason_code=f"bad_request_{exc.code}"[:50], details=audit)

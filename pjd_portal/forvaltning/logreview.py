@@ -36,6 +36,7 @@ from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
+from pjd_portal.lib.replica import replica_reads
 from pjd_portal.logreading import log_search as queries
 from pjd_portal.logreading import risk
 from pjd_portal.logreading.event_basis import basis_label, basis_reason
@@ -207,6 +208,7 @@ def _context(**extra: Any) -> dict[str, Any]:
 
 
 @auditor_required
+@replica_reads
 def log_search(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
     if request.method not in ("GET", "POST"):
         return _method_not_allowed("GET", "POST")
@@ -288,6 +290,7 @@ def _row_view(
 
 
 @auditor_required
+@replica_reads
 def log_event(request: HttpRequest, staff: policy.StaffFacts, event_id: uuid.UUID) -> HttpResponse:
     if request.method != "GET":
         return _method_not_allowed("GET")
@@ -392,6 +395,7 @@ def _csv_line(row: queries.ReviewRow) -> list[str]:
 
 
 @auditor_required
+@replica_reads
 def log_export(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponseBase:
     if request.method != "POST":
         return _method_not_allowed("POST")

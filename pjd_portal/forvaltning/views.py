@@ -27,6 +27,7 @@ from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.forvaltning.access import staff_required
 from pjd_portal.forvaltning.forms import PatientLogForm
+from pjd_portal.lib.replica import replica_reads
 from pjd_portal.logreading.log_reads import record_log_read
 from pjd_portal.logreading.logged_documents import logged_document
 from pjd_portal.logreading.selectors import InvalidCursor, patient_log_page
@@ -97,6 +98,7 @@ def log_rows(events: list[AccessEvent]) -> list[LogRow]:
 
 
 @privacy_officer_required
+@replica_reads
 def patient_access_log(request: HttpRequest) -> HttpResponse:
     if request.method not in ("GET", "POST"):
         response = HttpResponse(status=405)

@@ -30,6 +30,7 @@ from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
 from pjd_portal.lib import barchart
+from pjd_portal.lib.replica import replica_reads
 from pjd_portal.logreading import overview as counts
 from pjd_portal.logreading import risk
 from pjd_portal.review import services
@@ -159,6 +160,7 @@ def _record_view(request: HttpRequest, period: counts.Period, total: int) -> Non
 
 
 @auditor_required
+@replica_reads
 def log_overview(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
     if request.method != "GET":
         response = HttpResponse(status=405)

@@ -33,6 +33,7 @@ from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event, record_event_committed
 from pjd_portal.forvaltning.access import auditor_required
+from pjd_portal.lib.replica import note_primary_write, replica_reads
 from pjd_portal.logreading import log_search, risk
 from pjd_portal.logreading.event_basis import basis_label, basis_reason
 from pjd_portal.logreading.logged_documents import reviewed_document
@@ -119,6 +120,7 @@ def _signal_views(codes: tuple[str, ...], thresholds: risk.Thresholds) -> list[d
 
 
 @auditor_required
+@replica_reads
 def review_queue(request: HttpRequest, staff: policy.StaffFacts) -> HttpResponse:
     if request.method != "GET":
         return _method_not_allowed("GET")
@@ -258,6 +260,7 @@ def _record_event_view(request: HttpRequest, event: AccessEvent, item: ReviewIte
 
 
 @auditor_required
+@replica_reads
 def review_item(request: HttpRequest, staff: policy.StaffFacts, item_id: uuid.UUID) -> HttpResponse:
     if request.method != "GET":
         return _method_not_allowed("GET")
@@ -305,6 +308,8 @@ def review_item_status(request: HttpRequest, staff: policy.StaffFacts, item_id: 
         return _render_item(request, staff, item, status=403)
     if result == services.Result.STALE:
         return _changed_meanwhile(request, staff, item, data)
+    # The item's page reads from the replica: only once the replica has this change.
+    note_primary_write(request)
     (messages.success if result == services.Result.DONE else messages.info)(request, RESULT_MESSAGES[result])
     return redirect("forvaltning:review_item", item_id=item.item_id)
 
