@@ -13,6 +13,7 @@ import logging
 import os
 import re
 import socket
+import sqlite3
 import subprocess
 import sys
 import time
@@ -253,8 +254,13 @@ def test_probes_touch_no_session_and_write_no_access_event(served: Served) -> No
     for path in ("/healthz", "/readyz"):
         answer = served.get(path)
         assert "Set-Cookie" not in answer.headers
+    # A session cookie that names no session: at most Django's deletion of it, no session made.
     with_cookie = served.get("/readyz", cookies={"sessionid": "not-a-session"})
-    assert with_cookie.status_code == 200 and "Set-Cookie" not in with_cookie.headers
+    assert with_cookie.status_code == 200
+    assert with_cookie.headers.get("Set-Cookie", "Max-Age=0").count("Max-Age=0") == 1
+    with sqlite3.connect(served.var / "db.sqlite3") as db:
+        assert db.execute("SELECT count(*) FROM django_session").fetchone() == (0,)
+        assert db.execute(f"SELECT count(*) FROM {AccessEvent._meta.db_table}").fetchone() == (0,)  # noqa: S608
 
 
 # --- a service down --------------------------------------------------------------------
