@@ -428,6 +428,11 @@ def test_a_whole_test_run_logs_no_national_id(tmp_path: Path) -> None:
         "LOG_LEVEL": "DEBUG",
         "PJD_TEST_RAW_LOG": str(raw_log),
     }
+    url = os.environ.get("DATABASE_URL", "")
+    if url.startswith(("postgres://", "postgresql://")):
+        # A test database of its own: with this session's name it would clobber this
+        # session's test database under it.
+        env["DATABASE_URL"] = url.rstrip("/") + "_logrun"
     result = subprocess.run(
         [sys.executable, "-m", "pytest", "-q", "-p", "no:cacheprovider", "-p", "tests.raw_log_plugin", "-x",
          *modules],
