@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 
-from django.db import DatabaseError
+from django.db import DatabaseError, InterfaceError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
@@ -111,7 +111,7 @@ def server_error(request: HttpRequest) -> HttpResponse:
     exception = sys.exc_info()[1]
     if isinstance(exception, AuditWriteFailed):
         return service_unavailable(request, reason="audit")
-    if isinstance(exception, DatabaseError):
+    if isinstance(exception, (DatabaseError, InterfaceError)):
         return service_unavailable(request, reason="database")
     return _render(
         request,
