@@ -13,7 +13,7 @@ NOTICE_KEY := dev-only-patient-notice-key-0123456789abcdef
 DEV_ENV := DEBUG=true PJD_ALLOW_SYNTHETIC_IDS=true PJD_TEST_IDENTITIES=true \
 	OIDC_ISSUER=http://127.0.0.1:$(IDP_PORT)
 
-.PHONY: run test setup lint typecheck messages clean-demo bench bench-smoke
+.PHONY: run test test-system setup lint typecheck messages clean-demo bench bench-smoke
 
 setup: $(VENV)/.installed node_modules/.installed devidp/node_modules/.installed fhirserver/node_modules/.installed static/vendor/.copied var/oidc_client_key.pem
 
@@ -94,6 +94,12 @@ run: setup
 
 test: setup
 	$(DEV_ENV) $(PY) -m pytest
+
+# The system tests (tests/system/): a PostgreSQL 15 cluster of their own on port 5440,
+# restarted under load (test_chaos.py); the shared cluster on 5432 is never touched. Needs
+# Debian's PostgreSQL 15 binaries and Redis; about two minutes.
+test-system: setup
+	$(DEV_ENV) $(PY) -m pytest -m system -s -p no:cacheprovider tests/system
 
 # The benchmark (bench/run.py says what one run does): production mode under granian, wrk,
 # the database pjd_bench on 127.0.0.1:5432. Results in var/bench/latest.json.

@@ -151,8 +151,18 @@ class SessionMiddleware(DjangoSessionMiddleware):
                 raise  # the session ended in another request: Django's own answer
             logger.error("session not saved: the database did not answer")
             replaced = service_unavailable(request, reason="database")
-        response.close()
+        _discard(response)
         return replaced
+
+
+def _discard(response: HttpResponse) -> None:
+    """Close an answer that will never be sent: what `close()` does for its resources (a
+    streamed document's `Delivery` logs that it was not delivered), without announcing
+    the end of the request (`request_finished`), which comes with the answer sent instead."""
+
+    for closer in getattr(response, "_resource_closers", []):
+        closer()
+    response._resource_closers.clear()
 
 
 def save_now(request: HttpRequest) -> None:
