@@ -160,9 +160,10 @@ def _discard(response: HttpResponse) -> None:
     streamed document's `Delivery` logs that it was not delivered), without announcing
     the end of the request (`request_finished`), which comes with the answer sent instead."""
 
-    for closer in getattr(response, "_resource_closers", []):
+    closers: list[Any] = getattr(response, "_resource_closers", [])
+    for closer in closers:
         closer()
-    response._resource_closers.clear()
+    closers.clear()
 
 
 def save_now(request: HttpRequest) -> None:
