@@ -96,11 +96,15 @@ run: setup
 test: setup
 	$(DEV_ENV) $(PY) -m pytest -m "not system"
 
-# The tests that start services of their own (pytest -m system): a streaming replica of the
-# PostgreSQL on 127.0.0.1:5432 on port 5442 (tests/test_replica_system.py). .ci/run runs them
-# after `make test`; the primary must accept replication connections from 127.0.0.1.
+# The tests that start services of their own (pytest -m system), about four minutes: a
+# streaming replica of the PostgreSQL on 127.0.0.1:5432 on port 5442
+# (tests/test_replica_system.py; the primary must accept replication connections from
+# 127.0.0.1), a PostgreSQL 15 cluster of their own on port 5440 restarted under load
+# (tests/system/test_chaos.py; the shared cluster is never restarted), and two instances
+# behind Debian's nginx (tests/test_two_instances.py). .ci/run runs them after `make test`.
+# -s: the chaos table and the cross-instance figures are printed.
 test-system: setup
-	$(DEV_ENV) $(PY) -m pytest -m system
+	$(DEV_ENV) $(PY) -m pytest -m system -s -p no:cacheprovider
 
 # The portal as production runs it (docs/operations.md, "Running in production"): DEBUG off,
 # granian with WORKERS processes of THREADS threads on HOST:PORT, static files by WhiteNoise

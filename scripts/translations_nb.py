@@ -164,6 +164,7 @@ NB = {
     "Denied": "Avvist",
     "Not found": "Ikke funnet",
     "Invalid input": "Ugyldig inndata",
+    "Opened, but not delivered in full": "Åpnet, men ikke levert i sin helhet",
     "Discharge summaries and summaries": "Epikriser og sammenfatninger",
     "Test results, tissue and fluids": "Prøvesvar, vev og væsker",
     "Organ function": "Organfunksjon",

@@ -173,9 +173,9 @@ def test_a_writer_that_does_not_answer_in_time_is_audit_write_failed(world, monk
     gate = threading.Event()
     original = group_commit.GroupCommitter._commit
 
-    def slow(self, events):
+    def slow(self, events, **kwargs):
         gate.wait(5)
-        return original(self, events)
+        return original(self, events, **kwargs)
 
     monkeypatch.setattr(group_commit.GroupCommitter, "_commit", slow)
     started = time.monotonic()
@@ -187,10 +187,12 @@ def test_a_writer_that_does_not_answer_in_time_is_audit_write_failed(world, monk
         )
     assert time.monotonic() - started < 2
     gate.set()
-    # As after any lost COMMIT answer, the event may still land: the log errs on the side
-    # of saying too much, never too little.
+    # The event may still land after its request gave up and answered 503: then the log
+    # says at once that it was never delivered (a second event), not only that it was opened.
     group_commit.committer().stop()
-    assert AccessEvent.objects.filter(event_type="document_open").count() == 1
+    opens = AccessEvent.objects.filter(event_type="document_open").order_by("id")
+    assert [(e.outcome, e.reason_code) for e in opens] == [("granted", ""), ("interrupted", "not_delivered")]
+    assert opens[1].details["unavailable"] == "answer_not_sent"
 
 
 def test_its_chain_head_held_elsewhere_fails_after_the_lock_timeout_then_recovers(world, settings):
@@ -498,7 +500,7 @@ def test_with_the_database_gone_a_batch_fails_at_once_not_event_by_event(world, 
 
     calls = []
 
-    def unreachable(self, batch):
+    def unreachable(self, batch, **kwargs):
         calls.append(len(batch))
         raise OperationalError("connection refused")
 
@@ -548,3 +550,79 @@ def test_verify_while_writers_append_sees_one_view_and_no_false_break(world):
             thread.join()
     assert all(ok for ok, _ in results), [printed for ok, printed in results if not ok]
     assert len(written) > 50
+
+
+def _open_event(world: World) -> AccessEvent:
+    return build_event(
+        kinds.kind("document_open")(outcome="granted"),
+        actor=actor_of(_request(world)),
+        where=point_of_care_of(_request(world)),
+    )
+
+
+def _answer_lost_after_commit(monkeypatch: pytest.MonkeyPatch, *, then_down: bool) -> list[str]:
+    """The first COMMIT happens and its answer is lost (a crash right after it); the retry's
+    connection then works, or (`then_down`) fails as a database still starting up."""
+    from django.db import OperationalError
+
+    original = group_commit._append
+    calls: list[str] = []
+
+    def lost(conn, head, events, contents):
+        calls.append("append")
+        original(conn, head, events, contents)
+        raise OperationalError("server closed the connection unexpectedly")
+
+    monkeypatch.setattr(group_commit, "_append", lost)
+    if then_down:
+        original_commit = group_commit.GroupCommitter._commit
+
+        def retry_down(self, batch, *, maybe_written=False):
+            if maybe_written:
+                calls.append("retry")
+                raise OperationalError("the database system is starting up")
+            return original_commit(self, batch)
+
+        monkeypatch.setattr(group_commit.GroupCommitter, "_commit", retry_down)
+    return calls
+
+
+def test_a_commit_whose_answer_was_lost_is_found_on_retry_not_written_twice(world, monkeypatch):
+    calls = _answer_lost_after_commit(monkeypatch, then_down=False)
+    pending = group_commit._Pending(_open_event(world))
+    committer = group_commit.GroupCommitter()
+    committer._write_batch([pending])
+    assert calls == ["append"]  # the retry found it: not appended again
+    assert pending.is_answered() and pending.error is None and pending.event.pk is not None
+    assert AccessEvent.objects.filter(event_type="document_open").count() == 1
+    committer._reset_connection()
+
+
+def test_an_open_committed_while_its_request_was_told_it_failed_gets_its_second_event(world, monkeypatch):
+    """The request answered the 503 page (no document), the log holds the granted open:
+    once the database can say so, the writer adds `interrupted`."""
+    calls = _answer_lost_after_commit(monkeypatch, then_down=True)
+    pending = group_commit._Pending(_open_event(world))
+    committer = group_commit.GroupCommitter()
+    committer._write_batch([pending])
+    assert calls == ["append", "retry"]
+    assert pending.is_answered() and pending.error is not None  # the request showed nothing
+    monkeypatch.undo()  # the database is back
+
+    later = group_commit._Pending(
+        build_event(
+            kinds.kind("patient_lookup")(outcome="granted"),
+            actor=actor_of(_request(world)),
+            where=point_of_care_of(_request(world)),
+        )
+    )
+    committer._resolve_in_doubt()
+    batch, committer._follow_ups = [*committer._follow_ups, later], []
+    committer._write_batch(batch)
+    assert later.error is None
+    opens = AccessEvent.objects.filter(event_type="document_open").order_by("id")
+    assert [(e.outcome, e.reason_code) for e in opens] == [("granted", ""), ("interrupted", "not_delivered")]
+    assert opens[1].details["unavailable"] == "answer_not_sent"
+    assert opens[1].actor_user_id == opens[0].actor_user_id
+    assert verify()[0]
+    committer._reset_connection()

@@ -12,6 +12,7 @@ from django.utils import timezone
 from stdnum.no import fodselsnummer
 
 from pjd_portal.access.models import LookupPurpose, PatientLookup
+from pjd_portal.accounts.sessions import SESSION_LOGIN_KEY_KEY
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.forvaltning.forms import PatientLogForm
@@ -175,9 +176,11 @@ def test_every_page_gives_the_one_message_and_logs_the_code_not_the_number(
 # --- one handle mechanism -----------------------------------------------------------------
 
 
-def _lookup_for(user, organisation, patient, purpose, minutes=30):
+def _lookup_for(user, organisation, patient, purpose, minutes=30, client=None):
+    """A lookup row as a lookup in `client`'s login would make it (its login key)."""
     now = timezone.now()
     return PatientLookup.objects.create(
+        login_key=client.session.get(SESSION_LOGIN_KEY_KEY, "") if client is not None else "",
         user=user,
         organisation=organisation,
         patient=patient,
@@ -227,6 +230,10 @@ def test_a_privacy_handle_is_bound_to_the_organisation_acted_for(world, as_priva
     lookup = _lookup_for(world.privacy_officer, world.gp_office, world.patient, LookupPurpose.PRIVACY_OFFICER)
     assert as_privacy_officer.get(f"/forvaltning/personvern/{lookup.handle}/").status_code == 404
     lookup = _lookup_for(
-        world.privacy_officer, world.forvaltning, world.patient, LookupPurpose.PRIVACY_OFFICER
+        world.privacy_officer,
+        world.forvaltning,
+        world.patient,
+        LookupPurpose.PRIVACY_OFFICER,
+        client=as_privacy_officer,
     )
     assert as_privacy_officer.get(f"/forvaltning/personvern/{lookup.handle}/").status_code == 200

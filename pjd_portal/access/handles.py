@@ -18,7 +18,7 @@ from django.http import Http404
 from django.utils import timezone
 
 from pjd_portal.access import selectors
-from pjd_portal.access.models import LookupPurpose, PatientLookup
+from pjd_portal.access.models import AccessAttest, LookupPurpose, PatientLookup
 from pjd_portal.accounts.caller import Caller
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
@@ -46,6 +46,7 @@ def issue_handle(caller: Caller, patient: Patient, *, purpose: LookupPurpose, mi
         purpose=purpose,
         created_at=now,
         expires_at=now + datetime.timedelta(minutes=minutes),
+        login_key=caller.login_key,
     )
 
 
@@ -70,8 +71,31 @@ def live_handle(
     if organisation is None:
         return None
     return selectors.live_lookup(
-        user_id=caller.user.pk, organisation_id=organisation.pk, handle=handle, purpose=purpose, now=now
+        user_id=caller.user.pk,
+        organisation_id=organisation.pk,
+        login_key=caller.login_key,
+        handle=handle,
+        purpose=purpose,
+        now=now,
     )
+
+
+def end_login(*, user_id: int, login_key: str) -> int:
+    """End the handles and attests of one login at its logout: their expiry is now. The
+    binding to the login alone keeps them from opening anything in another login; ending
+    them says so in the rows too, and also for a session taken over without a new login.
+    Returns how many rows were ended."""
+
+    if not login_key:
+        return 0  # a session from before logins had keys: nothing is bound to it
+    now = timezone.now()
+    ended = AccessAttest.objects.filter(user_id=user_id, login_key=login_key, expires_at__gt=now).update(
+        expires_at=now
+    )
+    ended += PatientLookup.objects.filter(user_id=user_id, login_key=login_key, expires_at__gt=now).update(
+        expires_at=now
+    )
+    return ended
 
 
 def refuse_handle(caller: Caller, handle: UUID, *, channel: str = "") -> NoReturn:

@@ -50,6 +50,10 @@ class PatientLookup(models.Model):
     patient = models.ForeignKey(Patient, on_delete=models.PROTECT)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    # The login it was made in (accounts/sessions.py SESSION_LOGIN_KEY_KEY): a handle, and
+    # the attests stated under it, open nothing in another login of the same person, and
+    # end at logout. Blank for the sessionless API, whose caller has no login.
+    login_key = models.CharField(max_length=64, blank=True, default="")
 
     def __str__(self) -> str:  # no patient data: this may reach a log line
         return f"Lookup {self.handle}"
@@ -71,6 +75,8 @@ class AccessAttest(models.Model):
     self_selected = models.BooleanField(default=True)
     created_at = models.DateTimeField()
     expires_at = models.DateTimeField()
+    # The login it was stated in (as its lookup's): reused by a new lookup only in that login.
+    login_key = models.CharField(max_length=64, blank=True, default="")
     # Where the basis was stated: in the portal's own form (blank), or attested by an EPJ
     # (AttestChannel), with the EPJ's HelseID client and its own access decision's id.
     channel = models.CharField(max_length=20, blank=True, default="")

@@ -108,6 +108,7 @@ def latest_attest(lookup: PatientLookup, now: datetime.datetime) -> AccessAttest
             user_id=lookup.user_id,
             organisation_id=lookup.organisation_id,
             patient_id=lookup.patient_id,
+            login_key=lookup.login_key,
             expires_at__gt=now,
         )
         .filter(Exists(_stating_event))
@@ -233,6 +234,7 @@ def with_handle_facts(lookups: QuerySet[PatientLookup], now: datetime.datetime) 
             user_id=OuterRef("user_id"),
             organisation_id=OuterRef("organisation_id"),
             patient_id=OuterRef("patient_id"),
+            login_key=OuterRef("login_key"),
             expires_at__gt=now,
         )
         .filter(Exists(_stating_event))
@@ -253,6 +255,7 @@ def with_handle_facts(lookups: QuerySet[PatientLookup], now: datetime.datetime) 
 _STAND_IN_HANDLE = UUID("00000000-0000-4000-8000-00000000d1ce")
 _STAND_IN_USER = -7_391_063
 _STAND_IN_ORGANISATION = -7_391_064
+_STAND_IN_LOGIN_KEY = "pjd-stand-in-login-key-7391065"
 _STAND_IN_NOW = datetime.datetime(1970, 1, 2, 3, 4, 5, 678901, tzinfo=datetime.UTC)
 
 
@@ -262,6 +265,7 @@ def _compiled_handle_query(purpose: str, vendor: str) -> tuple[str, tuple[Any, .
         handle=_STAND_IN_HANDLE,
         user_id=_STAND_IN_USER,
         organisation_id=_STAND_IN_ORGANISATION,
+        login_key=_STAND_IN_LOGIN_KEY,
         purpose=purpose,
         expires_at__gt=_STAND_IN_NOW,
     )
@@ -269,9 +273,15 @@ def _compiled_handle_query(purpose: str, vendor: str) -> tuple[str, tuple[Any, .
 
 
 def live_lookup(
-    *, user_id: int, organisation_id: int, handle: UUID, purpose: str, now: datetime.datetime
+    *,
+    user_id: int,
+    organisation_id: int,
+    login_key: str,
+    handle: UUID,
+    purpose: str,
+    now: datetime.datetime,
 ) -> PatientLookup | None:
-    """The live lookup behind this handle of this person, organisation and purpose, with
+    """The live lookup behind this handle of this person, login, organisation and purpose, with
     the facts `handle_facts` reads; None if there is none. One query."""
 
     sql, params = _compiled_handle_query(purpose, connection.vendor)
@@ -279,10 +289,12 @@ def live_lookup(
         prepared(PatientLookup, "handle", _STAND_IN_HANDLE): prepared(PatientLookup, "handle", handle),
         _STAND_IN_USER: user_id,
         _STAND_IN_ORGANISATION: organisation_id,
+        _STAND_IN_LOGIN_KEY: login_key,
         prepared(PatientLookup, "expires_at", _STAND_IN_NOW): prepared(PatientLookup, "expires_at", now),
     }
-    # The handle, the person, the organisation, and the time twice (the lookup's, the attest's).
-    values = with_values(params, put, expected=5)
+    # The handle, the person, the organisation, the login, and the time twice (the
+    # lookup's, the attest's).
+    values = with_values(params, put, expected=6)
     return next(iter(PatientLookup.objects.raw(sql, values)), None)
 
 

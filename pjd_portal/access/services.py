@@ -204,6 +204,7 @@ def state_basis(
             self_selected=origin.self_selected if origin else True,
             created_at=now,
             expires_at=now + datetime.timedelta(minutes=settings.ACCESS_ATTEST_MINUTES),
+            login_key=access.lookup.login_key,
             channel=origin.channel if origin else "",
             client_id=origin.client_id if origin else "",
             decision_ref=origin.decision_ref if origin else "",

@@ -22,6 +22,7 @@ from pjd_portal.accounts.context import (
     roles_in,
 )
 from pjd_portal.accounts.models import Organisation, User
+from pjd_portal.accounts.sessions import login_key_of
 from pjd_portal.auditlog.actor import Actor, PointOfCare
 
 
@@ -33,6 +34,9 @@ class Caller:
     authorizations: frozenset[str]
     actor: Actor
     where: PointOfCare | None
+    # This login's own key (accounts/sessions.py): the handles and attests made in it are
+    # bound to it. Blank for a caller without a session (the MHD API).
+    login_key: str = ""
 
 
 def caller_of(request: HttpRequest) -> Caller:
@@ -48,6 +52,7 @@ def caller_of(request: HttpRequest) -> Caller:
         authorizations=request_authorizations(request, user),
         actor=actor_of(request),
         where=point_of_care_of(request),
+        login_key=login_key_of(request),
     )
 
 

@@ -27,8 +27,10 @@ from typing import Any
 
 from django.conf import settings
 from django.contrib.sessions.backends import cached_db
+from django.contrib.sessions.backends.base import UpdateError
+from django.contrib.sessions.exceptions import SessionInterrupted
 from django.contrib.sessions.middleware import SessionMiddleware as DjangoSessionMiddleware
-from django.db import OperationalError
+from django.db import InterfaceError, OperationalError
 from django.http import HttpRequest, HttpResponse
 
 from pjd_portal.lib.errors import service_unavailable
@@ -127,12 +129,70 @@ class SessionStore(cached_db.SessionStore):
 
 
 class SessionMiddleware(DjangoSessionMiddleware):
-    """Django's, with a session that cannot be saved where every process reads it answered
-    by the 503 page (the save runs after the view, where no view's handler sees it)."""
+    """Django's, with a session that cannot be saved answered by the 503 page.
+
+    The save runs after the view, where no view's handler sees it. Django turns any
+    database error of that save into `UpdateError` and then `SessionInterrupted`, a
+    SuspiciousOperation, so a database restart would answer "400 Invalid request" to
+    whoever's session happened to be written (issue 17). An outage is told apart from the
+    case Django means (the row deleted meanwhile, by a logout in another tab) by the error
+    the save met; the original answer is closed, so a streamed document that never left
+    says so in the log (clinic/opening.py `Delivery`).
+    """
 
     def process_response(self, request: HttpRequest, response: HttpResponse) -> HttpResponse:
         try:
             return super().process_response(request, response)
         except SessionStoreUnavailable:
             logger.error("session not saved: the shared cache did not answer")
-            return service_unavailable(request, reason="database")
+            replaced = service_unavailable(request, reason="database")
+        except SessionInterrupted as exc:
+            if not _database_fault(exc):
+                raise  # the session ended in another request: Django's own answer
+            logger.error("session not saved: the database did not answer")
+            replaced = service_unavailable(request, reason="database")
+        _discard(response)
+        return replaced
+
+
+def _discard(response: HttpResponse) -> None:
+    """Close an answer that will never be sent: what `close()` does for its resources (a
+    streamed document's `Delivery` logs that it was not delivered), without announcing
+    the end of the request (`request_finished`), which comes with the answer sent instead."""
+
+    closers: list[Any] = getattr(response, "_resource_closers", [])
+    for closer in closers:
+        closer()
+    closers.clear()
+
+
+def save_now(request: HttpRequest) -> None:
+    """Write the session now if this request changed it (the activity stamp), instead of
+    after the view. For an open: once its event is committed, nothing but the bytes may
+    fail, so nothing that can fail (a session save during a database restart) may come
+    after it. A database error is the 503 page as anywhere in a view; a session ended
+    meanwhile in another request is Django's own answer (SessionInterrupted)."""
+
+    session = getattr(request, "session", None)
+    if session is None or not session.modified or session.is_empty():
+        return
+    try:
+        session.save()
+    except UpdateError as exc:
+        if _database_fault(exc):
+            raise OperationalError("session not saved") from exc
+        raise SessionInterrupted("The request's session was deleted before the request completed.") from exc
+    session.modified = False
+
+
+def _database_fault(exc: BaseException) -> bool:
+    """Whether an OperationalError or InterfaceError is among the causes of `exc`."""
+
+    seen: BaseException | None = exc
+    for _ in range(10):
+        if seen is None:
+            return False
+        if isinstance(seen, (OperationalError, InterfaceError)):
+            return True
+        seen = seen.__cause__ or seen.__context__
+    return False

@@ -14,6 +14,7 @@ public session-expired page (for htmx an `HX-Redirect`, for JSON clients a 401).
 from __future__ import annotations
 
 import logging
+import secrets
 import time
 from collections.abc import Callable
 from typing import Any
@@ -42,6 +43,10 @@ GetResponse = Callable[[HttpRequest], HttpResponse]
 
 SESSION_LOGIN_AT_KEY = "pjd_login_at"
 SESSION_ACTIVITY_AT_KEY = "pjd_activity_at"
+# A random key made at each login: the handles and attests of that login carry it
+# (access/handles.py), so that none of them opens anything after a logout and a new login
+# of the same person, though the person, organisation and hour are the same.
+SESSION_LOGIN_KEY_KEY = "pjd_login_key"
 BACKGROUND_HEADER = "X-PJD-Background"
 
 REASON_IDLE = "idle"
@@ -115,6 +120,15 @@ def stamp_login(sender: Any, request: HttpRequest | None, user: Any, **kwargs: A
     now = now_seconds()
     request.session[SESSION_LOGIN_AT_KEY] = now
     request.session[SESSION_ACTIVITY_AT_KEY] = now
+    request.session[SESSION_LOGIN_KEY_KEY] = secrets.token_hex(16)
+
+
+def login_key_of(request: HttpRequest) -> str:
+    """This login's key (see SESSION_LOGIN_KEY_KEY); blank without a session."""
+
+    session = getattr(request, "session", None)
+    value = session.get(SESSION_LOGIN_KEY_KEY, "") if session is not None else ""
+    return value if isinstance(value, str) else ""
 
 
 def background_view(view: Callable[..., HttpResponse]) -> Callable[..., HttpResponse]:

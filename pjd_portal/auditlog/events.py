@@ -39,6 +39,9 @@ class Outcome(models.TextChoices):
     DENIED = "denied", _("Denied")
     NOT_FOUND = "not_found", _("Not found")
     INVALID = "invalid", _("Invalid input")
+    # Granted and started, but the answer broke off before its last byte left (the client
+    # went away, the connection or a source failed): a second event after the granted one.
+    INTERRUPTED = "interrupted", _("Opened, but not delivered in full")
 
 
 class Balp:
@@ -256,7 +259,8 @@ DOCUMENT_OPEN = EventKind(
     "document_open",
     _("Document opened"),
     Balp.PATIENT_READ,
-    _REMOTE_DOCUMENT | {"document_id", "unavailable", "rendering"} | _VISIT,
+    # delivered_bytes: how much of it left before an open was interrupted.
+    _REMOTE_DOCUMENT | {"document_id", "unavailable", "rendering", "delivered_bytes"} | _VISIT,
     carries_document=True,
     contact=True,
     carries_patient=True,

@@ -19,15 +19,29 @@ its own request, and so does one not committed within AUDIT_WRITE_TIMEOUT.
 
 Only events written outside any transaction come here (audit/services.py decides): an
 event inside a transaction must commit or roll back with the work it describes.
+
+A COMMIT whose answer is lost (the database killed just after it, as in a crash restart)
+leaves its events in doubt: maybe written. So the retry on a fresh connection first asks
+which of the batch's events are in the log already (by `event_id`), answers those as
+committed and writes only the rest; nothing is written twice, and no request is told
+"failed" about an event the log holds. Events still in doubt when the retry fails too
+(the database not back yet) are kept, and asked about again before the next batch; any
+that turn out committed while their request answered the 503 page, and any committed
+after their request stopped waiting, were never acted on: a granted `document_open` among
+them gets its second event, `interrupted` (`not_delivered`, `answer_not_sent`), so the
+log does not say a document was delivered when it was not (docs/operations.md#faults).
 """
 
 from __future__ import annotations
 
+import copy
+import datetime
 import logging
 import os
 import select
 import threading
 import time
+import uuid
 from collections import deque
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -37,10 +51,12 @@ import psycopg
 from django.conf import settings
 from django.db import InterfaceError, OperationalError, connections
 from django.db.backends.base.base import BaseDatabaseWrapper
+from django.db.models.base import ModelState
+from django.utils import timezone
 from psycopg.pq import ConnStatus, ExecStatus, TransactionStatus
 from psycopg.pq.abc import PGconn, PGresult
 
-from pjd_portal.auditlog import chain
+from pjd_portal.auditlog import chain, events
 from pjd_portal.auditlog.models import AccessEvent
 
 logger = logging.getLogger(__name__)
@@ -116,6 +132,11 @@ class GroupCommitter:
             oldest = self._queue[0].queued_at if self._queue else None
         since = [t for t in (oldest, self._committing_since) if t is not None]
         return now - min(since) if since else 0.0
+        # The writer thread's alone: events whose commit may or may not have happened
+        # while their request was told it failed (see the module's docstring).
+        self._in_doubt: list[AccessEvent] = []
+        # Second events to write with the next batch (nobody waits for them).
+        self._follow_ups: list[_Pending] = []
 
     # --- the requests' side ---------------------------------------------------------
 
@@ -146,6 +167,8 @@ class GroupCommitter:
         self._thread = None
         self._pid = os.getpid()
         self._local = threading.local()
+        self._in_doubt = []
+        self._follow_ups = []
 
     def _ensure_thread(self) -> None:
         if self._pid != os.getpid():  # a forked worker: the parent's thread is not here
@@ -175,16 +198,19 @@ class GroupCommitter:
         try:
             while True:
                 with self._cond:
-                    while not self._queue and not self._stopping:
+                    while not self._queue and not self._follow_ups and not self._stopping:
                         if not self._cond.wait(timeout=idle_close) and not self._queue:
                             # Idle: give the connection back (the database may restart,
                             # a test database be dropped); the next batch reconnects.
                             self._reset_connection()
-                    if not self._queue and self._stopping:
+                    if not self._queue and not self._follow_ups and self._stopping:
                         return
                     batch = [
                         self._queue.popleft() for _ in range(min(len(self._queue), settings.AUDIT_BATCH_MAX))
                     ]
+                self._resolve_in_doubt()
+                if self._follow_ups:
+                    batch, self._follow_ups = [*self._follow_ups, *batch], []
                 self._committing_since = min(p.queued_at for p in batch)
                 try:
                     self._write_batch(batch)
@@ -202,12 +228,14 @@ class GroupCommitter:
                 # A connection that died while idle, or a head someone else moved: once
                 # more, whole, on a fresh connection (which reloads the head).
                 try:
-                    self._commit(batch)
+                    self._commit(batch, maybe_written=True)
                 except Exception as again:  # noqa: BLE001
                     self._reset_connection()
                     if isinstance(again, (OperationalError, InterfaceError)):
                         # The database is not there: fail fast, one by one would only wait
-                        # out the connect timeout for each.
+                        # out the connect timeout for each. The first COMMIT may have
+                        # happened: in doubt until asked.
+                        self._doubt(batch)
                         self._answer(batch, again)
                         return
                     exc = again
@@ -232,13 +260,63 @@ class GroupCommitter:
         else:
             self._answer(batch, None)
 
-    def _commit(self, batch: list[_Pending]) -> None:
+    def _commit(self, batch: list[_Pending], *, maybe_written: bool = False) -> None:
+        """Write the batch and commit. `maybe_written`: an earlier COMMIT of it may have
+        happened (its answer lost); the events in the log already are not written again."""
+
         conn = connections[self.alias]
         with conn.wrap_database_errors:
             head = self._head_for(conn)
-            _append(conn, head, [p.event for p in batch], [p.content for p in batch])
+            if maybe_written:
+                found = _committed(conn, [p.event for p in batch])
+                for pending in batch:
+                    pk = found.get(str(pending.event.event_id))
+                    if pk is not None:
+                        _mark_saved(pending.event, pk, conn.alias)
+                batch = [p for p in batch if str(p.event.event_id) not in found]
+            if batch:
+                _append(conn, head, [p.event for p in batch], [p.content for p in batch])
         self.commits += 1
         self.events += len(batch)
+
+    def _doubt(self, batch: list[_Pending]) -> None:
+        self._in_doubt.extend(p.event for p in batch if p.event.event_type == events.DOCUMENT_OPEN.name)
+        del self._in_doubt[:-IN_DOUBT_MAX]
+
+    def _resolve_in_doubt(self) -> None:
+        """Ask which events in doubt are in the log; those were never acted on (their
+        request answered 503): a second event says so. Kept while the database cannot say."""
+
+        if not self._in_doubt:
+            return
+        conn = connections[self.alias]
+        try:
+            with conn.wrap_database_errors:
+                conn.ensure_connection()
+                found = _committed(conn, self._in_doubt)
+        except Exception as exc:  # noqa: BLE001 - still down: asked again before the next batch
+            logger.warning("audit writer: events in doubt not resolved yet (%s)", type(exc).__name__)
+            self._reset_connection()
+            return
+        committed = [e for e in self._in_doubt if str(e.event_id) in found]
+        self._in_doubt = []
+        for event in committed:
+            self._not_delivered(event, "answer_not_sent")
+
+    def _not_delivered(self, event: AccessEvent, why: str) -> None:
+        """A granted open that is in the log although its request never sent the document."""
+
+        if event.event_type != events.DOCUMENT_OPEN.name or event.outcome != events.Outcome.GRANTED:
+            return
+        logger.error("audit writer: open %s committed but not delivered (%s)", event.event_id, why)
+        follow_up = _second_event(event, why)
+        try:
+            pending = _Pending(follow_up)
+        except (TypeError, ValueError):
+            logger.exception("audit writer: the second event of open %s could not be made", event.event_id)
+            return
+        pending.abandoned = True  # nobody waits for it
+        self._follow_ups.append(pending)
 
     def _head_for(self, conn: BaseDatabaseWrapper) -> _Head:
         """This connection's own chain: claimed (advisory lock) when the connection is new."""
@@ -284,15 +362,59 @@ class GroupCommitter:
         self._local.head = None
         self._local.connection = None
 
-    @staticmethod
-    def _answer(batch: list[_Pending], error: BaseException | None) -> None:
+    def _answer(self, batch: list[_Pending], error: BaseException | None) -> None:
         if error is not None:
             # The fact, never the content (an event may carry a national id).
             logger.error("audit write failed: %s", type(error).__name__)
         for pending in batch:
             if error is not None:
                 pending.event.pk = None
+            elif pending.abandoned:
+                # Committed after its request stopped waiting and answered the 503 page.
+                self._not_delivered(pending.event, "answer_not_sent")
             pending.answer(error)
+
+
+IN_DOUBT_MAX = 10_000  # events in doubt kept per process (the newest)
+
+
+def _committed(conn: BaseDatabaseWrapper, events_: list[AccessEvent]) -> dict[str, int]:
+    """Which of these events are in the log: their event_id to their id."""
+
+    if not events_:
+        return {}
+    times = [e.occurred_at for e in events_]
+    slack = datetime.timedelta(seconds=1)
+    with conn.cursor() as cursor:
+        cursor.execute(
+            "SELECT event_id::text, id FROM audit_accessevent "
+            "WHERE event_id = ANY(%s::uuid[]) AND occurred_at BETWEEN %s AND %s",
+            [[str(e.event_id) for e in events_], min(times) - slack, max(times) + slack],
+        )
+        return {event_id: int(pk) for event_id, pk in cursor.fetchall()}
+
+
+def _mark_saved(event: AccessEvent, pk: int, alias: str) -> None:
+    event.pk = pk
+    event._state.adding = False
+    event._state.db = alias
+
+
+def _second_event(event: AccessEvent, why: str) -> AccessEvent:
+    """The `interrupted` event after a granted open that was never delivered: the same
+    clinician, patient, attest and document, now."""
+
+    follow_up = copy.copy(event)
+    follow_up._state = ModelState()
+    follow_up.pk = None
+    follow_up.event_id = uuid.uuid4()
+    follow_up.occurred_at = timezone.now()
+    follow_up.outcome = events.Outcome.INTERRUPTED
+    follow_up.reason_code = "not_delivered"
+    follow_up.flagged_for_review = False
+    follow_up.details = {**(event.details or {}), "delivered_bytes": 0, "unavailable": why}
+    follow_up.chain, follow_up.chain_seq, follow_up.prev_hash, follow_up.entry_hash = 0, 0, "", ""
+    return follow_up
 
 
 # Migrations 0013/0014. Prepared by name on each new connection and run straight through
@@ -373,9 +495,7 @@ def _append(
     ids = {result.get_value(i, 1): int(result.get_value(i, 0) or 0) for i in range(result.ntuples)}
     head.seq, head.last_hash = seq, last
     for event in events:
-        event.pk = ids[str(event.event_id).encode()]
-        event._state.adding = False
-        event._state.db = conn.alias
+        _mark_saved(event, ids[str(event.event_id).encode()], conn.alias)
 
 
 _committer = GroupCommitter()

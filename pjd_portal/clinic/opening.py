@@ -14,7 +14,11 @@ decision on it, what its events name, how its bytes are got and what the page sh
 3. the bytes are rendered (`rendering.prepare`); content that cannot be had is a second
    `document_open` event, `not_found`, and the 503 page of a failing source; content
    that cannot be shown (or whose rendering crashed) is a second event, `invalid`, and
-   the page that says why; so the log never claims a document was shown when it was not.
+   the page that says why; so the log never claims a document was shown when it was not;
+4. a streamed answer that does not reach its end (the client gone, the connection broken,
+   the answer replaced before it started) is a second event, `interrupted`, with the bytes
+   that left (`Delivery`); whatever else the request writes (the session) is written
+   before the granted event, so that after it only the bytes can fail.
 """
 
 from __future__ import annotations
@@ -37,6 +41,7 @@ from django.shortcuts import render
 from pjd_portal.access import policy
 from pjd_portal.access.services import PatientAccess
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
+from pjd_portal.accounts.session_store import save_now
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.actor import Actor, PointOfCare
 from pjd_portal.auditlog.events import Detail, Outcome
@@ -194,17 +199,78 @@ def not_sent(access: PatientAccess, opening: Opening, who: Who, reason_code: str
     _record(who, _not_shown(access, opening, Outcome.INVALID, reason_code), committed=True)
 
 
-def streamed(access: PatientAccess, opening: Opening, who: Who, chunks: Iterator[bytes]) -> Iterator[bytes]:
-    """The bytes as they are sent once the answer has started: a source that breaks off
-    can only end the answer early, but the second event (`not_found`) says it did."""
+def streamed(access: PatientAccess, opening: Opening, who: Who, chunks: Iterator[bytes]) -> Delivery:
+    """The bytes as they are sent once the answer has started (`Delivery`)."""
 
-    try:
-        yield from chunks
-    except (ContentUnavailable, SourceError) as exc:
+    return Delivery(access, opening, who, chunks)
+
+
+class Delivery:
+    """An open's bytes as the server sends them, and the log told when they did not all leave.
+
+    The granted event is committed before the first byte (the rule comes first); whether
+    the answer then reached its end is only known here. The server takes one chunk after
+    the other and calls `close()` when it is done or gives up (the client went away, the
+    connection broke, a middleware replaced the answer before it started). Closed before
+    the last chunk was taken, the open gets a second event, outcome `interrupted` with the
+    bytes that left, so the log never says a document was delivered when it was not. A
+    source that breaks off mid-document ends the answer early, with its own second event
+    (`not_found`, as before). When the second event cannot be written either (the database
+    went away with the connection), the error line says which open it was.
+    """
+
+    def __init__(self, access: PatientAccess, opening: Opening, who: Who, chunks: Iterator[bytes]) -> None:
+        self._access = access
+        self._opening = opening
+        self._who = who
+        self._chunks = iter(chunks)
+        self._sent = 0
+        self._finished = False  # the last chunk was taken, or the second event is written
+
+    def __iter__(self) -> Delivery:
+        return self
+
+    def __next__(self) -> bytes:
         try:
-            broke_off(access, opening, who, exc)
+            chunk = next(self._chunks)
+        except StopIteration:
+            self._finished = True
+            raise
+        except (ContentUnavailable, SourceError) as exc:
+            self._finished = True
+            try:
+                broke_off(self._access, self._opening, self._who, exc)
+            except AuditWriteFailed:
+                logger.exception(
+                    "document %s broke off and its event could not be written", self._opening.label
+                )
+            raise StopIteration from None
+        self._sent += len(chunk)
+        return chunk
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
+        if self._finished:
+            return
+        self._finished = True
+        logger.warning("document %s interrupted after %d bytes", self._opening.label, self._sent)
+        event = _event(
+            events.DOCUMENT_OPEN,
+            self._access,
+            self._opening.opened_as,
+            outcome=Outcome.INTERRUPTED,
+            reason_code="not_delivered",
+            extra={"delivered_bytes": self._sent},
+        )
+        try:
+            _record(self._who, event, committed=True)
         except AuditWriteFailed:
-            logger.exception("document %s broke off and its event could not be written", opening.label)
+            logger.error(
+                "document %s was logged as opened, not delivered, and that could not be logged",
+                self._opening.label,
+            )
 
 
 def open_document(
@@ -214,6 +280,9 @@ def open_document(
     where a rendered document is shown (the document page, or the viewer pane)."""
 
     who = who_of(request)
+    # What the request would write after the view (the session's activity stamp) is
+    # written before the event: after it, only the bytes are left to fail (`Delivery`).
+    save_now(request)
     try:
         admit(access, opening, who)
     except Refused:
@@ -227,7 +296,8 @@ def open_document(
         _record(who, _not_shown(access, opening, Outcome.NOT_FOUND, exc.reason_code))
         return service_unavailable(request, reason="source")
     if isinstance(rendered, rendering.PdfStream):
-        # A source that breaks off mid-document ends the answer early; the log says so.
+        # An answer that does not reach its end (a source breaking off, the client gone)
+        # gets its second event (`Delivery`).
         rendered = replace(rendered, chunks=streamed(access, opening, who, rendered.chunks))
         return pdf_response(rendered, opening.filename, opening.filename_utf8)
     context = {**page.context, "document": opening.shown_as, "view": rendered, "handle": access.lookup.handle}

@@ -4,10 +4,12 @@ from __future__ import annotations
 
 import sys
 
-from django.db import InterfaceError, OperationalError
+from django.db import DatabaseError, InterfaceError
 from django.http import HttpRequest, HttpResponse
 from django.template.loader import render_to_string
 from django.utils.translation import gettext as _
+
+from pjd_portal.auditlog.services import AuditWriteFailed
 
 
 def _render(request: HttpRequest, *, status: int, title: str, message: str) -> HttpResponse:
@@ -103,10 +105,13 @@ def method_not_allowed(request: HttpRequest) -> HttpResponse:
 
 
 def server_error(request: HttpRequest) -> HttpResponse:
-    # A database fault can surface outside any view (e.g. the session middleware saving
-    # the session on the way out), where DatabaseUnavailableMiddleware cannot see it.
+    # A database fault can surface outside any view (the authentication middleware loading
+    # the user, the session timeout's check, the session saved on the way out), where
+    # DatabaseUnavailableMiddleware cannot see it: the same 503 page as in a view.
     exception = sys.exc_info()[1]
-    if isinstance(exception, (OperationalError, InterfaceError)):
+    if isinstance(exception, AuditWriteFailed):
+        return service_unavailable(request, reason="audit")
+    if isinstance(exception, (DatabaseError, InterfaceError)):
         return service_unavailable(request, reason="database")
     return _render(
         request,

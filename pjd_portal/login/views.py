@@ -9,7 +9,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext as _
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from pjd_portal.access import policy, selectors
+from pjd_portal.access import handles, policy, selectors
 from pjd_portal.accounts import keys, provider
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.caller import caller_of
@@ -23,6 +23,7 @@ from pjd_portal.accounts.context import (
 )
 from pjd_portal.accounts.models import Role
 from pjd_portal.accounts.provider import provider_logout
+from pjd_portal.accounts.sessions import login_key_of
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
@@ -54,8 +55,12 @@ def logout(request: HttpRequest) -> HttpResponse:
     """End the session here and at the identity provider (RP-initiated logout)."""
 
     id_token = request.session.get("oidc_id_token")
+    login_key = login_key_of(request)
     try:
         if request.user.is_authenticated:
+            # This login's handles and attests end with it (bound to it already: ended
+            # here in their rows too, before the event that says the session ended).
+            handles.end_login(user_id=request.user.pk, login_key=login_key)
             record_event(
                 events.LOGOUT(outcome=Outcome.GRANTED),
                 actor=actor_of(request),

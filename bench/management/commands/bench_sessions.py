@@ -18,6 +18,7 @@ from __future__ import annotations
 import datetime
 import json
 import random
+import secrets
 import time
 import uuid
 from pathlib import Path
@@ -35,14 +36,14 @@ from pjd_portal.access.models import LookupPurpose, PatientLookup
 from pjd_portal.accounts.context import SESSION_ORG_KEY
 from pjd_portal.accounts.models import HprAuthorization, Organisation, Role, User
 from pjd_portal.accounts.roles import grant
-from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY, SESSION_LOGIN_AT_KEY
+from pjd_portal.accounts.sessions import SESSION_ACTIVITY_AT_KEY, SESSION_LOGIN_AT_KEY, SESSION_LOGIN_KEY_KEY
 from pjd_portal.documents.models import DocumentReference
 from pjd_portal.patients.models import Patient
 
 OIDC_BACKEND = settings.AUTHENTICATION_BACKENDS[0]
 
 
-def _session(user: User, organisation: Organisation) -> str:
+def _session(user: User, organisation: Organisation, login_key: str) -> str:
     now = int(time.time())
     session = SessionStore()
     session.update(
@@ -52,6 +53,7 @@ def _session(user: User, organisation: Organisation) -> str:
             HASH_SESSION_KEY: user.get_session_auth_hash(),
             SESSION_LOGIN_AT_KEY: now,
             SESSION_ACTIVITY_AT_KEY: now,
+            SESSION_LOGIN_KEY_KEY: login_key,
             SESSION_ORG_KEY: organisation.pk,
             "oidc_states": {},
             "oidc_login_next": None,
@@ -106,6 +108,7 @@ class Command(BaseCommand):
             user.save()
             grant(user, organisation, Role.CLINICIAN)
             # Each clinician its own stretch of patients: every (clinician, patient) once.
+            login_key = secrets.token_hex(16)  # as the login's (accounts/sessions.py stamp_login)
             chosen = [pool_patients[(index * pool + j) % len(pool_patients)][0] for j in range(pool)]
             handles = PatientLookup.objects.bulk_create(
                 PatientLookup(
@@ -115,10 +118,13 @@ class Command(BaseCommand):
                     purpose=LookupPurpose.CLINICAL,
                     created_at=now,
                     expires_at=expires,
+                    login_key=login_key,
                 )
                 for patient_id in chosen
             )
-            sessions.append({"key": _session(user, organisation), "pool": [str(h.handle) for h in handles]})
+            sessions.append(
+                {"key": _session(user, organisation, login_key), "pool": [str(h.handle) for h in handles]}
+            )
         documents = DocumentReference.objects.filter(patient=bench_patient)
         answer = {
             "cookie_name": settings.SESSION_COOKIE_NAME,
