@@ -51,7 +51,9 @@ def one_window(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def _lookups(world: Any, client: Client) -> int:
-    return AccessEvent.objects.filter(event_type=kinds.PATIENT_LOOKUP.name, organisation_orgnr=world.hospital.orgnr).count()
+    return AccessEvent.objects.filter(
+        event_type=kinds.PATIENT_LOOKUP.name, organisation_orgnr=world.hospital.orgnr
+    ).count()
 
 
 def _refusals() -> list[AccessEvent]:
@@ -119,7 +121,9 @@ def test_the_refusal_shows_as_a_signal_in_the_log_search(
         "rate_limited",
     )
     page = log_search.search_page(
-        staff(world.auditor, world.hospital), log_search.LogFilters(signal="rate_limited"), thresholds=thresholds
+        staff(world.auditor, world.hospital),
+        log_search.LogFilters(signal="rate_limited"),
+        thresholds=thresholds,
     )
     assert [row.event.pk for row in page.rows] == [event.pk]
 

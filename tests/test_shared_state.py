@@ -1,5 +1,5 @@
 """State every instance must share, tried with more than one process (docs/operations.md,
-"Several instances"): the cache (Redis in production, the database cache in the demo), the
+"More than one process"): the cache (Redis in production, the database cache in the demo), the
 citizen API's one-use assertion ids (PostgreSQL), the sources' circuit breakers and DPoP
 nonces (the cache), and the rate limits' counts (the cache).
 
@@ -179,7 +179,9 @@ def test_a_client_assertion_is_accepted_exactly_once_by_four_processes_at_once()
         "PJD_CITIZEN_PORTAL_JWKS": json.dumps(jwks),
     }
     for round_ in range(3):
-        token = jwt.encode({**claims, "jti": f"jti-{round_}-{uuid.uuid4()}"}, key, algorithm="RS256", headers={"kid": kid})
+        token = jwt.encode(
+            {**claims, "jti": f"jti-{round_}-{uuid.uuid4()}"}, key, algorithm="RS256", headers={"kid": kid}
+        )
         runs = [_start(env, "assertion", {"token": token, "audience": AUDIENCE}) for _ in range(4)]
         answers = [_answer(run) for run in runs]
         assert sorted(a["ok"] for a in answers) == [False, False, False, True], answers
@@ -212,7 +214,9 @@ def test_after_the_cooldown_only_one_process_makes_the_trial(shared_cache: dict[
 # --- DPoP to a source -------------------------------------------------------------------
 
 
-def test_a_dpop_nonce_one_process_was_given_is_the_one_every_process_sends(shared_cache: dict[str, str]) -> None:
+def test_a_dpop_nonce_one_process_was_given_is_the_one_every_process_sends(
+    shared_cache: dict[str, str],
+) -> None:
     name = f"https://kilde-{uuid.uuid4().hex[:8]}.example/fhir/R4"
     assert _run(shared_cache, "dpop_state", {"name": name}) == {"required": False, "nonce": None}
     _run(shared_cache, "dpop_learn", {"name": name, "nonce": "nonce-1"})
