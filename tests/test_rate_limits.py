@@ -6,6 +6,7 @@ count across processes is in tests/test_shared_state.py."""
 from __future__ import annotations
 
 import json
+import os
 import re
 import time
 import uuid
@@ -15,6 +16,7 @@ import jwt
 import pytest
 from cryptography.hazmat.primitives import serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
+from django.core.cache import caches
 from django.test import Client
 from django.utils import translation
 
@@ -128,8 +130,10 @@ def test_the_refusal_shows_as_a_signal_in_the_log_search(
     assert [row.event.pk for row in page.rows] == [event.pk]
 
 
+@pytest.mark.database_cache  # the demo's cache: the same counts, in the database
 @pytest.mark.django_db
 def test_the_hour_limit_refuses_as_well(world: Any, one_window: None, settings: Any) -> None:
+    assert type(caches["default"]).__name__ == "DatabaseCache" or os.environ.get("PJD_CACHE_URL")
     settings.RATE_LOOKUPS_PER_MINUTE = 0  # no minute limit
     settings.RATE_LOOKUPS_PER_HOUR = 3
     client = login(Client(), hospital_doctor(world), world.hospital)

@@ -27,9 +27,10 @@ from django.db import connection
 
 from pjd_portal.accounts.keys import public_jwks
 from pjd_portal.accounts.models import ClientAssertionUse
+from tests.builders import TEST_REDIS_URL, redis_up
 
 ROOT = Path(__file__).resolve().parent.parent
-REDIS_URL = "redis://127.0.0.1:6379/0"
+REDIS_URL = TEST_REDIS_URL
 CLIENT_ID = "innbyggerportal"
 AUDIENCE = "http://testserver/api/fhir/AuditEvent/_search"
 
@@ -87,15 +88,6 @@ elif action == "count":
 """
 
 
-def _redis_up() -> bool:
-    try:
-        import redis
-
-        return bool(redis.Redis.from_url(REDIS_URL, socket_connect_timeout=0.5).ping())
-    except Exception:  # noqa: BLE001 - any failure: not there
-        return False
-
-
 def _env(cache: str, prefix: str = "") -> dict[str, str]:
     env = {**os.environ, "DEBUG": "true", "PJD_ALLOW_SYNTHETIC_IDS": "true"}
     env.pop("PJD_CACHE_URL", None)
@@ -133,7 +125,7 @@ def shared_cache(request: pytest.FixtureRequest) -> dict[str, str]:
     database (SQLite's test database lives in this process's memory)."""
 
     if request.param == "redis":
-        if not _redis_up():
+        if not redis_up():
             if os.environ.get("CI") == "true":
                 pytest.fail(f"Redis at {REDIS_URL} is not reachable")
             pytest.skip("needs Redis at 127.0.0.1:6379")
@@ -149,6 +141,7 @@ def shared_cache(request: pytest.FixtureRequest) -> dict[str, str]:
 # --- the cache itself -----------------------------------------------------------------
 
 
+@pytest.mark.database_cache
 def test_without_redis_the_cache_is_the_database_cache_whose_table_migrate_makes(db: Any) -> None:
     if os.environ.get("PJD_CACHE_URL"):
         pytest.skip("this run is configured with Redis")

@@ -36,6 +36,10 @@ HALF_OPEN = "half_open"
 # Consecutive failures are forgotten after this long without another (and an opened state
 # after the cool-down and this long, when nothing asked the source since).
 MEMORY_SECONDS = 3600
+# A trial is held at least this long (or a cool-down, if longer): more than one exchange
+# with a source takes with its timeouts and retry, so no second process makes a trial
+# meanwhile; a process that died during its trial holds it no longer than that.
+TRIAL_SECONDS = 15.0
 
 
 class BreakerStorage(Protocol):
@@ -105,7 +109,7 @@ class CacheStorage:
         return float(value) if isinstance(value, int | float) else None
 
     def claim_trial(self, now: float, seconds: float) -> bool:
-        # One process wins the add; the claim ends by itself after a cool-down, so a
+        # One process wins the add; the claim ends by itself (TRIAL_SECONDS), so a
         # process that died during its trial does not keep the source closed off.
         try:
             return bool(cache.add(self._trial, now, timeout=max(1, int(seconds))))
@@ -171,7 +175,7 @@ class CircuitBreaker:
         now = self._clock()
         if now - opened < self.cooldown_seconds:
             return False
-        return self.storage.claim_trial(now, self.cooldown_seconds)
+        return self.storage.claim_trial(now, max(TRIAL_SECONDS, self.cooldown_seconds))
 
     def record_success(self) -> None:
         self.storage.close()
