@@ -16,7 +16,6 @@ from uuid import UUID
 
 from django.conf import settings
 from django.db import transaction
-from django.http import HttpRequest
 from django.utils import timezone
 
 from pjd_portal.access import handles, policy, selectors
@@ -48,15 +47,13 @@ def lookup_limits() -> tuple[rate_limits.Limit, ...]:
     )
 
 
-def lookup_rate_refusal(request: HttpRequest, *, caller: Caller) -> rate_limits.Refusal | None:
+def lookup_rate_refusal(*, caller: Caller) -> rate_limits.Refusal | None:
     """Count one patient lookup of this clinician (every organisation and instance alike:
     the count is on the shared cache); over a limit, the refusal, logged once per window as
     a `rate_limited` event. The caller is then told so and nothing is looked up."""
 
     key = str(caller.user.pk)
-    refusal = rate_limits.count_and_check(
-        request, group=LOOKUP_RATE_GROUP, caller=key, limits=lookup_limits()
-    )
+    refusal = rate_limits.count_and_check(group=LOOKUP_RATE_GROUP, caller=key, limits=lookup_limits())
     if refusal is not None and rate_limits.first_refusal(
         group=LOOKUP_RATE_GROUP, caller=key, refusal=refusal
     ):

@@ -171,7 +171,7 @@ def _rate_refusal(request: HttpRequest, client_id: str) -> HttpResponse | None:
         rate_limits.Limit(settings.RATE_CITIZEN_API_PER_MINUTE, "m"),
         rate_limits.Limit(settings.RATE_CITIZEN_API_PER_HOUR, "h"),
     )
-    refusal = rate_limits.count_and_check(request, group=RATE_GROUP, caller=client_id, limits=limits)
+    refusal = rate_limits.count_and_check(group=RATE_GROUP, caller=client_id, limits=limits)
     if refusal is None:
         return None
     if rate_limits.first_refusal(group=RATE_GROUP, caller=client_id, refusal=refusal):

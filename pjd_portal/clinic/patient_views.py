@@ -48,7 +48,7 @@ def patient_lookup(request: HttpRequest) -> HttpResponse:
     if entered is None:  # empty or too long: nothing looked up, nothing logged
         return render(request, "patients/lookup.html", {"form": form}, status=400)
     caller = caller_of(request)
-    refusal = lookup_rate_refusal(request, caller=caller)
+    refusal = lookup_rate_refusal(caller=caller)
     if refusal is not None:  # nothing looked up
         return _too_many_lookups(request, refusal.retry_after)
     result = lookup_patient(caller=caller, entered=entered)

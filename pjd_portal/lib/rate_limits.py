@@ -19,7 +19,6 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 
 from django.core.cache import cache
-from django.http import HttpRequest
 from django_ratelimit.core import get_usage
 
 logger = logging.getLogger(__name__)
@@ -49,12 +48,11 @@ class Refusal:
     retry_after: int
 
 
-def count_and_check(
-    request: HttpRequest, *, group: str, caller: str, limits: Sequence[Limit]
-) -> Refusal | None:
-    """Count this request against each limit of `group` for `caller`; the first limit it
+def count_and_check(*, group: str, caller: str, limits: Sequence[Limit]) -> Refusal | None:
+    """Count one request against each limit of `group` for `caller`; the first limit it
     is over, or None. `caller` is an opaque key (a user's id, a client id), never a
-    national id."""
+    national id. The count is by caller alone, for every method: django-ratelimit reads
+    the request only for keys and methods taken from it, so it is given none."""
 
     refusal: Refusal | None = None
     for limit in limits:
@@ -62,7 +60,7 @@ def count_and_check(
             continue
         try:
             usage = get_usage(
-                request,
+                None,
                 group=f"{group}.{limit.period}",
                 key=lambda _group, _request: caller,
                 rate=limit.rate,
