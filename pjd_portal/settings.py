@@ -94,6 +94,7 @@ INSTALLED_APPS = [
     "pjd_portal.notices",
     "django_tasks",
     "django_tasks_db",
+    "django_ratelimit",
 ]
 
 # The Server-Timing header on every answer (lib/middleware.py): on in development and tests,
@@ -388,33 +389,40 @@ MAX_XML_BYTES = envint("PJD_MAX_XML_BYTES", 5 * 1024 * 1024)
 if MAX_PDF_BYTES < 1 or MAX_XML_BYTES < 1:
     raise ImproperlyConfigured("PJD_MAX_PDF_BYTES and PJD_MAX_XML_BYTES must be positive.")
 # The cache every instance shares: remote sources' answers for a clinician's list, and the
-# claim that one request is asking a source (documents/remote.py). PJD_CACHE_URL is a
-# redis:// URL; without it the cache is this process's own, enough for the one-process
-# demo only (with more processes a source may be asked once per process, each time logged).
+# claim that one request is asking a source (documents/remote.py); the sources' circuit
+# breakers and DPoP nonces (documents/sources/); the rate limits' counts (lib/rate_limits.py).
+# PJD_CACHE_URL is a redis:// URL, as production has it. Without it the cache is a table in
+# the portal's own database (DatabaseCache; `migrate` makes its table: accounts migration 0011), so
+# that even the one-command demo shares its state between processes; slower than Redis, and
+# its counters are not atomic (a rate limit may let a few concurrent requests too many by),
+# which is why production uses Redis. Never a per-process cache: a breaker opened, a nonce
+# learnt or a limit counted in one process must hold in every other.
 CACHE_URL = os.environ.get("PJD_CACHE_URL", "")
 if CACHE_URL and not CACHE_URL.startswith(("redis://", "rediss://", "unix://")):
     raise ImproperlyConfigured("PJD_CACHE_URL must be a redis://, rediss:// or unix:// URL.")
+CACHE_TABLE = "pjd_cache"
 CACHES = {
     "default": {
         "BACKEND": "django_redis.cache.RedisCache",
         "LOCATION": CACHE_URL,
-        "KEY_PREFIX": "pjd",
+        "KEY_PREFIX": os.environ.get("PJD_CACHE_KEY_PREFIX", "pjd"),
         # A cache that does not answer must not hold a page: the list then asks its
         # sources in the page's own request (listing.list_page).
         "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
     }
     if CACHE_URL
-    else {"BACKEND": "django.core.cache.backends.locmem.LocMemCache", "LOCATION": "pjd"}
+    else {"BACKEND": "django.core.cache.backends.db.DatabaseCache", "LOCATION": CACHE_TABLE}
 }
 # Caches that hold their values in one process only: refused with DEBUG off (at the end).
 PER_PROCESS_CACHES = frozenset(
     {"django.core.cache.backends.locmem.LocMemCache", "django.core.cache.backends.dummy.DummyCache"}
 )
 # Sessions are read from the shared cache and written through to the database
-# (accounts/session_store.py): no database round trip on most requests. A per-process
-# cache must not hold them (a logout in one process would leave the session alive in the
-# others), so without PJD_CACHE_URL the database alone holds them, except under DEBUG
-# (the one-process development server and the tests).
+# (accounts/session_store.py): no database round trip on most requests. The cache must be
+# one every process shares (a logout in one process must end the session in the others):
+# Redis in production. On the database cache a cached copy would be one more database
+# read, not one fewer, so without PJD_CACHE_URL the database alone holds them, except under
+# DEBUG (the development server and the tests, where the store itself is what is tested).
 SESSION_ENGINE = (
     "pjd_portal.accounts.session_store" if CACHE_URL or DEBUG else "django.contrib.sessions.backends.db"
 )
@@ -516,6 +524,30 @@ CITIZEN_PORTAL_CLIENT_ID = os.environ.get("PJD_CITIZEN_PORTAL_CLIENT_ID", "")
 CITIZEN_PORTAL_JWKS = os.environ.get("PJD_CITIZEN_PORTAL_JWKS", "")
 CLIENT_ASSERTION_MAX_LIFETIME_SECONDS = 300  # `exp` at most five minutes ahead
 CLIENT_ASSERTION_LEEWAY_SECONDS = envint("PJD_CLIENT_ASSERTION_LEEWAY_SECONDS", 30)
+
+# --- Rate limits (lib/rate_limits.py), counted on the shared cache --------------------
+# A clinician's patient lookups, and the citizen portal's calls of the patient's log API,
+# per minute and per hour (0: no limit in that window). Over a limit the request is
+# refused before anything is looked up: a Norwegian page (429, Retry-After) for the
+# clinician, a FHIR OperationOutcome (429) for the client; the refusal is an access event
+# of its own (rate_limited) and a risk signal in the log review.
+RATE_LOOKUPS_PER_MINUTE = envint("PJD_RATE_LOOKUPS_PER_MINUTE", 30)
+RATE_LOOKUPS_PER_HOUR = envint("PJD_RATE_LOOKUPS_PER_HOUR", 300)
+RATE_CITIZEN_API_PER_MINUTE = envint("PJD_RATE_CITIZEN_API_PER_MINUTE", 600)
+RATE_CITIZEN_API_PER_HOUR = envint("PJD_RATE_CITIZEN_API_PER_HOUR", 20000)
+for _name in (
+    "RATE_LOOKUPS_PER_MINUTE",
+    "RATE_LOOKUPS_PER_HOUR",
+    "RATE_CITIZEN_API_PER_MINUTE",
+    "RATE_CITIZEN_API_PER_HOUR",
+):
+    if globals()[_name] < 0:
+        raise ImproperlyConfigured(f"PJD_{_name} must be 0 (no limit) or more.")
+RATELIMIT_USE_CACHE = "default"
+# django-ratelimit refuses the database cache (its counter is not atomic). The demo counts
+# on it all the same: there a burst of concurrent requests may get a few past the limit;
+# production counts on Redis, atomically, and this check stays on there.
+SILENCED_SYSTEM_CHECKS = [] if CACHE_URL else ["django_ratelimit.E003", "django_ratelimit.W001"]
 
 # --- EPJ systems: the launch and the MHD API (docs/epj.md) ----------------------------
 # Their HelseID access tokens: DPoP-bound JWTs for this audience and scope, from one of
@@ -679,12 +711,14 @@ if not DEBUG:
     ):
         if _url and not _url.startswith("https://") and not (TEST_ENVIRONMENT and _loopback(_url)):
             raise ImproperlyConfigured(f"{_name} must be an https:// URL when DEBUG is off, got {_url!r}.")
-    # One-use values (a citizen-portal assertion's jti, claims on a source) and sessions'
-    # copies live in the default cache: one per process lets each worker accept a replay.
-    if CACHES["default"]["BACKEND"] in PER_PROCESS_CACHES:
+    # The breakers, DPoP nonces, rate-limit counts and sessions' copies live in the default
+    # cache. A per-process one lets each worker keep its own; the database cache (the demo's
+    # fallback) is shared but its counters are not atomic (django-ratelimit refuses it) and
+    # each read is a database round trip: production runs on Redis.
+    if CACHES["default"]["BACKEND"] in PER_PROCESS_CACHES or not CACHE_URL:
         raise ImproperlyConfigured(
             "PJD_CACHE_URL must name the shared Redis (redis://host:6379/0) when DEBUG is off: "
-            "a per-process cache lets every worker accept the same one-use value."
+            "a per-process or database cache does not count atomically across instances."
         )
     if (
         TEST_IDENTITIES_ENABLED or ALLOW_SYNTHETIC_IDS or "pjd-test-epj" in EPJ_CLIENTS

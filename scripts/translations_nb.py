@@ -9,6 +9,12 @@ from __future__ import annotations
 import sys
 
 NB = {
+    # Rate limits (issue 17): the clinician's page, the event type and the risk signal.
+    "Too many lookups": "For mange oppslag",
+    "You have looked up more patients in a short time than the portal allows. This lookup was not made and nothing was changed. You can look up patients again in about %(minutes)d min. The stop is logged and may be reviewed.": "Du har slått opp flere pasienter på kort tid enn portalen tillater. Dette oppslaget ble ikke gjort, og ingenting ble endret. Du kan slå opp pasienter igjen om omtrent %(minutes)d min. Stoppet er logget og kan bli kontrollert.",
+    "Refused: too many requests": "Avvist: for mange forespørsler",
+    "Too many lookups in a short time": "For mange oppslag på kort tid",
+    "The clinician looked up more patients than the portal allows in a short time and was stopped. Check what the lookups before it were for.": "Klinikeren slo opp flere pasienter på kort tid enn portalen tillater, og ble stoppet. Kontroller hva oppslagene før stoppet gjaldt.",
     "Document shown in the viewer": "Dokument vist i visningen",
     # The patient card, the bases explained, the emergency opening's two steps (issue 13).
     "You are the patient's fastlege, or you give care in the emergency chain or specialist care: no consent is needed (kjernejournalforskriften).": "Du er pasientens fastlege, eller du yter helsehjelp i akuttkjeden eller spesialisthelsetjenesten: samtykke trengs ikke (kjernejournalforskriften).",

@@ -65,6 +65,8 @@ from pjd_portal.documents.sources.mhd import MhdSourceClient
 from pjd_portal.patients.models import Gender, Patient
 
 __all__ = [
+    "TEST_REDIS_URL",
+    "redis_up",
     "CATEGORY_SYSTEM",
     "FAKE_PDF",
     "LIST_PATIENT_ID",
@@ -662,3 +664,19 @@ def document_reference(subject: dict[str, Any]) -> dict[str, Any]:
         "category": [{"coding": [{"system": CATEGORY_SYSTEM, "code": "A00-1"}]}],
         "content": [{"attachment": {"contentType": "application/pdf", "url": "Binary/b1"}}],
     }
+
+
+# --- the shared cache -------------------------------------------------------------------
+
+TEST_REDIS_URL = "redis://127.0.0.1:6379/0"
+
+
+def redis_up() -> bool:
+    """Is the test Redis there (CI starts it: .ci/run)?"""
+
+    import redis
+
+    try:
+        return bool(redis.Redis.from_url(TEST_REDIS_URL, socket_connect_timeout=0.5).ping())
+    except redis.RedisError:
+        return False

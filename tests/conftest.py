@@ -11,6 +11,7 @@ import shutil
 import socket
 import subprocess
 import time
+import uuid
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any
@@ -26,11 +27,13 @@ from tests import fhirserver
 from tests.builders import (
     LIST_PATIENT_ID,
     OTHER_PATIENT_ID,
+    TEST_REDIS_URL,
     World,
     add_auditor,
     build_world,
     login,
     login_as,
+    redis_up,
     set_audit_triggers,
     synthetic_id,
 )
@@ -99,6 +102,32 @@ def legevakt_auditor(world: World) -> User:
     """A second auditor, of the legevakt."""
 
     return add_auditor(world.legevakt)
+
+
+@pytest.fixture(autouse=True)
+def _shared_cache(request: Any, settings: Any) -> None:
+    """Each test on a shared cache of its own: Redis, as production has it, under a key
+    prefix no other test (or process of another run) uses. The database cache the settings
+    choose without PJD_CACHE_URL is shared too, but within a test's transaction only this
+    connection sees what it wrote, and the document sources' threads (other connections)
+    would wait on its rows or keep a breaker another test opened. Tests marked
+    `database_cache` keep it (tests/test_shared_state.py tries it across processes). Under
+    CI Redis must be there; elsewhere without it the database cache serves."""
+
+    if request.node.get_closest_marker("database_cache") or os.environ.get("PJD_CACHE_URL"):
+        return
+    if not redis_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"CI=true but Redis at {TEST_REDIS_URL} is not reachable")
+        return
+    settings.CACHES = {
+        "default": {
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": TEST_REDIS_URL,
+            "KEY_PREFIX": f"pjd-test-{uuid.uuid4().hex[:12]}",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
 
 
 @pytest.fixture(autouse=True)

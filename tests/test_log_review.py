@@ -755,6 +755,25 @@ def test_attempts_by_a_blocked_clinician(world):
     assert "blocked_clinician" not in signals[reserved.pk]
 
 
+def test_a_clinician_stopped_by_the_lookup_rate_limit(world):
+    doctor = hospital_doctor(world)
+    stopped = record(
+        world,
+        T0,
+        kinds.RATE_LIMITED.name,
+        Outcome.DENIED,
+        user=doctor,
+        org=world.hospital,
+        reason_code="lookup_rate_limited",
+        limit=30,
+        period="m",
+    )
+    looked_up = record(world, T0, user=doctor, org=world.hospital, patient=world.patient)
+    signals = signals_by_event(world)
+    assert signals[stopped.pk] == ("rate_limited",)
+    assert "rate_limited" not in signals[looked_up.pk]
+
+
 def test_a_benign_access_raises_no_signal_at_all(world):
     doc = add_document(world)
     benign = record(

@@ -12,8 +12,10 @@ two more (BEGIN and COMMIT): none of these views opens one.
 
 from __future__ import annotations
 
+import os
 import re
 import time
+import uuid
 from typing import Any
 
 import pytest
@@ -32,10 +34,12 @@ from pjd_portal.documents.models import DocumentContent
 from pjd_portal.documents.store import STORE_READ_BYTES
 from tests.builders import (
     LIST_PATIENT_ID,
+    TEST_REDIS_URL,
     add_document,
     login,
     look_up_patient,
     lookup_and_attest,
+    redis_up,
     revoke_roles,
 )
 
@@ -89,6 +93,27 @@ def measured(send: Any) -> tuple[Any, int]:
         if getattr(response, "streaming", False):
             b"".join(response.streaming_content)
     return response, round_trips(ctx.captured_queries, AccessEvent.objects.count() - before)
+
+
+@pytest.fixture(autouse=True)
+def _on_redis(settings: Any) -> None:
+    """The cache production has (Redis, PJD_CACHE_URL), under a key prefix of this test's
+    own: the budget counts the database's round trips, and the database cache the tests
+    otherwise use (the demo's, without Redis) would put every session read among them."""
+
+    if not redis_up():
+        if os.environ.get("CI") == "true":
+            pytest.fail(f"Redis at {TEST_REDIS_URL} is not reachable")
+        pytest.skip("needs Redis at 127.0.0.1:6379")
+    settings.CACHES = {
+        "default": {
+            **settings.CACHES["default"],
+            "BACKEND": "django_redis.cache.RedisCache",
+            "LOCATION": TEST_REDIS_URL,
+            "KEY_PREFIX": f"pjd-test-{uuid.uuid4().hex[:12]}",
+            "OPTIONS": {"SOCKET_CONNECT_TIMEOUT": 0.5, "SOCKET_TIMEOUT": 0.5},
+        }
+    }
 
 
 @pytest.fixture(autouse=True)

@@ -790,7 +790,9 @@ def test_a_refused_search_without_javascript_is_logged_per_source_too(
     assert (refused.outcome, refused.reason_code) == ("not_found", "source_search_refused")
 
 
-@pytest.mark.django_db
+# Committed: the answer is kept from another thread, through the cache every process shares
+# (the database cache here, which another connection sees only once written).
+@pytest.mark.django_db(transaction=True)
 def test_a_request_already_asking_a_source_is_waited_for_not_repeated(
     remote_world: Any, as_fastlege: Client, bergen: FhirServer
 ) -> None:

@@ -24,6 +24,7 @@ from pjd_portal.accounts.caller import Caller
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Detail, Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed, record_event
+from pjd_portal.lib import rate_limits
 from pjd_portal.notices import services as notices
 from pjd_portal.patients.lookup import find_patient
 from pjd_portal.patients.models import Patient
@@ -34,6 +35,41 @@ from pjd_portal.patients.national_id import InvalidNationalId, NationalId
 class LookupResult:
     lookup: PatientLookup | None
     error_code: str = ""
+
+
+LOOKUP_RATE_GROUP = "pjd.lookups"
+
+
+def lookup_limits() -> tuple[rate_limits.Limit, ...]:
+    return (
+        rate_limits.Limit(settings.RATE_LOOKUPS_PER_MINUTE, "m"),
+        rate_limits.Limit(settings.RATE_LOOKUPS_PER_HOUR, "h"),
+    )
+
+
+def lookup_rate_refusal(*, caller: Caller) -> rate_limits.Refusal | None:
+    """Count one patient lookup of this clinician (every organisation and instance alike:
+    the count is on the shared cache); over a limit, the refusal, logged once per window as
+    a `rate_limited` event. The caller is then told so and nothing is looked up."""
+
+    key = str(caller.user.pk)
+    refusal = rate_limits.count_and_check(group=LOOKUP_RATE_GROUP, caller=key, limits=lookup_limits())
+    if refusal is not None and rate_limits.first_refusal(
+        group=LOOKUP_RATE_GROUP, caller=key, refusal=refusal
+    ):
+        record_event(
+            events.RATE_LIMITED(
+                outcome=Outcome.DENIED,
+                reason_code="lookup_rate_limited",
+                limit=refusal.limit.count,
+                period=refusal.limit.period,
+                retry_after=refusal.retry_after,
+                channel="portal",
+            ),
+            actor=caller.actor,
+            where=caller.where,
+        )
+    return refusal
 
 
 def lookup_patient(

@@ -5,14 +5,17 @@ own private key (RS256), checked against the client's public keys (a JWKS from s
 `iss` and `sub` are the client id, `aud` is the absolute URL of the endpoint called,
 `exp` at most five minutes ahead, and a `jti` used once. Nothing else is accepted: no
 `alg: none`, no HMAC (which would turn a public key into a shared secret), no other key
-types, no token without one of those claims, no token seen before.
+types, no token without one of those claims, no token seen before (by any instance: the
+`jti` is recorded in PostgreSQL, ClientAssertionUse, whose primary key refuses a second use).
 """
 
 from __future__ import annotations
 
+import datetime
 import hashlib
 import json
 import logging
+import secrets
 import time
 from dataclasses import dataclass
 from pathlib import Path
@@ -20,8 +23,11 @@ from typing import Any
 
 import jwt
 from django.conf import settings
-from django.core.cache import cache
+from django.db import IntegrityError, transaction
 from django.http import HttpRequest
+from django.utils import timezone
+
+from pjd_portal.accounts.models import ClientAssertionUse
 
 logger = logging.getLogger(__name__)
 
@@ -170,9 +176,23 @@ def authenticate_client(request: HttpRequest, *, audience: str) -> ClientAsserti
         max_lifetime=settings.CLIENT_ASSERTION_MAX_LIFETIME_SECONDS,
         leeway=settings.CLIENT_ASSERTION_LEEWAY_SECONDS,
     )
-    # One use per jti: kept until the token could no longer be accepted anyway.
-    keep = max(1, assertion.expires_at + settings.CLIENT_ASSERTION_LEEWAY_SECONDS - int(time.time()))
-    digest = hashlib.sha256(f"{client_id}\n{assertion.jti}".encode()).hexdigest()
-    if not cache.add(f"pjd:client-jti:{digest}", 1, timeout=keep):
-        raise ClientAuthenticationFailed("replayed")
+    _use_once(client_id, assertion)
     return assertion
+
+
+def _use_once(client_id: str, assertion: ClientAssertion) -> None:
+    """Record the `jti`, or refuse it as replayed: one row per use, in the database every
+    instance writes to, kept until the token could no longer be accepted anyway."""
+
+    expires = assertion.expires_at + settings.CLIENT_ASSERTION_LEEWAY_SECONDS
+    digest = hashlib.sha256(f"{client_id}\n{assertion.jti}".encode()).hexdigest()
+    try:
+        with transaction.atomic():
+            ClientAssertionUse.objects.create(
+                assertion_hash=digest, expires_at=datetime.datetime.fromtimestamp(expires, tz=datetime.UTC)
+            )
+    except IntegrityError as exc:
+        raise ClientAuthenticationFailed("replayed") from exc
+    # Now and then, the uses past their window go (a cheap indexed delete).
+    if secrets.randbelow(100) == 0:
+        ClientAssertionUse.objects.filter(expires_at__lt=timezone.now()).delete()

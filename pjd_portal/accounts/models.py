@@ -194,3 +194,16 @@ class DpopProofUse(models.Model):
 
     def __str__(self) -> str:
         return f"DPoP proof {self.proof_hash[:8]}"
+
+
+class ClientAssertionUse(models.Model):
+    """An API client's assertion `jti`, seen once (accounts/client_assertions.py): an
+    assertion presented again, to this instance or any other, is refused by the primary
+    key, whatever the cache does. Kept while the assertion could still be accepted (its
+    `exp` and the leeway), then deleted; only the hash of the client id and jti is stored."""
+
+    assertion_hash = models.CharField(max_length=64, primary_key=True)
+    expires_at = models.DateTimeField(db_index=True)
+
+    def __str__(self) -> str:
+        return f"client assertion {self.assertion_hash[:8]}"

@@ -315,6 +315,16 @@ API_CALL_REFUSED = EventKind(
     Balp.APPLICATION_ACTIVITY,
     frozenset({"jti", "interaction"}) | _VISIT,
 )
+# A request refused for going over a rate limit (lib/rate_limits.py): a clinician's patient
+# lookups, or an API client's calls. Nothing was looked up; which limit, and when the caller
+# may try again. The first refusal in a window is logged (a flood must not fill the log);
+# the log review's rate_limited signal reads it.
+RATE_LIMITED = EventKind(
+    "rate_limited",
+    _("Refused: too many requests"),
+    Balp.APPLICATION_ACTIVITY,
+    frozenset({"limit", "period", "retry_after", "channel", "client_id"}),
+)
 PATIENT_LOG_READ = EventKind(
     "patient_log_read",
     _("Patient's access log read"),

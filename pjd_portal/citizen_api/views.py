@@ -9,7 +9,8 @@ and organisation, never their national id or IP address; nothing of another pati
 
 The caller is the citizen portal, proved by a signed assertion (accounts/client_assertions.py);
 no cookie, no session, so no CSRF token either. Every refusal is a FHIR OperationOutcome:
-401 for anything wrong with the token, 400 for a bad request, never a 500 page. An unknown
+401 for anything wrong with the token, 400 for a bad request, 429 (with Retry-After) for a
+client over its rate limit, never a 500 page. An unknown
 patient gets an empty Bundle, the same as a patient nobody has accessed. Each authenticated
 call is audited (audit/log_reads.py) before the answer goes out.
 """
@@ -35,9 +36,10 @@ from pjd_portal.accounts.client_assertions import ClientAuthenticationFailed, au
 from pjd_portal.accounts.sessions import sessionless_view
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import AuditWriteFailed
+from pjd_portal.lib import rate_limits
 from pjd_portal.lib.replica import reading_from_replica
 from pjd_portal.logreading import fhir
-from pjd_portal.logreading.log_reads import record_log_read
+from pjd_portal.logreading.log_reads import record_client_rate_limited, record_log_read
 from pjd_portal.logreading.selectors import InvalidCursor, decode_cursor, patient_log_page
 from pjd_portal.patients.lookup import find_patient, read_national_id
 from pjd_portal.patients.national_id import InvalidNationalId, NationalId
@@ -49,6 +51,7 @@ JSON_TYPES = frozenset({"application/json", FHIR_JSON})
 MAX_COUNT = 100
 MAX_BODY_BYTES = 16 * 1024
 CHANNEL = "fhir_api"
+RATE_GROUP = "pjd.citizen_api"
 
 
 class BadRequest(Exception):
@@ -146,6 +149,9 @@ def auditevent_search(request: HttpRequest) -> HttpResponse:
         ):
             log(outcome=Outcome.DENIED, reason_code="client_not_allowed", details=audit)
             return _unauthorized()
+        refused = _rate_refusal(request, assertion.client_id)
+        if refused is not None:
+            return refused
         try:
             # The client's check above read from the primary; the patient's log may come
             # from the replica (lib/replica.py), its read logged on the primary all the same.
@@ -158,6 +164,29 @@ def auditevent_search(request: HttpRequest) -> HttpResponse:
     except AuditWriteFailed:
         # Nothing is returned that could not be logged.
         return _outcome(503, "transient", "The access log is unavailable. Try again later.")
+
+
+def _rate_refusal(request: HttpRequest, client_id: str) -> HttpResponse | None:
+    """The client's calls per minute and hour (settings.RATE_CITIZEN_API_*): over a limit,
+    a 429 OperationOutcome with Retry-After, nothing searched; the first refusal in a window
+    is logged (rate_limited)."""
+
+    limits = (
+        rate_limits.Limit(settings.RATE_CITIZEN_API_PER_MINUTE, "m"),
+        rate_limits.Limit(settings.RATE_CITIZEN_API_PER_HOUR, "h"),
+    )
+    refusal = rate_limits.count_and_check(group=RATE_GROUP, caller=client_id, limits=limits)
+    if refusal is None:
+        return None
+    if rate_limits.first_refusal(group=RATE_GROUP, caller=client_id, refusal=refusal):
+        record_client_rate_limited(actor=anonymous_actor(request), client_id=client_id, refusal=refusal)
+    response = _outcome(
+        429,
+        "throttled",
+        f"Too many calls: at most {refusal.limit.rate}. Try again in {refusal.retry_after} s.",
+    )
+    response["Retry-After"] = str(refusal.retry_after)
+    return response
 
 
 LogRead = Callable[..., object]

@@ -16,6 +16,7 @@ from uuid import UUID
 from django.contrib.auth.decorators import login_required
 from django.http import HttpRequest, HttpResponse
 from django.shortcuts import redirect, render
+from django.utils.translation import gettext
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_http_methods, require_POST
 
@@ -24,6 +25,7 @@ from pjd_portal.access.services import (
     PatientAccess,
     access_patient_by_handle,
     lookup_patient,
+    lookup_rate_refusal,
     refuse_basis_form,
     refuse_by_status,
     state_basis,
@@ -32,6 +34,7 @@ from pjd_portal.accounts.caller import caller_of
 from pjd_portal.clinic.banner import banner_of
 from pjd_portal.clinic.decorators import clinician_required
 from pjd_portal.clinic.forms import BasisForm, ElevatedBasisForm
+from pjd_portal.lib.errors import too_many_requests
 from pjd_portal.patients.forms import NO_SUCH_PATIENT, PatientLookupForm, entered_national_id
 from pjd_portal.patients.lookup import NO_SUCH_PATIENT_CODE
 
@@ -44,13 +47,32 @@ def patient_lookup(request: HttpRequest) -> HttpResponse:
     entered = entered_national_id(form)
     if entered is None:  # empty or too long: nothing looked up, nothing logged
         return render(request, "patients/lookup.html", {"form": form}, status=400)
-    result = lookup_patient(caller=caller_of(request), entered=entered)
+    caller = caller_of(request)
+    refusal = lookup_rate_refusal(caller=caller)
+    if refusal is not None:  # nothing looked up
+        return _too_many_lookups(request, refusal.retry_after)
+    result = lookup_patient(caller=caller, entered=entered)
     if result.lookup is None:
         not_found = result.error_code == NO_SUCH_PATIENT_CODE
         if not_found or not form.has_error("national_id"):  # an invalid number has the field's message
             form.add_error("national_id", NO_SUCH_PATIENT if not_found else _("No patient found."))
         return render(request, "patients/lookup.html", {"form": form}, status=404 if not_found else 400)
     return redirect("patients:basis", handle=result.lookup.handle)
+
+
+def _too_many_lookups(request: HttpRequest, retry_after: int) -> HttpResponse:
+    minutes = max(1, -(-retry_after // 60))
+    return too_many_requests(
+        request,
+        title=gettext("Too many lookups"),
+        message=gettext(
+            "You have looked up more patients in a short time than the portal allows. This "
+            "lookup was not made and nothing was changed. You can look up patients again in "
+            "about %(minutes)d min. The stop is logged and may be reviewed."
+        )
+        % {"minutes": minutes},
+        retry_after=retry_after,
+    )
 
 
 def _live(access: PatientAccess) -> bool:

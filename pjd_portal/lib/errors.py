@@ -53,6 +53,14 @@ def service_unavailable(request: HttpRequest, *, reason: str) -> HttpResponse:
     return response
 
 
+def too_many_requests(request: HttpRequest, *, title: str, message: str, retry_after: int) -> HttpResponse:
+    """A rate limit's refusal (lib/rate_limits.py): 429, and when to try again."""
+
+    response = _render(request, status=429, title=title, message=message)
+    response["Retry-After"] = str(retry_after)
+    return response
+
+
 def csrf_failure(request: HttpRequest, reason: str = "") -> HttpResponse:
     return _render(
         request,

@@ -11,8 +11,10 @@ from typing import Any
 
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.actor import Actor, PointOfCare
+from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.models import AccessEvent
 from pjd_portal.auditlog.services import record_event_committed
+from pjd_portal.lib.rate_limits import Refusal
 from pjd_portal.patients.models import Patient
 
 # A read of the log is linked to the patient, so auditors find it by patient; it is not
@@ -48,4 +50,23 @@ def record_log_read(
         ),
         actor=actor,
         where=where,
+    )
+
+
+def record_client_rate_limited(*, actor: Actor, client_id: str, refusal: Refusal) -> AccessEvent:
+    """Write (and commit) the event of an API client's call refused by its rate limit
+    (lib/rate_limits.py): which limit, when it may call again. Raises AuditWriteFailed."""
+
+    return record_event_committed(
+        events.RATE_LIMITED(
+            outcome=Outcome.DENIED,
+            reason_code="client_rate_limited",
+            limit=refusal.limit.count,
+            period=refusal.limit.period,
+            retry_after=refusal.retry_after,
+            channel="fhir_api",
+            client_id=client_id,
+        ),
+        actor=actor,
+        where=None,
     )

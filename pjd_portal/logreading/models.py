@@ -39,6 +39,7 @@ SIGNAL_FIELDS = (
     "outside_hours",
     "protected_address",
     "blocked_clinician",
+    "rate_limited",
 )
 _ABBREVIATIONS = {
     "emergency": "emerg",
@@ -50,6 +51,7 @@ _ABBREVIATIONS = {
     "outside_hours": "hours",
     "protected_address": "protected",
     "blocked_clinician": "blocked",
+    "rate_limited": "ratelim",
 }
 
 
@@ -82,6 +84,7 @@ class EventSignals(models.Model):
     outside_hours = models.BooleanField(default=False)
     protected_address = models.BooleanField(default=False)
     blocked_clinician = models.BooleanField(default=False)
+    rate_limited = models.BooleanField(default=False)
 
     class Meta:
         indexes = [

@@ -3,7 +3,8 @@
 The signals are those auditors look for (docs/audit-log.md, "Log review"): emergency
 or elevated access, no care relation, the clinician looking up themselves, a family
 member (same surname) or a colleague, many patients in a short time, unusual hours, a
-protected-address patient and attempts by a blocked clinician.
+protected-address patient, attempts by a blocked clinician and a clinician stopped by the
+lookup rate limit.
 
 Each signal is a pure function of `EventFacts`, facts already loaded with the event.
 The facts that need other rows (an earlier contact, the patient being a colleague, how
@@ -58,6 +59,7 @@ class Signal(models.TextChoices):
     OUTSIDE_HOURS = "outside_hours", _("Outside normal hours")
     PROTECTED_ADDRESS = "protected_address", _("Patient with a protected address")
     BLOCKED_CLINICIAN = "blocked_clinician", _("Attempt by a blocked clinician")
+    RATE_LIMITED = "rate_limited", _("Too many lookups in a short time")
 
 
 @dataclass(frozen=True)
@@ -123,6 +125,10 @@ def explanation(signal: str, thresholds: Thresholds) -> str:
         Signal.BLOCKED_CLINICIAN: _(
             "The patient has blocked this clinician, and the clinician still tried to access "
             "the patient's documents."
+        ),
+        Signal.RATE_LIMITED: _(
+            "The clinician looked up more patients than the portal allows in a short time and "
+            "was stopped. Check what the lookups before it were for."
         ),
     }
     values = {
@@ -220,6 +226,10 @@ def blocked_clinician(facts: EventFacts) -> bool:
     return facts.reason_code == BLOCKED_REASON_CODE
 
 
+def rate_limited(facts: EventFacts) -> bool:
+    return facts.event_type == events.RATE_LIMITED.name
+
+
 # Signals that read other rows than the event itself (the organisation's earlier
 # contact, its staff, the clinician's other accesses). They are shown only to the acting
 # organisation's own auditors: to the auditors of an organisation whose document was read
@@ -241,6 +251,7 @@ def signals_for(facts: EventFacts, thresholds: Thresholds, *, own_staff: bool = 
         Signal.OUTSIDE_HOURS: outside_hours(facts, thresholds),
         Signal.PROTECTED_ADDRESS: protected_address(facts),
         Signal.BLOCKED_CLINICIAN: blocked_clinician(facts),
+        Signal.RATE_LIMITED: rate_limited(facts),
     }
     return tuple(
         str(signal)
@@ -362,6 +373,7 @@ def signal_q(signal: str, thresholds: Thresholds, *, reviewer_orgnr: str | None 
         ),
         Signal.PROTECTED_ADDRESS: about_patient & ~Q(patient__address_protection=""),
         Signal.BLOCKED_CLINICIAN: Q(reason_code=BLOCKED_REASON_CODE),
+        Signal.RATE_LIMITED: Q(event_type=events.RATE_LIMITED.name),
     }
     q = filters[Signal(signal)]
     if reviewer_orgnr is not None and str(signal) in CONTEXT_SIGNALS:

@@ -14,6 +14,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass, field
 
 from django.conf import settings
+from django.db import connections
 
 from pjd_portal.documents.sources.base import (
     BUDGET_EXCEEDED,
@@ -72,6 +73,19 @@ def _search_one(
         return SourceFailure(client.source_id, client.name, INTERNAL_ERROR)
 
 
+def _in_pool(
+    search: functools.partial[SearchResult | SourceFailure], client: DocumentSourceClient, deadline: float
+) -> SearchResult | SourceFailure:
+    """One source's search in a pool thread. The thread's own database connections (the
+    breaker and DPoP state on the database cache, where there is no Redis) are closed when
+    it is done, not left for a thread that ends."""
+
+    try:
+        return search(client, deadline=deadline)
+    finally:
+        connections.close_all()
+
+
 def search_sources(
     clients: Sequence[DocumentSourceClient],
     patient_national_id: str,
@@ -108,7 +122,7 @@ def search_sources(
             date_from=date_from,
             document_id=document_id,
         )
-        futures = {pool.submit(search, c, deadline=deadline): i for i, c in remote}
+        futures = {pool.submit(_in_pool, search, c, deadline): i for i, c in remote}
         for i, client in enumerate(clients):
             if client.in_request_thread:
                 results[i] = search(client)

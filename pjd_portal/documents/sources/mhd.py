@@ -662,15 +662,11 @@ class MhdSourceClient:
     def _asks_for_dpop(self, response: requests.Response) -> bool:
         """A 401 that asks for DPoP (or for a new DPoP nonce): remember it, retry once."""
 
-        state = dpop.state_for(self.base_url)
-        nonce = response.headers.get("DPoP-Nonce")
-        if nonce:
-            state.nonce = nonce
+        nonce = response.headers.get("DPoP-Nonce") or None
         asks = response.status_code == 401 and "dpop" in _auth_schemes(
             response.headers.get("WWW-Authenticate", "")
         )
-        if asks:
-            state.required = True
+        dpop.remember(self.base_url, nonce=nonce, required=asks)
         return asks
 
     def _refused(self, response: requests.Response) -> SourceError:
