@@ -122,6 +122,11 @@ class GroupCommitter:
         self.commits = 0
         self.events = 0
         self._committing_since: float | None = None  # the batch being written, if any
+        # The writer thread's alone: events whose commit may or may not have happened
+        # while their request was told it failed (see the module's docstring).
+        self._in_doubt: list[AccessEvent] = []
+        # Second events to write with the next batch (nobody waits for them).
+        self._follow_ups: list[_Pending] = []
 
     def backlog_seconds(self) -> float:
         """How long the oldest event not yet answered has waited (0 when none waits): the
@@ -132,11 +137,6 @@ class GroupCommitter:
             oldest = self._queue[0].queued_at if self._queue else None
         since = [t for t in (oldest, self._committing_since) if t is not None]
         return now - min(since) if since else 0.0
-        # The writer thread's alone: events whose commit may or may not have happened
-        # while their request was told it failed (see the module's docstring).
-        self._in_doubt: list[AccessEvent] = []
-        # Second events to write with the next batch (nobody waits for them).
-        self._follow_ups: list[_Pending] = []
 
     # --- the requests' side ---------------------------------------------------------
 
