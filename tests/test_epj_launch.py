@@ -701,3 +701,25 @@ def test_one_dpop_proof_is_taken_once_across_instances(world: World, mint: Mint)
     answers = [json.loads(run.communicate(timeout=60)[0].strip().splitlines()[-1]) for run in runs]
     assert sorted(a["status"] for a in answers) == [201, 401, 401, 401]
     assert EpjLaunch.objects.count() == 1
+
+
+@pytest.mark.django_db
+def test_a_launch_over_the_clinicians_lookup_limit_looks_nobody_up(
+    world: World, mint: Mint, settings: Any
+) -> None:
+    """A lookup from the EPJ counts against the clinician's limit, as one from the form: the
+    second launch in the minute (limit 1) gets the Norwegian 429 page, no lookup is made, and
+    the refusal is one rate_limited event."""
+
+    settings.RATE_LOOKUPS_PER_MINUTE = 1
+    client = login(Client(), world.fastlege, world.gp_office)
+    code, verifier = code_for(mint, fastlege_attest(world))
+    assert start(client, code, verifier).resolver_match.view_name == "documents:list"
+    code, verifier = code_for(mint, fastlege_attest(world, decision_ref="epj-beslutning-2"))
+    refused = start(client, code, verifier)
+    assert refused.status_code == 429
+    assert refused["Retry-After"]
+    assert "For mange oppslag" in refused.content.decode()
+    assert AccessEvent.objects.filter(event_type="patient_lookup").count() == 1
+    limited = AccessEvent.objects.get(event_type="rate_limited")
+    assert limited.reason_code == "lookup_rate_limited"

@@ -23,6 +23,7 @@ from pjd_portal.access.services import (
     PatientAccess,
     access_patient_by_handle,
     lookup_patient,
+    lookup_rate_refusal,
     refuse_by_status,
     state_basis,
 )
@@ -43,6 +44,9 @@ class AttestedVisit:
     found: bool = True  # False: the register has no such patient (or the id is not one)
     # The lookup made before a refusal of the basis (the launch shows the FORHØYET step).
     lookup: PatientLookup | None = None
+    # Over the clinician's lookup limit (services.lookup_rate_refusal): seconds until the
+    # next lookup may be made; nothing was looked up.
+    retry_after: int | None = None
 
 
 def origin_of(attest: TrustAttest, *, channel: str, client_id: str) -> AttestOrigin:
@@ -119,6 +123,12 @@ def attested_visit(*, caller: Caller, attest: TrustAttest, origin: AttestOrigin)
         reused = _reused(caller, patient_id, origin) if patient_id is not None else None
         if reused is not None:
             return AttestedVisit(reused, policy.ALLOW, caller)
+    # A lookup from the EPJ counts against the clinician's limit as one from the form does
+    # (a reused attest above is no new lookup).
+    refusal = lookup_rate_refusal(caller=caller)
+    if refusal is not None:
+        decision = policy.Decision(False, "lookup_rate_limited", "Too many lookups in a short time.")
+        return AttestedVisit(None, decision, caller, retry_after=refusal.retry_after)
     found = lookup_patient(caller=caller, entered=entered, visit=origin.details())
     if found.lookup is None:
         missing = found.error_code == NO_SUCH_PATIENT_CODE or isinstance(entered, InvalidNationalId)

@@ -33,7 +33,7 @@ from pjd_portal.accounts.choice import act_for_attested_organisation
 from pjd_portal.auditlog import events
 from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
-from pjd_portal.clinic.patient_views import refused_page
+from pjd_portal.clinic.patient_views import refused_page, too_many_lookups
 
 CHANNEL = AttestChannel.EPJ_LAUNCH
 logger = logging.getLogger(__name__)
@@ -122,6 +122,8 @@ def _visit_page(request: HttpRequest, visit: AttestedVisit) -> HttpResponse:
     if visit.access is not None:
         return redirect("documents:list", handle=visit.access.lookup.handle)
     decision = visit.decision
+    if visit.retry_after is not None:
+        return too_many_lookups(request, visit.retry_after)
     if not visit.found:
         return _page(request, "no_such_patient", str(_MESSAGES["no_such_patient"]), status=404)
     if visit.lookup is not None:

@@ -50,7 +50,7 @@ def patient_lookup(request: HttpRequest) -> HttpResponse:
     caller = caller_of(request)
     refusal = lookup_rate_refusal(caller=caller)
     if refusal is not None:  # nothing looked up
-        return _too_many_lookups(request, refusal.retry_after)
+        return too_many_lookups(request, refusal.retry_after)
     result = lookup_patient(caller=caller, entered=entered)
     if result.lookup is None:
         not_found = result.error_code == NO_SUCH_PATIENT_CODE
@@ -60,7 +60,7 @@ def patient_lookup(request: HttpRequest) -> HttpResponse:
     return redirect("patients:basis", handle=result.lookup.handle)
 
 
-def _too_many_lookups(request: HttpRequest, retry_after: int) -> HttpResponse:
+def too_many_lookups(request: HttpRequest, retry_after: int) -> HttpResponse:
     minutes = max(1, -(-retry_after // 60))
     return too_many_requests(
         request,

@@ -11,7 +11,7 @@ from django.shortcuts import redirect, render
 from django.utils.translation import gettext_lazy as _
 from django.views.decorators.http import require_GET
 
-from pjd_portal.access.services import lookup_patient
+from pjd_portal.access.services import lookup_patient, lookup_rate_refusal
 from pjd_portal.accounts.audit_context import actor_of, point_of_care_of
 from pjd_portal.accounts.caller import caller_of
 from pjd_portal.auditlog import events
@@ -19,6 +19,7 @@ from pjd_portal.auditlog.events import Outcome
 from pjd_portal.auditlog.services import record_event
 from pjd_portal.clinic import smart
 from pjd_portal.clinic.decorators import clinician_required
+from pjd_portal.clinic.patient_views import too_many_lookups
 from pjd_portal.lib.redact import redact_national_ids
 from pjd_portal.patients.forms import NO_SUCH_PATIENT, PatientLookupForm
 from pjd_portal.patients.lookup import NO_SUCH_PATIENT_CODE, read_national_id
@@ -148,8 +149,12 @@ def smart_callback(request: HttpRequest) -> HttpResponse:
         national_id = smart.read_patient_national_id(ehr, tokens)
     except smart.SmartRefused as refusal:
         return _refused(request, refusal, iss=iss, client_id=ehr.client_id if ehr else "")
-    # From here on as the portal's own lookup: the same service, the same event and pages.
-    result = lookup_patient(caller=caller_of(request), entered=read_national_id(national_id))
+    # From here on as the portal's own lookup: the same limit, service, event and pages.
+    caller = caller_of(request)
+    limited = lookup_rate_refusal(caller=caller)
+    if limited is not None:  # nothing looked up
+        return too_many_lookups(request, limited.retry_after)
+    result = lookup_patient(caller=caller, entered=read_national_id(national_id))
     if result.lookup is None:
         form = PatientLookupForm({"national_id": national_id})
         not_found = result.error_code == NO_SUCH_PATIENT_CODE

@@ -231,6 +231,13 @@ def visit(request: HttpRequest, call: Authenticated) -> Visit:
     and their refusals); then may this clinician see the patient's documents at all."""
 
     visited = api_visit(token=call.token, attest=call.attest, request=request)
+    if visited.retry_after is not None:
+        raise Refusal(
+            429,
+            "throttled",
+            "Too many patient lookups by this clinician in a short time; nothing was looked up.",
+            headers={"Retry-After": str(visited.retry_after)},
+        )
     if not visited.found:
         raise Refusal(404, "not-found", PATIENT_NOT_FOUND)
     if visited.access is None or visited.caller is None or not visited.decision:

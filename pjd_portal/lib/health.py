@@ -1,7 +1,8 @@
 """/healthz and /readyz: what a load balancer and an orchestrator ask.
 
-/healthz: the process is up and answers (nothing else is touched: no database, no cache),
-so that a database outage does not get every instance restarted. /readyz: this instance can
+/healthz: the process is up and answers (nothing else is touched: no database, no cache,
+for a probe without cookies, as probes are; a request with a session cookie has its
+session read by the middleware before this view), so that a database outage does not get every instance restarted. /readyz: this instance can
 serve now: the database answers, the shared cache answers, and the access log's writer can
 write (its table answers; the group writer holds no event past the write timeout). A 503
 names what failed, and nothing more (no host, no error text: those go to the log).
