@@ -80,6 +80,19 @@ _ERRORS: JSON = {
         "No such patient (or not the attest's), or no such document (not allowed looks the same)."
     ),
     "405": _outcome("Another method."),
+    "429": {
+        **_outcome(
+            "The clinician has looked up more patients in a short time than the portal allows "
+            "(the same limit as the portal's own lookup form): nothing was looked up."
+        ),
+        "headers": {
+            **_NONCE_HEADER,
+            "Retry-After": {
+                "description": "Seconds until a lookup may be made.",
+                "schema": {"type": "integer"},
+            },
+        },
+    },
     "503": _outcome("The access log or the identity provider is unavailable: nothing was shown."),
 }
 
